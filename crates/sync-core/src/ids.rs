@@ -1,0 +1,327 @@
+//! Validated names: entity names, record ids and operation ids.
+//!
+//! Entity names and record ids travel into SQLite keys, URLs and logs, so
+//! they are checked once, at the edge, and carried as newtypes afterwards.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+
+/// The longest entity name or record id accepted, in UTF-8 bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Checks the rules shared by [`EntityName`] and [`RecordId`].
+fn validate_name(what: &'static str, value: &str) -> Result<(), ValidationError> {
+    if value.is_empty() {
+        return Err(ValidationError::Empty { what });
+    }
+    if value.len() > MAX_NAME_BYTES {
+        return Err(ValidationError::TooLong {
+            what,
+            len: value.len(),
+            max: MAX_NAME_BYTES,
+        });
+    }
+    if let Some((position, c)) = value.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(ValidationError::ControlCharacter {
+            what,
+            position,
+            code: u32::from(c),
+        });
+    }
+    Ok(())
+}
+
+macro_rules! validated_name {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates `value` and wraps it.
+            ///
+            /// # Errors
+            /// [`ValidationError`] when the value is empty, longer than
+            #[doc = concat!("[`MAX_NAME_BYTES`] bytes, or contains a control character (NUL included).")]
+            pub fn new(value: impl Into<String>) -> Result<Self, ValidationError> {
+                let value = value.into();
+                validate_name($what, &value)?;
+                Ok(Self(value))
+            }
+
+            /// The name as a string slice.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// Gives back the owned string.
+            #[must_use]
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ValidationError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::new(value)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = ValidationError;
+            fn try_from(value: &str) -> Result<Self, Self::Error> {
+                Self::new(value)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ValidationError;
+            fn from_str(value: &str) -> Result<Self, Self::Err> {
+                Self::new(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+validated_name!(
+    /// The name of a collection of records, such as `tasks` or `customers`.
+    ///
+    /// Rules: 1 to [`MAX_NAME_BYTES`] bytes of UTF-8, no control characters
+    /// (this includes NUL, DEL and the C1 range). Anything else is allowed:
+    /// the HTTP adapter percent-encodes names, so `/` or `?` cannot escape
+    /// their path segment.
+    EntityName,
+    "entity name"
+);
+
+validated_name!(
+    /// The id of one record inside an entity, chosen by the app.
+    ///
+    /// Same rules as [`EntityName`]: 1 to [`MAX_NAME_BYTES`] bytes of UTF-8
+    /// and no control characters. Numbers are ids too: `RecordId::from(42u64)`.
+    RecordId,
+    "record id"
+);
+
+impl From<u64> for RecordId {
+    fn from(value: u64) -> Self {
+        // A decimal number is never empty, never long and has no control
+        // characters, so it needs no validation.
+        Self(value.to_string())
+    }
+}
+
+/// The identity of one local change, sent as the `Idempotency-Key` header.
+///
+/// A new id is generated for every local change; retries of the same change
+/// reuse it, so a server that honours the header applies each change once.
+/// Ids are random UUID v4 strings when generated here; ids read back from a
+/// store may be any 1 to 128 visible ASCII characters.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OperationId(String);
+
+impl OperationId {
+    /// The longest accepted operation id, in bytes.
+    pub const MAX_BYTES: usize = 128;
+
+    /// A fresh random id (UUID v4).
+    #[must_use]
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Validates an id read from storage or supplied by the app.
+    ///
+    /// # Errors
+    /// [`ValidationError::InvalidOperationId`] unless `value` is 1 to
+    /// [`Self::MAX_BYTES`] visible ASCII characters (it becomes an HTTP header value).
+    pub fn new(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into();
+        let valid = !value.is_empty()
+            && value.len() <= Self::MAX_BYTES
+            && value.bytes().all(|b| b.is_ascii_graphic());
+        if valid {
+            Ok(Self(value))
+        } else {
+            Err(ValidationError::InvalidOperationId)
+        }
+    }
+
+    /// The id as a string slice.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for OperationId {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<OperationId> for String {
+    fn from(value: OperationId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for OperationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for OperationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// The key of one record: its entity and its id.
+///
+/// Records of different entities never collide, even with equal ids.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct RecordKey {
+    /// The collection the record belongs to.
+    pub entity: EntityName,
+    /// The record's id inside its collection.
+    pub id: RecordId,
+}
+
+impl RecordKey {
+    /// Pairs an entity and an id.
+    #[must_use]
+    pub fn new(entity: EntityName, id: RecordId) -> Self {
+        Self { entity, id }
+    }
+}
+
+impl fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.entity, self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_and_unicode_names() {
+        for ok in ["tasks", "a", "Ünïcödé", "with space", "../x", "a/b?c#d%e"] {
+            assert_eq!(EntityName::new(ok).unwrap().as_str(), ok);
+            assert_eq!(RecordId::new(ok).unwrap().as_str(), ok);
+        }
+        let longest = "x".repeat(MAX_NAME_BYTES);
+        assert!(RecordId::new(longest).is_ok());
+    }
+
+    #[test]
+    fn rejects_empty() {
+        assert_eq!(
+            EntityName::new(""),
+            Err(ValidationError::Empty { what: "entity name" })
+        );
+        assert_eq!(
+            RecordId::new(""),
+            Err(ValidationError::Empty { what: "record id" })
+        );
+    }
+
+    #[test]
+    fn rejects_over_long_counting_bytes_not_chars() {
+        // 129 two-byte characters: 258 bytes.
+        let long = "é".repeat(129);
+        assert_eq!(
+            RecordId::new(long),
+            Err(ValidationError::TooLong {
+                what: "record id",
+                len: 258,
+                max: MAX_NAME_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_nul_and_control_characters_with_position() {
+        for (input, position, code) in [
+            ("a\0b", 1, 0),
+            ("\nabc", 0, 10),
+            ("ab\u{7f}", 2, 0x7f),
+            ("é\u{85}", 2, 0x85),
+        ] {
+            assert_eq!(
+                EntityName::new(input),
+                Err(ValidationError::ControlCharacter {
+                    what: "entity name",
+                    position,
+                    code
+                }),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn serde_round_trip_validates() {
+        let id = RecordId::new("42").unwrap();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"42\"");
+        assert_eq!(serde_json::from_str::<RecordId>(&json).unwrap(), id);
+        let err = serde_json::from_str::<EntityName>("\"\"").unwrap_err();
+        assert!(err.to_string().contains("must not be empty"), "{err}");
+    }
+
+    #[test]
+    fn numeric_ids_and_keys() {
+        assert_eq!(RecordId::from(7u64).as_str(), "7");
+        let key = RecordKey::new(EntityName::new("tasks").unwrap(), RecordId::from(7u64));
+        assert_eq!(key.to_string(), "tasks/7");
+    }
+
+    #[test]
+    fn operation_ids_are_unique_and_header_safe() {
+        let a = OperationId::generate();
+        let b = OperationId::generate();
+        assert_ne!(a, b);
+        assert_eq!(OperationId::new(a.as_str()).unwrap(), a);
+        for bad in ["", "has space", "tab\t", "ü"] {
+            assert_eq!(OperationId::new(bad), Err(ValidationError::InvalidOperationId));
+        }
+        assert!(OperationId::new("k".repeat(129)).is_err());
+    }
+}

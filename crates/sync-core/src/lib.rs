@@ -1,0 +1,40 @@
+//! The pure core of the offline sync engine.
+//!
+//! This crate holds what every layer agrees on, and does no I/O:
+//! - the models ([`SyncQueueItem`], [`LocalRecord`], [`SyncOperation`],
+//!   [`SyncStatus`]) and validated names ([`EntityName`], [`RecordId`]);
+//! - the queue-coalescing state machine ([`coalesce`]) and the attempt
+//!   transitions ([`attempt`]), as pure functions: facts in, decisions out;
+//! - conflict resolvers ([`conflict`]) and the retry policy ([`retry`]);
+//! - the seams between layers ([`SyncApiAdapter`], [`SyncStore`],
+//!   [`ConnectivityMonitor`]) and the errors they return.
+//!
+//! The rule everything here serves: **after the queue drains, the server
+//! holds exactly the last local state**, whatever earlier attempts did or
+//! did not reach it.
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod attempt;
+pub mod clock;
+pub mod coalesce;
+pub mod conflict;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod retry;
+pub mod seams;
+
+pub use attempt::{AttemptOutcome, AttemptTicket, SendPlan};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use conflict::{ConflictResolver, FnResolver, LastWriteWins, LocalWins, RemoteWins};
+pub use error::{ApiError, Error, ErrorKind, ResolveError, StoreError, StoreErrorKind, ValidationError};
+pub use ids::{EntityName, MAX_NAME_BYTES, OperationId, RecordId, RecordKey};
+pub use model::{
+    DEFAULT_MAX_PAYLOAD_BYTES, JsonObject, LocalChange, LocalRecord, SyncOperation, SyncQueueItem, SyncStatus,
+};
+pub use retry::{Backoff, RetryPolicy, RetrySchedule};
+pub use seams::{
+    BoxStream, ConnectivityMonitor, FinishResult, FinishedAttempt, QueueCounts, SavedChange, StoreEvent,
+    SyncApiAdapter, SyncStore,
+};

@@ -1,0 +1,205 @@
+//! The traits between layers: the API adapter (implemented by `sync-net`),
+//! the store (implemented by `sync-store-sqlite`) and the connectivity
+//! monitor (implemented by `sync-net`). The engine depends only on these,
+//! so any layer can be replaced by the app's own implementation or a fake.
+//!
+//! All three are object-safe: the engine holds them as `Arc<dyn Trait>`.
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use futures_core::Stream;
+
+use crate::attempt::{AttemptOutcome, AttemptTicket};
+use crate::clock::Timestamp;
+use crate::error::{ApiError, StoreError};
+use crate::ids::{EntityName, OperationId, RecordId, RecordKey};
+use crate::model::{JsonObject, LocalChange, LocalRecord, SyncQueueItem};
+
+/// A `Send` stream that owns its state.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send + 'static>>;
+
+/// The app's server, as the engine sees it.
+///
+/// Each method sends one operation. `operation_id` is stable across
+/// retries of one local change, so implementations should pass it as an
+/// idempotency key. Errors must be classified ([`crate::ErrorKind`]): the
+/// engine retries transient ones, parks permanent ones and resolves
+/// conflicts.
+#[async_trait]
+pub trait SyncApiAdapter: Send + Sync {
+    /// Creates the record; returns the server's copy if it sent one.
+    async fn create(
+        &self,
+        entity: &EntityName,
+        id: &RecordId,
+        data: &JsonObject,
+        operation_id: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError>;
+
+    /// Replaces the record; returns the server's copy if it sent one.
+    async fn update(
+        &self,
+        entity: &EntityName,
+        id: &RecordId,
+        data: &JsonObject,
+        operation_id: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError>;
+
+    /// Deletes the record. A record that is already gone counts as deleted.
+    async fn delete(
+        &self,
+        entity: &EntityName,
+        id: &RecordId,
+        operation_id: &OperationId,
+    ) -> Result<(), ApiError>;
+
+    /// Fetches the server's copy; `None` when the server has no such record.
+    async fn fetch_remote(&self, entity: &EntityName, id: &RecordId) -> Result<Option<JsonObject>, ApiError>;
+}
+
+/// Whether real internet (or the app's API) is reachable.
+#[async_trait]
+pub trait ConnectivityMonitor: Send + Sync {
+    /// Probes now.
+    async fn is_connected(&self) -> bool;
+
+    /// Online/offline transitions, without repeats. The stream ends when the
+    /// monitor is dropped or closed.
+    fn changes(&self) -> BoxStream<bool>;
+}
+
+/// A change inside a store, for watch streams.
+///
+/// Each event describes one row after the change, so its cost does not grow
+/// with the size of the queue or the collection.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreEvent {
+    /// A local document was written or removed.
+    Record {
+        /// Which record.
+        key: RecordKey,
+        /// The document after the change; `None` when removed.
+        record: Option<LocalRecord>,
+    },
+    /// A queue item was written or removed.
+    QueueItem {
+        /// Which record.
+        key: RecordKey,
+        /// The item after the change; `None` when removed.
+        item: Option<SyncQueueItem>,
+    },
+    /// Every synced item was removed by `clear_synced`.
+    SyncedCleared,
+    /// This subscriber fell behind and missed events: re-read what it shows.
+    Lagged,
+}
+
+/// The result of one save.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedChange {
+    /// The record's queue item after the save; `None` when nothing is left
+    /// to send (a create never sent and then deleted).
+    pub item: Option<SyncQueueItem>,
+    /// The local document after the save; `None` after a delete.
+    pub record: Option<LocalRecord>,
+}
+
+/// An attempt's ticket with its outcome, for [`SyncStore::finish_attempts`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedAttempt {
+    /// The ticket from [`SyncStore::claim_ready`].
+    pub ticket: AttemptTicket,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+}
+
+/// Whether an outcome landed on the version it was started for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishResult {
+    /// The item was unchanged since the claim: the outcome applied in full.
+    Current,
+    /// A newer local change (or a recovery) superseded the attempt; the
+    /// newer change was kept.
+    Stale,
+}
+
+/// Counts of queue items by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Items waiting to be sent.
+    pub pending: u64,
+    /// Items being sent.
+    pub syncing: u64,
+    /// Items the server accepted.
+    pub synced: u64,
+    /// Items whose last attempt failed.
+    pub failed: u64,
+}
+
+/// Durable local documents and the sync queue.
+///
+/// Every method is atomic: it either applies fully or returns an error and
+/// changes nothing. Saves apply [`crate::coalesce::plan_save`]; attempt
+/// transitions apply [`crate::attempt`]'s compare-and-set rules.
+#[async_trait]
+pub trait SyncStore: Send + Sync {
+    /// Saves one change: local document and queue item in one transaction.
+    async fn save(&self, change: LocalChange, now: Timestamp) -> Result<SavedChange, StoreError>;
+
+    /// Saves many changes in one transaction, in order: all or none.
+    async fn save_batch(
+        &self,
+        changes: Vec<LocalChange>,
+        now: Timestamp,
+    ) -> Result<Vec<SavedChange>, StoreError>;
+
+    /// One local document.
+    async fn record(&self, key: &RecordKey) -> Result<Option<LocalRecord>, StoreError>;
+
+    /// All local documents of an entity, most recently updated first.
+    async fn records(&self, entity: &EntityName) -> Result<Vec<LocalRecord>, StoreError>;
+
+    /// One record's queue item.
+    async fn queue_item(&self, key: &RecordKey) -> Result<Option<SyncQueueItem>, StoreError>;
+
+    /// The whole queue in `created_at` order.
+    async fn queue(&self) -> Result<Vec<SyncQueueItem>, StoreError>;
+
+    /// Queue items by status.
+    async fn counts(&self) -> Result<QueueCounts, StoreError>;
+
+    /// Claims up to `limit` items ready at `now`, oldest first: each becomes
+    /// `syncing` and in flight until its outcome is reported.
+    async fn claim_ready(&self, now: Timestamp, limit: usize) -> Result<Vec<AttemptTicket>, StoreError>;
+
+    /// Applies outcomes (compare-and-set on each item's version) in one
+    /// transaction; one result per attempt, in order.
+    async fn finish_attempts(
+        &self,
+        finished: Vec<FinishedAttempt>,
+        now: Timestamp,
+    ) -> Result<Vec<FinishResult>, StoreError>;
+
+    /// Recovers items left in flight by a stopped process: they become
+    /// eligible and are flagged as possibly applied. Returns how many.
+    async fn recover_interrupted(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Starts a new pass: failed items waiting out a backoff become eligible
+    /// now (`Retry-After` still holds; parked items stay parked).
+    async fn rearm_failed(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Makes one failed item (parked or not) eligible now. Returns whether
+    /// there was such an item.
+    async fn retry(&self, key: &RecordKey, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Makes every failed item eligible now. Returns how many.
+    async fn retry_failed(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Removes every synced queue item. Returns how many.
+    async fn clear_synced(&self) -> Result<u64, StoreError>;
+
+    /// Item-level change events from now on.
+    fn subscribe(&self) -> BoxStream<StoreEvent>;
+}
