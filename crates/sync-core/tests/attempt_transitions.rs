@@ -1,0 +1,349 @@
+//! Named tests for the attempt transitions in `docs/queue-state-machine.md`:
+//! claim, outcome (compare-and-set on the version), recovery and re-arming.
+
+use serde_json::json;
+use sync_core::attempt::{
+    AttemptOutcome, SendPlan, begin_attempt, finish_attempt, rearm_for_pass, recover_interrupted, retry_now,
+};
+use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
+use sync_core::{
+    AttemptTicket, ErrorKind, JsonObject, LocalChange, SyncOperation, SyncQueueItem, SyncStatus, Timestamp,
+};
+
+const T0: Timestamp = Timestamp::from_millis(1_000);
+const T1: Timestamp = Timestamp::from_millis(2_000);
+const T2: Timestamp = Timestamp::from_millis(3_000);
+
+fn object(title: &str) -> JsonObject {
+    sync_core::model::payload_from_value(json!({ "title": title })).unwrap()
+}
+
+/// A fresh queue item for `operation`, as a save on an empty store makes it.
+fn saved(operation: SyncOperation, title: &str) -> SyncQueueItem {
+    let local_exists = operation != SyncOperation::Create;
+    let change = LocalChange::new("tasks", "1", json!({ "title": title }), operation).unwrap();
+    match plan_save(None, local_exists, change, SaveContext::at(T0)).queue {
+        QueueWrite::Put(item) => item,
+        other => panic!("expected an item, got {other:?}"),
+    }
+}
+
+/// Saves a newer change on top of `item`.
+fn save_on(item: &SyncQueueItem, operation: SyncOperation, title: &str) -> SyncQueueItem {
+    let change = LocalChange::new("tasks", "1", json!({ "title": title }), operation).unwrap();
+    match plan_save(Some(item), true, change, SaveContext::at(T1)).queue {
+        QueueWrite::Put(item) => item,
+        other => panic!("expected an item, got {other:?}"),
+    }
+}
+
+fn claim(item: &SyncQueueItem) -> (SyncQueueItem, AttemptTicket) {
+    begin_attempt(item, T0).expect("item should be ready")
+}
+
+fn put(queue: QueueWrite) -> SyncQueueItem {
+    match queue {
+        QueueWrite::Put(item) => item,
+        other => panic!("expected a queue write, got {other:?}"),
+    }
+}
+
+fn failed(kind: ErrorKind, possibly_applied: bool) -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        kind,
+        message: "HTTP 503 Service Unavailable".into(),
+        possibly_applied,
+        next_attempt_at: Some(T2),
+        not_before: None,
+    }
+}
+
+fn applied(data: Option<JsonObject>) -> AttemptOutcome {
+    AttemptOutcome::Applied {
+        replace_local_with: data,
+    }
+}
+
+#[test]
+fn claim_marks_syncing_in_flight_and_copies_what_to_send() {
+    let item = saved(SyncOperation::Create, "a");
+    let (claimed, ticket) = claim(&item);
+    assert_eq!((claimed.status, claimed.in_flight), (SyncStatus::Syncing, true));
+    assert_eq!(ticket.version, item.version);
+    assert_eq!(ticket.operation_id, item.operation_id);
+    assert_eq!(ticket.payload, object("a"));
+    assert_eq!(ticket.plan, SendPlan::Create);
+}
+
+#[test]
+fn claim_refuses_items_not_ready() {
+    let item = saved(SyncOperation::Create, "a");
+    let (claimed, _) = claim(&item);
+    assert!(begin_attempt(&claimed, T0).is_none(), "in flight");
+    let mut later = item.clone();
+    later.next_attempt_at = Some(T2);
+    assert!(begin_attempt(&later, T1).is_none(), "backoff not over");
+    let mut parked = item.clone();
+    parked.next_attempt_at = None;
+    assert!(begin_attempt(&parked, T2).is_none(), "parked");
+    let mut throttled = item;
+    throttled.not_before = Some(T2);
+    assert!(begin_attempt(&throttled, T1).is_none(), "Retry-After not over");
+}
+
+#[test]
+fn send_plan_follows_operation_and_uncertainty() {
+    assert_eq!(SendPlan::for_item(SyncOperation::Create, false), SendPlan::Create);
+    assert_eq!(
+        SendPlan::for_item(SyncOperation::Create, true),
+        SendPlan::CreateIfAbsent
+    );
+    assert_eq!(SendPlan::for_item(SyncOperation::Update, true), SendPlan::Update);
+    assert_eq!(SendPlan::for_item(SyncOperation::Delete, true), SendPlan::Delete);
+}
+
+#[test]
+fn applied_current_version_becomes_synced_and_takes_server_data() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Create, "a"));
+    let plan = finish_attempt(Some(&claimed), &ticket, &applied(Some(object("server"))), T1);
+    assert!(!plan.stale);
+    assert_eq!(plan.document, Some(DocumentWrite::Upsert(object("server"))));
+    let after = put(plan.queue);
+    assert_eq!(
+        (after.status, after.in_flight, after.possibly_applied),
+        (SyncStatus::Synced, false, false)
+    );
+    assert_eq!(after.next_attempt_at, None);
+}
+
+#[test]
+fn applied_without_data_leaves_the_local_document() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Update, "a"));
+    let plan = finish_attempt(Some(&claimed), &ticket, &applied(None), T1);
+    assert_eq!(plan.document, None);
+    assert_eq!(put(plan.queue).status, SyncStatus::Synced);
+}
+
+#[test]
+fn applied_delete_never_writes_a_document() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Delete, "a"));
+    let plan = finish_attempt(Some(&claimed), &ticket, &applied(Some(object("echo"))), T1);
+    assert_eq!(plan.document, None);
+    assert_eq!(put(plan.queue).status, SyncStatus::Synced);
+}
+
+#[test]
+fn applied_clears_the_last_error_but_keeps_the_failure_count() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Update, "a"));
+    let after_failure =
+        put(finish_attempt(Some(&claimed), &ticket, &failed(ErrorKind::Transient, false), T1).queue);
+    let mut retry = after_failure.clone();
+    retry.next_attempt_at = Some(T0);
+    let (claimed, ticket) = claim(&retry);
+    let after = put(finish_attempt(Some(&claimed), &ticket, &applied(None), T2).queue);
+    assert_eq!(
+        (after.last_error, after.last_error_kind, after.retry_count),
+        (None, None, 1)
+    );
+}
+
+#[test]
+fn failed_current_version_counts_a_failure_and_schedules_the_retry() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Update, "a"));
+    let plan = finish_attempt(Some(&claimed), &ticket, &failed(ErrorKind::Transient, true), T1);
+    assert!(!plan.stale);
+    assert_eq!(plan.document, None);
+    let after = put(plan.queue);
+    assert_eq!(
+        (after.status, after.in_flight, after.retry_count),
+        (SyncStatus::Failed, false, 1)
+    );
+    assert_eq!(after.last_error.as_deref(), Some("HTTP 503 Service Unavailable"));
+    assert_eq!(after.last_error_kind, Some(ErrorKind::Transient));
+    assert_eq!(after.next_attempt_at, Some(T2));
+    assert!(after.possibly_applied);
+    assert_eq!(
+        after.payload,
+        object("a"),
+        "the payload is never touched by a failure"
+    );
+}
+
+#[test]
+fn failed_create_that_may_have_applied_checks_before_the_next_post() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Create, "a"));
+    let mut after =
+        put(finish_attempt(Some(&claimed), &ticket, &failed(ErrorKind::Transient, true), T1).queue);
+    after.next_attempt_at = Some(T0);
+    let (_, retry) = claim(&after);
+    assert_eq!(retry.plan, SendPlan::CreateIfAbsent);
+    assert_eq!(
+        retry.operation_id, ticket.operation_id,
+        "retries reuse the idempotency key"
+    );
+}
+
+#[test]
+fn released_goes_back_to_pending_without_using_an_attempt() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Create, "a"));
+    let outcome = AttemptOutcome::Released {
+        possibly_applied: false,
+    };
+    let after = put(finish_attempt(Some(&claimed), &ticket, &outcome, T1).queue);
+    assert_eq!(
+        (after.status, after.retry_count, after.in_flight),
+        (SyncStatus::Pending, 0, false)
+    );
+    assert_eq!((after.last_error, after.possibly_applied), (None, false));
+    assert_eq!(after.next_attempt_at, Some(T1));
+}
+
+#[test]
+fn released_after_the_request_left_flags_possibly_applied() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Create, "a"));
+    let outcome = AttemptOutcome::Released {
+        possibly_applied: true,
+    };
+    let after = put(finish_attempt(Some(&claimed), &ticket, &outcome, T1).queue);
+    assert!(after.possibly_applied);
+}
+
+/// Reference data-loss cell (2): an older attempt's failure must not write
+/// its stale payload over a newer local change.
+#[test]
+fn stale_failure_keeps_the_newer_change() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Update, "old"));
+    let newer = save_on(&claimed, SyncOperation::Update, "new");
+    let plan = finish_attempt(Some(&newer), &ticket, &failed(ErrorKind::Transient, true), T2);
+    assert!(plan.stale);
+    assert_eq!(plan.document, None);
+    let after = put(plan.queue);
+    assert_eq!(after.payload, object("new"));
+    assert_eq!(
+        (after.status, after.version, after.in_flight),
+        (SyncStatus::Pending, newer.version, false)
+    );
+    assert_eq!(
+        after.retry_count, 0,
+        "the old change's failure is not the new change's"
+    );
+    assert!(after.is_ready(T2));
+}
+
+#[test]
+fn stale_success_keeps_the_newer_change_and_its_document() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Update, "old"));
+    let newer = save_on(&claimed, SyncOperation::Update, "new");
+    let plan = finish_attempt(Some(&newer), &ticket, &applied(Some(object("server-old"))), T2);
+    assert!(plan.stale);
+    assert_eq!(
+        plan.document, None,
+        "the server's echo of the old change is not written"
+    );
+    let after = put(plan.queue);
+    assert_eq!(
+        (after.operation, after.payload.clone()),
+        (SyncOperation::Update, object("new"))
+    );
+    assert_eq!(after.status, SyncStatus::Pending);
+}
+
+#[test]
+fn stale_success_of_a_create_turns_the_checked_create_into_an_update() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Create, "old"));
+    let newer = save_on(&claimed, SyncOperation::Update, "new");
+    assert_eq!(
+        (newer.operation, newer.possibly_applied),
+        (SyncOperation::Create, true)
+    );
+    let after = put(finish_attempt(Some(&newer), &ticket, &applied(None), T2).queue);
+    assert_eq!(
+        (after.operation, after.possibly_applied),
+        (SyncOperation::Update, false)
+    );
+}
+
+#[test]
+fn stale_success_of_a_delete_turns_the_checked_create_into_a_plain_create() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Delete, "gone"));
+    let newer = save_on(&claimed, SyncOperation::Create, "again");
+    assert_eq!(
+        (newer.operation, newer.possibly_applied),
+        (SyncOperation::Create, true)
+    );
+    let after = put(finish_attempt(Some(&newer), &ticket, &applied(None), T2).queue);
+    assert_eq!(
+        (after.operation, after.possibly_applied),
+        (SyncOperation::Create, false)
+    );
+}
+
+#[test]
+fn stale_success_of_a_delete_makes_a_repeated_delete_synced() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Delete, "gone"));
+    let newer = save_on(&claimed, SyncOperation::Delete, "gone again");
+    let after = put(finish_attempt(Some(&newer), &ticket, &applied(None), T2).queue);
+    assert_eq!((after.status, after.in_flight), (SyncStatus::Synced, false));
+}
+
+#[test]
+fn outcome_for_an_item_no_longer_in_flight_changes_nothing() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Create, "a"));
+    let recovered = recover_interrupted(&claimed, T1).unwrap();
+    let plan = finish_attempt(Some(&recovered), &ticket, &applied(Some(object("late"))), T2);
+    assert_eq!(
+        (plan.queue, plan.document, plan.stale),
+        (QueueWrite::Keep, None, true)
+    );
+    let gone = finish_attempt(None, &ticket, &applied(None), T2);
+    assert_eq!(gone.queue, QueueWrite::Keep);
+}
+
+#[test]
+fn recovery_makes_interrupted_items_eligible_and_uncertain() {
+    let (claimed, _) = claim(&saved(SyncOperation::Create, "a"));
+    let recovered = recover_interrupted(&claimed, T1).unwrap();
+    assert_eq!(
+        (recovered.status, recovered.in_flight),
+        (SyncStatus::Pending, false)
+    );
+    assert!(recovered.possibly_applied);
+    assert!(recovered.is_ready(T1));
+    assert_eq!(
+        begin_attempt(&recovered, T1).unwrap().1.plan,
+        SendPlan::CreateIfAbsent
+    );
+    assert!(
+        recover_interrupted(&recovered, T2).is_none(),
+        "nothing to recover twice"
+    );
+}
+
+#[test]
+fn new_pass_rearms_backoff_but_not_parked_items_or_retry_after() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Update, "a"));
+    let waiting =
+        put(finish_attempt(Some(&claimed), &ticket, &failed(ErrorKind::Transient, false), T1).queue);
+    let rearmed = rearm_for_pass(&waiting, T1).unwrap();
+    assert!(rearmed.is_ready(T1));
+
+    let mut throttled = waiting.clone();
+    throttled.not_before = Some(T2);
+    assert!(
+        !rearm_for_pass(&throttled, T1).unwrap().is_ready(T1),
+        "Retry-After holds"
+    );
+
+    let mut parked = waiting.clone();
+    parked.last_error_kind = Some(ErrorKind::Permanent);
+    parked.next_attempt_at = None;
+    assert!(rearm_for_pass(&parked, T1).is_none());
+    assert!(
+        retry_now(&parked, T1).unwrap().is_ready(T1),
+        "the app can retry a parked item"
+    );
+
+    let pending = saved(SyncOperation::Update, "b");
+    assert!(rearm_for_pass(&pending, T1).is_none());
+    assert!(retry_now(&pending, T1).is_none());
+}
