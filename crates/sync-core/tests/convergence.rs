@@ -1,0 +1,352 @@
+//! Property test: random interleavings of local saves, attempts, lost
+//! responses, failures, releases and crashes, against a simulated server,
+//! always converge to the last local state once the queue drains, with no
+//! duplicate create and no update of a record the server lacks.
+//!
+//! The simulated server honours idempotency keys (a replayed key has no
+//! effect), as the reference server does.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use serde_json::json;
+use sync_core::attempt::{
+    AttemptOutcome, SendPlan, begin_attempt, finish_attempt, rearm_for_pass, recover_interrupted, retry_now,
+};
+use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
+use sync_core::{
+    AttemptTicket, ErrorKind, JsonObject, LocalChange, OperationId, SyncOperation, SyncQueueItem, SyncStatus,
+    Timestamp,
+};
+
+const KEYS: u8 = 3;
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// The app saves a change; `choice` picks an operation that fits the
+    /// local state (create or delete when absent, any when present).
+    Save { key: u8, choice: u8 },
+    /// The engine claims the record's item, if it is ready.
+    Begin { key: u8 },
+    /// An attempt in flight ends.
+    Finish { slot: usize, how: Ending },
+    /// The server receives an in-flight request now; its response comes later.
+    Arrive { slot: usize },
+    /// A new sync pass starts.
+    NewPass,
+    /// The process dies: each request in flight reached the server or not.
+    Crash { reached: Vec<bool> },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Success { echo: bool },
+    LostResponse,
+    TransientNotApplied,
+    Offline,
+    Permanent,
+    Conflict,
+    ReleasedBeforeSending,
+    ReleasedAfterSending,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let ending = prop_oneof![
+        any::<bool>().prop_map(|echo| Ending::Success { echo }),
+        Just(Ending::LostResponse),
+        Just(Ending::TransientNotApplied),
+        Just(Ending::Offline),
+        Just(Ending::Permanent),
+        Just(Ending::Conflict),
+        Just(Ending::ReleasedBeforeSending),
+        Just(Ending::ReleasedAfterSending),
+    ];
+    prop_oneof![
+        4 => (0..KEYS, 0..3u8).prop_map(|(key, choice)| Step::Save { key, choice }),
+        4 => (0..KEYS).prop_map(|key| Step::Begin { key }),
+        4 => (0..4usize, ending).prop_map(|(slot, how)| Step::Finish { slot, how }),
+        1 => (0..4usize).prop_map(|slot| Step::Arrive { slot }),
+        1 => Just(Step::NewPass),
+        1 => proptest::collection::vec(any::<bool>(), 4).prop_map(|reached| Step::Crash { reached }),
+    ]
+}
+
+struct InFlight {
+    ticket: AttemptTicket,
+    /// Whether the server has already received (and applied) the request.
+    arrived: bool,
+}
+
+#[derive(Default)]
+struct Server {
+    records: BTreeMap<u8, JsonObject>,
+    applied_keys: BTreeSet<OperationId>,
+    violations: Vec<String>,
+}
+
+impl Server {
+    /// Applies one request the way an idempotency-honouring REST server does.
+    fn receive(&mut self, key: u8, ticket: &AttemptTicket) {
+        if !self.applied_keys.insert(ticket.operation_id.clone()) {
+            return; // A replay: already applied once.
+        }
+        let exists = self.records.contains_key(&key);
+        match ticket.plan {
+            SendPlan::Create if exists => self.violations.push(format!("duplicate create of record {key}")),
+            SendPlan::Update if !exists => self.violations.push(format!("update of missing record {key}")),
+            SendPlan::Create | SendPlan::Update | SendPlan::CreateIfAbsent => {
+                self.records.insert(key, ticket.payload.clone());
+            }
+            SendPlan::Delete => {
+                self.records.remove(&key);
+            }
+        }
+    }
+}
+
+struct World {
+    now: i64,
+    queue: BTreeMap<u8, SyncQueueItem>,
+    documents: BTreeMap<u8, JsonObject>,
+    in_flight: Vec<InFlight>,
+    server: Server,
+    counter: u64,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            now: 1_000,
+            queue: BTreeMap::new(),
+            documents: BTreeMap::new(),
+            in_flight: Vec::new(),
+            server: Server::default(),
+            counter: 0,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.now)
+    }
+
+    fn key_of(ticket: &AttemptTicket) -> u8 {
+        ticket.key.id.as_str().parse().expect("ids are small numbers")
+    }
+
+    fn apply_queue(&mut self, key: u8, write: QueueWrite) {
+        match write {
+            QueueWrite::Put(item) => {
+                self.queue.insert(key, item);
+            }
+            QueueWrite::Remove => {
+                self.queue.remove(&key);
+            }
+            QueueWrite::Keep => {}
+        }
+    }
+
+    fn apply_document(&mut self, key: u8, write: DocumentWrite) {
+        match write {
+            DocumentWrite::Upsert(data) => {
+                self.documents.insert(key, data);
+            }
+            DocumentWrite::Remove => {
+                self.documents.remove(&key);
+            }
+        }
+    }
+
+    fn save(&mut self, key: u8, choice: u8) {
+        let exists = self.documents.contains_key(&key);
+        let operation = match (exists, choice) {
+            (false, 0 | 1) => SyncOperation::Create,
+            (false, _) | (true, 2) => SyncOperation::Delete,
+            (true, 0) => SyncOperation::Create,
+            (true, _) => SyncOperation::Update,
+        };
+        self.counter += 1;
+        let change = LocalChange::new("tasks", key.to_string(), json!({ "v": self.counter }), operation)
+            .expect("valid change");
+        let plan = plan_save(self.queue.get(&key), exists, change, SaveContext::at(self.now()));
+        self.apply_queue(key, plan.queue);
+        self.apply_document(key, plan.document);
+    }
+
+    fn begin(&mut self, key: u8) {
+        let now = self.now();
+        let Some((claimed, ticket)) = self.queue.get(&key).and_then(|item| begin_attempt(item, now)) else {
+            return;
+        };
+        assert!(
+            self.in_flight.iter().all(|f| f.ticket.key != ticket.key),
+            "two attempts in flight for record {key}"
+        );
+        self.queue.insert(key, claimed);
+        self.in_flight.push(InFlight {
+            ticket,
+            arrived: false,
+        });
+    }
+
+    fn arrive(&mut self, slot: usize) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let slot = slot % self.in_flight.len();
+        let flight = &mut self.in_flight[slot];
+        if !flight.arrived {
+            flight.arrived = true;
+            let key = Self::key_of(&flight.ticket);
+            self.server.receive(key, &flight.ticket);
+        }
+    }
+
+    fn finish(&mut self, slot: usize, how: Ending) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let flight = self.in_flight.remove(slot % self.in_flight.len());
+        let key = Self::key_of(&flight.ticket);
+        let deliver = |server: &mut Server| {
+            if !flight.arrived {
+                server.receive(key, &flight.ticket);
+            }
+        };
+        let retry_at = Some(Timestamp::from_millis(self.now + 500));
+        let failed = |kind, possibly_applied: bool| AttemptOutcome::Failed {
+            kind,
+            message: format!("{kind:?}"),
+            possibly_applied,
+            next_attempt_at: if kind == ErrorKind::Permanent {
+                None
+            } else {
+                retry_at
+            },
+            not_before: None,
+        };
+        let outcome = match how {
+            Ending::Success { echo } => {
+                deliver(&mut self.server);
+                AttemptOutcome::Applied {
+                    replace_local_with: echo.then(|| self.server.records.get(&key).cloned()).flatten(),
+                }
+            }
+            Ending::LostResponse => {
+                deliver(&mut self.server);
+                failed(ErrorKind::Transient, true)
+            }
+            // The request may have arrived already (`Arrive`): the error
+            // classification must then say "possibly applied", as a real
+            // adapter's does for anything but refused connections and 4xx.
+            Ending::TransientNotApplied => failed(ErrorKind::Transient, true),
+            Ending::Conflict => failed(ErrorKind::Conflict, true),
+            Ending::Offline if !flight.arrived => failed(ErrorKind::Offline, false),
+            Ending::Permanent if !flight.arrived => failed(ErrorKind::Permanent, false),
+            Ending::ReleasedBeforeSending if !flight.arrived => AttemptOutcome::Released {
+                possibly_applied: false,
+            },
+            Ending::Offline
+            | Ending::Permanent
+            | Ending::ReleasedBeforeSending
+            | Ending::ReleasedAfterSending => {
+                deliver(&mut self.server);
+                AttemptOutcome::Released {
+                    possibly_applied: true,
+                }
+            }
+        };
+        let plan = finish_attempt(self.queue.get(&key), &flight.ticket, &outcome, self.now());
+        self.apply_queue(key, plan.queue);
+        if let Some(document) = plan.document {
+            self.apply_document(key, document);
+        }
+    }
+
+    fn new_pass(&mut self) {
+        let now = self.now();
+        for item in self.queue.values_mut() {
+            if let Some(rearmed) = rearm_for_pass(item, now) {
+                *item = rearmed;
+            }
+        }
+    }
+
+    fn crash(&mut self, reached: &[bool]) {
+        for (index, flight) in std::mem::take(&mut self.in_flight).into_iter().enumerate() {
+            if !flight.arrived && reached.get(index).copied().unwrap_or(false) {
+                self.server.receive(Self::key_of(&flight.ticket), &flight.ticket);
+            }
+        }
+        let now = self.now();
+        for item in self.queue.values_mut() {
+            if let Some(recovered) = recover_interrupted(item, now) {
+                *item = recovered;
+            }
+        }
+    }
+
+    fn run(&mut self, step: &Step) {
+        self.now += 1_000;
+        match step {
+            Step::Save { key, choice } => self.save(*key, *choice),
+            Step::Begin { key } => self.begin(*key),
+            Step::Finish { slot, how } => self.finish(*slot, *how),
+            Step::Arrive { slot } => self.arrive(*slot),
+            Step::NewPass => self.new_pass(),
+            Step::Crash { reached } => self.crash(reached),
+        }
+        for item in self.queue.values() {
+            let out = self.in_flight.iter().any(|f| f.ticket.key == item.key());
+            assert_eq!(item.in_flight, out, "in-flight mark of {} disagrees", item.key());
+        }
+    }
+
+    /// Lets every attempt succeed until nothing is left to send.
+    fn drain(&mut self) {
+        for _ in 0..20 {
+            while !self.in_flight.is_empty() {
+                self.finish(0, Ending::Success { echo: false });
+            }
+            self.now += 1_000;
+            let now = self.now();
+            for item in self.queue.values_mut() {
+                if let Some(rearmed) = retry_now(item, now) {
+                    *item = rearmed;
+                }
+            }
+            for key in 0..KEYS {
+                self.begin(key);
+            }
+            if self.in_flight.is_empty() && self.queue.values().all(|item| item.status == SyncStatus::Synced)
+            {
+                return;
+            }
+        }
+        panic!("queue did not drain: {:#?}", self.queue);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 4096,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn any_history_converges_to_the_last_local_state(steps in proptest::collection::vec(step(), 1..60)) {
+        let mut world = World::new();
+        for step in &steps {
+            world.run(step);
+        }
+        world.drain();
+        prop_assert!(world.server.violations.is_empty(), "violations: {:?}", world.server.violations);
+        for key in 0..KEYS {
+            prop_assert_eq!(
+                world.server.records.get(&key),
+                world.documents.get(&key),
+                "record {} differs between server and local", key
+            );
+        }
+    }
+}
