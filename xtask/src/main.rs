@@ -1,1 +1,111 @@
-fn main() {}
+//! Development tasks, run as `cargo xtask <task>`.
+//!
+//! - `ci`: everything CI checks, in order, stopping at the first failure:
+//!   formatting, clippy with warnings denied, the whole workspace's tests
+//!   (nextest when installed, plus doctests), and the docs with warnings
+//!   denied.
+//! - `table`: prints the queue-coalescing table, computed by sync-core.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod table;
+mod tidy;
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  ci     fmt check, clippy -D warnings, all tests, docs -D warnings
+  table  print the queue-coalescing table, computed by sync-core";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") if args.len() == 1 => ci(),
+        Some("table") if args.len() == 1 => {
+            print!("{}", table::coalescing_table());
+            Ok(())
+        }
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task or arguments: {other:?}\n\n{USAGE}")),
+        None => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Runs a step, echoing it; a failed step stops the task.
+fn run(step: &str, command: &mut Command) -> Result<(), String> {
+    eprintln!("\n==> {step}");
+    let status = command
+        .status()
+        .map_err(|error| format!("{step}: could not start: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step} failed ({status})"))
+    }
+}
+
+fn nextest_installed() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+fn ci() -> Result<(), String> {
+    run(
+        "cargo fmt --all --check",
+        cargo().args(["fmt", "--all", "--check"]),
+    )?;
+    run(
+        "cargo clippy --workspace --all-targets -- -D warnings",
+        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    if nextest_installed() {
+        run(
+            "cargo nextest run --workspace",
+            cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]),
+        )?;
+        // nextest does not run doctests.
+        run(
+            "cargo test --workspace --doc",
+            cargo().args(["test", "--workspace", "--doc"]),
+        )?;
+    } else {
+        run(
+            "cargo test --workspace",
+            cargo().args(["test", "--workspace", "--no-fail-fast"]),
+        )?;
+    }
+    run(
+        "cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)",
+        cargo()
+            .args(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    eprintln!("\nxtask ci: all steps passed");
+    Ok(())
+}

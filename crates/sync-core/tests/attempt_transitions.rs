@@ -1,6 +1,8 @@
 //! Named tests for the attempt transitions in `docs/queue-state-machine.md`:
 //! claim, outcome (compare-and-set on the version), recovery and re-arming.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
+
 use serde_json::json;
 use sync_core::attempt::{
     AttemptOutcome, SendPlan, begin_attempt, finish_attempt, rearm_for_pass, recover_interrupted, retry_now,

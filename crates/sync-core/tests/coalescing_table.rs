@@ -1,6 +1,8 @@
 //! One named test per cell of the coalescing table in
 //! `docs/queue-state-machine.md`: existing queue state × new local change.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
+
 use serde_json::json;
 use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, ServerView, plan_save};
 use sync_core::{

@@ -6,6 +6,8 @@
 //! The simulated server honours idempotency keys (a replayed key has no
 //! effect), as the reference server does.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;

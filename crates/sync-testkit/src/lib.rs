@@ -1,1 +1,12 @@
+//! Test support for the offline sync engine's layers.
+//!
+//! - [`MemoryStore`]: an in-memory [`sync_core::SyncStore`] built on the
+//!   same pure decisions as the real store, for tests of upper layers.
+//! - [`conformance`]: behaviour every store must show, as async checks that
+//!   any implementation's tests can run.
+#![deny(missing_docs)]
 
+pub mod conformance;
+mod memory_store;
+
+pub use memory_store::MemoryStore;

@@ -1,0 +1,501 @@
+//! Behaviour every [`SyncStore`] must show, as reusable async checks.
+//!
+//! A store's tests call [`run_all`] with a factory of fresh, empty stores.
+//! Each check panics with a message naming the broken rule: this module is
+//! a test harness, and a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+
+use serde_json::json;
+use sync_core::attempt::{AttemptOutcome, SendPlan};
+use sync_core::{
+    ErrorKind, FinishResult, FinishedAttempt, LocalChange, QueueCounts, RecordKey, StoreErrorKind,
+    StoreEvent, SyncOperation, SyncStatus, SyncStore, Timestamp,
+};
+use tokio_stream::StreamExt;
+
+const T0: Timestamp = Timestamp::from_millis(1_000);
+const T1: Timestamp = Timestamp::from_millis(2_000);
+const T2: Timestamp = Timestamp::from_millis(3_000);
+const T3: Timestamp = Timestamp::from_millis(4_000);
+
+/// A change to `entity`/`id` whose payload names the operation.
+#[must_use]
+pub fn change(entity: &str, id: &str, operation: SyncOperation) -> LocalChange {
+    change_with(
+        entity,
+        id,
+        operation,
+        json!({ "id": id, "op": operation.as_str() }),
+    )
+}
+
+/// A change with an explicit payload.
+#[must_use]
+pub fn change_with(
+    entity: &str,
+    id: &str,
+    operation: SyncOperation,
+    payload: serde_json::Value,
+) -> LocalChange {
+    LocalChange::new(entity, id, payload, operation).expect("test changes are valid")
+}
+
+/// The key of `entity`/`id`.
+#[must_use]
+pub fn key(entity: &str, id: &str) -> RecordKey {
+    RecordKey::new(
+        entity.parse().expect("valid entity"),
+        id.parse().expect("valid id"),
+    )
+}
+
+/// Runs every check, each on a fresh store from `new_store`.
+pub async fn run_all<S, F, Fut>(new_store: F)
+where
+    S: SyncStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    save_writes_document_and_queue_item(&new_store().await).await;
+    records_are_newest_first_and_entities_do_not_collide(&new_store().await).await;
+    saves_coalesce_per_record(&new_store().await).await;
+    batch_saves_apply_in_order(&new_store().await).await;
+    oversized_payload_is_rejected_and_changes_nothing(&new_store().await).await;
+    claims_are_oldest_first_bounded_and_exclusive(&new_store().await).await;
+    applied_outcome_syncs_and_takes_server_data(&new_store().await).await;
+    stale_outcome_never_overwrites_a_newer_change(&new_store().await).await;
+    failures_schedule_park_and_rearm(&new_store().await).await;
+    interrupted_attempts_are_recovered(&new_store().await).await;
+    clear_synced_keeps_unsynced_items(&new_store().await).await;
+    events_describe_each_changed_row(&new_store().await).await;
+}
+
+/// A save writes the document and a pending queue item.
+pub async fn save_writes_document_and_queue_item(store: &dyn SyncStore) {
+    let saved = store
+        .save(change("tasks", "1", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    let item = saved.item.expect("a create is queued");
+    assert_eq!(
+        (item.operation, item.status, item.version),
+        (SyncOperation::Create, SyncStatus::Pending, 1)
+    );
+    assert_eq!(item.next_attempt_at, Some(T0));
+    let record = saved.record.expect("a create writes the document");
+    assert_eq!(record.data.get("op"), Some(&json!("create")));
+    assert_eq!((record.created_at, record.updated_at), (T0, T0));
+
+    assert_eq!(store.record(&key("tasks", "1")).await.unwrap(), Some(record));
+    assert_eq!(
+        store.queue_item(&key("tasks", "1")).await.unwrap(),
+        Some(item.clone())
+    );
+    assert_eq!(store.queue().await.unwrap(), vec![item]);
+    assert_eq!(
+        store.counts().await.unwrap(),
+        QueueCounts {
+            pending: 1,
+            ..QueueCounts::default()
+        }
+    );
+    assert_eq!(store.record(&key("tasks", "2")).await.unwrap(), None);
+}
+
+/// `records` lists one entity, most recently updated first; equal ids in
+/// different entities are different records.
+pub async fn records_are_newest_first_and_entities_do_not_collide(store: &dyn SyncStore) {
+    store
+        .save(change("tasks", "a", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    store
+        .save(change("tasks", "b", SyncOperation::Create), T1)
+        .await
+        .unwrap();
+    store
+        .save(change("notes", "a", SyncOperation::Create), T2)
+        .await
+        .unwrap();
+    store
+        .save(change("tasks", "a", SyncOperation::Update), T3)
+        .await
+        .unwrap();
+
+    let tasks = store.records(&"tasks".parse().unwrap()).await.unwrap();
+    let ids: Vec<&str> = tasks.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"], "newest first");
+    assert_eq!(tasks[0].created_at, T0, "an update keeps created_at");
+    assert_eq!(tasks[0].updated_at, T3);
+    let notes = store.records(&"notes".parse().unwrap()).await.unwrap();
+    assert_eq!(notes.len(), 1);
+    let queue: Vec<String> = store
+        .queue()
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.key().to_string())
+        .collect();
+    assert_eq!(
+        queue,
+        ["tasks/a", "tasks/b", "notes/a"],
+        "queue in created_at order"
+    );
+}
+
+/// Later changes fold into the record's one queue item.
+pub async fn saves_coalesce_per_record(store: &dyn SyncStore) {
+    store
+        .save(change("tasks", "1", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    let first = store.queue_item(&key("tasks", "1")).await.unwrap().unwrap();
+    let saved = store
+        .save(change("tasks", "1", SyncOperation::Update), T1)
+        .await
+        .unwrap();
+    let item = saved.item.unwrap();
+    assert_eq!(
+        item.operation,
+        SyncOperation::Create,
+        "never-sent create absorbs the update"
+    );
+    assert_eq!(item.payload.get("op"), Some(&json!("update")));
+    assert_eq!(item.version, 2);
+    assert_ne!(
+        item.operation_id, first.operation_id,
+        "a new change gets a new operation id"
+    );
+    assert_eq!(item.created_at, T0, "keeps its place in the queue");
+
+    let saved = store
+        .save(change("tasks", "1", SyncOperation::Delete), T2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (saved.item, saved.record),
+        (None, None),
+        "create then delete leaves nothing"
+    );
+    assert!(store.queue().await.unwrap().is_empty());
+    assert_eq!(store.record(&key("tasks", "1")).await.unwrap(), None);
+}
+
+/// A batch applies its changes in order in one transaction.
+pub async fn batch_saves_apply_in_order(store: &dyn SyncStore) {
+    let saved = store
+        .save_batch(
+            vec![
+                change("tasks", "1", SyncOperation::Create),
+                change("tasks", "2", SyncOperation::Create),
+                change("tasks", "1", SyncOperation::Update),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(saved.len(), 3);
+    let queue = store.queue().await.unwrap();
+    assert_eq!(queue.len(), 2);
+    assert_eq!(
+        queue[0].payload.get("op"),
+        Some(&json!("update")),
+        "later change in a batch wins"
+    );
+    assert_eq!(queue[0].operation, SyncOperation::Create);
+    assert!(store.save_batch(Vec::new(), T1).await.unwrap().is_empty());
+}
+
+/// A payload over the limit is a typed error, alone or inside a batch, and
+/// nothing is written.
+pub async fn oversized_payload_is_rejected_and_changes_nothing(store: &dyn SyncStore) {
+    store
+        .save(change("tasks", "keep", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    let before = (
+        store.queue().await.unwrap(),
+        store.records(&"tasks".parse().unwrap()).await.unwrap(),
+    );
+    let huge = change_with(
+        "tasks",
+        "big",
+        SyncOperation::Create,
+        json!({ "blob": "x".repeat(2 * 1024 * 1024) }),
+    );
+
+    let error = store.save(huge.clone(), T1).await.unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Invalid, "{error}");
+    assert!(error.to_string().contains("over the"), "{error}");
+
+    let batch = vec![change("tasks", "ok", SyncOperation::Create), huge];
+    let error = store.save_batch(batch, T1).await.unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Invalid, "{error}");
+
+    let after = (
+        store.queue().await.unwrap(),
+        store.records(&"tasks".parse().unwrap()).await.unwrap(),
+    );
+    assert_eq!(before, after, "a rejected save changes nothing");
+}
+
+/// Claims take ready items oldest first, at most `limit`, and never the
+/// same item twice while it is in flight.
+pub async fn claims_are_oldest_first_bounded_and_exclusive(store: &dyn SyncStore) {
+    for (id, at) in [("c", T2), ("a", T0), ("b", T1)] {
+        store
+            .save(change("tasks", id, SyncOperation::Create), at)
+            .await
+            .unwrap();
+    }
+    let first = store.claim_ready(T3, 2).await.unwrap();
+    let ids: Vec<&str> = first.iter().map(|t| t.key.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(first[0].plan, SendPlan::Create);
+    let claimed = store.queue_item(&key("tasks", "a")).await.unwrap().unwrap();
+    assert_eq!((claimed.status, claimed.in_flight), (SyncStatus::Syncing, true));
+
+    let second = store.claim_ready(T3, 10).await.unwrap();
+    assert_eq!(second.len(), 1, "items in flight are not claimed again");
+    assert_eq!(second[0].key.id.as_str(), "c");
+    assert!(store.claim_ready(T3, 10).await.unwrap().is_empty());
+    assert_eq!(store.counts().await.unwrap().syncing, 3);
+}
+
+/// An applied outcome marks the item synced and replaces the document with
+/// the server's data.
+pub async fn applied_outcome_syncs_and_takes_server_data(store: &dyn SyncStore) {
+    store
+        .save(change("tasks", "1", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    let ticket = store.claim_ready(T0, 1).await.unwrap().remove(0);
+    let server_data = json!({ "id": "1", "serverField": true }).as_object().cloned();
+    let outcome = AttemptOutcome::Applied {
+        replace_local_with: server_data.clone(),
+    };
+    let results = store
+        .finish_attempts(vec![FinishedAttempt { ticket, outcome }], T1)
+        .await
+        .unwrap();
+    assert_eq!(results, [FinishResult::Current]);
+    let item = store.queue_item(&key("tasks", "1")).await.unwrap().unwrap();
+    assert_eq!((item.status, item.in_flight), (SyncStatus::Synced, false));
+    let record = store.record(&key("tasks", "1")).await.unwrap().unwrap();
+    assert_eq!(Some(record.data), server_data);
+    assert_eq!(record.created_at, T0);
+}
+
+/// An older attempt's outcome never overwrites a change saved while it was
+/// in flight, and the next claim waits for it to report back.
+pub async fn stale_outcome_never_overwrites_a_newer_change(store: &dyn SyncStore) {
+    store
+        .save(change("tasks", "1", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    let ticket = store.claim_ready(T0, 1).await.unwrap().remove(0);
+    store
+        .save(
+            change_with("tasks", "1", SyncOperation::Update, json!({ "v": "newer" })),
+            T1,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.claim_ready(T1, 10).await.unwrap().is_empty(),
+        "one attempt per record at a time"
+    );
+
+    let outcome = AttemptOutcome::Failed {
+        kind: ErrorKind::Transient,
+        message: "timeout".into(),
+        possibly_applied: true,
+        next_attempt_at: Some(T3),
+        not_before: None,
+    };
+    let results = store
+        .finish_attempts(vec![FinishedAttempt { ticket, outcome }], T2)
+        .await
+        .unwrap();
+    assert_eq!(results, [FinishResult::Stale]);
+    let item = store.queue_item(&key("tasks", "1")).await.unwrap().unwrap();
+    assert_eq!(item.payload.get("v"), Some(&json!("newer")));
+    assert_eq!(
+        (item.status, item.in_flight, item.retry_count),
+        (SyncStatus::Pending, false, 0)
+    );
+    let record = store.record(&key("tasks", "1")).await.unwrap().unwrap();
+    assert_eq!(record.data.get("v"), Some(&json!("newer")));
+
+    let retry = store.claim_ready(T2, 10).await.unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!(
+        retry[0].plan,
+        SendPlan::CreateIfAbsent,
+        "the first create may have landed"
+    );
+}
+
+/// Failures count, schedule the next attempt, park permanent errors, and a
+/// new pass or an explicit retry makes them eligible again.
+pub async fn failures_schedule_park_and_rearm(store: &dyn SyncStore) {
+    store
+        .save(change("tasks", "t", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    store
+        .save(change("tasks", "p", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    let tickets = store.claim_ready(T0, 10).await.unwrap();
+    let finished = tickets
+        .into_iter()
+        .map(|ticket| {
+            let permanent = ticket.key.id.as_str() == "p";
+            let outcome = AttemptOutcome::Failed {
+                kind: if permanent {
+                    ErrorKind::Permanent
+                } else {
+                    ErrorKind::Transient
+                },
+                message: if permanent {
+                    "HTTP 422".into()
+                } else {
+                    "HTTP 503".into()
+                },
+                possibly_applied: !permanent,
+                next_attempt_at: (!permanent).then_some(T3),
+                not_before: None,
+            };
+            FinishedAttempt { ticket, outcome }
+        })
+        .collect();
+    store.finish_attempts(finished, T1).await.unwrap();
+
+    let transient = store.queue_item(&key("tasks", "t")).await.unwrap().unwrap();
+    assert_eq!((transient.status, transient.retry_count), (SyncStatus::Failed, 1));
+    assert_eq!(transient.last_error.as_deref(), Some("HTTP 503"));
+    assert_eq!(transient.last_error_kind, Some(ErrorKind::Transient));
+    assert!(
+        store.claim_ready(T2, 10).await.unwrap().is_empty(),
+        "backoff not over"
+    );
+
+    assert_eq!(
+        store.rearm_failed(T2).await.unwrap(),
+        1,
+        "only the transient failure is rearmed"
+    );
+    let rearmed = store.claim_ready(T2, 10).await.unwrap();
+    assert_eq!(rearmed.len(), 1);
+    assert_eq!(rearmed[0].key.id.as_str(), "t");
+
+    let parked = store.queue_item(&key("tasks", "p")).await.unwrap().unwrap();
+    assert_eq!(
+        (parked.next_attempt_at, parked.last_error_kind),
+        (None, Some(ErrorKind::Permanent))
+    );
+    assert!(store.retry(&key("tasks", "p"), T2).await.unwrap());
+    assert!(!store.retry(&key("tasks", "missing"), T2).await.unwrap());
+    assert_eq!(
+        store.claim_ready(T2, 10).await.unwrap().len(),
+        1,
+        "the app's retry unparks"
+    );
+    assert_eq!(store.counts().await.unwrap().syncing, 2);
+}
+
+/// Items left in flight by a stopped process become eligible again and are
+/// flagged as possibly applied.
+pub async fn interrupted_attempts_are_recovered(store: &dyn SyncStore) {
+    store
+        .save(change("tasks", "1", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    store
+        .save(change("tasks", "2", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    store.claim_ready(T0, 1).await.unwrap();
+    assert_eq!(store.recover_interrupted(T1).await.unwrap(), 1);
+    let item = store.queue_item(&key("tasks", "1")).await.unwrap().unwrap();
+    assert_eq!(
+        (item.status, item.in_flight, item.possibly_applied),
+        (SyncStatus::Pending, false, true)
+    );
+    let tickets = store.claim_ready(T1, 10).await.unwrap();
+    assert_eq!(tickets.len(), 2);
+    assert_eq!(tickets[0].plan, SendPlan::CreateIfAbsent);
+    assert_eq!(tickets[1].plan, SendPlan::Create);
+    assert_eq!(store.recover_interrupted(T2).await.unwrap(), 2);
+    assert_eq!(
+        store.retry_failed(T2).await.unwrap(),
+        0,
+        "recovered items are pending, not failed"
+    );
+}
+
+/// `clear_synced` removes exactly the synced items.
+pub async fn clear_synced_keeps_unsynced_items(store: &dyn SyncStore) {
+    store
+        .save(change("tasks", "1", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    store
+        .save(change("tasks", "2", SyncOperation::Create), T1)
+        .await
+        .unwrap();
+    let ticket = store.claim_ready(T1, 1).await.unwrap().remove(0);
+    let outcome = AttemptOutcome::Applied {
+        replace_local_with: None,
+    };
+    store
+        .finish_attempts(vec![FinishedAttempt { ticket, outcome }], T2)
+        .await
+        .unwrap();
+    assert_eq!(store.clear_synced().await.unwrap(), 1);
+    let queue = store.queue().await.unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].id.as_str(), "2");
+    assert!(
+        store.record(&key("tasks", "1")).await.unwrap().is_some(),
+        "documents stay"
+    );
+    assert_eq!(store.clear_synced().await.unwrap(), 0);
+}
+
+/// Each change emits events describing the changed rows, in order.
+pub async fn events_describe_each_changed_row(store: &dyn SyncStore) {
+    let mut events = store.subscribe();
+    store
+        .save(change("tasks", "1", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    store
+        .save(change("tasks", "1", SyncOperation::Delete), T1)
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(events.next().await.expect("stream open"));
+    }
+    let queue_events: Vec<bool> = seen
+        .iter()
+        .filter_map(|event| match event {
+            StoreEvent::QueueItem { key: k, item } if *k == key("tasks", "1") => Some(item.is_some()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queue_events, [true, false], "item written, then removed");
+    let record_events: Vec<bool> = seen
+        .iter()
+        .filter_map(|event| match event {
+            StoreEvent::Record { key: k, record } if *k == key("tasks", "1") => Some(record.is_some()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(record_events, [true, false], "document written, then removed");
+}

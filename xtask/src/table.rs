@@ -1,0 +1,139 @@
+//! Renders the coalescing table from sync-core's own decisions, so the
+//! table in `docs/queue-state-machine.md` can be checked against the code.
+
+use serde_json::json;
+use sync_core::coalesce::{QueueWrite, SaveContext, plan_save};
+use sync_core::{LocalChange, OperationId, SyncOperation, SyncQueueItem, SyncStatus, Timestamp};
+
+/// An existing item: operation, status, possibly applied, in flight.
+type ItemState = (SyncOperation, SyncStatus, bool, bool);
+
+/// The rows of the table: a label, the existing item, whether a document exists.
+const ROWS: [(&str, Option<ItemState>, bool); 14] = {
+    use SyncOperation::{Create, Delete, Update};
+    use SyncStatus::{Failed, Pending, Synced, Syncing};
+    [
+        ("no item, no document", None, false),
+        ("no item, document (synced earlier)", None, true),
+        (
+            "create, never attempted",
+            Some((Create, Pending, false, false)),
+            true,
+        ),
+        (
+            "create, failed, surely not applied",
+            Some((Create, Failed, false, false)),
+            true,
+        ),
+        (
+            "create, possibly applied",
+            Some((Create, Failed, true, false)),
+            true,
+        ),
+        ("create, in flight", Some((Create, Syncing, false, true)), true),
+        ("create, synced", Some((Create, Synced, false, false)), true),
+        (
+            "update, pending or failed",
+            Some((Update, Pending, false, false)),
+            true,
+        ),
+        ("update, in flight", Some((Update, Syncing, false, true)), true),
+        ("update, synced", Some((Update, Synced, false, false)), true),
+        (
+            "delete, pending, not applied",
+            Some((Delete, Pending, false, false)),
+            false,
+        ),
+        (
+            "delete, possibly applied",
+            Some((Delete, Failed, true, false)),
+            false,
+        ),
+        ("delete, in flight", Some((Delete, Syncing, false, true)), false),
+        ("delete, synced", Some((Delete, Synced, false, false)), false),
+    ]
+};
+
+fn item(
+    operation: SyncOperation,
+    status: SyncStatus,
+    possibly_applied: bool,
+    in_flight: bool,
+) -> SyncQueueItem {
+    SyncQueueItem {
+        entity: sync_core::EntityName::new("tasks").unwrap_or_else(|_| unreachable!()),
+        id: sync_core::RecordId::from(1u64),
+        operation,
+        payload: sync_core::JsonObject::new(),
+        status,
+        retry_count: 0,
+        created_at: Timestamp::EPOCH,
+        updated_at: Timestamp::EPOCH,
+        last_error: None,
+        last_error_kind: None,
+        version: 1,
+        operation_id: OperationId::generate(),
+        possibly_applied,
+        in_flight,
+        next_attempt_at: Some(Timestamp::EPOCH),
+        not_before: None,
+    }
+}
+
+fn cell(existing: Option<&SyncQueueItem>, local_exists: bool, operation: SyncOperation) -> String {
+    let Ok(change) = LocalChange::new("tasks", "1", json!({}), operation) else {
+        unreachable!("a fixed, valid change")
+    };
+    let plan = plan_save(existing, local_exists, change, SaveContext::at(Timestamp::EPOCH));
+    match plan.queue {
+        QueueWrite::Put(item) => {
+            let checked = match (item.operation, item.possibly_applied) {
+                (SyncOperation::Create, true) => " (check first)",
+                (SyncOperation::Delete, true) => " (404 = done)",
+                _ => "",
+            };
+            let in_flight = if item.in_flight {
+                ", once the attempt out reports"
+            } else {
+                ""
+            };
+            format!("send {}{checked}{in_flight}", item.operation)
+        }
+        QueueWrite::Remove => "remove the entry".to_owned(),
+        QueueWrite::Keep => "nothing to send".to_owned(),
+    }
+}
+
+/// The table as Markdown.
+pub(crate) fn coalescing_table() -> String {
+    let mut out =
+        String::from("| record before the change | + create | + update | + delete |\n|---|---|---|---|\n");
+    for (label, state, local_exists) in ROWS {
+        let existing = state
+            .map(|(op, status, possibly_applied, in_flight)| item(op, status, possibly_applied, in_flight));
+        let cells: Vec<String> = [
+            SyncOperation::Create,
+            SyncOperation::Update,
+            SyncOperation::Delete,
+        ]
+        .into_iter()
+        .map(|operation| cell(existing.as_ref(), local_exists, operation))
+        .collect();
+        out.push_str(&format!("| {label} | {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn docs_table_matches_the_code() {
+        let path = crate::workspace_root().join("docs/queue-state-machine.md");
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let table = super::coalescing_table();
+        assert!(
+            docs.contains(&table),
+            "docs/queue-state-machine.md is out of date; paste `cargo xtask table`:\n{table}"
+        );
+    }
+}
