@@ -1,6 +1,30 @@
-//! The storage layer: local documents and the durable sync queue on SQLite.
+//! The storage layer: local documents and the durable sync queue in one
+//! SQLite file, through sqlx.
 //!
-//! This crate will implement [`sync_core::SyncStore`] on sqlx. It exports
-//! nothing yet: until it does, use `sync_testkit::MemoryStore`, which
-//! implements the same trait in memory.
+//! [`SqliteStore`] implements [`sync_core::SyncStore`]. It decides nothing
+//! itself: every save applies `sync_core::coalesce::plan_save` and every
+//! attempt outcome applies `sync_core::attempt::finish_attempt`, inside one
+//! transaction each, so the rules tested in sync-core are the rules on disk.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), sync_core::StoreError> {
+//! use sync_store_sqlite::{Durability, SqliteStoreOptions};
+//!
+//! let store = SqliteStoreOptions::in_dir("/var/lib/my-app")
+//!     .durability(Durability::Full)
+//!     .open()
+//!     .await?;
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
+
+mod error;
+mod options;
+mod rows;
+mod schema;
+mod store;
+mod writer;
+
+pub use options::{DEFAULT_FILE_NAME, Durability, SqliteStoreOptions};
+pub use schema::SCHEMA_VERSION;
+pub use store::SqliteStore;

@@ -1,0 +1,12 @@
+-- Items that may be ready, oldest first: claiming the next page is an index
+-- scan that never visits items in flight, synced or parked.
+CREATE INDEX queue_ready ON queue (created_at, seq)
+    WHERE in_flight = 0 AND status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL;
+
+-- Items in flight (recovered at start-up) and by status (failed items at a
+-- new pass, synced items for clear_synced, counts).
+CREATE INDEX queue_in_flight ON queue (seq) WHERE in_flight = 1;
+CREATE INDEX queue_by_status ON queue (status, seq);
+
+-- Documents of one entity, most recently updated first.
+CREATE INDEX records_by_updated ON records (entity, updated_at DESC, id);

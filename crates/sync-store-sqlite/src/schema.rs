@@ -1,0 +1,110 @@
+//! Versioned schema migrations, embedded in the binary and applied on open.
+//!
+//! The schema version lives in SQLite's `user_version` header field and is
+//! changed in the same transaction as the migration, so a crash mid-upgrade
+//! leaves the previous version intact. `application_id` marks the file as
+//! ours, so a foreign SQLite file is refused rather than modified.
+
+use sqlx::SqliteConnection;
+use sync_core::{StoreError, StoreErrorKind};
+
+use crate::error::map_sqlx;
+
+/// `application_id` of every database this crate writes ("OSYN").
+pub(crate) const APPLICATION_ID: i64 = 0x4F53_594E;
+
+/// One migration: the SQL that takes the schema from `version - 1` to `version`.
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) sql: &'static str,
+}
+
+/// Every migration, in order. Append only: never edit a shipped one.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/0001_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/0002_scan_indexes.sql"),
+    },
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 2;
+
+async fn pragma_value(connection: &mut SqliteConnection, pragma: &'static str) -> Result<i64, StoreError> {
+    sqlx::query_scalar::<_, i64>(pragma)
+        .fetch_one(connection)
+        .await
+        .map_err(|error| map_sqlx(error, "reading the schema version"))
+}
+
+/// Brings the database to `target` (at most [`SCHEMA_VERSION`]) in one
+/// transaction.
+///
+/// # Errors
+/// `SchemaTooNew` when the file was written by a newer build; `Corrupt`
+/// when it belongs to another application; any SQLite failure, mapped.
+pub(crate) async fn migrate(connection: &mut SqliteConnection, target: i64) -> Result<(), StoreError> {
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut *connection)
+        .await
+        .map_err(|error| map_sqlx(error, "starting the schema migration"))?;
+    let result = migrate_in_transaction(connection, target).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = sqlx::raw_sql(end)
+        .execute(&mut *connection)
+        .await
+        .map_err(|error| map_sqlx(error, "finishing the schema migration"));
+    result.and(ended.map(|_| ()))
+}
+
+async fn migrate_in_transaction(connection: &mut SqliteConnection, target: i64) -> Result<(), StoreError> {
+    let application_id = pragma_value(connection, "PRAGMA application_id").await?;
+    let current = pragma_value(connection, "PRAGMA user_version").await?;
+    if application_id != 0 && application_id != APPLICATION_ID {
+        return Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!(
+                "the file is a SQLite database of another application (application_id {application_id:#x}): \
+                 choose another path for the sync database"
+            ),
+        ));
+    }
+    if application_id == 0 && current != 0 {
+        return Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            "the file is a SQLite database that this library did not create: choose another path for the sync database",
+        ));
+    }
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::new(
+            StoreErrorKind::SchemaTooNew,
+            format!(
+                "the database has schema version {current}, written by a newer version of this library \
+                 (this one knows up to {SCHEMA_VERSION}): upgrade the app; the file was left untouched"
+            ),
+        ));
+    }
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current && m.version <= target)
+    {
+        sqlx::raw_sql(migration.sql)
+            .execute(&mut *connection)
+            .await
+            .map_err(|error| map_sqlx(error, "applying a schema migration"))?;
+        // PRAGMA takes no bound parameters; both values are our own integers.
+        let stamp = format!(
+            "PRAGMA user_version = {}; PRAGMA application_id = {APPLICATION_ID}",
+            migration.version
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(stamp))
+            .execute(&mut *connection)
+            .await
+            .map_err(|error| map_sqlx(error, "recording the schema version"))?;
+    }
+    Ok(())
+}

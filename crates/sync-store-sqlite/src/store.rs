@@ -1,0 +1,416 @@
+//! [`SqliteStore`]: opening, reads, and the [`SyncStore`] implementation.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, Row};
+use sync_core::model::check_payload_size;
+use sync_core::{
+    AttemptTicket, BoxStream, EntityName, FinishResult, FinishedAttempt, LocalChange, LocalRecord,
+    QueueCounts, RecordKey, SavedChange, StoreError, StoreErrorKind, StoreEvent, SyncQueueItem, SyncStore,
+    Timestamp,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use crate::error::{map_io, map_sqlx};
+use crate::options::{Durability, SqliteStoreOptions};
+use crate::rows::{QUEUE_COLUMNS, item_from_row, record_from_row};
+use crate::schema::{SCHEMA_VERSION, migrate};
+use crate::writer::{Command, Rewrite, Statements, Writer};
+
+/// Events a slow subscriber may fall behind before it is told
+/// [`StoreEvent::Lagged`].
+const EVENT_BUFFER: usize = 4096;
+/// Commands that may wait for the writer before senders wait too.
+const COMMAND_BUFFER: usize = 1024;
+
+/// Local documents and the sync queue in one SQLite file.
+///
+/// - **Atomic saves.** Each save (or batch) writes the document and the
+///   queue item in one transaction; saves waiting together share one
+///   commit.
+/// - **Compare-and-set attempts.** Outcomes apply only to the version they
+///   were started for: a newer local change always survives.
+/// - **One process at a time.** Opening takes an exclusive lock on
+///   `<database>.lock`, held until the store is closed or dropped, so two
+///   processes (or two engines) can never send the same item concurrently.
+///   A second opener waits up to the busy timeout, then gets
+///   [`StoreErrorKind::InUse`].
+/// - **Durability.** WAL journal, `synchronous = NORMAL` by default (see
+///   [`Durability`]); the file is created owner-only (0600) on Unix.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: SqlitePool,
+    events: broadcast::Sender<StoreEvent>,
+    statements: Arc<Statements>,
+    max_payload_bytes: usize,
+}
+
+/// Creates the file if missing, owner-only on Unix.
+fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|error| map_io(error, &format!("opening {}", path.display())))
+}
+
+/// Takes the exclusive lock beside the database, waiting up to `timeout`.
+async fn acquire_lock(database: &Path, timeout: Duration) -> Result<File, StoreError> {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    create_owner_only(&path)?;
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|error| map_io(error, &format!("opening {}", path.display())))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(StoreError::new(
+                    StoreErrorKind::InUse,
+                    format!(
+                        "{} is open in another process or engine (it holds {}): close that one first, \
+                         or give each engine its own database file",
+                        database.display(),
+                        path.display()
+                    ),
+                ));
+            }
+            Err(TryLockError::Error(error)) => {
+                return Err(map_io(error, &format!("locking {}", path.display())));
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path` with default options.
+    ///
+    /// # Errors
+    /// See [`SqliteStore::open_with`].
+    pub async fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        Self::open_with(SqliteStoreOptions::new(path)).await
+    }
+
+    /// Opens (or creates) `offline_sync.db` in the directory `dir`.
+    ///
+    /// # Errors
+    /// See [`SqliteStore::open_with`].
+    pub async fn open_in_dir(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(SqliteStoreOptions::in_dir(dir)).await
+    }
+
+    /// Opens (or creates) the database and applies pending migrations.
+    ///
+    /// # Errors
+    /// - `Invalid`: an option is out of range;
+    /// - `ReadOnly`: the directory is missing or not writable;
+    /// - `InUse`: another process or engine has the database open;
+    /// - `Corrupt`: the file is not a sync database or is damaged;
+    /// - `SchemaTooNew`: a newer version of this library wrote the file.
+    ///
+    /// In every case the file is left as it was.
+    pub async fn open_with(options: SqliteStoreOptions) -> Result<Self, StoreError> {
+        options.validate()?;
+        let path = options.path.clone();
+        create_owner_only(&path)?;
+        let lock = acquire_lock(&path, options.busy_timeout).await?;
+
+        let base = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(false)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(false)
+            .statement_cache_capacity(256)
+            .disable_statement_logging();
+        let synchronous = match options.durability {
+            Durability::Normal => SqliteSynchronous::Normal,
+            Durability::Full => SqliteSynchronous::Full,
+        };
+        let mut writer_options = base
+            .clone()
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous);
+        if let Some(pages) = options.max_page_count {
+            writer_options = writer_options.pragma("max_page_count", pages.to_string());
+        }
+        let mut connection = writer_options
+            .connect()
+            .await
+            .map_err(|error| map_sqlx(error, &format!("opening {}", path.display())))?;
+        if let Err(error) = migrate(&mut connection, SCHEMA_VERSION).await {
+            let _ = connection.close().await;
+            return Err(error);
+        }
+        let readers = SqlitePoolOptions::new()
+            .max_connections(options.read_connections)
+            .min_connections(0)
+            .connect_lazy_with(base.synchronous(synchronous));
+
+        let events = broadcast::channel(EVENT_BUFFER).0;
+        let statements = Arc::new(Statements::default());
+        let (sender, receiver) = mpsc::channel(COMMAND_BUFFER);
+        let writer = Writer {
+            connection,
+            events: events.clone(),
+            statements: Arc::clone(&statements),
+            _lock: lock,
+        };
+        let task = tokio::spawn(writer.run(receiver));
+        Ok(Self {
+            path,
+            commands: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(task)),
+            readers,
+            events,
+            statements,
+            max_payload_bytes: options.max_payload_bytes,
+        })
+    }
+
+    /// The database file's path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// SQL statements executed so far (transaction control included): the
+    /// store's main cost, for benchmarks.
+    #[must_use]
+    pub fn statement_count(&self) -> u64 {
+        self.statements.get()
+    }
+
+    /// Finishes pending writes, closes every connection and releases the
+    /// lock, so the database can be reopened at once. Later calls fail with
+    /// [`StoreErrorKind::Closed`].
+    pub async fn close(&self) {
+        let sender = self.commands.lock().ok().and_then(|mut sender| sender.take());
+        drop(sender);
+        let task = self.writer.lock().ok().and_then(|mut task| task.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.readers.close().await;
+    }
+
+    fn closed() -> StoreError {
+        StoreError::new(StoreErrorKind::Closed, "the store was closed: open it again")
+    }
+
+    /// Sends a command to the writer and waits for its answer.
+    async fn write<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let sender = self
+            .commands
+            .lock()
+            .ok()
+            .and_then(|sender| sender.clone())
+            .ok_or_else(Self::closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender.send(command(reply)).await.map_err(|_| Self::closed())?;
+        answer.await.map_err(|_| Self::closed())?
+    }
+
+    fn check_sizes<'a>(&self, changes: impl IntoIterator<Item = &'a LocalChange>) -> Result<(), StoreError> {
+        for change in changes {
+            check_payload_size(&change.payload, self.max_payload_bytes)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SyncStore for SqliteStore {
+    async fn save(&self, change: LocalChange, now: Timestamp) -> Result<SavedChange, StoreError> {
+        self.check_sizes([&change])?;
+        let mut saved = self
+            .write(|reply| Command::Save {
+                changes: vec![change],
+                now,
+                reply,
+            })
+            .await?;
+        saved.pop().ok_or_else(|| {
+            StoreError::new(
+                StoreErrorKind::Other,
+                "a save returned no result: please report this bug",
+            )
+        })
+    }
+
+    async fn save_batch(
+        &self,
+        changes: Vec<LocalChange>,
+        now: Timestamp,
+    ) -> Result<Vec<SavedChange>, StoreError> {
+        self.check_sizes(&changes)?;
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|reply| Command::Save { changes, now, reply }).await
+    }
+
+    async fn record(&self, key: &RecordKey) -> Result<Option<LocalRecord>, StoreError> {
+        self.statements.add(1);
+        let row = sqlx::query(
+            "SELECT entity, id, data, created_at, updated_at FROM records WHERE entity = ? AND id = ?",
+        )
+        .bind(key.entity.as_str())
+        .bind(key.id.as_str())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(|error| map_sqlx(error, "reading a record"))?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    async fn records(&self, entity: &EntityName) -> Result<Vec<LocalRecord>, StoreError> {
+        self.statements.add(1);
+        let rows = sqlx::query(
+            "SELECT entity, id, data, created_at, updated_at FROM records \
+             WHERE entity = ? ORDER BY updated_at DESC, id",
+        )
+        .bind(entity.as_str())
+        .fetch_all(&self.readers)
+        .await
+        .map_err(|error| map_sqlx(error, "reading records"))?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn queue_item(&self, key: &RecordKey) -> Result<Option<SyncQueueItem>, StoreError> {
+        self.statements.add(1);
+        let sql = format!("SELECT {QUEUE_COLUMNS} FROM queue WHERE entity = ? AND id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key.entity.as_str())
+            .bind(key.id.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(|error| map_sqlx(error, "reading a queue item"))?;
+        row.as_ref().map(item_from_row).transpose()
+    }
+
+    async fn queue(&self) -> Result<Vec<SyncQueueItem>, StoreError> {
+        self.statements.add(1);
+        let sql = format!("SELECT {QUEUE_COLUMNS} FROM queue ORDER BY created_at, seq");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(|error| map_sqlx(error, "reading the queue"))?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    async fn counts(&self) -> Result<QueueCounts, StoreError> {
+        self.statements.add(1);
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM queue GROUP BY status")
+            .fetch_all(&self.readers)
+            .await
+            .map_err(|error| map_sqlx(error, "counting the queue"))?;
+        let mut counts = QueueCounts::default();
+        for row in rows {
+            let status: String = row
+                .try_get("status")
+                .map_err(|e| map_sqlx(e, "counting the queue"))?;
+            let n: i64 = row.try_get("n").map_err(|e| map_sqlx(e, "counting the queue"))?;
+            let n = u64::try_from(n).unwrap_or(0);
+            match status.as_str() {
+                "pending" => counts.pending = n,
+                "syncing" => counts.syncing = n,
+                "synced" => counts.synced = n,
+                "failed" => counts.failed = n,
+                other => return Err(crate::error::corrupt_row("queue status", other)),
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn claim_ready(&self, now: Timestamp, limit: usize) -> Result<Vec<AttemptTicket>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.write(|reply| Command::Claim { now, limit, reply }).await
+    }
+
+    async fn finish_attempts(
+        &self,
+        finished: Vec<FinishedAttempt>,
+        now: Timestamp,
+    ) -> Result<Vec<FinishResult>, StoreError> {
+        if finished.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|reply| Command::Finish { finished, now, reply }).await
+    }
+
+    async fn recover_interrupted(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.write(|reply| Command::Rewrite {
+            rewrite: Rewrite::RecoverInterrupted,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn rearm_failed(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.write(|reply| Command::Rewrite {
+            rewrite: Rewrite::RearmFailed,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn retry(&self, key: &RecordKey, now: Timestamp) -> Result<bool, StoreError> {
+        let rewrite = Rewrite::RetryOne(key.clone());
+        let count = self
+            .write(|reply| Command::Rewrite { rewrite, now, reply })
+            .await?;
+        Ok(count > 0)
+    }
+
+    async fn retry_failed(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.write(|reply| Command::Rewrite {
+            rewrite: Rewrite::RetryFailed,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn clear_synced(&self) -> Result<u64, StoreError> {
+        self.write(|reply| Command::ClearSynced { reply }).await
+    }
+
+    fn subscribe(&self) -> BoxStream<StoreEvent> {
+        let stream = BroadcastStream::new(self.events.subscribe()).map(|event| match event {
+            Ok(event) => event,
+            Err(BroadcastStreamRecvError::Lagged(_)) => StoreEvent::Lagged,
+        });
+        Box::pin(stream)
+    }
+}

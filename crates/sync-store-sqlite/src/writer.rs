@@ -1,0 +1,471 @@
+//! The single writer: one connection, one task, every write in order.
+//!
+//! SQLite allows one writer at a time, so all writes go through this task.
+//! Saves that wait in its queue together are committed in one transaction
+//! (group commit): concurrent savers share the commit's cost. Events are
+//! sent only after a commit succeeds, so watchers never see a write that
+//! was rolled back.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::{Connection, SqliteConnection};
+use sync_core::attempt::{begin_attempt, finish_attempt, rearm_for_pass, recover_interrupted, retry_now};
+use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
+use sync_core::{
+    AttemptTicket, FinishResult, FinishedAttempt, LocalChange, LocalRecord, RecordKey, SavedChange,
+    StoreError, StoreEvent, SyncQueueItem, Timestamp,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::error::map_sqlx;
+use crate::rows::{self, CHUNK, KeyState, QUEUE_COLUMNS};
+
+/// Runs `$work` in a `BEGIN IMMEDIATE` transaction: commit and publish its
+/// events on success, roll back on failure.
+macro_rules! transaction {
+    ($writer:ident, $work:expr) => {
+        match $writer.begin().await {
+            Ok(()) => {
+                let work = $work.await;
+                $writer.end(work).await
+            }
+            Err(error) => Err(error),
+        }
+    };
+}
+
+/// The most changes committed in one group transaction.
+const MAX_GROUP_CHANGES: usize = 4096;
+
+/// A request to the writer, with where to send the answer.
+pub(crate) enum Command {
+    Save {
+        changes: Vec<LocalChange>,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<Vec<SavedChange>, StoreError>>,
+    },
+    Claim {
+        now: Timestamp,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<AttemptTicket>, StoreError>>,
+    },
+    Finish {
+        finished: Vec<FinishedAttempt>,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<Vec<FinishResult>, StoreError>>,
+    },
+    Rewrite {
+        rewrite: Rewrite,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    ClearSynced {
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
+/// Item-by-item rewrites decided by sync-core.
+pub(crate) enum Rewrite {
+    RecoverInterrupted,
+    RearmFailed,
+    RetryFailed,
+    RetryOne(RecordKey),
+}
+
+/// Counts the SQL statements the store executes, for benchmarks.
+#[derive(Debug, Default)]
+pub(crate) struct Statements(AtomicU64);
+
+impl Statements {
+    pub(crate) fn add(&self, count: u64) {
+        self.0.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Pending row writes and their events, applied at the end of a command.
+#[derive(Default)]
+struct Changes {
+    states: HashMap<RecordKey, KeyState>,
+    /// Keys whose item changed, in first-change order: new rows get their
+    /// `seq` (the tie-break of the queue order) in the order they were saved.
+    items: Vec<RecordKey>,
+    item_keys: HashSet<RecordKey>,
+    documents: HashMap<RecordKey, Option<LocalRecord>>,
+    events: Vec<StoreEvent>,
+}
+
+impl Changes {
+    fn state(&mut self, key: &RecordKey) -> &mut KeyState {
+        self.states.entry(key.clone()).or_default()
+    }
+
+    fn queue(&mut self, key: &RecordKey, write: QueueWrite) {
+        let item = match write {
+            QueueWrite::Keep => return,
+            QueueWrite::Put(item) => Some(item),
+            QueueWrite::Remove => {
+                if self.state(key).item.is_none() {
+                    return;
+                }
+                None
+            }
+        };
+        self.state(key).item.clone_from(&item);
+        if self.item_keys.insert(key.clone()) {
+            self.items.push(key.clone());
+        }
+        self.events.push(StoreEvent::QueueItem {
+            key: key.clone(),
+            item,
+        });
+    }
+
+    fn document(&mut self, key: &RecordKey, write: DocumentWrite, now: Timestamp) -> Option<LocalRecord> {
+        let state = self.state(key);
+        let record = match write {
+            DocumentWrite::Upsert(data) => {
+                let created_at = *state.document_created_at.get_or_insert(now);
+                Some(LocalRecord {
+                    entity: key.entity.clone(),
+                    id: key.id.clone(),
+                    data,
+                    created_at,
+                    updated_at: now,
+                })
+            }
+            DocumentWrite::Remove => {
+                state.document_created_at.take()?;
+                None
+            }
+        };
+        self.documents.insert(key.clone(), record.clone());
+        self.events.push(StoreEvent::Record {
+            key: key.clone(),
+            record: record.clone(),
+        });
+        record
+    }
+
+    /// Writes the final state of every touched row: a few statements in all.
+    async fn write(
+        &self,
+        connection: &mut SqliteConnection,
+        statements: &Statements,
+    ) -> Result<(), StoreError> {
+        let mut upserts: Vec<&SyncQueueItem> = Vec::new();
+        let mut removed: Vec<&RecordKey> = Vec::new();
+        for key in &self.items {
+            match self.states.get(key).and_then(|state| state.item.as_ref()) {
+                Some(item) => upserts.push(item),
+                None => removed.push(key),
+            }
+        }
+        let mut records: Vec<&LocalRecord> = Vec::new();
+        let mut removed_records: Vec<&RecordKey> = Vec::new();
+        for (key, record) in &self.documents {
+            match record {
+                Some(record) => records.push(record),
+                None => removed_records.push(key),
+            }
+        }
+        let count = |len: usize| len.div_ceil(CHUNK) as u64;
+        statements.add(
+            count(upserts.len()) + count(removed.len()) + count(records.len()) + count(removed_records.len()),
+        );
+        rows::upsert_items(connection, &upserts).await?;
+        rows::delete_keys(connection, "queue", &removed).await?;
+        rows::upsert_records(connection, &records).await?;
+        rows::delete_keys(connection, "records", &removed_records).await?;
+        Ok(())
+    }
+}
+
+/// The writer task's state.
+pub(crate) struct Writer {
+    pub(crate) connection: SqliteConnection,
+    pub(crate) events: broadcast::Sender<StoreEvent>,
+    pub(crate) statements: Arc<Statements>,
+    /// Held for the writer's life: no other process writes this database.
+    pub(crate) _lock: File,
+}
+
+impl Writer {
+    /// Serves commands until every sender is gone, then closes the connection.
+    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut next: Option<Command> = None;
+        loop {
+            let command = match next.take() {
+                Some(command) => command,
+                None => match commands.recv().await {
+                    Some(command) => command,
+                    None => break,
+                },
+            };
+            let Command::Save { changes, now, reply } = command else {
+                self.serve(command).await;
+                continue;
+            };
+            // Group commit: take every save already waiting.
+            let mut group = vec![(changes, now, reply)];
+            let mut size = group[0].0.len();
+            while size < MAX_GROUP_CHANGES {
+                match commands.try_recv() {
+                    Ok(Command::Save { changes, now, reply }) => {
+                        size += changes.len();
+                        group.push((changes, now, reply));
+                    }
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.save_group(group).await;
+        }
+        // Nothing is held any more: closing cannot hang.
+        let _ = self.connection.close().await;
+    }
+
+    async fn serve(&mut self, command: Command) {
+        match command {
+            Command::Save { changes, now, reply } => self.save_group(vec![(changes, now, reply)]).await,
+            Command::Claim { now, limit, reply } => {
+                let _ = reply.send(transaction!(self, self.claim(now, limit)));
+            }
+            Command::Finish { finished, now, reply } => {
+                let _ = reply.send(transaction!(self, self.finish(&finished, now)));
+            }
+            Command::Rewrite { rewrite, now, reply } => {
+                let _ = reply.send(transaction!(self, self.rewrite(&rewrite, now)));
+            }
+            Command::ClearSynced { reply } => {
+                let _ = reply.send(transaction!(self, self.clear_synced()));
+            }
+        }
+    }
+
+    /// Commits a group of saves together; if the group fails, each save is
+    /// retried alone so one failure cannot fail the others.
+    async fn save_group(&mut self, group: Vec<(Vec<LocalChange>, Timestamp, SavedReply)>) {
+        if group.len() > 1 {
+            let all: Vec<(&[LocalChange], Timestamp)> = group
+                .iter()
+                .map(|(changes, now, _)| (changes.as_slice(), *now))
+                .collect();
+            let result = transaction!(self, self.save(&all));
+            drop(all);
+            if let Ok(mut saved) = result {
+                for (changes, _, reply) in group.into_iter().rev() {
+                    let tail = saved.split_off(saved.len().saturating_sub(changes.len()));
+                    let _ = reply.send(Ok(tail));
+                }
+                return;
+            }
+        }
+        for (changes, now, reply) in group {
+            let batch = [(changes.as_slice(), now)];
+            let _ = reply.send(transaction!(self, self.save(&batch)));
+        }
+    }
+
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        self.statements.add(1);
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut self.connection)
+            .await
+            .map(drop)
+            .map_err(|error| map_sqlx(error, "starting a write"))
+    }
+
+    /// Commits and then publishes the work's events, or rolls back.
+    async fn end<T>(&mut self, work: WorkResult<T>) -> Result<T, StoreError> {
+        self.statements.add(1);
+        match work {
+            Ok((value, events)) => {
+                if let Err(error) = sqlx::raw_sql("COMMIT").execute(&mut self.connection).await {
+                    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.connection).await;
+                    return Err(map_sqlx(error, "committing a write"));
+                }
+                for event in events {
+                    // No subscriber is not an error.
+                    let _ = self.events.send(event);
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.connection).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn load(
+        &mut self,
+        changes: &mut Changes,
+        keys: &[&RecordKey],
+        with_documents: bool,
+    ) -> Result<(), StoreError> {
+        self.statements.add(keys.len().div_ceil(CHUNK) as u64);
+        changes.states = rows::load_keys(&mut self.connection, keys, with_documents).await?;
+        Ok(())
+    }
+
+    async fn save(&mut self, batches: &[(&[LocalChange], Timestamp)]) -> WorkResult<Vec<SavedChange>> {
+        let mut seen = HashSet::new();
+        let keys: Vec<&RecordKey> = batches
+            .iter()
+            .flat_map(|(changes, _)| changes.iter().map(|change| &change.key))
+            .filter(|key| seen.insert(*key))
+            .collect();
+        let mut changes = Changes::default();
+        self.load(&mut changes, &keys, true).await?;
+        let mut saved = Vec::new();
+        for (batch, now) in batches {
+            for change in batch.iter() {
+                let key = &change.key;
+                let state = changes.state(key);
+                let plan = plan_save(
+                    state.item.as_ref(),
+                    state.document_created_at.is_some(),
+                    change.clone(),
+                    SaveContext::at(*now),
+                );
+                changes.queue(key, plan.queue);
+                let record = changes.document(key, plan.document, *now);
+                saved.push(SavedChange {
+                    item: changes.state(key).item.clone(),
+                    record,
+                });
+            }
+        }
+        changes.write(&mut self.connection, &self.statements).await?;
+        Ok((saved, changes.events))
+    }
+
+    async fn claim(&mut self, now: Timestamp, limit: usize) -> WorkResult<Vec<AttemptTicket>> {
+        // The same condition as the `queue_ready` partial index, so the
+        // scan visits only candidates, oldest first; sync-core decides.
+        let sql = format!(
+            "SELECT {QUEUE_COLUMNS} FROM queue \
+             WHERE in_flight = 0 AND status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL \
+             AND next_attempt_at <= ?1 AND (not_before IS NULL OR not_before <= ?1) \
+             ORDER BY created_at, seq LIMIT ?2"
+        );
+        self.statements.add(1);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.as_millis())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut self.connection)
+            .await
+            .map_err(|error| map_sqlx(error, "finding ready queue items"))?;
+        let mut changes = Changes::default();
+        let mut tickets = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let item = rows::item_from_row(row)?;
+            if let Some((claimed, ticket)) = begin_attempt(&item, now) {
+                changes.queue(&ticket.key, QueueWrite::Put(claimed));
+                tickets.push(ticket);
+            }
+        }
+        changes.write(&mut self.connection, &self.statements).await?;
+        Ok((tickets, changes.events))
+    }
+
+    async fn finish(
+        &mut self,
+        finished: &[FinishedAttempt],
+        now: Timestamp,
+    ) -> WorkResult<Vec<FinishResult>> {
+        let mut seen = HashSet::new();
+        let keys: Vec<&RecordKey> = finished
+            .iter()
+            .map(|f| &f.ticket.key)
+            .filter(|key| seen.insert(*key))
+            .collect();
+        let mut changes = Changes::default();
+        self.load(&mut changes, &keys, true).await?;
+        let mut results = Vec::with_capacity(finished.len());
+        for FinishedAttempt { ticket, outcome } in finished {
+            let plan = finish_attempt(changes.state(&ticket.key).item.as_ref(), ticket, outcome, now);
+            changes.queue(&ticket.key, plan.queue);
+            if let Some(document) = plan.document {
+                changes.document(&ticket.key, document, now);
+            }
+            results.push(if plan.stale {
+                FinishResult::Stale
+            } else {
+                FinishResult::Current
+            });
+        }
+        changes.write(&mut self.connection, &self.statements).await?;
+        Ok((results, changes.events))
+    }
+
+    async fn rewrite(&mut self, rewrite: &Rewrite, now: Timestamp) -> WorkResult<u64> {
+        let decide = |item: &SyncQueueItem| match rewrite {
+            Rewrite::RecoverInterrupted => recover_interrupted(item, now),
+            Rewrite::RearmFailed => rearm_for_pass(item, now),
+            Rewrite::RetryFailed | Rewrite::RetryOne(_) => retry_now(item, now),
+        };
+        let filter = match rewrite {
+            Rewrite::RecoverInterrupted => "in_flight = 1",
+            Rewrite::RearmFailed | Rewrite::RetryFailed => "status = 'failed' AND in_flight = 0",
+            Rewrite::RetryOne(key) => {
+                let mut changes = Changes::default();
+                self.load(&mut changes, &[key], false).await?;
+                let Some(item) = changes.state(key).item.as_ref().and_then(decide) else {
+                    return Ok((0, Vec::new()));
+                };
+                changes.queue(key, QueueWrite::Put(item));
+                changes.write(&mut self.connection, &self.statements).await?;
+                return Ok((1, changes.events));
+            }
+        };
+        // Page through the matching items so memory stays bounded.
+        let mut events = Vec::new();
+        let mut count = 0;
+        let mut after_seq = 0;
+        loop {
+            self.statements.add(1);
+            let page = rows::items_page(&mut self.connection, filter, after_seq, CHUNK).await?;
+            let Some((last_seq, _)) = page.last() else { break };
+            after_seq = *last_seq;
+            let mut changes = Changes::default();
+            for (_, item) in &page {
+                if let Some(updated) = decide(item) {
+                    changes.queue(&item.key(), QueueWrite::Put(updated));
+                    count += 1;
+                }
+            }
+            changes.write(&mut self.connection, &self.statements).await?;
+            events.append(&mut changes.events);
+        }
+        Ok((count, events))
+    }
+
+    async fn clear_synced(&mut self) -> WorkResult<u64> {
+        self.statements.add(1);
+        let removed = sqlx::query("DELETE FROM queue WHERE status = 'synced' AND in_flight = 0")
+            .execute(&mut self.connection)
+            .await
+            .map_err(|error| map_sqlx(error, "clearing synced items"))?
+            .rows_affected();
+        let events = if removed > 0 {
+            vec![StoreEvent::SyncedCleared]
+        } else {
+            Vec::new()
+        };
+        Ok((removed, events))
+    }
+}
+
+type SavedReply = oneshot::Sender<Result<Vec<SavedChange>, StoreError>>;
+type WorkResult<T> = Result<(T, Vec<StoreEvent>), StoreError>;
