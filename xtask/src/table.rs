@@ -74,7 +74,7 @@ fn item(
         version: 1,
         operation_id: OperationId::generate(),
         possibly_applied,
-        in_flight,
+        in_flight: in_flight.then(|| sync_core::AttemptId::from_u64(1)),
         next_attempt_at: Some(Timestamp::EPOCH),
         not_before: None,
     }
@@ -92,7 +92,7 @@ fn cell(existing: Option<&SyncQueueItem>, local_exists: bool, operation: SyncOpe
                 (SyncOperation::Delete, true) => " (404 = done)",
                 _ => "",
             };
-            let in_flight = if item.in_flight {
+            let in_flight = if item.is_in_flight() {
                 ", once the attempt out reports"
             } else {
                 ""

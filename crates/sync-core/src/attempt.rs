@@ -6,9 +6,9 @@
 //! the server now holds; it never overwrites the newer change.
 
 use crate::clock::Timestamp;
-use crate::coalesce::{Desired, DocumentWrite, QueueWrite, operation_for, view_after};
+use crate::coalesce::{Desired, DocumentWrite, QueueWrite, ServerView, operation_for, view_after};
 use crate::error::ErrorKind;
-use crate::ids::{OperationId, RecordKey};
+use crate::ids::{AttemptId, OperationId, RecordKey};
 use crate::model::{JsonObject, SyncOperation, SyncQueueItem, SyncStatus};
 
 /// The requests an attempt makes.
@@ -43,6 +43,9 @@ impl SendPlan {
 pub struct AttemptTicket {
     /// The record.
     pub key: RecordKey,
+    /// This attempt's identity: its outcome applies only while the item
+    /// still carries it.
+    pub attempt: AttemptId,
     /// The item version this attempt sends.
     pub version: u64,
     /// The idempotency key.
@@ -58,14 +61,17 @@ pub struct AttemptTicket {
 }
 
 /// Claims an item for an attempt at `now`: the item becomes `syncing` and
-/// in flight. `None` when the item is not ready.
+/// carries a fresh attempt id until the outcome is reported. `None` when the
+/// item is not ready.
 #[must_use]
 pub fn begin_attempt(item: &SyncQueueItem, now: Timestamp) -> Option<(SyncQueueItem, AttemptTicket)> {
     if !item.is_ready(now) {
         return None;
     }
+    let attempt = AttemptId::generate();
     let ticket = AttemptTicket {
         key: item.key(),
+        attempt,
         version: item.version,
         operation_id: item.operation_id.clone(),
         operation: item.operation,
@@ -75,7 +81,7 @@ pub fn begin_attempt(item: &SyncQueueItem, now: Timestamp) -> Option<(SyncQueueI
     };
     let mut claimed = item.clone();
     claimed.status = SyncStatus::Syncing;
-    claimed.in_flight = true;
+    claimed.in_flight = Some(attempt);
     claimed.updated_at = now;
     Some((claimed, ticket))
 }
@@ -90,6 +96,10 @@ pub enum AttemptOutcome {
         /// for deletes and when a newer local change exists.
         replace_local_with: Option<JsonObject>,
     },
+    /// The server answered that the record does not exist (an update
+    /// answered 404): the record is re-created from the local state, since
+    /// the server must end up holding it. Not counted as a failure.
+    NotFound,
     /// The attempt failed and counts as one.
     Failed {
         /// The classification.
@@ -126,15 +136,18 @@ pub struct FinishPlan {
 
 /// Applies an attempt's outcome to the record's current queue item.
 ///
-/// Compare-and-set: the full outcome lands only when `current` is still the
-/// version the ticket was taken for and still in flight. Otherwise:
-/// - an `Applied` outcome tells us exactly what the server holds, so the
-///   newer item's operation is recomputed from that (a create may become an
-///   update, a delete that is already done becomes synced);
-/// - a failure or release only clears the in-flight mark, and makes the
-///   server's state uncertain if the request may have been applied;
-/// - an outcome for an item that is no longer in flight (recovered after a
-///   restart) changes nothing.
+/// The outcome counts only while the item still carries the ticket's
+/// attempt id; an outcome for an attempt given up on (the item was
+/// recovered after a restart, perhaps claimed again since) changes nothing.
+/// Then compare-and-set on the version: the full outcome lands only when
+/// the item is still the version the ticket was taken for. Otherwise a newer
+/// local change was saved while the attempt was out, and:
+/// - an `Applied` or `NotFound` outcome tells us exactly what the server
+///   holds, so the newer change's operation is recomputed from that (a
+///   checked create becomes an update, a repeated delete becomes synced);
+/// - a failure or release only clears the in-flight mark, keeps a server's
+///   `Retry-After`, and makes the server's state uncertain if the request
+///   may have been applied.
 #[must_use]
 pub fn finish_attempt(
     current: Option<&SyncQueueItem>,
@@ -142,52 +155,27 @@ pub fn finish_attempt(
     outcome: &AttemptOutcome,
     now: Timestamp,
 ) -> FinishPlan {
-    let keep = FinishPlan {
-        queue: QueueWrite::Keep,
-        document: None,
-        stale: true,
-    };
-    let Some(current) = current.filter(|item| item.in_flight) else {
-        return keep;
-    };
-    let mut item = current.clone();
-    item.in_flight = false;
-    item.updated_at = now;
-
-    if current.version != ticket.version {
-        match outcome {
-            AttemptOutcome::Applied { .. } => {
-                let known = view_after(ticket.operation);
-                match operation_for(Desired::of(item.operation), known) {
-                    Some((operation, possibly_applied)) => {
-                        item.operation = operation;
-                        item.possibly_applied = possibly_applied;
-                    }
-                    None => mark_synced(&mut item),
-                }
-            }
-            AttemptOutcome::Failed { possibly_applied, .. }
-            | AttemptOutcome::Released { possibly_applied } => {
-                item.possibly_applied |= *possibly_applied;
-            }
-        }
+    let Some(current) = current.filter(|item| item.in_flight == Some(ticket.attempt)) else {
         return FinishPlan {
-            queue: QueueWrite::Put(item),
+            queue: QueueWrite::Keep,
             document: None,
             stale: true,
         };
-    }
-
+    };
+    let mut item = current.clone();
+    item.in_flight = None;
+    item.updated_at = now;
+    let fresh = current.version == ticket.version;
     let mut document = None;
     match outcome {
-        AttemptOutcome::Applied { replace_local_with } => {
+        AttemptOutcome::Applied { replace_local_with } if fresh => {
             mark_synced(&mut item);
-            item.last_error = None;
-            item.last_error_kind = None;
             if item.operation != SyncOperation::Delete {
                 document = replace_local_with.clone().map(DocumentWrite::Upsert);
             }
         }
+        AttemptOutcome::Applied { .. } => relearn(&mut item, view_after(ticket.operation), now),
+        AttemptOutcome::NotFound => relearn(&mut item, ServerView::Absent, now),
         AttemptOutcome::Failed {
             kind,
             message,
@@ -195,24 +183,56 @@ pub fn finish_attempt(
             next_attempt_at,
             not_before,
         } => {
-            item.status = SyncStatus::Failed;
-            item.retry_count = item.retry_count.saturating_add(1);
-            item.last_error = Some(message.clone());
-            item.last_error_kind = Some(*kind);
             item.possibly_applied |= *possibly_applied;
-            item.next_attempt_at = *next_attempt_at;
-            item.not_before = *not_before;
+            item.not_before = later(item.not_before, *not_before);
+            if fresh {
+                item.status = SyncStatus::Failed;
+                item.retry_count = item.retry_count.saturating_add(1);
+                item.last_error = Some(message.clone());
+                item.last_error_kind = Some(*kind);
+                item.next_attempt_at = *next_attempt_at;
+            }
+            item.next_attempt_at = item
+                .next_attempt_at
+                .map(|at| later(Some(at), item.not_before).unwrap_or(at));
         }
         AttemptOutcome::Released { possibly_applied } => {
-            item.status = SyncStatus::Pending;
             item.possibly_applied |= *possibly_applied;
-            item.next_attempt_at = Some(now);
+            if fresh {
+                item.status = SyncStatus::Pending;
+                item.next_attempt_at = Some(later(Some(now), item.not_before).unwrap_or(now));
+            }
         }
     }
     FinishPlan {
         queue: QueueWrite::Put(item),
         document,
-        stale: false,
+        stale: !fresh,
+    }
+}
+
+/// The later of two optional times.
+fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// Recomputes the item's operation now that the server's state is known
+/// for sure; an item with nothing left to send becomes synced.
+fn relearn(item: &mut SyncQueueItem, known: ServerView, now: Timestamp) {
+    match operation_for(Desired::of(item.operation), known) {
+        Some((operation, possibly_applied)) => {
+            item.operation = operation;
+            item.possibly_applied = possibly_applied;
+            if item.status == SyncStatus::Syncing {
+                item.status = SyncStatus::Pending;
+                item.next_attempt_at = Some(later(Some(now), item.not_before).unwrap_or(now));
+            }
+        }
+        None => mark_synced(item),
     }
 }
 
@@ -221,25 +241,26 @@ fn mark_synced(item: &mut SyncQueueItem) {
     item.possibly_applied = false;
     item.next_attempt_at = None;
     item.not_before = None;
+    item.last_error = None;
+    item.last_error_kind = None;
 }
 
 /// Recovers an item left in flight by a process that stopped mid-attempt.
 ///
 /// The request may have reached the server, so the item is flagged
 /// `possibly_applied` (a create will check before posting) and becomes
-/// eligible at once. `None` when the item was not in flight.
+/// eligible at once (a server's `Retry-After` still holds). `None` when the
+/// item was not in flight.
 #[must_use]
 pub fn recover_interrupted(item: &SyncQueueItem, now: Timestamp) -> Option<SyncQueueItem> {
-    if !item.in_flight {
-        return None;
-    }
+    item.in_flight?;
     let mut recovered = item.clone();
-    recovered.in_flight = false;
+    recovered.in_flight = None;
     recovered.possibly_applied = true;
     if recovered.status == SyncStatus::Syncing {
         recovered.status = SyncStatus::Pending;
     }
-    recovered.next_attempt_at = Some(now);
+    recovered.next_attempt_at = later(Some(now), recovered.not_before);
     recovered.updated_at = now;
     Some(recovered)
 }
@@ -249,25 +270,28 @@ pub fn recover_interrupted(item: &SyncQueueItem, now: Timestamp) -> Option<SyncQ
 /// by a permanent error stay parked. `None` when nothing changes.
 #[must_use]
 pub fn rearm_for_pass(item: &SyncQueueItem, now: Timestamp) -> Option<SyncQueueItem> {
+    let earliest = later(Some(now), item.not_before);
     let eligible = item.status == SyncStatus::Failed
-        && !item.in_flight
+        && item.in_flight.is_none()
         && item.last_error_kind != Some(ErrorKind::Permanent)
-        && item.next_attempt_at.is_none_or(|at| at > now);
+        && item.next_attempt_at.is_none_or(|at| Some(at) > earliest);
     eligible.then(|| {
         let mut rearmed = item.clone();
-        rearmed.next_attempt_at = Some(now);
+        rearmed.next_attempt_at = earliest;
         rearmed
     })
 }
 
-/// Makes a failed item eligible now at the app's request, parked or not.
+/// Makes a failed item eligible now at the app's explicit request, parked
+/// or not, and lifts a server's `Retry-After` (the app decided to try).
 /// `None` when the item is not failed or is in flight.
 #[must_use]
 pub fn retry_now(item: &SyncQueueItem, now: Timestamp) -> Option<SyncQueueItem> {
-    let eligible = item.status == SyncStatus::Failed && !item.in_flight;
+    let eligible = item.status == SyncStatus::Failed && item.in_flight.is_none();
     eligible.then(|| {
         let mut rearmed = item.clone();
         rearmed.next_attempt_at = Some(now);
+        rearmed.not_before = None;
         rearmed.updated_at = now;
         rearmed
     })

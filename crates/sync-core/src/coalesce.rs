@@ -70,12 +70,14 @@ pub fn view_after(operation: SyncOperation) -> ServerView {
 ///   expected: absent before a create, present before an update or delete.
 #[must_use]
 pub fn item_view(item: &SyncQueueItem) -> ServerView {
-    if item.status == SyncStatus::Synced && !item.in_flight {
+    if item.status == SyncStatus::Synced && item.in_flight.is_none() {
         return view_after(item.operation);
     }
     match item.operation {
         SyncOperation::Update => ServerView::Present,
-        SyncOperation::Create | SyncOperation::Delete if item.in_flight || item.possibly_applied => {
+        SyncOperation::Create | SyncOperation::Delete
+            if item.in_flight.is_some() || item.possibly_applied =>
+        {
             ServerView::Unknown
         }
         SyncOperation::Create => ServerView::Absent,
@@ -195,7 +197,7 @@ pub fn plan_save(
         // item (a create never sent) disappears with the document; a synced
         // item stays for observation. An item in flight is never `Absent`.
         let queue = match existing {
-            Some(item) if item.status != SyncStatus::Synced && !item.in_flight => QueueWrite::Remove,
+            Some(item) if item.status != SyncStatus::Synced && item.in_flight.is_none() => QueueWrite::Remove,
             _ => QueueWrite::Keep,
         };
         return SavePlan {
@@ -207,8 +209,9 @@ pub fn plan_save(
 
     // A change folded into a live item keeps its place in the queue and its
     // failure history; a change after a synced item starts a new entry.
-    let live = existing.filter(|item| item.status != SyncStatus::Synced || item.in_flight);
+    let live = existing.filter(|item| item.status != SyncStatus::Synced || item.in_flight.is_some());
     let now = context.now;
+    let not_before = live.and_then(|item| item.not_before);
     let item = SyncQueueItem {
         entity: change.key.entity,
         id: change.key.id,
@@ -223,9 +226,10 @@ pub fn plan_save(
         version: existing.map_or(1, |item| item.version.saturating_add(1)),
         operation_id: context.operation_id,
         possibly_applied,
-        in_flight: live.is_some_and(|item| item.in_flight),
-        next_attempt_at: Some(now),
-        not_before: live.and_then(|item| item.not_before),
+        in_flight: live.and_then(|item| item.in_flight),
+        // A new change is sent at once, unless the server asked to wait.
+        next_attempt_at: Some(not_before.map_or(now, |at| at.max(now))),
+        not_before,
     };
     SavePlan {
         queue: QueueWrite::Put(item),

@@ -48,7 +48,7 @@ pub enum ValidationError {
         "payload must be a JSON object, found {found}: wrap the value in an object such as {{\"value\": ...}}"
     )]
     PayloadNotObject {
-        /// The JSON type found: `"array"`, `"string"`, ...
+        /// The JSON type found: `"an array"`, `"a string"`, `"null"`, ...
         found: &'static str,
     },
     /// A payload was larger than the configured limit.
@@ -74,7 +74,7 @@ pub enum ValidationError {
     #[error("operation id must be 1 to 128 visible ASCII characters: use OperationId::generate()")]
     InvalidOperationId,
     /// A retry policy was configured with zero attempts per run.
-    #[error("max_retries must be at least 1: every run needs one attempt")]
+    #[error("max_retries must be at least 1: every sync pass needs one attempt")]
     ZeroMaxRetries,
 }
 
@@ -286,6 +286,15 @@ pub enum StoreErrorKind {
     Closed,
     /// Any other I/O or database failure.
     Other,
+}
+
+impl StoreErrorKind {
+    /// Whether the same call can succeed later without any change: the
+    /// database was busy, or another process had it open.
+    #[must_use]
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Busy | Self::InUse)
+    }
 }
 
 impl fmt::Display for StoreErrorKind {

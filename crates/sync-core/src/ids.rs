@@ -211,6 +211,39 @@ impl fmt::Debug for OperationId {
     }
 }
 
+/// The identity of one attempt to send a queue item.
+///
+/// A fresh random id is taken at every claim. An outcome is applied only if
+/// the item still carries the id of the attempt reporting it, so the late
+/// outcome of an attempt given up on (after a restart) can never be mistaken
+/// for the current one's.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AttemptId(u64);
+
+impl AttemptId {
+    /// A fresh random id; always below 2^63, so it fits SQLite's INTEGER.
+    #[must_use]
+    pub fn generate() -> Self {
+        let bytes = uuid::Uuid::new_v4().into_bytes();
+        let mut high = [0u8; 8];
+        high.copy_from_slice(&bytes[..8]);
+        Self(u64::from_le_bytes(high) >> 1)
+    }
+
+    /// An id from its numeric value, as read back from storage.
+    #[must_use]
+    pub const fn from_u64(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The numeric value.
+    #[must_use]
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
 /// The key of one record: its entity and its id.
 ///
 /// Records of different entities never collide, even with equal ids.
@@ -311,6 +344,14 @@ mod tests {
         assert_eq!(RecordId::from(7u64).as_str(), "7");
         let key = RecordKey::new(EntityName::new("tasks").unwrap(), RecordId::from(7u64));
         assert_eq!(key.to_string(), "tasks/7");
+    }
+
+    #[test]
+    fn attempt_ids_are_unique_and_fit_sqlite_integers() {
+        let ids: std::collections::HashSet<AttemptId> = (0..1000).map(|_| AttemptId::generate()).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|id| i64::try_from(id.as_u64()).is_ok()));
+        assert_eq!(AttemptId::from_u64(7).as_u64(), 7);
     }
 
     #[test]

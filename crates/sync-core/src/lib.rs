@@ -29,7 +29,7 @@ pub use attempt::{AttemptOutcome, AttemptTicket, SendPlan};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use conflict::{ConflictResolver, FnResolver, LastWriteWins, LocalWins, RemoteWins};
 pub use error::{ApiError, Error, ErrorKind, ResolveError, StoreError, StoreErrorKind, ValidationError};
-pub use ids::{EntityName, MAX_NAME_BYTES, OperationId, RecordId, RecordKey};
+pub use ids::{AttemptId, EntityName, MAX_NAME_BYTES, OperationId, RecordId, RecordKey};
 pub use model::{
     DEFAULT_MAX_PAYLOAD_BYTES, JsonObject, LocalChange, LocalRecord, SyncOperation, SyncQueueItem, SyncStatus,
 };

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::clock::Timestamp;
 use crate::error::{ErrorKind, ValidationError};
-use crate::ids::{EntityName, OperationId, RecordId, RecordKey};
+use crate::ids::{AttemptId, EntityName, OperationId, RecordId, RecordKey};
 
 /// A JSON object: the only shape a payload or a local document may have.
 pub type JsonObject = serde_json::Map<String, Value>;
@@ -246,15 +246,16 @@ pub struct SyncQueueItem {
     /// applied without us hearing back. A create with this flag checks the
     /// server before posting.
     pub possibly_applied: bool,
-    /// Whether an attempt (for this or an older version) is out and has not
+    /// The attempt (for this or an older version) that is out and has not
     /// reported back. No second attempt starts until it does, which keeps
     /// the order of changes to one record.
-    pub in_flight: bool,
+    pub in_flight: Option<AttemptId>,
     /// The earliest time of the next attempt; `None` when the item waits for
-    /// the next sync pass or is parked after a permanent error.
+    /// the next sync pass or is parked after a permanent error. Never
+    /// earlier than `not_before`.
     pub next_attempt_at: Option<Timestamp>,
-    /// The server's `Retry-After`: no attempt before this time, even when a
-    /// new pass starts.
+    /// The server's `Retry-After`: no automatic attempt before this time,
+    /// even when a new pass starts.
     pub not_before: Option<Timestamp>,
 }
 
@@ -269,9 +270,25 @@ impl SyncQueueItem {
     #[must_use]
     pub fn is_ready(&self, now: Timestamp) -> bool {
         matches!(self.status, SyncStatus::Pending | SyncStatus::Failed)
-            && !self.in_flight
+            && self.in_flight.is_none()
             && self.next_attempt_at.is_some_and(|at| at <= now)
             && self.not_before.is_none_or(|at| at <= now)
+    }
+
+    /// Whether an attempt is out for this record.
+    #[must_use]
+    pub fn is_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Whether the item is parked after a permanent error: it waits for a
+    /// new local change or the app's retry, never for a timer.
+    #[must_use]
+    pub fn is_parked(&self) -> bool {
+        self.status == SyncStatus::Failed
+            && self.in_flight.is_none()
+            && self.next_attempt_at.is_none()
+            && self.last_error_kind == Some(ErrorKind::Permanent)
     }
 
     /// Whether the item still needs sending (anything but `synced`).

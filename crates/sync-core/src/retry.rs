@@ -41,7 +41,11 @@ pub struct RetryPolicy {
     max_retries: NonZeroU32,
     base_delay: Duration,
     backoff: Backoff,
+    max_retry_after: Duration,
 }
+
+/// The longest `Retry-After` honoured by default: one hour.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 impl Default for RetryPolicy {
     /// 3 attempts per pass, linear backoff with a 2 s base.
@@ -50,6 +54,7 @@ impl Default for RetryPolicy {
             max_retries: NonZeroU32::MIN.saturating_add(2),
             base_delay: Duration::from_secs(2),
             backoff: Backoff::Linear,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         }
     }
 }
@@ -65,7 +70,22 @@ impl RetryPolicy {
             max_retries,
             base_delay,
             backoff,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         })
+    }
+
+    /// Caps a server's `Retry-After`, so a misconfigured server (or a date
+    /// far in the future) cannot stall an item for days. Default 1 hour.
+    #[must_use]
+    pub fn with_max_retry_after(mut self, cap: Duration) -> Self {
+        self.max_retry_after = cap;
+        self
+    }
+
+    /// The cap on a server's `Retry-After`.
+    #[must_use]
+    pub fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
     }
 
     /// Attempts per item per pass. Default 3.
@@ -121,6 +141,7 @@ impl RetryPolicy {
         now: Timestamp,
         random: u64,
     ) -> RetrySchedule {
+        let retry_after = retry_after.map(|delay| delay.min(self.max_retry_after));
         let not_before = retry_after.map(|delay| now.saturating_add(delay));
         if !kind.is_retryable() {
             return RetrySchedule {
@@ -203,6 +224,15 @@ mod tests {
         let exhausted = policy.after_failure(3, ErrorKind::Transient, Some(Duration::from_secs(5)), NOW, 0);
         assert_eq!(exhausted.next_attempt_at, None);
         assert_eq!(exhausted.not_before, at(5_000));
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        let policy = RetryPolicy::default().with_max_retry_after(Duration::from_secs(60));
+        assert_eq!(policy.max_retry_after(), Duration::from_secs(60));
+        let capped = policy.after_failure(1, ErrorKind::Transient, Some(Duration::from_secs(86_400)), NOW, 0);
+        assert_eq!(capped.next_attempt_at, at(60_000));
+        assert_eq!(capped.not_before, at(60_000));
     }
 
     #[test]

@@ -174,6 +174,11 @@ pub trait SyncStore: Send + Sync {
     /// `syncing` and in flight until its outcome is reported.
     async fn claim_ready(&self, now: Timestamp, limit: usize) -> Result<Vec<AttemptTicket>, StoreError>;
 
+    /// The earliest `next_attempt_at` of the items waiting for a timer (not
+    /// in flight, not parked, not waiting for the next pass): when the
+    /// engine should look again. `None` when no item waits for a timer.
+    async fn next_attempt_time(&self) -> Result<Option<Timestamp>, StoreError>;
+
     /// Applies outcomes (compare-and-set on each item's version) in one
     /// transaction; one result per attempt, in order.
     async fn finish_attempts(

@@ -70,7 +70,10 @@ fn applied(data: Option<JsonObject>) -> AttemptOutcome {
 fn claim_marks_syncing_in_flight_and_copies_what_to_send() {
     let item = saved(SyncOperation::Create, "a");
     let (claimed, ticket) = claim(&item);
-    assert_eq!((claimed.status, claimed.in_flight), (SyncStatus::Syncing, true));
+    assert_eq!(
+        (claimed.status, claimed.is_in_flight()),
+        (SyncStatus::Syncing, true)
+    );
     assert_eq!(ticket.version, item.version);
     assert_eq!(ticket.operation_id, item.operation_id);
     assert_eq!(ticket.payload, object("a"));
@@ -112,7 +115,7 @@ fn applied_current_version_becomes_synced_and_takes_server_data() {
     assert_eq!(plan.document, Some(DocumentWrite::Upsert(object("server"))));
     let after = put(plan.queue);
     assert_eq!(
-        (after.status, after.in_flight, after.possibly_applied),
+        (after.status, after.is_in_flight(), after.possibly_applied),
         (SyncStatus::Synced, false, false)
     );
     assert_eq!(after.next_attempt_at, None);
@@ -157,7 +160,7 @@ fn failed_current_version_counts_a_failure_and_schedules_the_retry() {
     assert_eq!(plan.document, None);
     let after = put(plan.queue);
     assert_eq!(
-        (after.status, after.in_flight, after.retry_count),
+        (after.status, after.is_in_flight(), after.retry_count),
         (SyncStatus::Failed, false, 1)
     );
     assert_eq!(after.last_error.as_deref(), Some("HTTP 503 Service Unavailable"));
@@ -193,7 +196,7 @@ fn released_goes_back_to_pending_without_using_an_attempt() {
     };
     let after = put(finish_attempt(Some(&claimed), &ticket, &outcome, T1).queue);
     assert_eq!(
-        (after.status, after.retry_count, after.in_flight),
+        (after.status, after.retry_count, after.is_in_flight()),
         (SyncStatus::Pending, 0, false)
     );
     assert_eq!((after.last_error, after.possibly_applied), (None, false));
@@ -222,7 +225,7 @@ fn stale_failure_keeps_the_newer_change() {
     let after = put(plan.queue);
     assert_eq!(after.payload, object("new"));
     assert_eq!(
-        (after.status, after.version, after.in_flight),
+        (after.status, after.version, after.is_in_flight()),
         (SyncStatus::Pending, newer.version, false)
     );
     assert_eq!(
@@ -285,7 +288,7 @@ fn stale_success_of_a_delete_makes_a_repeated_delete_synced() {
     let (claimed, ticket) = claim(&saved(SyncOperation::Delete, "gone"));
     let newer = save_on(&claimed, SyncOperation::Delete, "gone again");
     let after = put(finish_attempt(Some(&newer), &ticket, &applied(None), T2).queue);
-    assert_eq!((after.status, after.in_flight), (SyncStatus::Synced, false));
+    assert_eq!((after.status, after.is_in_flight()), (SyncStatus::Synced, false));
 }
 
 #[test]
@@ -306,7 +309,7 @@ fn recovery_makes_interrupted_items_eligible_and_uncertain() {
     let (claimed, _) = claim(&saved(SyncOperation::Create, "a"));
     let recovered = recover_interrupted(&claimed, T1).unwrap();
     assert_eq!(
-        (recovered.status, recovered.in_flight),
+        (recovered.status, recovered.is_in_flight()),
         (SyncStatus::Pending, false)
     );
     assert!(recovered.possibly_applied);
@@ -331,10 +334,17 @@ fn new_pass_rearms_backoff_but_not_parked_items_or_retry_after() {
 
     let mut throttled = waiting.clone();
     throttled.not_before = Some(T2);
-    assert!(
-        !rearm_for_pass(&throttled, T1).unwrap().is_ready(T1),
-        "Retry-After holds"
+    throttled.next_attempt_at = Some(T2);
+    assert!(rearm_for_pass(&throttled, T1).is_none(), "Retry-After holds");
+    throttled.next_attempt_at = None;
+    let rearmed = rearm_for_pass(&throttled, T1).unwrap();
+    assert_eq!(
+        rearmed.next_attempt_at,
+        Some(T2),
+        "next pass, but not before the server allows"
     );
+    let retried = retry_now(&throttled, T1).unwrap();
+    assert!(retried.is_ready(T1), "the app's explicit retry lifts Retry-After");
 
     let mut parked = waiting.clone();
     parked.last_error_kind = Some(ErrorKind::Permanent);
@@ -348,4 +358,83 @@ fn new_pass_rearms_backoff_but_not_parked_items_or_retry_after() {
     let pending = saved(SyncOperation::Update, "b");
     assert!(rearm_for_pass(&pending, T1).is_none());
     assert!(retry_now(&pending, T1).is_none());
+}
+
+/// A late outcome from an attempt given up on must not be taken for the
+/// outcome of the attempt that replaced it, even at the same version.
+#[test]
+fn late_outcome_of_a_replaced_attempt_changes_nothing() {
+    let (first, old_ticket) = claim(&saved(SyncOperation::Create, "a"));
+    let recovered = recover_interrupted(&first, T1).unwrap();
+    let (reclaimed, new_ticket) = begin_attempt(&recovered, T1).unwrap();
+    assert_eq!(old_ticket.version, new_ticket.version);
+    assert_ne!(old_ticket.attempt, new_ticket.attempt);
+    let late = finish_attempt(
+        Some(&reclaimed),
+        &old_ticket,
+        &failed(ErrorKind::Offline, false),
+        T2,
+    );
+    assert_eq!((late.queue, late.stale), (QueueWrite::Keep, true));
+    let current = finish_attempt(Some(&reclaimed), &new_ticket, &applied(None), T2);
+    assert_eq!(put(current.queue).status, SyncStatus::Synced);
+}
+
+#[test]
+fn update_answered_not_found_becomes_a_create() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Update, "a"));
+    let plan = finish_attempt(Some(&claimed), &ticket, &AttemptOutcome::NotFound, T1);
+    assert!(!plan.stale);
+    let after = put(plan.queue);
+    assert_eq!(
+        (after.operation, after.possibly_applied),
+        (SyncOperation::Create, false)
+    );
+    assert_eq!(
+        (after.status, after.retry_count),
+        (SyncStatus::Pending, 0),
+        "not a failure"
+    );
+    assert!(after.is_ready(T1));
+    assert_eq!(begin_attempt(&after, T1).unwrap().1.plan, SendPlan::Create);
+}
+
+#[test]
+fn not_found_while_a_newer_delete_waits_makes_it_synced() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Update, "a"));
+    let newer = save_on(&claimed, SyncOperation::Delete, "gone");
+    let after = put(finish_attempt(Some(&newer), &ticket, &AttemptOutcome::NotFound, T2).queue);
+    assert_eq!((after.status, after.is_in_flight()), (SyncStatus::Synced, false));
+}
+
+#[test]
+fn stale_failure_keeps_the_servers_retry_after_for_the_newer_change() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Update, "old"));
+    let newer = save_on(&claimed, SyncOperation::Update, "new");
+    let outcome = AttemptOutcome::Failed {
+        kind: ErrorKind::Transient,
+        message: "HTTP 429".into(),
+        possibly_applied: false,
+        next_attempt_at: Some(T2),
+        not_before: Some(T2),
+    };
+    let after = put(finish_attempt(Some(&newer), &ticket, &outcome, T1).queue);
+    assert_eq!(after.not_before, Some(T2));
+    assert!(!after.is_ready(T1));
+    assert!(after.is_ready(T2));
+}
+
+#[test]
+fn stale_success_that_completes_the_newer_change_clears_the_old_error() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Delete, "gone"));
+    let mut failed_before =
+        put(finish_attempt(Some(&claimed), &ticket, &failed(ErrorKind::Transient, true), T1).queue);
+    failed_before.next_attempt_at = Some(T0);
+    let (claimed, ticket) = claim(&failed_before);
+    let newer = save_on(&claimed, SyncOperation::Delete, "gone again");
+    let after = put(finish_attempt(Some(&newer), &ticket, &applied(None), T2).queue);
+    assert_eq!(
+        (after.status, after.last_error, after.last_error_kind),
+        (SyncStatus::Synced, None, None)
+    );
 }

@@ -6,7 +6,8 @@
 use serde_json::json;
 use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, ServerView, plan_save};
 use sync_core::{
-    ErrorKind, JsonObject, LocalChange, OperationId, SyncOperation, SyncQueueItem, SyncStatus, Timestamp,
+    AttemptId, ErrorKind, JsonObject, LocalChange, OperationId, SyncOperation, SyncQueueItem, SyncStatus,
+    Timestamp,
 };
 
 const CREATED: Timestamp = Timestamp::from_millis(1_000);
@@ -56,7 +57,7 @@ fn item(
         version: 7,
         operation_id: OperationId::new("old-op").unwrap(),
         possibly_applied,
-        in_flight,
+        in_flight: in_flight.then(|| AttemptId::from_u64(99)),
         next_attempt_at: (!in_flight && status != SyncStatus::Synced).then_some(CREATED),
         not_before: None,
     }
@@ -133,7 +134,7 @@ fn check(row: Row, operation: SyncOperation, view: ServerView, expected: Expect)
             assert_eq!(after.updated_at, NOW);
             let live = before
                 .as_ref()
-                .filter(|b| b.status != SyncStatus::Synced || b.in_flight);
+                .filter(|b| b.status != SyncStatus::Synced || b.is_in_flight());
             match (&before, live) {
                 (Some(before), Some(_)) => {
                     assert_eq!(after.version, before.version + 1, "version bumps");
@@ -148,12 +149,12 @@ fn check(row: Row, operation: SyncOperation, view: ServerView, expected: Expect)
                 (Some(before), None) => {
                     assert_eq!(after.version, before.version + 1, "version keeps rising");
                     assert_eq!(after.created_at, NOW, "a new entry after a synced one");
-                    assert_eq!((after.retry_count, after.last_error), (0, None));
-                    assert!(!after.in_flight);
+                    assert_eq!((after.retry_count, after.last_error.as_deref()), (0, None));
+                    assert!(!after.is_in_flight());
                 }
                 (None, _) => {
                     assert_eq!((after.version, after.created_at, after.retry_count), (1, NOW, 0));
-                    assert!(!after.in_flight);
+                    assert!(!after.is_in_flight());
                 }
             }
         }

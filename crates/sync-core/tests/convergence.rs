@@ -38,13 +38,26 @@ enum Step {
     NewPass,
     /// The process dies: each request in flight reached the server or not.
     Crash { reached: Vec<bool> },
+    /// Items in flight are recovered while their attempts are still alive
+    /// (a misbehaving second engine): each request reached the server or
+    /// not, and the attempts may still report outcomes later.
+    Recover { reached: Vec<bool> },
+    /// A zombie attempt (given up on by a recovery) reports its outcome.
+    Zombie { slot: usize, how: Ending },
+    /// The app clears synced items.
+    ClearSynced,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Ending {
-    Success { echo: bool },
+    Success {
+        echo: bool,
+    },
     LostResponse,
     TransientNotApplied,
+    /// A transient failure after the pass's last allowed attempt: the item
+    /// waits for the next pass.
+    TransientPassExhausted,
     Offline,
     Permanent,
     Conflict,
@@ -57,6 +70,7 @@ fn step() -> impl Strategy<Value = Step> {
         any::<bool>().prop_map(|echo| Ending::Success { echo }),
         Just(Ending::LostResponse),
         Just(Ending::TransientNotApplied),
+        Just(Ending::TransientPassExhausted),
         Just(Ending::Offline),
         Just(Ending::Permanent),
         Just(Ending::Conflict),
@@ -66,10 +80,13 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (0..KEYS, 0..3u8).prop_map(|(key, choice)| Step::Save { key, choice }),
         4 => (0..KEYS).prop_map(|key| Step::Begin { key }),
-        4 => (0..4usize, ending).prop_map(|(slot, how)| Step::Finish { slot, how }),
+        4 => (0..4usize, ending.clone()).prop_map(|(slot, how)| Step::Finish { slot, how }),
         1 => (0..4usize).prop_map(|slot| Step::Arrive { slot }),
         1 => Just(Step::NewPass),
         1 => proptest::collection::vec(any::<bool>(), 4).prop_map(|reached| Step::Crash { reached }),
+        1 => proptest::collection::vec(any::<bool>(), 4).prop_map(|reached| Step::Recover { reached }),
+        1 => (0..4usize, ending).prop_map(|(slot, how)| Step::Zombie { slot, how }),
+        1 => Just(Step::ClearSynced),
     ]
 }
 
@@ -83,7 +100,17 @@ struct InFlight {
 struct Server {
     records: BTreeMap<u8, JsonObject>,
     applied_keys: BTreeSet<OperationId>,
+    /// The newest change counter written per record: writes must never go
+    /// back to an older local change.
+    newest: BTreeMap<u8, u64>,
     violations: Vec<String>,
+}
+
+fn counter(payload: &JsonObject) -> u64 {
+    payload
+        .get("v")
+        .and_then(serde_json::Value::as_u64)
+        .expect("payloads carry a counter")
 }
 
 impl Server {
@@ -97,6 +124,14 @@ impl Server {
             SendPlan::Create if exists => self.violations.push(format!("duplicate create of record {key}")),
             SendPlan::Update if !exists => self.violations.push(format!("update of missing record {key}")),
             SendPlan::Create | SendPlan::Update | SendPlan::CreateIfAbsent => {
+                let written = counter(&ticket.payload);
+                let newest = self.newest.entry(key).or_default();
+                if written < *newest {
+                    self.violations.push(format!(
+                        "record {key} went back from change {newest} to {written}"
+                    ));
+                }
+                *newest = written.max(*newest);
                 self.records.insert(key, ticket.payload.clone());
             }
             SendPlan::Delete => {
@@ -111,6 +146,8 @@ struct World {
     queue: BTreeMap<u8, SyncQueueItem>,
     documents: BTreeMap<u8, JsonObject>,
     in_flight: Vec<InFlight>,
+    /// Attempts given up on by a recovery while still alive.
+    zombies: Vec<InFlight>,
     server: Server,
     counter: u64,
 }
@@ -122,6 +159,7 @@ impl World {
             queue: BTreeMap::new(),
             documents: BTreeMap::new(),
             in_flight: Vec::new(),
+            zombies: Vec::new(),
             server: Server::default(),
             counter: 0,
         }
@@ -208,6 +246,28 @@ impl World {
             return;
         }
         let flight = self.in_flight.remove(slot % self.in_flight.len());
+        self.report(flight, how);
+    }
+
+    /// A zombie reports: its request already reached the server or never
+    /// will, so only the outcome arrives, and it must change nothing.
+    fn zombie(&mut self, slot: usize, how: Ending) {
+        if self.zombies.is_empty() {
+            return;
+        }
+        let mut flight = self.zombies.remove(slot % self.zombies.len());
+        flight.arrived = true;
+        let key = Self::key_of(&flight.ticket);
+        let before = self.queue.get(&key).cloned();
+        self.report(flight, how);
+        assert_eq!(
+            self.queue.get(&key),
+            before.as_ref(),
+            "a zombie's outcome changed record {key}"
+        );
+    }
+
+    fn report(&mut self, flight: InFlight, how: Ending) {
         let key = Self::key_of(&flight.ticket);
         let deliver = |server: &mut Server| {
             if !flight.arrived {
@@ -241,6 +301,13 @@ impl World {
             // classification must then say "possibly applied", as a real
             // adapter's does for anything but refused connections and 4xx.
             Ending::TransientNotApplied => failed(ErrorKind::Transient, true),
+            Ending::TransientPassExhausted => AttemptOutcome::Failed {
+                kind: ErrorKind::Transient,
+                message: "HTTP 503".into(),
+                possibly_applied: true,
+                next_attempt_at: None,
+                not_before: Some(Timestamp::from_millis(self.now + 1_500)),
+            },
             Ending::Conflict => failed(ErrorKind::Conflict, true),
             Ending::Offline if !flight.arrived => failed(ErrorKind::Offline, false),
             Ending::Permanent if !flight.arrived => failed(ErrorKind::Permanent, false),
@@ -274,10 +341,24 @@ impl World {
     }
 
     fn crash(&mut self, reached: &[bool]) {
-        for (index, flight) in std::mem::take(&mut self.in_flight).into_iter().enumerate() {
+        self.zombies.clear();
+        self.give_up_in_flight(reached);
+    }
+
+    fn recover(&mut self, reached: &[bool]) {
+        let alive = self.give_up_in_flight(reached);
+        self.zombies.extend(alive);
+    }
+
+    /// Every attempt in flight either reached the server or never will; then
+    /// items in flight are recovered. Returns the abandoned attempts.
+    fn give_up_in_flight(&mut self, reached: &[bool]) -> Vec<InFlight> {
+        let mut abandoned = std::mem::take(&mut self.in_flight);
+        for (index, flight) in abandoned.iter_mut().enumerate() {
             if !flight.arrived && reached.get(index).copied().unwrap_or(false) {
                 self.server.receive(Self::key_of(&flight.ticket), &flight.ticket);
             }
+            flight.arrived = true;
         }
         let now = self.now();
         for item in self.queue.values_mut() {
@@ -285,6 +366,12 @@ impl World {
                 *item = recovered;
             }
         }
+        abandoned
+    }
+
+    fn clear_synced(&mut self) {
+        self.queue
+            .retain(|_, item| item.status != SyncStatus::Synced || item.is_in_flight());
     }
 
     fn run(&mut self, step: &Step) {
@@ -296,14 +383,24 @@ impl World {
             Step::Arrive { slot } => self.arrive(*slot),
             Step::NewPass => self.new_pass(),
             Step::Crash { reached } => self.crash(reached),
+            Step::Recover { reached } => self.recover(reached),
+            Step::Zombie { slot, how } => self.zombie(*slot, *how),
+            Step::ClearSynced => self.clear_synced(),
         }
         for item in self.queue.values() {
-            let out = self.in_flight.iter().any(|f| f.ticket.key == item.key());
-            assert_eq!(item.in_flight, out, "in-flight mark of {} disagrees", item.key());
+            let out = self.in_flight.iter().find(|f| f.ticket.key == item.key());
+            assert_eq!(
+                item.in_flight,
+                out.map(|f| f.ticket.attempt),
+                "in-flight mark of {} disagrees",
+                item.key()
+            );
         }
     }
 
-    /// Lets every attempt succeed until nothing is left to send.
+    /// Lets every attempt succeed until nothing is left to send, using only
+    /// new passes and the clock. Only items parked by a permanent error may
+    /// need the app's explicit retry; anything else needing it is stuck.
     fn drain(&mut self) {
         for _ in 0..20 {
             while !self.in_flight.is_empty() {
@@ -312,13 +409,26 @@ impl World {
             self.now += 1_000;
             let now = self.now();
             for item in self.queue.values_mut() {
-                if let Some(rearmed) = retry_now(item, now) {
+                if let Some(rearmed) = rearm_for_pass(item, now) {
                     *item = rearmed;
+                }
+                if item.is_parked() {
+                    *item = retry_now(item, now).expect("a parked item can be retried");
                 }
             }
             for key in 0..KEYS {
                 self.begin(key);
             }
+            let stuck: Vec<&SyncQueueItem> = self
+                .queue
+                .values()
+                .filter(|item| {
+                    item.status != SyncStatus::Synced
+                        && !item.is_in_flight()
+                        && item.next_attempt_at.is_none()
+                })
+                .collect();
+            assert!(stuck.is_empty(), "items that no pass will ever send: {stuck:#?}");
             if self.in_flight.is_empty() && self.queue.values().all(|item| item.status == SyncStatus::Synced)
             {
                 return;

@@ -25,7 +25,7 @@ CREATE TABLE queue (
     version          INTEGER NOT NULL,
     operation_id     TEXT    NOT NULL,
     possibly_applied INTEGER NOT NULL,
-    in_flight        INTEGER NOT NULL,
+    in_flight        INTEGER,          -- the attempt id while an attempt is out
     next_attempt_at  INTEGER,
     not_before       INTEGER,
     UNIQUE (entity, id)

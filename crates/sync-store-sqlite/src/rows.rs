@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, AssertSqlSafe, Row, SqliteConnection};
 use sync_core::{
-    ErrorKind, JsonObject, LocalRecord, OperationId, RecordKey, StoreError, SyncOperation, SyncQueueItem,
-    SyncStatus, Timestamp,
+    AttemptId, ErrorKind, JsonObject, LocalRecord, OperationId, RecordKey, StoreError, SyncOperation,
+    SyncQueueItem, SyncStatus, Timestamp,
 };
 
 use crate::error::{corrupt_row, map_sqlx};
@@ -72,7 +72,12 @@ fn bind_item(arguments: &mut SqliteArguments, item: &SyncQueueItem) -> Result<()
         .add(item.operation_id.as_str().to_owned())
         .map_err(bind_error)?;
     arguments.add(item.possibly_applied).map_err(bind_error)?;
-    arguments.add(item.in_flight).map_err(bind_error)?;
+    arguments
+        .add(
+            item.in_flight
+                .map(|attempt| i64::try_from(attempt.as_u64()).unwrap_or(i64::MAX)),
+        )
+        .map_err(bind_error)?;
     arguments
         .add(item.next_attempt_at.map(millis))
         .map_err(bind_error)?;
@@ -119,7 +124,12 @@ pub(crate) fn item_from_row(row: &SqliteRow) -> Result<SyncQueueItem, StoreError
             .map_err(|e| corrupt_row("queue item", e))?,
         operation_id: OperationId::new(text("operation_id")?).map_err(|e| corrupt_row("queue item", e))?,
         possibly_applied: row.try_get("possibly_applied").map_err(get_err)?,
-        in_flight: row.try_get("in_flight").map_err(get_err)?,
+        in_flight: row
+            .try_get::<Option<i64>, _>("in_flight")
+            .map_err(get_err)?
+            .map(|attempt| u64::try_from(attempt).map(AttemptId::from_u64))
+            .transpose()
+            .map_err(|e| corrupt_row("queue item", e))?,
         next_attempt_at: optional_time("next_attempt_at")?,
         not_before: optional_time("not_before")?,
     })

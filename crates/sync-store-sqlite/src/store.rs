@@ -356,6 +356,18 @@ impl SyncStore for SqliteStore {
         self.write(|reply| Command::Claim { now, limit, reply }).await
     }
 
+    async fn next_attempt_time(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.statements.add(1);
+        let earliest: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM queue WHERE in_flight IS NULL \
+             AND status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL",
+        )
+        .fetch_one(&self.readers)
+        .await
+        .map_err(|error| map_sqlx(error, "reading the next attempt time"))?;
+        Ok(earliest.map(Timestamp::from_millis))
+    }
+
     async fn finish_attempts(
         &self,
         finished: Vec<FinishedAttempt>,

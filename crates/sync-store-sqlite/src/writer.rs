@@ -355,7 +355,7 @@ impl Writer {
         // scan visits only candidates, oldest first; sync-core decides.
         let sql = format!(
             "SELECT {QUEUE_COLUMNS} FROM queue \
-             WHERE in_flight = 0 AND status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL \
+             WHERE in_flight IS NULL AND status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL \
              AND next_attempt_at <= ?1 AND (not_before IS NULL OR not_before <= ?1) \
              ORDER BY created_at, seq LIMIT ?2"
         );
@@ -416,8 +416,8 @@ impl Writer {
             Rewrite::RetryFailed | Rewrite::RetryOne(_) => retry_now(item, now),
         };
         let filter = match rewrite {
-            Rewrite::RecoverInterrupted => "in_flight = 1",
-            Rewrite::RearmFailed | Rewrite::RetryFailed => "status = 'failed' AND in_flight = 0",
+            Rewrite::RecoverInterrupted => "in_flight IS NOT NULL",
+            Rewrite::RearmFailed | Rewrite::RetryFailed => "status = 'failed' AND in_flight IS NULL",
             Rewrite::RetryOne(key) => {
                 let mut changes = Changes::default();
                 self.load(&mut changes, &[key], false).await?;
@@ -453,7 +453,7 @@ impl Writer {
 
     async fn clear_synced(&mut self) -> WorkResult<u64> {
         self.statements.add(1);
-        let removed = sqlx::query("DELETE FROM queue WHERE status = 'synced' AND in_flight = 0")
+        let removed = sqlx::query("DELETE FROM queue WHERE status = 'synced' AND in_flight IS NULL")
             .execute(&mut self.connection)
             .await
             .map_err(|error| map_sqlx(error, "clearing synced items"))?

@@ -67,6 +67,8 @@ where
     applied_outcome_syncs_and_takes_server_data(&new_store().await).await;
     stale_outcome_never_overwrites_a_newer_change(&new_store().await).await;
     failures_schedule_park_and_rearm(&new_store().await).await;
+    next_attempt_time_is_the_earliest_timer(&new_store().await).await;
+    late_outcome_after_recovery_changes_nothing(&new_store().await).await;
     interrupted_attempts_are_recovered(&new_store().await).await;
     clear_synced_keeps_unsynced_items(&new_store().await).await;
     events_describe_each_changed_row(&new_store().await).await;
@@ -255,7 +257,10 @@ pub async fn claims_are_oldest_first_bounded_and_exclusive(store: &dyn SyncStore
     assert_eq!(ids, ["a", "b"]);
     assert_eq!(first[0].plan, SendPlan::Create);
     let claimed = store.queue_item(&key("tasks", "a")).await.unwrap().unwrap();
-    assert_eq!((claimed.status, claimed.in_flight), (SyncStatus::Syncing, true));
+    assert_eq!(
+        (claimed.status, claimed.is_in_flight()),
+        (SyncStatus::Syncing, true)
+    );
 
     let second = store.claim_ready(T3, 10).await.unwrap();
     assert_eq!(second.len(), 1, "items in flight are not claimed again");
@@ -282,7 +287,7 @@ pub async fn applied_outcome_syncs_and_takes_server_data(store: &dyn SyncStore) 
         .unwrap();
     assert_eq!(results, [FinishResult::Current]);
     let item = store.queue_item(&key("tasks", "1")).await.unwrap().unwrap();
-    assert_eq!((item.status, item.in_flight), (SyncStatus::Synced, false));
+    assert_eq!((item.status, item.is_in_flight()), (SyncStatus::Synced, false));
     let record = store.record(&key("tasks", "1")).await.unwrap().unwrap();
     assert_eq!(Some(record.data), server_data);
     assert_eq!(record.created_at, T0);
@@ -323,7 +328,7 @@ pub async fn stale_outcome_never_overwrites_a_newer_change(store: &dyn SyncStore
     let item = store.queue_item(&key("tasks", "1")).await.unwrap().unwrap();
     assert_eq!(item.payload.get("v"), Some(&json!("newer")));
     assert_eq!(
-        (item.status, item.in_flight, item.retry_count),
+        (item.status, item.is_in_flight(), item.retry_count),
         (SyncStatus::Pending, false, 0)
     );
     let record = store.record(&key("tasks", "1")).await.unwrap().unwrap();
@@ -422,7 +427,7 @@ pub async fn interrupted_attempts_are_recovered(store: &dyn SyncStore) {
     assert_eq!(store.recover_interrupted(T1).await.unwrap(), 1);
     let item = store.queue_item(&key("tasks", "1")).await.unwrap().unwrap();
     assert_eq!(
-        (item.status, item.in_flight, item.possibly_applied),
+        (item.status, item.is_in_flight(), item.possibly_applied),
         (SyncStatus::Pending, false, true)
     );
     let tickets = store.claim_ready(T1, 10).await.unwrap();
@@ -498,4 +503,69 @@ pub async fn events_describe_each_changed_row(store: &dyn SyncStore) {
         })
         .collect();
     assert_eq!(record_events, [true, false], "document written, then removed");
+}
+
+/// `next_attempt_time` is the earliest timer among items that wait for one.
+pub async fn next_attempt_time_is_the_earliest_timer(store: &dyn SyncStore) {
+    assert_eq!(store.next_attempt_time().await.unwrap(), None);
+    store
+        .save(change("tasks", "a", SyncOperation::Create), T1)
+        .await
+        .unwrap();
+    store
+        .save(change("tasks", "b", SyncOperation::Create), T2)
+        .await
+        .unwrap();
+    assert_eq!(store.next_attempt_time().await.unwrap(), Some(T1));
+    let tickets = store.claim_ready(T2, 10).await.unwrap();
+    assert_eq!(
+        store.next_attempt_time().await.unwrap(),
+        None,
+        "items in flight wait for no timer"
+    );
+    let finished = tickets
+        .into_iter()
+        .map(|ticket| {
+            let later = ticket.key.id.as_str() == "b";
+            let outcome = AttemptOutcome::Failed {
+                kind: ErrorKind::Transient,
+                message: "HTTP 503".into(),
+                possibly_applied: false,
+                next_attempt_at: later.then_some(T3),
+                not_before: None,
+            };
+            FinishedAttempt { ticket, outcome }
+        })
+        .collect();
+    store.finish_attempts(finished, T2).await.unwrap();
+    assert_eq!(
+        store.next_attempt_time().await.unwrap(),
+        Some(T3),
+        "items waiting for a pass have no timer"
+    );
+}
+
+/// The late outcome of an attempt given up on by a recovery changes nothing,
+/// even after the item was claimed again at the same version.
+pub async fn late_outcome_after_recovery_changes_nothing(store: &dyn SyncStore) {
+    store
+        .save(change("tasks", "1", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    let old = store.claim_ready(T0, 1).await.unwrap().remove(0);
+    store.recover_interrupted(T1).await.unwrap();
+    let new = store.claim_ready(T1, 1).await.unwrap().remove(0);
+    assert_eq!((old.version, new.plan), (new.version, SendPlan::CreateIfAbsent));
+    let before = store.queue_item(&key("tasks", "1")).await.unwrap();
+    let outcome = AttemptOutcome::Applied {
+        replace_local_with: json!({ "late": true }).as_object().cloned(),
+    };
+    let results = store
+        .finish_attempts(vec![FinishedAttempt { ticket: old, outcome }], T2)
+        .await
+        .unwrap();
+    assert_eq!(results, [FinishResult::Stale]);
+    assert_eq!(store.queue_item(&key("tasks", "1")).await.unwrap(), before);
+    let record = store.record(&key("tasks", "1")).await.unwrap().unwrap();
+    assert_eq!(record.data.get("late"), None);
 }

@@ -282,6 +282,19 @@ impl SyncStore for MemoryStore {
             .collect())
     }
 
+    async fn next_attempt_time(&self) -> Result<Option<Timestamp>, StoreError> {
+        let state = self.lock()?;
+        Ok(state
+            .queue
+            .values()
+            .map(|entry| &entry.item)
+            .filter(|item| {
+                matches!(item.status, SyncStatus::Pending | SyncStatus::Failed) && !item.is_in_flight()
+            })
+            .filter_map(|item| item.next_attempt_at)
+            .min())
+    }
+
     async fn finish_attempts(
         &self,
         finished: Vec<FinishedAttempt>,
@@ -334,7 +347,7 @@ impl SyncStore for MemoryStore {
         let before = state.queue.len();
         state
             .queue
-            .retain(|_, entry| entry.item.status != SyncStatus::Synced || entry.item.in_flight);
+            .retain(|_, entry| entry.item.status != SyncStatus::Synced || entry.item.is_in_flight());
         let removed = (before - state.queue.len()) as u64;
         if removed > 0 {
             self.emit(StoreEvent::SyncedCleared);
