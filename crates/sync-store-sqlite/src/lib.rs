@@ -20,6 +20,7 @@
 
 mod error;
 mod options;
+mod queries;
 mod rows;
 mod schema;
 mod store;
@@ -28,3 +29,4 @@ mod writer;
 pub use options::{DEFAULT_FILE_NAME, Durability, SqliteStoreOptions};
 pub use schema::SCHEMA_VERSION;
 pub use store::SqliteStore;
+pub use writer::Diagnostics;

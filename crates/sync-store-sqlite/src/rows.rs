@@ -15,9 +15,7 @@ use sync_core::{
 use crate::error::{corrupt_row, map_sqlx};
 
 /// The queue columns, in the order `bind_item` binds them.
-pub(crate) const QUEUE_COLUMNS: &str = "entity, id, operation, payload, status, retry_count, created_at, \
-     updated_at, last_error, last_error_kind, version, operation_id, possibly_applied, in_flight, \
-     next_attempt_at, not_before";
+pub(crate) const QUEUE_COLUMNS: &str = crate::queries::queue_columns!();
 const QUEUE_WIDTH: usize = 16;
 const RECORD_WIDTH: usize = 5;
 
@@ -311,17 +309,14 @@ pub(crate) async fn load_keys(
     Ok(states)
 }
 
-/// Reads queue items matching `filter` (a fixed SQL condition), in `seq`
-/// order, a page at a time after `after_seq`.
+/// Reads a page of queue items with `query` (`?1` after seq, `?2` limit).
 pub(crate) async fn items_page(
     connection: &mut SqliteConnection,
-    filter: &'static str,
+    query: &'static str,
     after_seq: i64,
     limit: usize,
 ) -> Result<Vec<(i64, SyncQueueItem)>, StoreError> {
-    let sql =
-        format!("SELECT seq, {QUEUE_COLUMNS} FROM queue WHERE ({filter}) AND seq > ? ORDER BY seq LIMIT ?");
-    let rows = sqlx::query(AssertSqlSafe(sql))
+    let rows = sqlx::query(query)
         .bind(after_seq)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&mut *connection)

@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Row};
 use sync_core::model::check_payload_size;
 use sync_core::{
@@ -24,9 +22,10 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::error::{map_io, map_sqlx};
 use crate::options::{Durability, SqliteStoreOptions};
-use crate::rows::{QUEUE_COLUMNS, item_from_row, record_from_row};
+use crate::queries;
+use crate::rows::{item_from_row, record_from_row};
 use crate::schema::{SCHEMA_VERSION, migrate};
-use crate::writer::{Command, Rewrite, Statements, Writer};
+use crate::writer::{Command, Diagnostics, Rewrite, Statements, Writer};
 
 /// Events a slow subscriber may fall behind before it is told
 /// [`StoreEvent::Lagged`].
@@ -151,10 +150,9 @@ impl SqliteStore {
             Durability::Normal => SqliteSynchronous::Normal,
             Durability::Full => SqliteSynchronous::Full,
         };
-        let mut writer_options = base
-            .clone()
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous);
+        // WAL is switched on only after `migrate` has checked that the file
+        // is ours: switching rewrites the header of whatever file it is.
+        let mut writer_options = base.clone().synchronous(synchronous);
         if let Some(pages) = options.max_page_count {
             writer_options = writer_options.pragma("max_page_count", pages.to_string());
         }
@@ -162,7 +160,15 @@ impl SqliteStore {
             .connect()
             .await
             .map_err(|error| map_sqlx(error, &format!("opening {}", path.display())))?;
-        if let Err(error) = migrate(&mut connection, SCHEMA_VERSION).await {
+        let ready = match migrate(&mut connection, SCHEMA_VERSION).await {
+            Ok(()) => sqlx::raw_sql("PRAGMA journal_mode = WAL")
+                .execute(&mut connection)
+                .await
+                .map(drop)
+                .map_err(|error| map_sqlx(error, "switching to the WAL journal")),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = ready {
             let _ = connection.close().await;
             return Err(error);
         }
@@ -203,6 +209,14 @@ impl SqliteStore {
     #[must_use]
     pub fn statement_count(&self) -> u64 {
         self.statements.get()
+    }
+
+    /// The settings in force on the writer connection.
+    ///
+    /// # Errors
+    /// `Closed` after [`SqliteStore::close`]; a mapped SQLite error otherwise.
+    pub async fn diagnostics(&self) -> Result<Diagnostics, StoreError> {
+        self.write(|reply| Command::Diagnostics { reply }).await
     }
 
     /// Finishes pending writes, closes every connection and releases the
@@ -279,34 +293,28 @@ impl SyncStore for SqliteStore {
 
     async fn record(&self, key: &RecordKey) -> Result<Option<LocalRecord>, StoreError> {
         self.statements.add(1);
-        let row = sqlx::query(
-            "SELECT entity, id, data, created_at, updated_at FROM records WHERE entity = ? AND id = ?",
-        )
-        .bind(key.entity.as_str())
-        .bind(key.id.as_str())
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(|error| map_sqlx(error, "reading a record"))?;
+        let row = sqlx::query(queries::RECORD)
+            .bind(key.entity.as_str())
+            .bind(key.id.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(|error| map_sqlx(error, "reading a record"))?;
         row.as_ref().map(record_from_row).transpose()
     }
 
     async fn records(&self, entity: &EntityName) -> Result<Vec<LocalRecord>, StoreError> {
         self.statements.add(1);
-        let rows = sqlx::query(
-            "SELECT entity, id, data, created_at, updated_at FROM records \
-             WHERE entity = ? ORDER BY updated_at DESC, id",
-        )
-        .bind(entity.as_str())
-        .fetch_all(&self.readers)
-        .await
-        .map_err(|error| map_sqlx(error, "reading records"))?;
+        let rows = sqlx::query(queries::RECORDS_OF_ENTITY)
+            .bind(entity.as_str())
+            .fetch_all(&self.readers)
+            .await
+            .map_err(|error| map_sqlx(error, "reading records"))?;
         rows.iter().map(record_from_row).collect()
     }
 
     async fn queue_item(&self, key: &RecordKey) -> Result<Option<SyncQueueItem>, StoreError> {
         self.statements.add(1);
-        let sql = format!("SELECT {QUEUE_COLUMNS} FROM queue WHERE entity = ? AND id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = sqlx::query(queries::QUEUE_ITEM)
             .bind(key.entity.as_str())
             .bind(key.id.as_str())
             .fetch_optional(&self.readers)
@@ -317,8 +325,7 @@ impl SyncStore for SqliteStore {
 
     async fn queue(&self) -> Result<Vec<SyncQueueItem>, StoreError> {
         self.statements.add(1);
-        let sql = format!("SELECT {QUEUE_COLUMNS} FROM queue ORDER BY created_at, seq");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(queries::QUEUE)
             .fetch_all(&self.readers)
             .await
             .map_err(|error| map_sqlx(error, "reading the queue"))?;
@@ -327,7 +334,7 @@ impl SyncStore for SqliteStore {
 
     async fn counts(&self) -> Result<QueueCounts, StoreError> {
         self.statements.add(1);
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM queue GROUP BY status")
+        let rows = sqlx::query(queries::COUNTS)
             .fetch_all(&self.readers)
             .await
             .map_err(|error| map_sqlx(error, "counting the queue"))?;
@@ -358,13 +365,10 @@ impl SyncStore for SqliteStore {
 
     async fn next_attempt_time(&self) -> Result<Option<Timestamp>, StoreError> {
         self.statements.add(1);
-        let earliest: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM queue WHERE in_flight IS NULL \
-             AND status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL",
-        )
-        .fetch_one(&self.readers)
-        .await
-        .map_err(|error| map_sqlx(error, "reading the next attempt time"))?;
+        let earliest: Option<i64> = sqlx::query_scalar(queries::NEXT_ATTEMPT_TIME)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(|error| map_sqlx(error, "reading the next attempt time"))?;
         Ok(earliest.map(Timestamp::from_millis))
     }
 

@@ -21,7 +21,8 @@ use sync_core::{
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::error::map_sqlx;
-use crate::rows::{self, CHUNK, KeyState, QUEUE_COLUMNS};
+use crate::queries;
+use crate::rows::{self, CHUNK, KeyState};
 
 /// Runs `$work` in a `BEGIN IMMEDIATE` transaction: commit and publish its
 /// events on success, roll back on failure.
@@ -65,6 +66,23 @@ pub(crate) enum Command {
     ClearSynced {
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    Diagnostics {
+        reply: oneshot::Sender<Result<Diagnostics, StoreError>>,
+    },
+}
+
+/// Settings read back from the writer connection, to check what is in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Diagnostics {
+    /// `PRAGMA journal_mode`: `"wal"`.
+    pub journal_mode: String,
+    /// `PRAGMA synchronous`: 1 for NORMAL, 2 for FULL.
+    pub synchronous: i64,
+    /// `PRAGMA user_version`: the schema version.
+    pub schema_version: i64,
+    /// `PRAGMA max_page_count`.
+    pub max_page_count: i64,
 }
 
 /// Item-by-item rewrites decided by sync-core.
@@ -249,6 +267,9 @@ impl Writer {
             Command::ClearSynced { reply } => {
                 let _ = reply.send(transaction!(self, self.clear_synced()));
             }
+            Command::Diagnostics { reply } => {
+                let _ = reply.send(self.diagnostics().await);
+            }
         }
     }
 
@@ -351,16 +372,8 @@ impl Writer {
     }
 
     async fn claim(&mut self, now: Timestamp, limit: usize) -> WorkResult<Vec<AttemptTicket>> {
-        // The same condition as the `queue_ready` partial index, so the
-        // scan visits only candidates, oldest first; sync-core decides.
-        let sql = format!(
-            "SELECT {QUEUE_COLUMNS} FROM queue \
-             WHERE in_flight IS NULL AND status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL \
-             AND next_attempt_at <= ?1 AND (not_before IS NULL OR not_before <= ?1) \
-             ORDER BY created_at, seq LIMIT ?2"
-        );
         self.statements.add(1);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(queries::CLAIM_READY)
             .bind(now.as_millis())
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&mut self.connection)
@@ -415,9 +428,9 @@ impl Writer {
             Rewrite::RearmFailed => rearm_for_pass(item, now),
             Rewrite::RetryFailed | Rewrite::RetryOne(_) => retry_now(item, now),
         };
-        let filter = match rewrite {
-            Rewrite::RecoverInterrupted => "in_flight IS NOT NULL",
-            Rewrite::RearmFailed | Rewrite::RetryFailed => "status = 'failed' AND in_flight IS NULL",
+        let query = match rewrite {
+            Rewrite::RecoverInterrupted => queries::PAGE_IN_FLIGHT,
+            Rewrite::RearmFailed | Rewrite::RetryFailed => queries::PAGE_FAILED,
             Rewrite::RetryOne(key) => {
                 let mut changes = Changes::default();
                 self.load(&mut changes, &[key], false).await?;
@@ -435,7 +448,7 @@ impl Writer {
         let mut after_seq = 0;
         loop {
             self.statements.add(1);
-            let page = rows::items_page(&mut self.connection, filter, after_seq, CHUNK).await?;
+            let page = rows::items_page(&mut self.connection, query, after_seq, CHUNK).await?;
             let Some((last_seq, _)) = page.last() else { break };
             after_seq = *last_seq;
             let mut changes = Changes::default();
@@ -451,9 +464,36 @@ impl Writer {
         Ok((count, events))
     }
 
+    async fn diagnostics(&mut self) -> Result<Diagnostics, StoreError> {
+        let read = |error| map_sqlx(error, "reading settings");
+        let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut self.connection)
+            .await
+            .map_err(read)?;
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut self.connection)
+            .await
+            .map_err(read)?;
+        let schema_version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut self.connection)
+            .await
+            .map_err(read)?;
+        let max_page_count: i64 = sqlx::query_scalar("PRAGMA max_page_count")
+            .fetch_one(&mut self.connection)
+            .await
+            .map_err(read)?;
+        self.statements.add(4);
+        Ok(Diagnostics {
+            journal_mode,
+            synchronous,
+            schema_version,
+            max_page_count,
+        })
+    }
+
     async fn clear_synced(&mut self) -> WorkResult<u64> {
         self.statements.add(1);
-        let removed = sqlx::query("DELETE FROM queue WHERE status = 'synced' AND in_flight IS NULL")
+        let removed = sqlx::query(queries::CLEAR_SYNCED)
             .execute(&mut self.connection)
             .await
             .map_err(|error| map_sqlx(error, "clearing synced items"))?

@@ -1,0 +1,117 @@
+//! The store's fixed queries. The hot ones name their index (`INDEXED BY`):
+//! without `ANALYZE` statistics SQLite's planner may pick an index that
+//! needs a sort, and the cost of a claim must not grow with the queue.
+
+/// The queue columns, in the order `rows::bind_item` binds them.
+macro_rules! queue_columns {
+    () => {
+        "entity, id, operation, payload, status, retry_count, created_at, updated_at, last_error, \
+         last_error_kind, version, operation_id, possibly_applied, in_flight, next_attempt_at, not_before"
+    };
+}
+pub(crate) use queue_columns;
+
+/// Ready items, oldest first: `?1` now, `?2` limit.
+pub(crate) const CLAIM_READY: &str = concat!(
+    "SELECT ",
+    queue_columns!(),
+    " FROM queue INDEXED BY queue_ready \
+     WHERE in_flight IS NULL AND status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL \
+     AND next_attempt_at <= ?1 AND (not_before IS NULL OR not_before <= ?1) \
+     ORDER BY created_at, seq LIMIT ?2"
+);
+
+/// The earliest timer among items waiting for one.
+pub(crate) const NEXT_ATTEMPT_TIME: &str = "SELECT MIN(next_attempt_at) FROM queue INDEXED BY queue_next_attempt \
+     WHERE in_flight IS NULL AND status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL";
+
+/// One entity's documents, most recently updated first: `?1` entity.
+pub(crate) const RECORDS_OF_ENTITY: &str = "SELECT entity, id, data, created_at, updated_at \
+     FROM records INDEXED BY records_by_updated WHERE entity = ?1 ORDER BY updated_at DESC, id";
+
+/// One document: `?1` entity, `?2` id.
+pub(crate) const RECORD: &str =
+    "SELECT entity, id, data, created_at, updated_at FROM records WHERE entity = ?1 AND id = ?2";
+
+/// One queue item: `?1` entity, `?2` id.
+pub(crate) const QUEUE_ITEM: &str = concat!(
+    "SELECT ",
+    queue_columns!(),
+    " FROM queue WHERE entity = ?1 AND id = ?2"
+);
+
+/// The whole queue in send order.
+pub(crate) const QUEUE: &str = concat!(
+    "SELECT ",
+    queue_columns!(),
+    " FROM queue INDEXED BY queue_by_created ORDER BY created_at, seq"
+);
+
+/// A page of items in flight: `?1` after seq, `?2` limit.
+pub(crate) const PAGE_IN_FLIGHT: &str = concat!(
+    "SELECT seq, ",
+    queue_columns!(),
+    " FROM queue INDEXED BY queue_in_flight WHERE in_flight IS NOT NULL AND seq > ?1 ORDER BY seq LIMIT ?2"
+);
+
+/// A page of failed items not in flight: `?1` after seq, `?2` limit.
+pub(crate) const PAGE_FAILED: &str = concat!(
+    "SELECT seq, ",
+    queue_columns!(),
+    " FROM queue INDEXED BY queue_by_status \
+     WHERE status = 'failed' AND in_flight IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2"
+);
+
+/// Removes synced items.
+pub(crate) const CLEAR_SYNCED: &str =
+    "DELETE FROM queue INDEXED BY queue_by_status WHERE status = 'synced' AND in_flight IS NULL";
+
+/// Items by status.
+pub(crate) const COUNTS: &str = "SELECT status, COUNT(*) AS n FROM queue GROUP BY status";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sqlx::{Connection, Row, SqliteConnection};
+
+    use super::*;
+
+    /// Every query of the store, planned against the real schema: each hot
+    /// one is an index scan with no sort and no table scan.
+    #[tokio::test]
+    async fn hot_queries_are_index_scans_without_sorting() {
+        let mut connection = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        crate::schema::migrate(&mut connection, crate::schema::SCHEMA_VERSION)
+            .await
+            .unwrap();
+        let cases = [
+            (CLAIM_READY, "queue_ready"),
+            (NEXT_ATTEMPT_TIME, "queue_next_attempt"),
+            (RECORDS_OF_ENTITY, "records_by_updated"),
+            (RECORD, "PRIMARY KEY"),
+            (QUEUE_ITEM, "sqlite_autoindex_queue_1"),
+            (QUEUE, "queue_by_created"),
+            (PAGE_IN_FLIGHT, "queue_in_flight"),
+            (PAGE_FAILED, "queue_by_status"),
+            (CLEAR_SYNCED, "queue_by_status"),
+            (COUNTS, "queue_by_status"),
+        ];
+        for (sql, index) in cases {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .bind(1)
+                .bind(2)
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+            let plan: Vec<String> = rows.iter().map(|row| row.get::<String, _>("detail")).collect();
+            let text = plan.join(" | ");
+            assert!(text.contains(index), "{sql}\n  does not use {index}: {text}");
+            assert!(!text.contains("TEMP B-TREE"), "{sql}\n  sorts: {text}");
+            let table_scan = plan
+                .iter()
+                .any(|step| step.starts_with("SCAN") && !step.contains("INDEX"));
+            assert!(!table_scan, "{sql}\n  scans the table: {text}");
+        }
+    }
+}
