@@ -5,6 +5,9 @@
 //!   (nextest when installed, plus doctests), and the docs with warnings
 //!   denied.
 //! - `table`: prints the queue-coalescing table, computed by sync-core.
+//! - `bench [SCENARIO...] [--smoke]`: benchmarks against baselines measured
+//!   in the same run (release build; `--smoke` runs tiny sizes in a debug
+//!   build, only to keep the benchmarks compiling and running).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -17,12 +20,15 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   ci     fmt check, clippy -D warnings, all tests, docs -D warnings
-  table  print the queue-coalescing table, computed by sync-core";
+  table  print the queue-coalescing table, computed by sync-core
+  bench [store] [--smoke]
+         benchmarks with baselines measured in the same run, printed as ratios";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") if args.len() == 1 => ci(),
+        Some("bench") => bench(&args[1..]),
         Some("table") if args.len() == 1 => {
             print!("{}", table::coalescing_table());
             Ok(())
@@ -73,6 +79,17 @@ fn nextest_installed() -> bool {
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|output| output.status.success())
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let smoke = args.iter().any(|arg| arg == "--smoke");
+    let mut command = cargo();
+    command.args(["run", "--quiet", "--package", "sync-bench"]);
+    if !smoke {
+        command.arg("--release");
+    }
+    command.arg("--").args(args);
+    run("sync-bench", &mut command)
 }
 
 fn ci() -> Result<(), String> {

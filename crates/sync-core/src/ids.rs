@@ -10,6 +10,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
 
+/// 16 random bytes from a per-thread generator seeded once from the
+/// operating system: ids need uniqueness, not secrecy, and a system call
+/// per id would cost more than the rest of a save's bookkeeping.
+fn random_bytes() -> [u8; 16] {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let seed = uuid::Uuid::new_v4().as_u64_pair();
+            seed.0 ^ seed.1.rotate_left(32)
+        });
+    }
+    // SplitMix64: every 64-bit state is visited once, so ids from one
+    // thread never repeat, and seeds are independent across threads.
+    let next = || {
+        STATE.with(|state| {
+            let mut z = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            state.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+    };
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&next().to_le_bytes());
+    bytes[8..].copy_from_slice(&next().to_le_bytes());
+    bytes
+}
+
 /// The longest entity name or record id accepted, in UTF-8 bytes.
 pub const MAX_NAME_BYTES: usize = 256;
 
@@ -159,7 +187,11 @@ impl OperationId {
     /// A fresh random id (UUID v4).
     #[must_use]
     pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().to_string())
+        Self(
+            uuid::Builder::from_random_bytes(random_bytes())
+                .into_uuid()
+                .to_string(),
+        )
     }
 
     /// Validates an id read from storage or supplied by the app.
@@ -225,7 +257,7 @@ impl AttemptId {
     /// A fresh random id; always below 2^63, so it fits SQLite's INTEGER.
     #[must_use]
     pub fn generate() -> Self {
-        let bytes = uuid::Uuid::new_v4().into_bytes();
+        let bytes = random_bytes();
         let mut high = [0u8; 8];
         high.copy_from_slice(&bytes[..8]);
         Self(u64::from_le_bytes(high) >> 1)
@@ -359,6 +391,13 @@ mod tests {
         let a = OperationId::generate();
         let b = OperationId::generate();
         assert_ne!(a, b);
+        let uuid = uuid::Uuid::parse_str(a.as_str()).unwrap();
+        assert_eq!(uuid.get_version_num(), 4, "generated ids are UUID v4");
+        let from_another_thread = std::thread::spawn(OperationId::generate).join().unwrap();
+        assert_ne!(from_another_thread, a);
+        let many: std::collections::HashSet<OperationId> =
+            (0..10_000).map(|_| OperationId::generate()).collect();
+        assert_eq!(many.len(), 10_000);
         assert_eq!(OperationId::new(a.as_str()).unwrap(), a);
         for bad in ["", "has space", "tab\t", "ü"] {
             assert_eq!(OperationId::new(bad), Err(ValidationError::InvalidOperationId));

@@ -230,7 +230,10 @@ impl Writer {
                 self.serve(command).await;
                 continue;
             };
-            // Group commit: take every save already waiting.
+            // Group commit: let savers that were just woken by the previous
+            // commit submit first (one yield costs nothing when nobody else
+            // is runnable), then take every save waiting.
+            tokio::task::yield_now().await;
             let mut group = vec![(changes, now, reply)];
             let mut size = group[0].0.len();
             while size < MAX_GROUP_CHANGES {

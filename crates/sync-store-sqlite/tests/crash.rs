@@ -34,7 +34,11 @@ impl XorShift {
 /// records of two entities, with payloads of varying size.
 fn scripted_change(index: u64) -> LocalChange {
     let mut random = XorShift(SCRIPT_SEED ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let entity = if random.next() % 2 == 0 { "tasks" } else { "notes" };
+    let entity = if random.next().is_multiple_of(2) {
+        "tasks"
+    } else {
+        "notes"
+    };
     let id = (random.next() % 12).to_string();
     let operation = match random.next() % 4 {
         0 => SyncOperation::Create,
