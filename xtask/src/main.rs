@@ -3,7 +3,7 @@
 //! - `ci`: everything CI checks, in order, stopping at the first failure:
 //!   formatting, clippy with warnings denied, the whole workspace's tests
 //!   (nextest when installed, plus doctests), and the docs with warnings
-//!   denied.
+//!   denied, then the benchmarks in smoke mode.
 //! - `table`: prints the queue-coalescing table, computed by sync-core.
 //! - `bench [SCENARIO...] [--smoke]`: benchmarks against baselines measured
 //!   in the same run (release build; `--smoke` runs tiny sizes in a debug
@@ -123,6 +123,8 @@ fn ci() -> Result<(), String> {
             .args(["doc", "--workspace", "--no-deps"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
+    // Keeps the benchmarks compiling and running; sizes are tiny.
+    bench(&["--smoke".to_owned()])?;
     eprintln!("\nxtask ci: all steps passed");
     Ok(())
 }

@@ -69,6 +69,7 @@ impl Report {
         );
         for row in &self.rows {
             let target = match row.target {
+                Some(target) if smoke => format!("≥ {target} (not judged in a smoke run)"),
                 Some(target) if row.met() => format!("≥ {target} ✓"),
                 Some(target) => format!("≥ {target} ✗ MISSED"),
                 None => "-".to_owned(),
