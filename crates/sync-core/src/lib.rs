@@ -7,7 +7,9 @@
 //!   transitions ([`attempt`]), as pure functions: facts in, decisions out;
 //! - conflict resolvers ([`conflict`]) and the retry policy ([`retry`]);
 //! - the seams between layers ([`SyncApiAdapter`], [`SyncStore`],
-//!   [`ConnectivityMonitor`]) and the errors they return.
+//!   [`ConnectivityMonitor`]) and the errors they return;
+//! - snapshots kept current from store events ([`snapshot`]), so watchers
+//!   never re-read the whole queue per change.
 //!
 //! The rule everything here serves: **after the queue drains, the server
 //! holds exactly the last local state**, whatever earlier attempts did or
@@ -24,6 +26,7 @@ pub mod ids;
 pub mod model;
 pub mod retry;
 pub mod seams;
+pub mod snapshot;
 
 pub use attempt::{AttemptOutcome, AttemptTicket, SendPlan};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -9,6 +9,7 @@ use std::future::Future;
 
 use serde_json::json;
 use sync_core::attempt::{AttemptOutcome, SendPlan};
+use sync_core::snapshot::{Applied, QueueSnapshot, RecordsSnapshot};
 use sync_core::{
     ErrorKind, FinishResult, FinishedAttempt, LocalChange, QueueCounts, RecordKey, StoreErrorKind,
     StoreEvent, SyncOperation, SyncStatus, SyncStore, Timestamp,
@@ -69,6 +70,7 @@ where
     failures_schedule_park_and_rearm(&new_store().await).await;
     next_attempt_time_is_the_earliest_timer(&new_store().await).await;
     late_outcome_after_recovery_changes_nothing(&new_store().await).await;
+    snapshots_follow_events(&new_store().await).await;
     interrupted_attempts_are_recovered(&new_store().await).await;
     clear_synced_keeps_unsynced_items(&new_store().await).await;
     events_describe_each_changed_row(&new_store().await).await;
@@ -568,4 +570,86 @@ pub async fn late_outcome_after_recovery_changes_nothing(store: &dyn SyncStore) 
     assert_eq!(store.queue_item(&key("tasks", "1")).await.unwrap(), before);
     let record = store.record(&key("tasks", "1")).await.unwrap().unwrap();
     assert_eq!(record.data.get("late"), None);
+}
+
+/// Snapshots built from one read plus events stay equal to fresh reads
+/// through saves, claims, outcomes, recovery and `clear_synced`.
+pub async fn snapshots_follow_events(store: &dyn SyncStore) {
+    let at = |n: i64| Timestamp::from_millis(10_000 + n * 1_000);
+    store
+        .save(change("tasks", "old", SyncOperation::Create), at(0))
+        .await
+        .unwrap();
+    let mut events = store.subscribe();
+    let tasks: sync_core::EntityName = "tasks".parse().unwrap();
+    let mut queue = QueueSnapshot::new(store.queue().await.unwrap());
+    let mut records = RecordsSnapshot::new(tasks.clone(), store.records(&tasks).await.unwrap());
+
+    for (n, (id, operation)) in [
+        ("a", SyncOperation::Create),
+        ("b", SyncOperation::Create),
+        ("a", SyncOperation::Update),
+        ("c", SyncOperation::Create),
+        ("b", SyncOperation::Delete),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .save(change("tasks", id, operation), at(n as i64 + 1))
+            .await
+            .unwrap();
+    }
+    store
+        .save(change("notes", "a", SyncOperation::Create), at(7))
+        .await
+        .unwrap();
+    let tickets = store.claim_ready(at(8), 2).await.unwrap();
+    let finished = tickets
+        .into_iter()
+        .map(|ticket| FinishedAttempt {
+            ticket,
+            outcome: AttemptOutcome::Applied {
+                replace_local_with: json!({ "from": "server" }).as_object().cloned(),
+            },
+        })
+        .collect();
+    store.finish_attempts(finished, at(9)).await.unwrap();
+    store.claim_ready(at(10), 1).await.unwrap();
+    store.recover_interrupted(at(11)).await.unwrap();
+    store.clear_synced().await.unwrap();
+    store
+        .save(change("tasks", "d", SyncOperation::Create), at(12))
+        .await
+        .unwrap();
+
+    // Drain what was published, then compare with fresh reads.
+    let marker = change("markers", "end", SyncOperation::Create);
+    store.save(marker, at(13)).await.unwrap();
+    loop {
+        let event = events.next().await.expect("stream open");
+        assert_ne!(
+            queue.apply(&event),
+            Applied::Resync,
+            "no event may be missed here"
+        );
+        records.apply(&event);
+        if matches!(&event, StoreEvent::Record { key: k, .. } if *k == key("markers", "end")) {
+            break;
+        }
+    }
+    assert_eq!(
+        queue.to_vec(),
+        store.queue().await.unwrap(),
+        "queue snapshot drifted from the store"
+    );
+    assert_eq!(
+        records.to_vec(),
+        store.records(&tasks).await.unwrap(),
+        "records snapshot drifted"
+    );
+    assert_eq!(
+        queue.get(&key("tasks", "c")).map(|item| item.status),
+        Some(SyncStatus::Pending)
+    );
 }
