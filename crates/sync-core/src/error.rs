@@ -68,7 +68,9 @@ pub enum ValidationError {
     #[error("unknown sync status {0:?}: expected \"pending\", \"syncing\", \"synced\" or \"failed\"")]
     UnknownStatus(String),
     /// A string did not name a known error kind.
-    #[error("unknown error kind {0:?}: expected \"offline\", \"transient\", \"permanent\" or \"conflict\"")]
+    #[error(
+        "unknown error kind {0:?}: expected \"offline\", \"transient\", \"permanent\", \"conflict\" or \"not_found\""
+    )]
     UnknownErrorKind(String),
     /// An operation id was empty, too long or not visible ASCII.
     #[error("operation id must be 1 to 128 visible ASCII characters: use OperationId::generate()")]
@@ -93,13 +95,16 @@ pub enum ErrorKind {
     Permanent,
     /// The server reported a conflict (409, 412): fetch, resolve, retry.
     Conflict,
+    /// The server has no such record (an update answered 404 or 410): the
+    /// engine re-creates it from the local state.
+    NotFound,
 }
 
 impl ErrorKind {
     /// Whether retrying the same request can succeed.
     #[must_use]
     pub fn is_retryable(self) -> bool {
-        !matches!(self, Self::Permanent)
+        !matches!(self, Self::Permanent | Self::NotFound)
     }
 
     /// The lowercase name used in storage and logs.
@@ -110,6 +115,7 @@ impl ErrorKind {
             Self::Transient => "transient",
             Self::Permanent => "permanent",
             Self::Conflict => "conflict",
+            Self::NotFound => "not_found",
         }
     }
 }
@@ -128,6 +134,7 @@ impl std::str::FromStr for ErrorKind {
             "transient" => Ok(Self::Transient),
             "permanent" => Ok(Self::Permanent),
             "conflict" => Ok(Self::Conflict),
+            "not_found" => Ok(Self::NotFound),
             other => Err(ValidationError::UnknownErrorKind(other.to_owned())),
         }
     }
@@ -443,6 +450,7 @@ mod tests {
             ErrorKind::Transient,
             ErrorKind::Permanent,
             ErrorKind::Conflict,
+            ErrorKind::NotFound,
         ] {
             assert_eq!(kind.as_str().parse::<ErrorKind>().unwrap(), kind);
         }

@@ -1,5 +1,30 @@
-//! The network layer: the REST adapter on hyper and the connectivity probe.
+//! The network layer: the REST adapter on hyper and the real-internet
+//! connectivity probe.
 //!
-//! This crate will implement [`sync_core::SyncApiAdapter`] and
-//! [`sync_core::ConnectivityMonitor`]. It exports nothing yet.
+//! - [`HttpSyncApiAdapter`] implements [`sync_core::SyncApiAdapter`]:
+//!   pooled keep-alive connections, HTTP/1.1 and HTTP/2, TLS through rustls
+//!   (Mozilla roots plus your own), an auth hook with refresh on 401,
+//!   percent-encoded routes or your own path builder, an `Idempotency-Key`
+//!   on every write, and errors classified for the engine (offline,
+//!   transient with `Retry-After`, permanent, conflict, not found).
+//! - [`InternetConnectionMonitor`] implements
+//!   [`sync_core::ConnectivityMonitor`]: concurrent probes of check
+//!   options, first success wins, and a deduplicated change stream.
+//!
+//! Errors and logs never contain payloads or credentials: header values
+//! are marked sensitive, and request lines carry the path without the query.
 #![deny(missing_docs)]
+
+mod adapter;
+mod client;
+mod connectivity;
+mod error;
+mod url;
+
+pub use adapter::{AuthHook, HttpSyncApiAdapter, HttpSyncApiAdapterBuilder, IDEMPOTENCY_KEY, PathBuilder};
+pub use connectivity::{
+    InternetCheckOption, InternetConnectionMonitor, InternetConnectionMonitorBuilder, StatusPredicate,
+    default_check_options,
+};
+pub use error::NetError;
+pub use url::{default_path, encode_query_value, encode_segment};

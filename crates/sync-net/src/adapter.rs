@@ -1,0 +1,516 @@
+//! [`HttpSyncApiAdapter`]: the default [`SyncApiAdapter`], REST over hyper.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use sync_core::{ApiError, EntityName, ErrorKind, JsonObject, OperationId, RecordId, SyncApiAdapter};
+
+use crate::client::{self, HttpClient, Trust};
+use crate::error::{NetError, classify_status, classify_transport, excerpt, parse_retry_after};
+use crate::url::{BaseUrl, default_path};
+
+/// Supplies per-request headers (such as `Authorization`) and refreshes
+/// credentials when the server answers 401.
+///
+/// On a 401 the adapter calls [`AuthHook::refresh`] once and retries the
+/// request once with fresh headers; a second 401 is a permanent error.
+#[async_trait]
+pub trait AuthHook: Send + Sync {
+    /// Headers to add to the next request.
+    ///
+    /// # Errors
+    /// An [`ApiError`] (typically `Permanent`) when no credentials can be
+    /// had; the request is not sent.
+    async fn headers(&self) -> Result<HeaderMap, ApiError>;
+
+    /// Renews the credentials after a 401.
+    ///
+    /// # Errors
+    /// An [`ApiError`] when renewal fails; it is returned for the request.
+    async fn refresh(&self) -> Result<(), ApiError>;
+}
+
+/// Maps an entity and an optional id to a path (with an optional query),
+/// relative to the base URL; it must start with `/`. Use
+/// [`crate::encode_segment`] and [`crate::encode_query_value`] on the parts.
+pub type PathBuilder = dyn Fn(&EntityName, Option<&RecordId>) -> String + Send + Sync;
+
+/// The default `Idempotency-Key` header name.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+struct Config {
+    base: BaseUrl,
+    default_headers: HeaderMap,
+    request_timeout: Duration,
+    auth: Option<Arc<dyn AuthHook>>,
+    path_builder: Arc<PathBuilder>,
+    default_routes: bool,
+    idempotency_header: Option<HeaderName>,
+    max_response_bytes: usize,
+}
+
+/// REST adapter: `POST /{entity}`, `PUT /{entity}/{id}`,
+/// `DELETE /{entity}/{id}`, `GET /{entity}/{id}`, JSON bodies, an
+/// `Idempotency-Key` on every write, errors classified for the engine.
+///
+/// Cloning is cheap and shares the connection pool.
+#[derive(Clone)]
+pub struct HttpSyncApiAdapter {
+    client: HttpClient,
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for HttpSyncApiAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Default headers may hold credentials: never print them.
+        f.debug_struct("HttpSyncApiAdapter")
+            .field("base", &self.config.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`HttpSyncApiAdapter`]; every setting has a default, and a bad
+/// one is reported by [`HttpSyncApiAdapterBuilder::build`].
+#[must_use]
+pub struct HttpSyncApiAdapterBuilder {
+    base_url: String,
+    default_headers: Vec<(String, String)>,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+    user_agent: String,
+    auth: Option<Arc<dyn AuthHook>>,
+    path_builder: Option<Arc<PathBuilder>>,
+    idempotency_header: Option<String>,
+    trust: Trust,
+    root_certificates: Vec<Vec<u8>>,
+    max_response_bytes: usize,
+}
+
+impl HttpSyncApiAdapter {
+    /// A builder for the API at `base_url` (e.g. `https://host/api/v2`).
+    pub fn builder(base_url: impl Into<String>) -> HttpSyncApiAdapterBuilder {
+        HttpSyncApiAdapterBuilder {
+            base_url: base_url.into(),
+            default_headers: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            user_agent: concat!("offline-sync/", env!("CARGO_PKG_VERSION")).to_owned(),
+            auth: None,
+            path_builder: None,
+            idempotency_header: Some(IDEMPOTENCY_KEY.to_owned()),
+            trust: Trust::default(),
+            root_certificates: Vec::new(),
+            max_response_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl HttpSyncApiAdapterBuilder {
+    /// Adds a header sent with every request.
+    pub fn default_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.default_headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The time limit for a whole request, response body included.
+    /// Default 30 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The time limit for opening a connection. Default 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The `User-Agent` header. Default `offline-sync/<version>`.
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// Supplies per-request credentials and refreshes them on 401. Default:
+    /// none.
+    pub fn auth(mut self, hook: impl AuthHook + 'static) -> Self {
+        self.auth = Some(Arc::new(hook));
+        self
+    }
+
+    /// Replaces the default routes. Default [`default_path`].
+    pub fn path_builder(
+        mut self,
+        builder: impl Fn(&EntityName, Option<&RecordId>) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.path_builder = Some(Arc::new(builder));
+        self
+    }
+
+    /// The header carrying each change's operation id, or `None` to send
+    /// none. Default `Idempotency-Key`.
+    pub fn idempotency_header(mut self, name: Option<&str>) -> Self {
+        self.idempotency_header = name.map(str::to_owned);
+        self
+    }
+
+    /// Trusts an extra root certificate (PEM or DER), such as your own CA.
+    pub fn add_root_certificate(mut self, certificate: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(certificate.into());
+        self
+    }
+
+    /// Whether to trust the Mozilla root program (webpki-roots). Default
+    /// `true`; with `false`, only the roots added here are trusted.
+    pub fn use_webpki_roots(mut self, enabled: bool) -> Self {
+        self.trust.webpki_roots = enabled;
+        self
+    }
+
+    /// The largest response body read. Default 8 MiB.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Checks the settings and builds the adapter.
+    ///
+    /// # Errors
+    /// [`NetError`] naming the setting that cannot work.
+    pub fn build(mut self) -> Result<HttpSyncApiAdapter, NetError> {
+        let base = BaseUrl::parse(&self.base_url)?;
+        let mut default_headers = HeaderMap::new();
+        let header = |name: &str, value: &str| -> Result<(HeaderName, HeaderValue), NetError> {
+            let invalid = |reason: &str| NetError::InvalidHeader {
+                name: name.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let header_name = HeaderName::try_from(name).map_err(|_| invalid("not a valid header name"))?;
+            let mut header_value = HeaderValue::try_from(value)
+                .map_err(|_| invalid("the value has characters a header cannot carry"))?;
+            header_value.set_sensitive(true);
+            Ok((header_name, header_value))
+        };
+        let (name, value) = header(USER_AGENT.as_str(), &self.user_agent)?;
+        default_headers.insert(name, value);
+        for (name, value) in &self.default_headers {
+            let (name, value) = header(name, value)?;
+            default_headers.append(name, value);
+        }
+        let idempotency_header = self
+            .idempotency_header
+            .as_deref()
+            .map(|name| {
+                HeaderName::try_from(name).map_err(|_| NetError::InvalidHeader {
+                    name: name.to_owned(),
+                    reason: "not a valid header name".into(),
+                })
+            })
+            .transpose()?;
+        for certificate in &self.root_certificates {
+            self.trust
+                .extra_roots
+                .extend(client::parse_certificates(certificate)?);
+        }
+        let client = client::build(&self.trust, self.connect_timeout)?;
+        Ok(HttpSyncApiAdapter {
+            client,
+            config: Arc::new(Config {
+                base,
+                default_headers,
+                request_timeout: self.request_timeout,
+                auth: self.auth,
+                default_routes: self.path_builder.is_none(),
+                path_builder: self.path_builder.unwrap_or_else(|| Arc::new(default_path)),
+                idempotency_header,
+                max_response_bytes: self.max_response_bytes,
+            }),
+        })
+    }
+}
+
+/// A response that arrived in full.
+struct Response {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl HttpSyncApiAdapter {
+    fn path(&self, entity: &EntityName, id: Option<&RecordId>) -> Result<String, ApiError> {
+        if self.config.default_routes {
+            // Many servers resolve `%2E%2E` as `..`: no encoding keeps these
+            // inside their entity's path, so they are refused.
+            let dot = |value: &str| value == "." || value == "..";
+            if dot(entity.as_str()) || id.is_some_and(|id| dot(id.as_str())) {
+                return Err(ApiError::new(
+                    ErrorKind::Permanent,
+                    "the entity name or id \".\" or \"..\" cannot be sent as a URL path segment: \
+                     rename it, or configure a path builder that sends it in the query string",
+                ));
+            }
+        }
+        Ok((self.config.path_builder)(entity, id))
+    }
+
+    /// The method and path, without the query (it may carry secrets).
+    fn request_line(method: &Method, path: &str) -> String {
+        let path = path.split('?').next().unwrap_or(path);
+        format!("{method} {path}")
+    }
+
+    /// Sends one request, retrying once after a 401 if an auth hook can
+    /// refresh; returns the response whatever its status.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        operation_id: Option<&OperationId>,
+    ) -> Result<Response, ApiError> {
+        let response = self.send_once(&method, path, body.clone(), operation_id).await?;
+        if response.status != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let Some(auth) = &self.config.auth else {
+            return Ok(response);
+        };
+        auth.refresh().await?;
+        self.send_once(&method, path, body, operation_id).await
+    }
+
+    async fn send_once(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<Bytes>,
+        operation_id: Option<&OperationId>,
+    ) -> Result<Response, ApiError> {
+        let line = Self::request_line(method, path);
+        let uri = self
+            .config
+            .base
+            .join(path)
+            .map_err(|reason| ApiError::new(ErrorKind::Permanent, reason).with_request(line.clone()))?;
+        let mut request = Request::builder().method(method.clone()).uri(uri);
+        if let Some(headers) = request.headers_mut() {
+            headers.extend(self.config.default_headers.clone());
+            headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+            if body.is_some() {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            if let (Some(name), Some(id)) = (&self.config.idempotency_header, operation_id)
+                && let Ok(value) = HeaderValue::try_from(id.as_str())
+            {
+                headers.insert(name.clone(), value);
+            }
+            if let Some(auth) = &self.config.auth {
+                let mut extra = auth.headers().await?;
+                for value in extra.values_mut() {
+                    value.set_sensitive(true);
+                }
+                headers.extend(extra);
+            }
+        }
+        let request = request
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|error| {
+                ApiError::new(ErrorKind::Permanent, format!("cannot build the request: {error}"))
+                    .with_request(line.clone())
+            })?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|error| classify_transport(&error, &line))?;
+            let (parts, body) = response.into_parts();
+            let collected = Limited::new(body, self.config.max_response_bytes).collect().await.map_err(|error| {
+                let too_large = error.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                let message = if too_large {
+                    format!(
+                        "the response is larger than {} bytes: raise max_response_bytes or fix the server",
+                        self.config.max_response_bytes
+                    )
+                } else {
+                    format!("the response body broke off: {error}")
+                };
+                ApiError::new(ErrorKind::Transient, message).with_status(parts.status.as_u16()).with_request(line.clone())
+            })?;
+            Ok(Response {
+                status: parts.status,
+                headers: parts.headers,
+                body: collected.to_bytes(),
+            })
+        };
+        match tokio::time::timeout(self.config.request_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(ApiError::new(
+                ErrorKind::Transient,
+                format!(
+                    "no complete response within {} ms; the server may have applied the request",
+                    self.config.request_timeout.as_millis()
+                ),
+            )
+            .with_request(line)),
+        }
+    }
+
+    /// The error for a non-success response.
+    fn status_error(response: &Response, line: &str) -> ApiError {
+        let status = response.status.as_u16();
+        let (kind, possibly_applied) = classify_status(status).unwrap_or((ErrorKind::Permanent, false));
+        let reason = response.status.canonical_reason().unwrap_or("unknown status");
+        let mut message = format!("HTTP {status} {reason}");
+        if !response.body.is_empty() {
+            message.push_str(": ");
+            message.push_str(&excerpt(&response.body));
+        }
+        let mut error = ApiError::new(kind, message)
+            .with_status(status)
+            .with_request(line)
+            .with_possibly_applied(possibly_applied);
+        if kind == ErrorKind::Transient
+            && let Some(delay) = response
+                .headers
+                .get(RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| parse_retry_after(value, SystemTime::now()))
+        {
+            error = error.with_retry_after(delay);
+        }
+        error
+    }
+
+    /// The server's data from a success response: an object, or nothing.
+    fn data(response: &Response, line: &str) -> Result<Option<JsonObject>, ApiError> {
+        if response.status == StatusCode::NO_CONTENT || response.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let invalid = |what: String| {
+            // The request was applied; only the answer is unusable.
+            ApiError::new(ErrorKind::Transient, what)
+                .with_status(response.status.as_u16())
+                .with_request(line)
+                .with_possibly_applied(true)
+        };
+        match serde_json::from_slice::<serde_json::Value>(&response.body) {
+            Ok(serde_json::Value::Object(object)) => Ok(Some(object)),
+            Ok(other) => Err(invalid(format!(
+                "the response is JSON but not an object ({}): the server must answer with a JSON object or nothing",
+                sync_core::model::json_type_name(&other)
+            ))),
+            Err(error) => Err(invalid(format!(
+                "the response is not JSON ({error}): {}",
+                excerpt(&response.body)
+            ))),
+        }
+    }
+
+    async fn write(
+        &self,
+        method: Method,
+        path: String,
+        data: &JsonObject,
+        operation_id: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError> {
+        let line = Self::request_line(&method, &path);
+        let body = serde_json::to_vec(data).map_err(|error| {
+            ApiError::new(
+                ErrorKind::Permanent,
+                format!("the payload cannot be serialised: {error}"),
+            )
+            .with_request(line.clone())
+        })?;
+        let response = self
+            .send(method, &path, Some(Bytes::from(body)), Some(operation_id))
+            .await?;
+        if !response.status.is_success() {
+            return Err(Self::status_error(&response, &line));
+        }
+        Self::data(&response, &line)
+    }
+}
+
+#[async_trait]
+impl SyncApiAdapter for HttpSyncApiAdapter {
+    async fn create(
+        &self,
+        entity: &EntityName,
+        _id: &RecordId,
+        data: &JsonObject,
+        operation_id: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError> {
+        let path = self.path(entity, None)?;
+        self.write(Method::POST, path, data, operation_id)
+            .await
+            .map_err(|error| {
+                // A missing collection route is a configuration problem, not a
+                // missing record.
+                if error.kind() == ErrorKind::NotFound {
+                    ApiError::new(
+                        ErrorKind::Permanent,
+                        format!("{}: check the base URL and routes", error.message()),
+                    )
+                    .with_status(error.status().unwrap_or(404))
+                    .with_request(error.request().unwrap_or_default().to_owned())
+                } else {
+                    error
+                }
+            })
+    }
+
+    async fn update(
+        &self,
+        entity: &EntityName,
+        id: &RecordId,
+        data: &JsonObject,
+        operation_id: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError> {
+        self.write(Method::PUT, self.path(entity, Some(id))?, data, operation_id)
+            .await
+    }
+
+    async fn delete(
+        &self,
+        entity: &EntityName,
+        id: &RecordId,
+        operation_id: &OperationId,
+    ) -> Result<(), ApiError> {
+        let path = self.path(entity, Some(id))?;
+        let line = Self::request_line(&Method::DELETE, &path);
+        let response = self.send(Method::DELETE, &path, None, Some(operation_id)).await?;
+        // Gone already is what was asked.
+        if response.status.is_success() || matches!(response.status.as_u16(), 404 | 410) {
+            return Ok(());
+        }
+        Err(Self::status_error(&response, &line))
+    }
+
+    async fn fetch_remote(&self, entity: &EntityName, id: &RecordId) -> Result<Option<JsonObject>, ApiError> {
+        let path = self.path(entity, Some(id))?;
+        let line = Self::request_line(&Method::GET, &path);
+        let response = self.send(Method::GET, &path, None, None).await?;
+        if matches!(response.status.as_u16(), 404 | 410) {
+            return Ok(None);
+        }
+        if !response.status.is_success() {
+            return Err(Self::status_error(&response, &line));
+        }
+        match Self::data(&response, &line)? {
+            Some(object) => Ok(Some(object)),
+            None => Err(ApiError::new(
+                ErrorKind::Transient,
+                "the server answered a fetch with an empty body: it must return the record as a JSON object",
+            )
+            .with_status(response.status.as_u16())
+            .with_request(line)),
+        }
+    }
+}

@@ -1,0 +1,691 @@
+//! The HTTP adapter against loopback wiremock servers: routes, encoding,
+//! statuses, bodies, timeouts, auth refresh and idempotency keys.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use http::{HeaderMap, HeaderValue};
+use serde_json::json;
+use sync_core::{ApiError, EntityName, ErrorKind, JsonObject, OperationId, RecordId, SyncApiAdapter};
+use sync_net::{AuthHook, HttpSyncApiAdapter, encode_query_value, encode_segment};
+use wiremock::matchers::{any, header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+fn entity(name: &str) -> EntityName {
+    name.parse().unwrap()
+}
+
+fn id(value: &str) -> RecordId {
+    value.parse().unwrap()
+}
+
+fn data() -> JsonObject {
+    json!({ "title": "secret-payload-text", "done": false })
+        .as_object()
+        .cloned()
+        .unwrap()
+}
+
+fn op(value: &str) -> OperationId {
+    OperationId::new(value).unwrap()
+}
+
+fn adapter(server: &MockServer) -> HttpSyncApiAdapter {
+    HttpSyncApiAdapter::builder(server.uri()).build().unwrap()
+}
+
+async fn requests(server: &MockServer) -> Vec<Request> {
+    server.received_requests().await.unwrap()
+}
+
+async fn answering(template: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(any()).respond_with(template).mount(&server).await;
+    server
+}
+
+#[tokio::test]
+async fn routes_follow_the_reference() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/tasks"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "1", "server": true })))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/tasks/1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "1" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/tasks/1"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/tasks/1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "1", "title": "remote" })))
+        .mount(&server)
+        .await;
+    let adapter = adapter(&server);
+
+    let created = adapter
+        .create(&entity("tasks"), &id("1"), &data(), &op("op-1"))
+        .await
+        .unwrap();
+    assert_eq!(created.unwrap()["server"], true);
+    let updated = adapter
+        .update(&entity("tasks"), &id("1"), &data(), &op("op-2"))
+        .await
+        .unwrap();
+    assert_eq!(updated.unwrap()["id"], "1");
+    adapter
+        .delete(&entity("tasks"), &id("1"), &op("op-3"))
+        .await
+        .unwrap();
+    let fetched = adapter.fetch_remote(&entity("tasks"), &id("1")).await.unwrap();
+    assert_eq!(fetched.unwrap()["title"], "remote");
+
+    let seen = requests(&server).await;
+    let lines: Vec<String> = seen
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect();
+    assert_eq!(
+        lines,
+        ["POST /tasks", "PUT /tasks/1", "DELETE /tasks/1", "GET /tasks/1"]
+    );
+    let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::Value::Object(data()),
+        "the create sends the payload as JSON"
+    );
+    assert_eq!(seen[0].headers.get("content-type").unwrap(), "application/json");
+    assert!(seen[2].body.is_empty() && seen[3].body.is_empty());
+}
+
+#[tokio::test]
+async fn base_url_path_prefix_is_kept() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/tasks"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&server)
+        .await;
+    let adapter = HttpSyncApiAdapter::builder(format!("{}/api/v2/", server.uri()))
+        .build()
+        .unwrap();
+    assert_eq!(
+        adapter
+            .create(&entity("tasks"), &id("1"), &data(), &op("k"))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn custom_path_builder_routes_with_a_query_string() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let adapter = HttpSyncApiAdapter::builder(server.uri())
+        .path_builder(|entity, id| match (entity.as_str(), id) {
+            ("tasks", Some(id)) => format!("/tasks?id={}", encode_query_value(id.as_str())),
+            ("tasks", None) => "/tasks".to_owned(),
+            ("profile", _) => "/v1/me".to_owned(),
+            (_, id) => sync_net::default_path(entity, id),
+        })
+        .build()
+        .unwrap();
+    adapter
+        .create(&entity("tasks"), &id("2"), &data(), &op("a"))
+        .await
+        .unwrap();
+    adapter
+        .update(&entity("tasks"), &id("2"), &data(), &op("b"))
+        .await
+        .unwrap();
+    adapter
+        .delete(&entity("tasks"), &id("2 & x"), &op("c"))
+        .await
+        .unwrap();
+    adapter.fetch_remote(&entity("tasks"), &id("2")).await.unwrap();
+    adapter
+        .update(&entity("profile"), &id("me"), &data(), &op("d"))
+        .await
+        .unwrap();
+    adapter
+        .update(&entity("notes"), &id("7"), &data(), &op("e"))
+        .await
+        .unwrap();
+    let lines: Vec<String> = requests(&server)
+        .await
+        .iter()
+        .map(|r| {
+            let query = r.url.query().map(|q| format!("?{q}")).unwrap_or_default();
+            format!("{} {}{query}", r.method, r.url.path())
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "POST /tasks",
+            "PUT /tasks?id=2",
+            "DELETE /tasks?id=2%20%26%20x",
+            "GET /tasks?id=2",
+            "PUT /v1/me",
+            "PUT /notes/7"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn ids_cannot_escape_their_path_segment() {
+    let server = answering(ResponseTemplate::new(200)).await;
+    let adapter = adapter(&server);
+    let ids = [
+        "../x",
+        "../../admin",
+        "a/b",
+        "a?b=c",
+        "a#frag",
+        "100%",
+        "%2F",
+        "a b",
+        "ünïcödé",
+        "😀",
+        "a\\b",
+    ];
+    for raw in ids {
+        adapter
+            .update(&entity("tasks"), &id(raw), &data(), &op("k"))
+            .await
+            .unwrap();
+    }
+    let seen = requests(&server).await;
+    assert_eq!(seen.len(), ids.len());
+    for (raw, request) in ids.iter().zip(&seen) {
+        let path = request.url.path();
+        assert_eq!(path, format!("/tasks/{}", encode_segment(raw)), "{raw}");
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        assert_eq!(segments.len(), 2, "{raw} produced {path}");
+        assert_eq!(segments[0], "tasks");
+        assert_eq!(request.url.query(), None, "{raw}");
+        assert_eq!(request.url.fragment(), None, "{raw}");
+    }
+    // Entity names are encoded the same way.
+    adapter
+        .create(&entity("a/b"), &id("1"), &data(), &op("k"))
+        .await
+        .unwrap();
+    assert_eq!(requests(&server).await.last().unwrap().url.path(), "/a%2Fb");
+}
+
+#[tokio::test]
+async fn dot_ids_are_refused_without_a_request() {
+    let server = MockServer::start().await;
+    let adapter = adapter(&server);
+    for dots in [".", ".."] {
+        let error = adapter
+            .update(&entity("tasks"), &id(dots), &data(), &op("k"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Permanent);
+        assert!(error.message().contains("path builder"), "{error}");
+        let error = adapter
+            .create(&entity(dots), &id("1"), &data(), &op("k"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Permanent);
+    }
+    assert!(requests(&server).await.is_empty());
+}
+
+async fn update_answered(template: ResponseTemplate) -> Result<Option<JsonObject>, ApiError> {
+    let server = answering(template).await;
+    adapter(&server)
+        .update(&entity("tasks"), &id("1"), &data(), &op("k"))
+        .await
+}
+
+#[tokio::test]
+async fn statuses_are_classified_for_the_engine() {
+    let cases: [(u16, ErrorKind, bool); 18] = [
+        (408, ErrorKind::Transient, false),
+        (425, ErrorKind::Transient, false),
+        (429, ErrorKind::Transient, false),
+        (500, ErrorKind::Transient, true),
+        (502, ErrorKind::Transient, true),
+        (503, ErrorKind::Transient, true),
+        (504, ErrorKind::Transient, true),
+        (409, ErrorKind::Conflict, true),
+        (412, ErrorKind::Conflict, true),
+        (404, ErrorKind::NotFound, false),
+        (410, ErrorKind::NotFound, false),
+        (400, ErrorKind::Permanent, false),
+        (401, ErrorKind::Permanent, false),
+        (403, ErrorKind::Permanent, false),
+        (405, ErrorKind::Permanent, false),
+        (413, ErrorKind::Permanent, false),
+        (422, ErrorKind::Permanent, false),
+        (501, ErrorKind::Permanent, false),
+    ];
+    for (status, kind, possibly_applied) in cases {
+        let error = update_answered(ResponseTemplate::new(status).set_body_string("{\"error\":\"nope\"}"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), kind, "HTTP {status}");
+        assert_eq!(error.possibly_applied(), possibly_applied, "HTTP {status}");
+        assert_eq!(error.status(), Some(status));
+        assert_eq!(error.request(), Some("PUT /tasks/1"));
+        assert!(
+            error.message().contains("nope"),
+            "the body excerpt is in the error: {error}"
+        );
+        assert!(
+            !error.to_string().contains("secret-payload-text"),
+            "no payload in errors: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retry_after_is_carried_in_both_formats() {
+    let error = update_answered(ResponseTemplate::new(429).insert_header("retry-after", "7"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
+    let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+    let error = update_answered(ResponseTemplate::new(503).insert_header("retry-after", at.as_str()))
+        .await
+        .unwrap_err();
+    let delay = error.retry_after().unwrap();
+    assert!(
+        delay > Duration::from_secs(100) && delay <= Duration::from_secs(120),
+        "{delay:?}"
+    );
+    let error = update_answered(ResponseTemplate::new(503).insert_header("retry-after", "whenever"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.retry_after(), None);
+}
+
+#[tokio::test]
+async fn response_bodies_object_empty_204_or_typed_errors() {
+    let object = update_answered(ResponseTemplate::new(200).set_body_json(json!({ "v": 1 })))
+        .await
+        .unwrap();
+    assert_eq!(object.unwrap()["v"], 1);
+    assert_eq!(update_answered(ResponseTemplate::new(200)).await.unwrap(), None);
+    assert_eq!(update_answered(ResponseTemplate::new(204)).await.unwrap(), None);
+    assert_eq!(
+        update_answered(ResponseTemplate::new(200).set_body_string("  \n"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let error = update_answered(ResponseTemplate::new(200).set_body_string("{not json"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.possibly_applied()),
+        (ErrorKind::Transient, true)
+    );
+    assert!(error.message().contains("not JSON"), "{error}");
+    let error = update_answered(ResponseTemplate::new(200).set_body_json(json!([1, 2])))
+        .await
+        .unwrap_err();
+    assert!(error.message().contains("not an object (an array)"), "{error}");
+    let error = update_answered(ResponseTemplate::new(200).set_body_json(json!("text")))
+        .await
+        .unwrap_err();
+    assert!(error.message().contains("not an object"), "{error}");
+}
+
+#[tokio::test]
+async fn a_huge_response_is_cut_off_with_a_clear_error() {
+    let huge = format!("{{\"blob\":\"{}\"}}", "x".repeat(3 * 1024 * 1024));
+    let server = answering(ResponseTemplate::new(200).set_body_string(huge)).await;
+    let adapter = HttpSyncApiAdapter::builder(server.uri())
+        .max_response_bytes(1024 * 1024)
+        .build()
+        .unwrap();
+    let error = adapter
+        .update(&entity("tasks"), &id("1"), &data(), &op("k"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Transient);
+    assert!(error.message().contains("larger than 1048576 bytes"), "{error}");
+}
+
+#[tokio::test]
+async fn not_found_and_gone_mean_done_for_deletes_and_none_for_fetches() {
+    for status in [404, 410] {
+        let server = answering(ResponseTemplate::new(status)).await;
+        let adapter = adapter(&server);
+        adapter
+            .delete(&entity("tasks"), &id("1"), &op("k"))
+            .await
+            .unwrap();
+        assert_eq!(
+            adapter.fetch_remote(&entity("tasks"), &id("1")).await.unwrap(),
+            None
+        );
+        let error = adapter
+            .create(&entity("tasks"), &id("1"), &data(), &op("k"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.kind(),
+            ErrorKind::Permanent,
+            "a missing collection route is a configuration error"
+        );
+        assert!(error.message().contains("check the base URL"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_fetch_answered_with_nothing_is_an_error() {
+    let server = answering(ResponseTemplate::new(200)).await;
+    let error = adapter(&server)
+        .fetch_remote(&entity("tasks"), &id("1"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Transient);
+    assert!(error.message().contains("empty body"), "{error}");
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out_as_possibly_applied() {
+    let server = answering(ResponseTemplate::new(200).set_delay(Duration::from_secs(3))).await;
+    let adapter = HttpSyncApiAdapter::builder(server.uri())
+        .request_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let error = adapter
+        .create(&entity("tasks"), &id("1"), &data(), &op("k"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.possibly_applied()),
+        (ErrorKind::Transient, true)
+    );
+    assert!(error.message().contains("200 ms"), "{error}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_offline_and_not_applied() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let adapter = HttpSyncApiAdapter::builder(format!("http://{address}"))
+        .build()
+        .unwrap();
+    let error = adapter
+        .create(&entity("tasks"), &id("1"), &data(), &op("k"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.possibly_applied()),
+        (ErrorKind::Offline, false)
+    );
+    assert_eq!(error.request(), Some("POST /tasks"));
+}
+
+/// Hands out `stale` until refreshed, then `fresh`.
+struct Tokens {
+    refreshed: AtomicUsize,
+}
+
+#[async_trait]
+impl AuthHook for Tokens {
+    async fn headers(&self) -> Result<HeaderMap, ApiError> {
+        let token = if self.refreshed.load(Ordering::SeqCst) > 0 {
+            "fresh"
+        } else {
+            "stale"
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}-token")).unwrap(),
+        );
+        Ok(headers)
+    }
+
+    async fn refresh(&self) -> Result<(), ApiError> {
+        self.refreshed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Lets the test keep a handle on the hook given to the adapter.
+struct Shared(Arc<Tokens>);
+
+#[async_trait]
+impl AuthHook for Shared {
+    async fn headers(&self) -> Result<HeaderMap, ApiError> {
+        self.0.headers().await
+    }
+
+    async fn refresh(&self) -> Result<(), ApiError> {
+        self.0.refresh().await
+    }
+}
+
+fn tokens() -> Arc<Tokens> {
+    Arc::new(Tokens {
+        refreshed: AtomicUsize::new(0),
+    })
+}
+
+#[tokio::test]
+async fn a_401_refreshes_once_and_retries_once() {
+    let server = MockServer::start().await;
+    Mock::given(header("authorization", "Bearer fresh-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "ok": true })))
+        .mount(&server)
+        .await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&server)
+        .await;
+    let tokens = tokens();
+    let adapter = HttpSyncApiAdapter::builder(server.uri())
+        .auth(Shared(Arc::clone(&tokens)))
+        .build()
+        .unwrap();
+    let result = adapter
+        .update(&entity("tasks"), &id("1"), &data(), &op("k"))
+        .await
+        .unwrap();
+    assert_eq!(result.unwrap()["ok"], true);
+    assert_eq!(tokens.refreshed.load(Ordering::SeqCst), 1);
+    let seen = requests(&server).await;
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].headers.get("idempotency-key"),
+        seen[1].headers.get("idempotency-key")
+    );
+    // Fresh credentials now: no further refresh.
+    adapter
+        .update(&entity("tasks"), &id("1"), &data(), &op("k2"))
+        .await
+        .unwrap();
+    assert_eq!(tokens.refreshed.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_401_after_refresh_is_permanent_and_leaks_no_credentials() {
+    let server = answering(ResponseTemplate::new(401)).await;
+    let tokens = tokens();
+    let adapter = HttpSyncApiAdapter::builder(server.uri())
+        .auth(Shared(Arc::clone(&tokens)))
+        .default_header("x-api-key", "super-secret-key")
+        .build()
+        .unwrap();
+    let error = adapter
+        .update(&entity("tasks"), &id("1"), &data(), &op("k"))
+        .await
+        .unwrap_err();
+    assert_eq!((error.kind(), error.status()), (ErrorKind::Permanent, Some(401)));
+    assert_eq!(tokens.refreshed.load(Ordering::SeqCst), 1, "refreshed once");
+    assert_eq!(requests(&server).await.len(), 2, "retried once");
+    let shown = format!("{error} {error:?} {adapter:?}");
+    for secret in [
+        "fresh-token",
+        "stale-token",
+        "super-secret-key",
+        "secret-payload-text",
+    ] {
+        assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+    }
+}
+
+#[tokio::test]
+async fn writes_carry_a_stable_idempotency_key_and_reads_none() {
+    let server = answering(ResponseTemplate::new(200).set_body_json(json!({}))).await;
+    let adapter = adapter(&server);
+    let key = OperationId::generate();
+    adapter
+        .create(&entity("tasks"), &id("1"), &data(), &key)
+        .await
+        .unwrap();
+    adapter
+        .create(&entity("tasks"), &id("1"), &data(), &key)
+        .await
+        .unwrap();
+    adapter
+        .update(&entity("tasks"), &id("1"), &data(), &op("u-1"))
+        .await
+        .unwrap();
+    adapter
+        .delete(&entity("tasks"), &id("1"), &op("d-1"))
+        .await
+        .unwrap();
+    adapter.fetch_remote(&entity("tasks"), &id("1")).await.unwrap();
+    let keys: Vec<Option<String>> = requests(&server)
+        .await
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .map(|v| v.to_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            Some(key.to_string()),
+            Some(key.to_string()),
+            Some("u-1".to_owned()),
+            Some("d-1".to_owned()),
+            None
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_idempotency_header_can_be_renamed_or_turned_off() {
+    let server = answering(ResponseTemplate::new(200)).await;
+    let renamed = HttpSyncApiAdapter::builder(server.uri())
+        .idempotency_header(Some("X-Request-Id"))
+        .build()
+        .unwrap();
+    renamed
+        .update(&entity("tasks"), &id("1"), &data(), &op("r-1"))
+        .await
+        .unwrap();
+    let off = HttpSyncApiAdapter::builder(server.uri())
+        .idempotency_header(None)
+        .build()
+        .unwrap();
+    off.update(&entity("tasks"), &id("1"), &data(), &op("o-1"))
+        .await
+        .unwrap();
+    let seen = requests(&server).await;
+    assert_eq!(seen[0].headers.get("x-request-id").unwrap(), "r-1");
+    assert!(seen[0].headers.get("idempotency-key").is_none());
+    assert!(
+        seen[1].headers.get("idempotency-key").is_none() && seen[1].headers.get("x-request-id").is_none()
+    );
+}
+
+#[tokio::test]
+async fn default_headers_and_user_agent_are_sent() {
+    let server = answering(ResponseTemplate::new(200)).await;
+    let adapter = HttpSyncApiAdapter::builder(server.uri())
+        .default_header("x-tenant", "acme")
+        .user_agent("field-app/2.1")
+        .build()
+        .unwrap();
+    adapter
+        .update(&entity("tasks"), &id("1"), &data(), &op("k"))
+        .await
+        .unwrap();
+    let seen = requests(&server).await;
+    assert_eq!(seen[0].headers.get("x-tenant").unwrap(), "acme");
+    assert_eq!(seen[0].headers.get("user-agent").unwrap(), "field-app/2.1");
+    assert_eq!(seen[0].headers.get("accept").unwrap(), "application/json");
+}
+
+#[test]
+fn bad_settings_are_reported_by_build() {
+    for url in [
+        "",
+        "ftp://host",
+        "https://user:pass@host",
+        "https://host?token=1",
+        "relative/path",
+    ] {
+        let error = HttpSyncApiAdapter::builder(url).build().unwrap_err();
+        assert!(
+            matches!(error, sync_net::NetError::InvalidBaseUrl { .. }),
+            "{url}: {error}"
+        );
+    }
+    let error = HttpSyncApiAdapter::builder("https://host")
+        .default_header("bad header", "v")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(error, sync_net::NetError::InvalidHeader { .. }),
+        "{error}"
+    );
+    let error = HttpSyncApiAdapter::builder("https://host")
+        .default_header("x-ok", "line\nbreak")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(error, sync_net::NetError::InvalidHeader { .. }),
+        "{error}"
+    );
+    let error = HttpSyncApiAdapter::builder("https://host")
+        .add_root_certificate(Vec::new())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(error, sync_net::NetError::InvalidCertificate(_)),
+        "{error}"
+    );
+    let error = HttpSyncApiAdapter::builder("https://host")
+        .add_root_certificate("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(error, sync_net::NetError::InvalidCertificate(_)),
+        "{error}"
+    );
+}
