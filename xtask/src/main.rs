@@ -21,7 +21,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci     fmt check, clippy -D warnings, all tests, docs -D warnings
   table  print the queue-coalescing table, computed by sync-core
-  bench [store] [--smoke]
+  bench [store] [net] [--smoke]
          benchmarks with baselines measured in the same run, printed as ratios";
 
 fn main() -> ExitCode {

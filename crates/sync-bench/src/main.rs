@@ -6,6 +6,7 @@
 
 use std::process::ExitCode;
 
+mod net;
 mod report;
 mod store;
 
@@ -29,8 +30,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(unknown) = scenarios.iter().find(|s| !["store"].contains(s)) {
-        eprintln!("sync-bench: unknown scenario {unknown:?}; known: store");
+    const KNOWN: [&str; 2] = ["store", "net"];
+    if let Some(unknown) = scenarios.iter().find(|s| !KNOWN.contains(s)) {
+        eprintln!(
+            "sync-bench: unknown scenario {unknown:?}; known: {}",
+            KNOWN.join(", ")
+        );
         return ExitCode::FAILURE;
     }
     let mut report = report::Report::default();
@@ -38,6 +43,12 @@ fn main() -> ExitCode {
         && let Err(error) = runtime.block_on(store::run(&mut report, smoke))
     {
         eprintln!("sync-bench store: {error}");
+        return ExitCode::FAILURE;
+    }
+    if (all || scenarios.contains(&"net"))
+        && let Err(error) = runtime.block_on(net::run(&mut report, smoke))
+    {
+        eprintln!("sync-bench net: {error}");
         return ExitCode::FAILURE;
     }
     print!("{}", report.render(smoke));

@@ -75,6 +75,9 @@ pub(crate) fn build(trust: &Trust, connect_timeout: Duration) -> Result<HttpClie
         .with_no_client_auth();
     let mut http = HttpConnector::new();
     http.enforce_http(false);
+    // With Nagle on, the last segment of a body larger than one segment can
+    // wait for the server's delayed ACK (up to 40 ms per request on a real
+    // network); sync traffic is request/response, so send at once.
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
