@@ -141,7 +141,9 @@ pub struct QueueCounts {
 /// Durable local documents and the sync queue.
 ///
 /// Every method is atomic: it either applies fully or returns an error and
-/// changes nothing. Saves apply [`crate::coalesce::plan_save`]; attempt
+/// changes nothing. A call whose future is dropped before it completes may
+/// or may not have been applied: read back, or save again (saving the same
+/// state twice is harmless). Saves apply [`crate::coalesce::plan_save`]; attempt
 /// transitions apply [`crate::attempt`]'s compare-and-set rules.
 #[async_trait]
 pub trait SyncStore: Send + Sync {

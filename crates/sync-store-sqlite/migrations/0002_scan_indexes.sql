@@ -1,6 +1,8 @@
 -- Items that may be ready, oldest first: claiming the next page is an index
 -- scan that never visits items in flight, synced or parked.
-CREATE INDEX queue_ready ON queue (created_at, seq)
+-- Covering the timers too: items waiting out a backoff are skipped inside
+-- the index, without reading their rows.
+CREATE INDEX queue_ready ON queue (created_at, seq, next_attempt_at, not_before)
     WHERE in_flight IS NULL AND status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL;
 
 -- The earliest timer among waiting items: when to look again.

@@ -48,7 +48,11 @@ pub(crate) fn map_io(error: io::Error, context: &str) -> StoreError {
     let (kind, advice) = match error.kind() {
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => (
             StoreErrorKind::ReadOnly,
-            "the directory is not writable: choose a writable directory for the database",
+            "the database file or its directory is not writable: fix the permissions or choose a writable directory",
+        ),
+        io::ErrorKind::Unsupported => (
+            StoreErrorKind::Other,
+            "the filesystem does not support file locks: put the database on a local disk",
         ),
         io::ErrorKind::NotFound => (
             StoreErrorKind::ReadOnly,
@@ -76,9 +80,15 @@ pub(crate) fn map_sqlx(error: sqlx::Error, context: &str) -> StoreError {
             let kind = io.kind();
             return map_io(io::Error::new(kind, error.to_string()), context);
         }
-        sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-            (StoreErrorKind::Closed, "the store was closed: open it again")
-        }
+        sqlx::Error::PoolClosed => (StoreErrorKind::Closed, "the store was closed: open it again"),
+        sqlx::Error::WorkerCrashed => (
+            StoreErrorKind::Closed,
+            "the database connection's worker stopped unexpectedly: open the store again",
+        ),
+        sqlx::Error::PoolTimedOut => (
+            StoreErrorKind::Busy,
+            "every read connection stayed busy: retry, or raise read_connections",
+        ),
         sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) | sqlx::Error::Decode(_) => (
             StoreErrorKind::Corrupt,
             "a stored row could not be read: the file may have been edited by hand or damaged",

@@ -19,6 +19,12 @@ pub(crate) const QUEUE_COLUMNS: &str = crate::queries::queue_columns!();
 const QUEUE_WIDTH: usize = 16;
 const RECORD_WIDTH: usize = 5;
 
+/// Whether a statement for `rows` rows stays prepared: small groups recur
+/// (single saves, group commits), large batches would only crowd the cache.
+fn keep_prepared(rows: usize) -> bool {
+    rows <= 16
+}
+
 /// Rows per multi-row statement: keeps bound parameters well under
 /// SQLite's limit of 32 766.
 pub(crate) const CHUNK: usize = 500;
@@ -158,10 +164,18 @@ pub(crate) async fn upsert_items(
     items: &[&SyncQueueItem],
 ) -> Result<(), StoreError> {
     for chunk in items.chunks(CHUNK) {
+        // A new entry for the record (a change after a synced item) goes
+        // to the back of the queue: a fresh `seq` breaks `created_at` ties
+        // in save order, as for a new row.
         let updates = QUEUE_COLUMNS
             .split(", ")
             .filter(|column| !matches!(*column, "entity" | "id"))
             .map(|column| format!("{column} = excluded.{column}"))
+            .chain(std::iter::once(
+                "seq = CASE WHEN excluded.created_at = queue.created_at THEN queue.seq \
+                 ELSE (SELECT MAX(seq) + 1 FROM queue) END"
+                    .to_owned(),
+            ))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
@@ -173,6 +187,7 @@ pub(crate) async fn upsert_items(
             bind_item(&mut arguments, item)?;
         }
         sqlx::query_with(AssertSqlSafe(sql), arguments)
+            .persistent(keep_prepared(chunk.len()))
             .execute(&mut *connection)
             .await
             .map_err(|error| map_sqlx(error, "writing queue items"))?;
@@ -203,6 +218,7 @@ pub(crate) async fn upsert_records(
             arguments.add(millis(record.updated_at)).map_err(bind_error)?;
         }
         sqlx::query_with(AssertSqlSafe(sql), arguments)
+            .persistent(keep_prepared(chunk.len()))
             .execute(&mut *connection)
             .await
             .map_err(|error| map_sqlx(error, "writing local records"))?;
@@ -233,6 +249,7 @@ pub(crate) async fn delete_keys(
             placeholders(chunk.len(), 2)
         );
         sqlx::query_with(AssertSqlSafe(sql), bind_keys(chunk)?)
+            .persistent(keep_prepared(chunk.len()))
             .execute(&mut *connection)
             .await
             .map_err(|error| map_sqlx(error, "deleting rows"))?;
@@ -275,6 +292,7 @@ pub(crate) async fn load_keys(
              FROM (VALUES {values}) AS k LEFT JOIN queue q ON q.entity = k.column1 AND q.id = k.column2"
         );
         let rows = sqlx::query_with(AssertSqlSafe(sql), bind_keys(chunk)?)
+            .persistent(keep_prepared(chunk.len()))
             .fetch_all(&mut *connection)
             .await
             .map_err(|error| map_sqlx(error, "reading queue items"))?;

@@ -73,7 +73,15 @@ async fn migrate_in_transaction(connection: &mut SqliteConnection, target: i64) 
             ),
         ));
     }
-    if application_id == 0 && current != 0 {
+    let foreign_tables = if application_id == 0 && current == 0 {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sqlite_schema")
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(|error| map_sqlx(error, "reading the schema"))?
+    } else {
+        0
+    };
+    if application_id == 0 && (current != 0 || foreign_tables != 0) {
         return Err(StoreError::new(
             StoreErrorKind::Corrupt,
             "the file is a SQLite database that this library did not create: choose another path for the sync database",

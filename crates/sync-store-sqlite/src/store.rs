@@ -136,7 +136,28 @@ impl SqliteStore {
     pub async fn open_with(options: SqliteStoreOptions) -> Result<Self, StoreError> {
         options.validate()?;
         let path = options.path.clone();
+        let created = !path.exists();
         create_owner_only(&path)?;
+        let result = Self::open_created(options).await;
+        if created
+            && result
+                .as_ref()
+                .is_err_and(|error| error.kind() != StoreErrorKind::InUse)
+        {
+            // A failed open of a new path leaves nothing behind.
+            for suffix in ["", "-wal", "-shm", ".lock"] {
+                let mut name = path.as_os_str().to_owned();
+                name.push(suffix);
+                let _ = std::fs::remove_file(name);
+            }
+        }
+        result
+    }
+
+    async fn open_created(options: SqliteStoreOptions) -> Result<Self, StoreError> {
+        // One lock per file, however it is spelled (links, relative paths).
+        let path = std::fs::canonicalize(&options.path)
+            .map_err(|error| map_io(error, &format!("resolving {}", options.path.display())))?;
         let lock = acquire_lock(&path, options.busy_timeout).await?;
 
         let base = SqliteConnectOptions::new()
@@ -161,11 +182,24 @@ impl SqliteStore {
             .await
             .map_err(|error| map_sqlx(error, &format!("opening {}", path.display())))?;
         let ready = match migrate(&mut connection, SCHEMA_VERSION).await {
-            Ok(()) => sqlx::raw_sql("PRAGMA journal_mode = WAL")
-                .execute(&mut connection)
+            Ok(()) => match sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
+                .fetch_one(&mut connection)
                 .await
-                .map(drop)
-                .map_err(|error| map_sqlx(error, "switching to the WAL journal")),
+            {
+                Ok(mode) if mode.eq_ignore_ascii_case("wal") => Ok(()),
+                // SQLite answers with the mode it kept when WAL is not
+                // possible (some network filesystems): refuse rather than
+                // run with weaker guarantees than documented.
+                Ok(mode) => Err(StoreError::new(
+                    StoreErrorKind::Other,
+                    format!(
+                        "the filesystem of {} does not support SQLite's WAL journal (it stayed {mode:?}): \
+                         put the database on a local disk",
+                        path.display()
+                    ),
+                )),
+                Err(error) => Err(map_sqlx(error, "switching to the WAL journal")),
+            },
             Err(error) => Err(error),
         };
         if let Err(error) = ready {
@@ -184,11 +218,12 @@ impl SqliteStore {
             connection,
             events: events.clone(),
             statements: Arc::clone(&statements),
+            open_transaction: false,
             _lock: lock,
         };
         let task = tokio::spawn(writer.run(receiver));
         Ok(Self {
-            path,
+            path: options.path,
             commands: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(task)),
             readers,
@@ -232,6 +267,13 @@ impl SqliteStore {
         self.readers.close().await;
     }
 
+    fn writer_stopped() -> StoreError {
+        StoreError::new(
+            StoreErrorKind::Closed,
+            "the store's writer stopped before answering (closed, or a bug): open the store again",
+        )
+    }
+
     fn closed() -> StoreError {
         StoreError::new(StoreErrorKind::Closed, "the store was closed: open it again")
     }
@@ -249,7 +291,10 @@ impl SqliteStore {
             .ok_or_else(Self::closed)?;
         let (reply, answer) = oneshot::channel();
         sender.send(command(reply)).await.map_err(|_| Self::closed())?;
-        answer.await.map_err(|_| Self::closed())?
+        // Not held while waiting: `close` must be able to end the writer
+        // even if this future is never polled again.
+        drop(sender);
+        answer.await.map_err(|_| Self::writer_stopped())?
     }
 
     fn check_sizes<'a>(&self, changes: impl IntoIterator<Item = &'a LocalChange>) -> Result<(), StoreError> {

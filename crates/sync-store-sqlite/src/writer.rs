@@ -16,7 +16,7 @@ use sync_core::attempt::{begin_attempt, finish_attempt, rearm_for_pass, recover_
 use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
 use sync_core::{
     AttemptTicket, FinishResult, FinishedAttempt, LocalChange, LocalRecord, RecordKey, SavedChange,
-    StoreError, StoreEvent, SyncQueueItem, Timestamp,
+    StoreError, StoreErrorKind, StoreEvent, SyncQueueItem, Timestamp,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -210,6 +210,8 @@ pub(crate) struct Writer {
     pub(crate) connection: SqliteConnection,
     pub(crate) events: broadcast::Sender<StoreEvent>,
     pub(crate) statements: Arc<Statements>,
+    /// A rollback failed, so a transaction may still be open.
+    pub(crate) open_transaction: bool,
     /// Held for the writer's life: no other process writes this database.
     pub(crate) _lock: File,
 }
@@ -286,12 +288,26 @@ impl Writer {
                 .collect();
             let result = transaction!(self, self.save(&all));
             drop(all);
-            if let Ok(mut saved) = result {
-                for (changes, _, reply) in group.into_iter().rev() {
-                    let tail = saved.split_off(saved.len().saturating_sub(changes.len()));
-                    let _ = reply.send(Ok(tail));
+            match result {
+                Ok(mut saved) => {
+                    for (changes, _, reply) in group.into_iter().rev() {
+                        let tail = saved.split_off(saved.len().saturating_sub(changes.len()));
+                        let _ = reply.send(Ok(tail));
+                    }
+                    return;
                 }
-                return;
+                // A full database may still take the smaller saves alone.
+                Err(error) if error.kind() == StoreErrorKind::Full => {}
+                // Anything else (busy, I/O, an unclear commit) would fail
+                // again, or could apply twice: every member gets the error.
+                Err(error) => {
+                    let kind = error.kind();
+                    let message = error.to_string();
+                    for (_, _, reply) in group {
+                        let _ = reply.send(Err(StoreError::new(kind, message.clone())));
+                    }
+                    return;
+                }
             }
         }
         for (changes, now, reply) in group {
@@ -301,6 +317,11 @@ impl Writer {
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {
+        if self.open_transaction {
+            // A rollback failed earlier: end that transaction first, or no
+            // write could ever start again.
+            self.rollback().await;
+        }
         self.statements.add(1);
         sqlx::raw_sql("BEGIN IMMEDIATE")
             .execute(&mut self.connection)
@@ -315,7 +336,7 @@ impl Writer {
         match work {
             Ok((value, events)) => {
                 if let Err(error) = sqlx::raw_sql("COMMIT").execute(&mut self.connection).await {
-                    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.connection).await;
+                    self.rollback().await;
                     return Err(map_sqlx(error, "committing a write"));
                 }
                 for event in events {
@@ -325,10 +346,21 @@ impl Writer {
                 Ok(value)
             }
             Err(error) => {
-                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.connection).await;
+                self.rollback().await;
                 Err(error)
             }
         }
+    }
+
+    /// Rolls back; remembers a failure so the next write retries it.
+    async fn rollback(&mut self) {
+        self.statements.add(1);
+        let result = sqlx::raw_sql("ROLLBACK").execute(&mut self.connection).await;
+        // "no transaction is active" means there is nothing left to end.
+        self.open_transaction = match result {
+            Ok(_) => false,
+            Err(error) => !error.to_string().contains("no transaction is active"),
+        };
     }
 
     async fn load(
@@ -445,7 +477,9 @@ impl Writer {
                 return Ok((1, changes.events));
             }
         };
-        // Page through the matching items so memory stays bounded.
+        // Page through the matching items so no single read loads them all;
+        // the rewrite is one transaction, and its events are published
+        // after the commit.
         let mut events = Vec::new();
         let mut count = 0;
         let mut after_seq = 0;

@@ -71,6 +71,7 @@ where
     next_attempt_time_is_the_earliest_timer(&new_store().await).await;
     late_outcome_after_recovery_changes_nothing(&new_store().await).await;
     snapshots_follow_events(&new_store().await).await;
+    a_new_entry_goes_to_the_back_of_the_queue(&new_store().await).await;
     interrupted_attempts_are_recovered(&new_store().await).await;
     clear_synced_keeps_unsynced_items(&new_store().await).await;
     events_describe_each_changed_row(&new_store().await).await;
@@ -652,4 +653,47 @@ pub async fn snapshots_follow_events(store: &dyn SyncStore) {
         queue.get(&key("tasks", "c")).map(|item| item.status),
         Some(SyncStatus::Pending)
     );
+}
+
+/// A change to a record whose item is synced starts a new entry at the back
+/// of the queue, behind changes saved before it, even at the same time.
+pub async fn a_new_entry_goes_to_the_back_of_the_queue(store: &dyn SyncStore) {
+    store
+        .save(change("tasks", "a", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    let ticket = store.claim_ready(T0, 1).await.unwrap().remove(0);
+    let outcome = AttemptOutcome::Applied {
+        replace_local_with: None,
+    };
+    store
+        .finish_attempts(vec![FinishedAttempt { ticket, outcome }], T0)
+        .await
+        .unwrap();
+    store
+        .save_batch(
+            vec![
+                change("tasks", "b", SyncOperation::Create),
+                change("tasks", "a", SyncOperation::Update),
+            ],
+            T1,
+        )
+        .await
+        .unwrap();
+    let order: Vec<String> = store
+        .queue()
+        .await
+        .unwrap()
+        .iter()
+        .map(|item| item.id.to_string())
+        .collect();
+    assert_eq!(order, ["b", "a"], "queue order");
+    let claimed: Vec<String> = store
+        .claim_ready(T1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.key.id.to_string())
+        .collect();
+    assert_eq!(claimed, ["b", "a"], "claim order");
 }
