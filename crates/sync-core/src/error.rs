@@ -75,6 +75,9 @@ pub enum ValidationError {
     /// An operation id was empty, too long or not visible ASCII.
     #[error("operation id must be 1 to 128 visible ASCII characters: use OperationId::generate()")]
     InvalidOperationId,
+    /// The engine was configured to send zero items at a time.
+    #[error("concurrency must be at least 1: one item at a time keeps the queue's order")]
+    ZeroConcurrency,
     /// A retry policy was configured with zero attempts per run.
     #[error("max_retries must be at least 1: every sync pass needs one attempt")]
     ZeroMaxRetries,

@@ -1,0 +1,740 @@
+//! [`OfflineSyncEngine`]: local-first saves, reads, watch streams, and the
+//! sync manager that drains the queue.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sync_core::{
+    AttemptId, AttemptOutcome, AttemptTicket, BoxStream, Clock, ConflictResolver, ConnectivityMonitor,
+    EntityName, ErrorKind, FinishResult, FinishedAttempt, LocalChange, LocalRecord, RecordId, RecordKey,
+    RetryPolicy, SavedChange, SyncApiAdapter, SyncOperation, SyncQueueItem, SyncStatus, SyncStore,
+};
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::clock::TokioClock;
+use crate::error::SyncError;
+use crate::options::OfflineSyncOptions;
+use crate::send::{Sent, send};
+use crate::watch;
+
+/// What one sync run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncReport {
+    /// Items the server accepted.
+    pub sent: u64,
+    /// Attempts that failed.
+    pub failed: u64,
+    /// Items still waiting afterwards (pending or failed).
+    pub still_pending: u64,
+    /// Whether the run stopped (or never started) because the network was
+    /// unreachable.
+    pub offline: bool,
+}
+
+/// Builds an [`OfflineSyncEngine`] from any store, adapter and monitor.
+#[must_use]
+pub struct OfflineSyncEngineBuilder {
+    store: Arc<dyn SyncStore>,
+    adapter: Arc<dyn SyncApiAdapter>,
+    monitor: Arc<dyn ConnectivityMonitor>,
+    resolver: Option<Arc<dyn ConflictResolver>>,
+    options: OfflineSyncOptions,
+    clock: Arc<dyn Clock>,
+}
+
+impl OfflineSyncEngineBuilder {
+    /// Resolves conflicts before every update. Default: none (local wins).
+    pub fn conflict_resolver(mut self, resolver: impl ConflictResolver + 'static) -> Self {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// Sync options. Default [`OfflineSyncOptions::default`].
+    pub fn options(mut self, options: OfflineSyncOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The clock for timestamps and retry times. Default: the system time,
+    /// advancing with tokio's clock (so paused-time tests are exact).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the engine and recovers items left in flight by a previous
+    /// process. Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`SyncError::Invalid`] for options that cannot work (zero retries or
+    /// zero concurrency); [`SyncError::Store`] if recovery fails.
+    pub async fn build(self) -> Result<OfflineSyncEngine, SyncError> {
+        let policy = self.options.retry_policy()?;
+        if self.options.concurrency == 0 {
+            return Err(SyncError::Invalid(sync_core::ValidationError::ZeroConcurrency));
+        }
+        // Nothing of this engine is in flight yet: anything marked so was
+        // left by a process that stopped mid-attempt.
+        let recovered = self.store.recover_interrupted(self.clock.now()).await?;
+        if recovered > 0 {
+            tracing::info!(recovered, "recovered items interrupted mid-attempt");
+        }
+        Ok(OfflineSyncEngine {
+            inner: Arc::new(Inner {
+                store: self.store,
+                adapter: self.adapter,
+                monitor: self.monitor,
+                resolver: self.resolver,
+                policy,
+                options: self.options,
+                clock: self.clock,
+                run_lock: Mutex::new(()),
+                rerun: AtomicBool::new(false),
+                wake: Notify::new(),
+                last_report: std::sync::Mutex::new(SyncReport::default()),
+                online_since: std::sync::Mutex::new(None),
+                closed: AtomicBool::new(false),
+                tasks: std::sync::Mutex::new(JoinSet::new()),
+                auto_sync: std::sync::Mutex::new(None),
+            }),
+        })
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn SyncStore>,
+    adapter: Arc<dyn SyncApiAdapter>,
+    pub(crate) monitor: Arc<dyn ConnectivityMonitor>,
+    resolver: Option<Arc<dyn ConflictResolver>>,
+    policy: RetryPolicy,
+    options: OfflineSyncOptions,
+    clock: Arc<dyn Clock>,
+    /// Held by the one sync run in progress.
+    run_lock: Mutex<()>,
+    /// Set by a request for a sync; cleared by the run that serves it.
+    rerun: AtomicBool,
+    /// Wakes a run waiting out a retry timer.
+    wake: Notify,
+    last_report: std::sync::Mutex<SyncReport>,
+    /// When connectivity was last confirmed, for the probe interval.
+    online_since: std::sync::Mutex<Option<tokio::time::Instant>>,
+    pub(crate) closed: AtomicBool,
+    tasks: std::sync::Mutex<JoinSet<()>>,
+    auto_sync: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The offline-first engine: save locally first, sync when the network
+/// allows. Cloning is cheap and shares everything.
+#[derive(Clone)]
+pub struct OfflineSyncEngine {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for OfflineSyncEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OfflineSyncEngine")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OfflineSyncEngine {
+    /// A builder over injected dependencies: any store, adapter and
+    /// connectivity monitor implementing the sync-core traits.
+    pub fn builder(
+        store: Arc<dyn SyncStore>,
+        adapter: Arc<dyn SyncApiAdapter>,
+        monitor: Arc<dyn ConnectivityMonitor>,
+    ) -> OfflineSyncEngineBuilder {
+        OfflineSyncEngineBuilder {
+            store,
+            adapter,
+            monitor,
+            resolver: None,
+            options: OfflineSyncOptions::default(),
+            clock: Arc::new(TokioClock::new()),
+        }
+    }
+
+    fn ensure_open(&self) -> Result<(), SyncError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            Err(SyncError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Saves a change locally (document and queue entry in one transaction)
+    /// before any network call; with `sync_after_save`, a sync run starts
+    /// in the background.
+    ///
+    /// # Errors
+    /// [`SyncError::Invalid`] for a bad entity name, id or payload (nothing
+    /// is saved); [`SyncError::Store`] if the store fails.
+    pub async fn save(
+        &self,
+        entity: &str,
+        id: &str,
+        data: Value,
+        operation: SyncOperation,
+    ) -> Result<SavedChange, SyncError> {
+        self.ensure_open()?;
+        let change = LocalChange::new(entity, id, data, operation)?;
+        let saved = self.inner.store.save(change, self.inner.clock.now()).await?;
+        if self.inner.options.sync_after_save {
+            self.sync_in_background();
+        }
+        Ok(saved)
+    }
+
+    /// Saves a typed value: it must serialise to a JSON object.
+    ///
+    /// # Errors
+    /// As [`OfflineSyncEngine::save`], plus [`SyncError::Json`].
+    pub async fn save_as<T: Serialize>(
+        &self,
+        entity: &str,
+        id: &str,
+        value: &T,
+        operation: SyncOperation,
+    ) -> Result<SavedChange, SyncError> {
+        self.save(entity, id, serde_json::to_value(value)?, operation)
+            .await
+    }
+
+    /// One local document.
+    ///
+    /// # Errors
+    /// [`SyncError::Invalid`] for a bad name; [`SyncError::Store`].
+    pub async fn get_record(&self, entity: &str, id: &str) -> Result<Option<LocalRecord>, SyncError> {
+        let key = RecordKey::new(EntityName::new(entity)?, RecordId::new(id)?);
+        Ok(self.inner.store.record(&key).await?)
+    }
+
+    /// One local document as `T`.
+    ///
+    /// # Errors
+    /// As [`OfflineSyncEngine::get_record`], plus [`SyncError::Json`].
+    pub async fn get_record_as<T: DeserializeOwned>(
+        &self,
+        entity: &str,
+        id: &str,
+    ) -> Result<Option<T>, SyncError> {
+        match self.get_record(entity, id).await? {
+            Some(record) => Ok(Some(serde_json::from_value(Value::Object(record.data))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All local documents of an entity, most recently updated first.
+    ///
+    /// # Errors
+    /// [`SyncError::Invalid`] for a bad name; [`SyncError::Store`].
+    pub async fn get_records(&self, entity: &str) -> Result<Vec<LocalRecord>, SyncError> {
+        Ok(self.inner.store.records(&EntityName::new(entity)?).await?)
+    }
+
+    /// All local documents of an entity as `T`, most recently updated first.
+    ///
+    /// # Errors
+    /// As [`OfflineSyncEngine::get_records`], plus [`SyncError::Json`].
+    pub async fn get_records_as<T: DeserializeOwned>(&self, entity: &str) -> Result<Vec<T>, SyncError> {
+        self.get_records(entity)
+            .await?
+            .into_iter()
+            .map(|record| serde_json::from_value(Value::Object(record.data)).map_err(SyncError::from))
+            .collect()
+    }
+
+    /// The whole queue, in send order.
+    ///
+    /// # Errors
+    /// [`SyncError::Store`].
+    pub async fn queue(&self) -> Result<Vec<SyncQueueItem>, SyncError> {
+        Ok(self.inner.store.queue().await?)
+    }
+
+    /// One record's queue item.
+    ///
+    /// # Errors
+    /// [`SyncError::Invalid`] for a bad name; [`SyncError::Store`].
+    pub async fn queue_item(&self, entity: &str, id: &str) -> Result<Option<SyncQueueItem>, SyncError> {
+        let key = RecordKey::new(EntityName::new(entity)?, RecordId::new(id)?);
+        Ok(self.inner.store.queue_item(&key).await?)
+    }
+
+    /// An entity's documents, now and after every change, newest first.
+    ///
+    /// # Errors
+    /// [`SyncError::Invalid`] for a bad entity name.
+    pub fn watch_records(&self, entity: &str) -> Result<BoxStream<Vec<LocalRecord>>, SyncError> {
+        Ok(watch::records(Arc::clone(&self.inner), EntityName::new(entity)?))
+    }
+
+    /// The queue, now and after every change (bursts are coalesced).
+    #[must_use]
+    pub fn watch_queue(&self) -> BoxStream<Vec<SyncQueueItem>> {
+        watch::queue(Arc::clone(&self.inner))
+    }
+
+    /// One record's status, now and on every change (`None`: no queue
+    /// item, so nothing waits to be sent).
+    ///
+    /// # Errors
+    /// [`SyncError::Invalid`] for a bad entity name or id.
+    pub fn watch_item_status(
+        &self,
+        entity: &str,
+        id: &str,
+    ) -> Result<BoxStream<Option<SyncStatus>>, SyncError> {
+        let key = RecordKey::new(EntityName::new(entity)?, RecordId::new(id)?);
+        Ok(watch::item_status(Arc::clone(&self.inner), key))
+    }
+
+    /// Connectivity, now and on every change.
+    #[must_use]
+    pub fn watch_connectivity(&self) -> BoxStream<bool> {
+        watch::connectivity(Arc::clone(&self.inner))
+    }
+
+    /// Removes synced items from the queue (documents stay).
+    ///
+    /// # Errors
+    /// [`SyncError::Store`].
+    pub async fn clear_synced(&self) -> Result<u64, SyncError> {
+        Ok(self.inner.store.clear_synced().await?)
+    }
+
+    /// Makes one failed item (parked after a permanent error or not)
+    /// eligible now, and starts a sync run. Returns whether it was failed.
+    ///
+    /// # Errors
+    /// [`SyncError::Invalid`] for a bad name; [`SyncError::Store`].
+    pub async fn retry(&self, entity: &str, id: &str) -> Result<bool, SyncError> {
+        let key = RecordKey::new(EntityName::new(entity)?, RecordId::new(id)?);
+        let retried = self.inner.store.retry(&key, self.inner.clock.now()).await?;
+        if retried {
+            self.sync_in_background();
+        }
+        Ok(retried)
+    }
+
+    /// Makes every failed item eligible now and starts a sync run.
+    ///
+    /// # Errors
+    /// [`SyncError::Store`].
+    pub async fn retry_failed(&self) -> Result<u64, SyncError> {
+        let count = self.inner.store.retry_failed(self.inner.clock.now()).await?;
+        if count > 0 {
+            self.sync_in_background();
+        }
+        Ok(count)
+    }
+
+    /// Waits until nothing is left to send (no pending, syncing or failed
+    /// item) or `timeout` passes; returns whether the queue drained. For
+    /// demos, tests and shutdown paths.
+    ///
+    /// # Errors
+    /// [`SyncError::Store`] if a read fails.
+    pub async fn wait_until_drained(&self, timeout: Duration) -> Result<bool, SyncError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if pending(&self.inner).await? == 0 {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The sync manager: [`SyncManager::sync_now`] and auto-sync.
+    #[must_use]
+    pub fn sync_manager(&self) -> SyncManager {
+        SyncManager {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    fn sync_in_background(&self) {
+        self.sync_manager().request_in_background();
+    }
+
+    /// Stops auto-sync and background runs, letting an attempt in progress
+    /// report its outcome first. Later calls fail with [`SyncError::Closed`].
+    pub async fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.sync_manager().stop_auto_sync();
+        self.inner.wake.notify_waiters();
+        let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));
+        while tasks.join_next().await.is_some() {}
+        // Wait for a run in progress to finish its current items.
+        drop(self.inner.run_lock.lock().await);
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded values stay valid if a holder panicked.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs sync passes: on demand, and automatically when connectivity is
+/// confirmed.
+#[derive(Clone)]
+pub struct SyncManager {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for SyncManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncManager").finish_non_exhaustive()
+    }
+}
+
+impl SyncManager {
+    /// Runs a sync now and returns its report. Calls that overlap share one
+    /// run; a call made while a run is in progress makes sure one more pass
+    /// follows (and ends that run's retry waits early).
+    ///
+    /// # Errors
+    /// [`SyncError::Closed`] after close; [`SyncError::Store`] if the store
+    /// fails.
+    pub async fn sync_now(&self) -> Result<SyncReport, SyncError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(SyncError::Closed);
+        }
+        self.inner.rerun.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_waiters();
+        let _running = self.inner.run_lock.lock().await;
+        if !self.inner.rerun.swap(false, Ordering::SeqCst) {
+            // The run we waited for served this request.
+            return Ok(*lock(&self.inner.last_report));
+        }
+        // The run's report adds up its passes; what is left and whether
+        // the network was reachable come from the last one.
+        let mut total = SyncReport::default();
+        loop {
+            let report = self.pass().await?;
+            total.sent += report.sent;
+            total.failed += report.failed;
+            total.still_pending = report.still_pending;
+            total.offline = report.offline;
+            *lock(&self.inner.last_report) = total;
+            if self.inner.closed.load(Ordering::SeqCst) || !self.inner.rerun.swap(false, Ordering::SeqCst) {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn request_in_background(&self) {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let manager = self.clone();
+        let mut tasks = lock(&self.inner.tasks);
+        // Finished runs are reaped so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            if let Err(error) = manager.sync_now().await {
+                tracing::warn!(%error, "background sync failed");
+            }
+        });
+    }
+
+    /// Starts auto-sync: a run whenever the monitor reports online, on
+    /// every `connectivity_check_interval` poll that finds the network, and
+    /// when a retry timer falls due. Idempotent.
+    pub fn start_auto_sync(&self) {
+        let mut slot = lock(&self.inner.auto_sync);
+        if slot.as_ref().is_some_and(|task| !task.is_finished()) || self.inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let manager = self.clone();
+        *slot = Some(tokio::spawn(async move { manager.auto_sync_loop().await }));
+    }
+
+    /// Stops auto-sync; a run in progress finishes.
+    pub fn stop_auto_sync(&self) {
+        if let Some(task) = lock(&self.inner.auto_sync).take() {
+            task.abort();
+        }
+    }
+
+    async fn auto_sync_loop(self) {
+        use tokio_stream::StreamExt;
+        let mut changes = self.inner.monitor.changes();
+        let poll = self.inner.options.connectivity_check_interval;
+        // Retry timers matter only while the network is there; offline, a
+        // run waits for the monitor or the poll instead of spinning.
+        let mut online = false;
+        loop {
+            let timer = match self.inner.store.next_attempt_time().await {
+                Ok(Some(at)) if online => Some(at.saturating_duration_since(self.inner.clock.now())),
+                _ => None,
+            };
+            let wait = [poll, timer].into_iter().flatten().min();
+            let sleep = async {
+                match wait {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let run = tokio::select! {
+                change = changes.next() => match change {
+                    Some(online) => {
+                        if online {
+                            self.mark_online();
+                        }
+                        online
+                    }
+                    // The monitor ended: keep polling only.
+                    None => {
+                        changes = Box::pin(tokio_stream::pending());
+                        false
+                    }
+                },
+                () = sleep => self.is_online(false).await,
+            };
+            online = run;
+            if run {
+                match self.sync_now().await {
+                    Ok(report) => online = !report.offline,
+                    Err(SyncError::Closed) => return,
+                    Err(error) => tracing::warn!(%error, "auto-sync run failed"),
+                }
+            }
+        }
+    }
+
+    fn mark_online(&self) {
+        *lock(&self.inner.online_since) = Some(tokio::time::Instant::now());
+    }
+
+    /// Whether the network is reachable; a confirmation younger than the
+    /// minimum probe interval is reused unless `force`.
+    async fn is_online(&self, force: bool) -> bool {
+        let fresh = lock(&self.inner.online_since)
+            .is_some_and(|at| at.elapsed() < self.inner.options.connectivity_probe_min_interval_while_online);
+        if fresh && !force {
+            return true;
+        }
+        let online = self.inner.monitor.is_connected().await;
+        *lock(&self.inner.online_since) = online.then(tokio::time::Instant::now);
+        online
+    }
+
+    /// How many items to claim at once: a few per concurrent slot, so the
+    /// store's bookkeeping is shared across items.
+    fn page_size(&self) -> usize {
+        (self.inner.options.concurrency * 4).clamp(4, 64)
+    }
+
+    /// One pass over the queue: everything ready is sent; failed items are
+    /// retried within the pass as their timers fall due, up to
+    /// `max_retries` attempts each.
+    async fn pass(&self) -> Result<SyncReport, SyncError> {
+        let span = tracing::info_span!("sync_pass");
+        async {
+            let inner = &self.inner;
+            let mut report = SyncReport::default();
+            inner.store.rearm_failed(inner.clock.now()).await?;
+            if !self.is_online(true).await {
+                tracing::info!("offline: nothing sent");
+                report.offline = true;
+                report.still_pending = pending(inner).await?;
+                return Ok(report);
+            }
+            let mut attempts: HashMap<RecordKey, u32> = HashMap::new();
+            // A pass waits for retry timers only this long; later ones are
+            // picked up by auto-sync or the next run.
+            let horizon = inner
+                .policy
+                .base_delay()
+                .saturating_mul(inner.policy.max_retries().saturating_add(1));
+            while !inner.closed.load(Ordering::SeqCst) {
+                let tickets = inner
+                    .store
+                    .claim_ready(inner.clock.now(), self.page_size())
+                    .await?;
+                if tickets.is_empty() {
+                    let Some(at) = inner.store.next_attempt_time().await? else {
+                        break;
+                    };
+                    let delay = at.saturating_duration_since(inner.clock.now());
+                    if delay > horizon {
+                        break;
+                    }
+                    let woken = tokio::select! {
+                        () = tokio::time::sleep(delay) => false,
+                        () = inner.wake.notified() => true,
+                    };
+                    if woken {
+                        // sync_now or connectivity: the next pass starts
+                        // fresh, with retry waits ended.
+                        break;
+                    }
+                    continue;
+                }
+                let offline = self.send_page(tickets, &mut attempts, &mut report).await?;
+                if offline {
+                    report.offline = true;
+                    break;
+                }
+            }
+            report.still_pending = pending(inner).await?;
+            tracing::info!(
+                sent = report.sent,
+                failed = report.failed,
+                still_pending = report.still_pending,
+                "sync pass done"
+            );
+            Ok(report)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Sends a page of tickets with bounded concurrency and records every
+    /// outcome in one store call. Returns whether the link was lost.
+    async fn send_page(
+        &self,
+        tickets: Vec<AttemptTicket>,
+        attempts: &mut HashMap<RecordKey, u32>,
+        report: &mut SyncReport,
+    ) -> Result<bool, SyncError> {
+        let inner = &self.inner;
+        let mut running = JoinSet::new();
+        let mut finished = Vec::with_capacity(tickets.len());
+        let mut offline = false;
+        let mut queue = tickets.into_iter();
+        loop {
+            while running.len() < inner.options.concurrency && !offline {
+                let Some(ticket) = queue.next() else { break };
+                // Before each remote call: is the link still there?
+                if !self.is_online(false).await {
+                    offline = true;
+                    finished.push(release(ticket, false));
+                    break;
+                }
+                let adapter = Arc::clone(&inner.adapter);
+                let resolver = inner.resolver.clone();
+                let span = tracing::info_span!(
+                    "sync_item",
+                    entity = %ticket.key.entity,
+                    id = %ticket.key.id,
+                    operation = %ticket.operation,
+                    version = ticket.version,
+                );
+                running.spawn(
+                    async move {
+                        let sent = send(adapter.as_ref(), resolver.as_deref(), &ticket).await;
+                        (ticket, sent)
+                    }
+                    .instrument(span),
+                );
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let Ok((ticket, sent)) = joined else {
+                // A panicked send task: its ticket is lost with it, so the
+                // item stays in flight until the next start-up recovers it.
+                tracing::error!("a send task panicked");
+                continue;
+            };
+            let outcome = match sent {
+                Sent::Applied(outcome) => outcome,
+                Sent::NotFound => AttemptOutcome::NotFound,
+                Sent::Failed(error) => {
+                    let may_be_offline = matches!(error.kind(), ErrorKind::Offline | ErrorKind::Transient);
+                    if may_be_offline && !self.is_online(true).await {
+                        // The link dropped mid-request: no attempt used, no
+                        // error recorded.
+                        offline = true;
+                        AttemptOutcome::Released {
+                            possibly_applied: error.possibly_applied(),
+                        }
+                    } else {
+                        tracing::warn!(kind = %error.kind(), status = error.status(), error = %error.message(), "attempt failed");
+                        let count = attempts.entry(ticket.key.clone()).or_insert(0);
+                        *count += 1;
+                        let schedule = inner.policy.after_failure(
+                            *count,
+                            error.kind(),
+                            error.retry_after(),
+                            inner.clock.now(),
+                            AttemptId::generate().as_u64(),
+                        );
+                        report.failed += 1;
+                        AttemptOutcome::Failed {
+                            kind: error.kind(),
+                            message: error.to_string(),
+                            possibly_applied: error.possibly_applied(),
+                            next_attempt_at: schedule.next_attempt_at,
+                            not_before: schedule.not_before,
+                        }
+                    }
+                }
+            };
+            finished.push(FinishedAttempt { ticket, outcome });
+        }
+        // Tickets never started because the link dropped go back as they were.
+        finished.extend(queue.map(|ticket| release(ticket, false)));
+        let results = inner
+            .store
+            .finish_attempts(finished.clone(), inner.clock.now())
+            .await?;
+        for (attempt, result) in finished.iter().zip(results) {
+            if matches!(attempt.outcome, AttemptOutcome::Applied { .. }) && result == FinishResult::Current {
+                report.sent += 1;
+            }
+        }
+        Ok(offline)
+    }
+}
+
+fn release(ticket: AttemptTicket, possibly_applied: bool) -> FinishedAttempt {
+    FinishedAttempt {
+        ticket,
+        outcome: AttemptOutcome::Released { possibly_applied },
+    }
+}
+
+async fn pending(inner: &Inner) -> Result<u64, SyncError> {
+    let counts = inner.store.counts().await?;
+    Ok(counts.pending + counts.failed + counts.syncing)
+}
+
+/// Runs one sync pass for a background job (cron, a systemd timer, a
+/// mobile background task) and reports what it did.
+#[derive(Debug, Clone)]
+pub struct BackgroundSyncScheduler {
+    manager: SyncManager,
+}
+
+impl BackgroundSyncScheduler {
+    /// A scheduler for `engine`'s sync manager.
+    #[must_use]
+    pub fn new(manager: SyncManager) -> Self {
+        Self { manager }
+    }
+
+    /// Runs one sync and returns its report.
+    ///
+    /// # Errors
+    /// As [`SyncManager::sync_now`].
+    pub async fn execute(&self) -> Result<SyncReport, SyncError> {
+        self.manager.sync_now().await
+    }
+}

@@ -1,0 +1,23 @@
+//! The engine's error type.
+
+use sync_core::{StoreError, ValidationError};
+
+/// Why an engine call failed. Nothing was saved when a save returns this.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Bad input: an invalid entity name or id, or a payload that is not a
+    /// JSON object.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A typed value could not be turned into JSON, or a stored document
+    /// into the requested type.
+    #[error("JSON conversion failed: {0}: check that the type matches the stored documents")]
+    Json(#[from] serde_json::Error),
+    /// The engine was closed.
+    #[error("the engine was closed: create a new one")]
+    Closed,
+}

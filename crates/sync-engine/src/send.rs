@@ -1,0 +1,89 @@
+//! Performing one attempt through the adapter: the requests of its send
+//! plan, then the outcome for the store.
+
+use sync_core::{
+    AttemptOutcome, AttemptTicket, ConflictResolver, ErrorKind, JsonObject, SendPlan, SyncApiAdapter,
+};
+
+/// What the requests of one attempt produced.
+pub(crate) enum Sent {
+    /// The server applied the change.
+    Applied(AttemptOutcome),
+    /// The server has no such record (an update answered 404).
+    NotFound,
+    /// A request failed.
+    Failed(sync_core::ApiError),
+}
+
+/// The document to keep locally: the server's answer when it sent a
+/// non-empty one, else the resolver's choice when it differs from what was
+/// saved locally.
+fn applied(server: Option<JsonObject>, resolved: Option<JsonObject>, local: &JsonObject) -> Sent {
+    let replace_local_with = server
+        .filter(|data| !data.is_empty())
+        .or_else(|| resolved.filter(|data| data != local));
+    Sent::Applied(AttemptOutcome::Applied { replace_local_with })
+}
+
+/// Sends `ticket` according to its plan.
+pub(crate) async fn send(
+    adapter: &dyn SyncApiAdapter,
+    resolver: Option<&dyn ConflictResolver>,
+    ticket: &AttemptTicket,
+) -> Sent {
+    let (entity, id) = (&ticket.key.entity, &ticket.key.id);
+    let local = &ticket.payload;
+    let result = match ticket.plan {
+        SendPlan::Create => adapter
+            .create(entity, id, local, &ticket.operation_id)
+            .await
+            .map(|data| (data, None)),
+        SendPlan::CreateIfAbsent => match adapter.fetch_remote(entity, id).await {
+            // An earlier attempt (ours) may have created it: send the local
+            // state over it. The resolver is not asked, since the copy found
+            // is most likely our own older write, not someone else's.
+            Ok(Some(_)) => adapter
+                .update(entity, id, local, &ticket.operation_id)
+                .await
+                .map(|data| (data, None)),
+            Ok(None) => adapter
+                .create(entity, id, local, &ticket.operation_id)
+                .await
+                .map(|data| (data, None)),
+            Err(error) => Err(error),
+        },
+        SendPlan::Update => match resolver {
+            None => adapter
+                .update(entity, id, local, &ticket.operation_id)
+                .await
+                .map(|data| (data, None)),
+            Some(resolver) => match adapter.fetch_remote(entity, id).await {
+                Ok(None) => return Sent::NotFound,
+                Ok(Some(remote)) => match resolver.resolve(local, &remote).await {
+                    Ok(resolved) => adapter
+                        .update(entity, id, &resolved, &ticket.operation_id)
+                        .await
+                        .map(|data| (data, Some(resolved))),
+                    Err(error) => {
+                        return Sent::Failed(sync_core::ApiError::new(
+                            ErrorKind::Permanent,
+                            error.to_string(),
+                        ));
+                    }
+                },
+                Err(error) => Err(error),
+            },
+        },
+        SendPlan::Delete => adapter
+            .delete(entity, id, &ticket.operation_id)
+            .await
+            .map(|()| (None, None)),
+    };
+    match result {
+        Ok((server, resolved)) => applied(server, resolved, local),
+        Err(error) if error.kind() == ErrorKind::NotFound && ticket.plan == SendPlan::Update => {
+            Sent::NotFound
+        }
+        Err(error) => Sent::Failed(error),
+    }
+}

@@ -1,0 +1,186 @@
+//! Watch streams: the current value first, then one value per change.
+//!
+//! Each stream subscribes to store events before its one initial read, then
+//! keeps a snapshot current from events (O(log n) each) instead of
+//! re-reading, and coalesces a burst of events into one value.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use sync_core::snapshot::{Applied, QueueSnapshot, RecordsSnapshot};
+use sync_core::{BoxStream, EntityName, RecordKey, StoreEvent, SyncStatus};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::engine::Inner;
+
+/// Runs `body` in a task feeding a stream; the task ends when the stream is
+/// dropped (the send fails) or the engine closes.
+fn spawn_stream<T, F, Fut>(body: F) -> BoxStream<T>
+where
+    T: Send + 'static,
+    F: FnOnce(mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = mpsc::channel(16);
+    tokio::spawn(body(sender));
+    Box::pin(ReceiverStream::new(receiver))
+}
+
+/// Waits for the next event, then takes every event already waiting, so a
+/// burst costs one snapshot. `None` when the event stream ended.
+async fn next_burst(events: &mut BoxStream<StoreEvent>) -> Option<Vec<StoreEvent>> {
+    let first = events.next().await?;
+    let mut burst = vec![first];
+    while let Some(Some(event)) = events.next().now_or_never_like() {
+        burst.push(event);
+    }
+    Some(burst)
+}
+
+/// Polls a future once without waiting.
+trait NowOrNever: std::future::Future + Sized {
+    fn now_or_never_like(self) -> Option<Self::Output> {
+        let waker = std::task::Waker::noop();
+        let mut context = std::task::Context::from_waker(waker);
+        let mut future = std::pin::pin!(self);
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(value) => Some(value),
+            std::task::Poll::Pending => None,
+        }
+    }
+}
+
+impl<F: std::future::Future> NowOrNever for F {}
+
+pub(crate) fn queue(inner: Arc<Inner>) -> BoxStream<Vec<sync_core::SyncQueueItem>> {
+    spawn_stream(move |sender| async move {
+        let mut events = inner.store.subscribe();
+        let Ok(items) = inner.store.queue().await else {
+            return;
+        };
+        let mut snapshot = QueueSnapshot::new(items);
+        if sender.send(snapshot.to_vec()).await.is_err() {
+            return;
+        }
+        while let Some(burst) = next_burst(&mut events).await {
+            if inner.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut changed = false;
+            for event in &burst {
+                match snapshot.apply(event) {
+                    Applied::Changed => changed = true,
+                    Applied::Unchanged => {}
+                    Applied::Resync => {
+                        let Ok(items) = inner.store.queue().await else {
+                            return;
+                        };
+                        snapshot = QueueSnapshot::new(items);
+                        changed = true;
+                    }
+                }
+            }
+            if changed && sender.send(snapshot.to_vec()).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+pub(crate) fn records(inner: Arc<Inner>, entity: EntityName) -> BoxStream<Vec<sync_core::LocalRecord>> {
+    spawn_stream(move |sender| async move {
+        let mut events = inner.store.subscribe();
+        let Ok(records) = inner.store.records(&entity).await else {
+            return;
+        };
+        let mut snapshot = RecordsSnapshot::new(entity.clone(), records);
+        if sender.send(snapshot.to_vec()).await.is_err() {
+            return;
+        }
+        while let Some(burst) = next_burst(&mut events).await {
+            if inner.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut changed = false;
+            for event in &burst {
+                match snapshot.apply(event) {
+                    Applied::Changed => changed = true,
+                    Applied::Unchanged => {}
+                    Applied::Resync => {
+                        let Ok(records) = inner.store.records(&entity).await else {
+                            return;
+                        };
+                        snapshot = RecordsSnapshot::new(entity.clone(), records);
+                        changed = true;
+                    }
+                }
+            }
+            if changed && sender.send(snapshot.to_vec()).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+pub(crate) fn item_status(inner: Arc<Inner>, key: RecordKey) -> BoxStream<Option<SyncStatus>> {
+    spawn_stream(move |sender| async move {
+        let mut events = inner.store.subscribe();
+        let Ok(item) = inner.store.queue_item(&key).await else {
+            return;
+        };
+        let mut last = item.map(|item| item.status);
+        if sender.send(last).await.is_err() {
+            return;
+        }
+        while let Some(burst) = next_burst(&mut events).await {
+            if inner.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut current = last;
+            for event in &burst {
+                match event {
+                    StoreEvent::QueueItem { key: changed, item } if *changed == key => {
+                        current = item.as_ref().map(|item| item.status);
+                    }
+                    StoreEvent::SyncedCleared if current == Some(SyncStatus::Synced) => current = None,
+                    StoreEvent::Lagged => {
+                        let Ok(item) = inner.store.queue_item(&key).await else {
+                            return;
+                        };
+                        current = item.map(|item| item.status);
+                    }
+                    _ => {}
+                }
+            }
+            if current != last {
+                last = current;
+                if sender.send(current).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+pub(crate) fn connectivity(inner: Arc<Inner>) -> BoxStream<bool> {
+    spawn_stream(move |sender| async move {
+        let mut changes = inner.monitor.changes();
+        let mut last = inner.monitor.is_connected().await;
+        if sender.send(last).await.is_err() {
+            return;
+        }
+        while let Some(online) = changes.next().await {
+            if inner.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            if online != last {
+                last = online;
+                if sender.send(online).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}

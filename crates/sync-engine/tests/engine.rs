@@ -1,0 +1,679 @@
+//! Engine behaviour with fakes (in-memory store, scripted server, switchable
+//! monitor) in paused tokio time: deterministic and instant.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sync_core::{ErrorKind, RecordKey, RemoteWins, SyncOperation, SyncStatus, SyncStore};
+use sync_engine::{BackgroundSyncScheduler, OfflineSyncEngine, OfflineSyncOptions};
+use sync_testkit::{FakeAdapter, FakeMonitor, Fault, MemoryStore};
+use tokio_stream::StreamExt;
+
+struct Rig {
+    engine: OfflineSyncEngine,
+    store: Arc<MemoryStore>,
+    server: FakeAdapter,
+    monitor: FakeMonitor,
+}
+
+fn options() -> OfflineSyncOptions {
+    let mut options = OfflineSyncOptions::default();
+    options.sync_after_save = false;
+    options.connectivity_check_interval = None;
+    options
+}
+
+async fn rig_with(options: OfflineSyncOptions, online: bool) -> Rig {
+    let store = Arc::new(MemoryStore::new());
+    let server = FakeAdapter::new();
+    let monitor = FakeMonitor::new(online);
+    let engine =
+        OfflineSyncEngine::builder(store.clone(), Arc::new(server.clone()), Arc::new(monitor.clone()))
+            .options(options)
+            .build()
+            .await
+            .unwrap();
+    Rig {
+        engine,
+        store,
+        server,
+        monitor,
+    }
+}
+
+async fn rig() -> Rig {
+    rig_with(options(), true).await
+}
+
+fn key(entity: &str, id: &str) -> RecordKey {
+    RecordKey::new(entity.parse().unwrap(), id.parse().unwrap())
+}
+
+async fn status(rig: &Rig, entity: &str, id: &str) -> Option<SyncStatus> {
+    rig.engine
+        .queue_item(entity, id)
+        .await
+        .unwrap()
+        .map(|item| item.status)
+}
+
+#[tokio::test(start_paused = true)]
+async fn saves_are_local_first_and_offline_sends_nothing() {
+    let rig = rig_with(options(), false).await;
+    rig.engine
+        .save("tasks", "1", json!({"title": "a"}), SyncOperation::Create)
+        .await
+        .unwrap();
+    assert_eq!(
+        rig.engine.get_record("tasks", "1").await.unwrap().unwrap().data["title"],
+        "a"
+    );
+    assert_eq!(status(&rig, "tasks", "1").await, Some(SyncStatus::Pending));
+    let report = rig.engine.sync_manager().sync_now().await.unwrap();
+    assert!(report.offline);
+    assert_eq!(report.still_pending, 1);
+    assert!(rig.server.requests().is_empty());
+
+    rig.monitor.set_online(true);
+    let report = rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!((report.sent, report.still_pending, report.offline), (1, 0, false));
+    assert_eq!(status(&rig, "tasks", "1").await, Some(SyncStatus::Synced));
+    assert_eq!(rig.server.records()[&key("tasks", "1")]["title"], "a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_input_is_a_typed_error_and_saves_nothing() {
+    let rig = rig().await;
+    assert!(
+        rig.engine
+            .save("", "1", json!({}), SyncOperation::Create)
+            .await
+            .is_err()
+    );
+    assert!(
+        rig.engine
+            .save("tasks", "a\0b", json!({}), SyncOperation::Create)
+            .await
+            .is_err()
+    );
+    let error = rig
+        .engine
+        .save("tasks", "1", json!([1]), SyncOperation::Create)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("must be a JSON object"), "{error}");
+    assert!(rig.engine.queue().await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn sync_after_save_syncs_in_the_background() {
+    let mut options = options();
+    options.sync_after_save = true;
+    let rig = rig_with(options, true).await;
+    rig.engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    assert!(
+        rig.engine
+            .wait_until_drained(Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    assert_eq!(rig.server.methods_for(&key("tasks", "1")), ["POST"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_engine_many_entities_one_global_queue_in_order() {
+    let rig = rig().await;
+    for (entity, id) in [
+        ("tasks", "1"),
+        ("notes", "1"),
+        ("customers", "c9"),
+        ("tasks", "2"),
+    ] {
+        rig.engine
+            .save(entity, id, json!({"e": entity}), SyncOperation::Create)
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_millis(5)).await;
+    }
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    let order: Vec<String> = rig.server.requests().iter().map(|r| r.key.to_string()).collect();
+    assert_eq!(order, ["tasks/1", "notes/1", "customers/c9", "tasks/2"]);
+    assert_eq!(
+        rig.server.records().len(),
+        4,
+        "equal ids in different entities do not collide"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_create_is_one_post_and_a_possibly_applied_one_checks_first() {
+    let rig = rig().await;
+    rig.engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    rig.engine
+        .save("tasks", "2", json!({"v": 2}), SyncOperation::Create)
+        .await
+        .unwrap();
+    // The POST of tasks/2 is applied but its response is lost.
+    rig.server.fail_next(Some(key("tasks", "2")), Fault::LoseResponse);
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(
+        rig.server.methods_for(&key("tasks", "1")),
+        ["POST"],
+        "no GET before a first create"
+    );
+    // The retry checks first and updates: no duplicate POST.
+    assert_eq!(rig.server.methods_for(&key("tasks", "2")), ["POST", "GET", "PUT"]);
+    assert_eq!(status(&rig, "tasks", "2").await, Some(SyncStatus::Synced));
+}
+
+#[tokio::test(start_paused = true)]
+async fn items_left_syncing_are_recovered_at_start_without_a_duplicate_post() {
+    let store = Arc::new(MemoryStore::new());
+    let server = FakeAdapter::new();
+    store
+        .save(
+            sync_testkit::conformance::change("tasks", "1", SyncOperation::Create),
+            sync_core::Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let ticket = store
+        .claim_ready(sync_core::Timestamp::now(), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    // The killed process's POST had reached the server.
+    server.insert(ticket.key.clone(), ticket.payload.clone());
+    let engine = OfflineSyncEngine::builder(
+        store.clone(),
+        Arc::new(server.clone()),
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(options())
+    .build()
+    .await
+    .unwrap();
+    assert_eq!(
+        store
+            .queue_item(&key("tasks", "1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        SyncStatus::Pending
+    );
+    engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(server.methods_for(&key("tasks", "1")), ["GET", "PUT"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_linearly_within_a_pass_and_count_historically() {
+    let rig = rig().await;
+    rig.engine
+        .save("tasks", "1", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        rig.server
+            .fail_next(None, Fault::Fail(ErrorKind::Transient, Some(503)));
+    }
+    let started = tokio::time::Instant::now();
+    let report = rig.engine.sync_manager().sync_now().await.unwrap();
+    // Attempts at 0 s, 2 s, 6 s (1 x 2 s, then 2 x 2 s); the third failure ends the pass.
+    assert_eq!(started.elapsed(), Duration::from_secs(6));
+    assert_eq!((report.failed, report.sent), (3, 0));
+    let item = rig.engine.queue_item("tasks", "1").await.unwrap().unwrap();
+    assert_eq!((item.status, item.retry_count), (SyncStatus::Failed, 3));
+    assert!(item.last_error.unwrap().contains("scripted"));
+    // The next pass restarts the count and succeeds; the history stays.
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    let item = rig.engine.queue_item("tasks", "1").await.unwrap().unwrap();
+    assert_eq!((item.status, item.retry_count), (SyncStatus::Synced, 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_item_never_delays_healthy_ones() {
+    let rig = rig().await;
+    rig.engine
+        .save("tasks", "bad", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    for id in ["a", "b", "c"] {
+        rig.engine
+            .save("tasks", id, json!({}), SyncOperation::Create)
+            .await
+            .unwrap();
+    }
+    rig.server.fail_next(
+        Some(key("tasks", "bad")),
+        Fault::Fail(ErrorKind::Transient, Some(503)),
+    );
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    let order: Vec<String> = rig
+        .server
+        .requests()
+        .iter()
+        .map(|r| r.key.id.to_string())
+        .collect();
+    assert_eq!(
+        order,
+        ["bad", "a", "b", "c", "bad", "bad"],
+        "the retry waited for its own timer only"
+    );
+    // The 503 may have applied the POST: the retry checks first.
+    assert_eq!(
+        rig.server.methods_for(&key("tasks", "bad")),
+        ["POST", "GET", "POST"]
+    );
+    assert!(
+        rig.engine
+            .queue()
+            .await
+            .unwrap()
+            .iter()
+            .all(|i| i.status == SyncStatus::Synced)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_errors_park_until_retried_and_others_still_sync() {
+    let rig = rig().await;
+    rig.engine
+        .save("tasks", "bad", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    rig.engine
+        .save("tasks", "good", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    rig.server.fail_next(
+        Some(key("tasks", "bad")),
+        Fault::Fail(ErrorKind::Permanent, Some(422)),
+    );
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    let bad = rig.engine.queue_item("tasks", "bad").await.unwrap().unwrap();
+    assert!(bad.is_parked(), "{bad:?}");
+    assert_eq!(bad.last_error_kind, Some(ErrorKind::Permanent));
+    assert_eq!(
+        rig.server.methods_for(&key("tasks", "bad")),
+        ["POST"],
+        "not retried automatically"
+    );
+    assert_eq!(status(&rig, "tasks", "good").await, Some(SyncStatus::Synced));
+
+    assert!(rig.engine.retry("tasks", "bad").await.unwrap());
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(status(&rig, "tasks", "bad").await, Some(SyncStatus::Synced));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured() {
+    let rig = rig().await;
+    rig.engine
+        .save("tasks", "1", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    rig.server
+        .fail_next(None, Fault::Throttle(Duration::from_secs(7)));
+    let started = tokio::time::Instant::now();
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    // The server's 7 s, not the 2 s backoff; a 429 applied nothing, so no check.
+    assert_eq!(started.elapsed(), Duration::from_secs(7));
+    assert_eq!(rig.server.methods_for(&key("tasks", "1")), ["POST", "POST"]);
+    assert_eq!(status(&rig, "tasks", "1").await, Some(SyncStatus::Synced));
+}
+
+#[tokio::test(start_paused = true)]
+async fn link_lost_before_a_call_releases_the_item_without_an_attempt() {
+    let mut options = options();
+    options.connectivity_probe_min_interval_while_online = Duration::ZERO;
+    let rig = rig_with(options, true).await;
+    rig.engine
+        .save("tasks", "1", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    // Online for the pass's first probe, gone at the check before the call.
+    rig.monitor.go_offline_after(1);
+    let report = rig.engine.sync_manager().sync_now().await.unwrap();
+    assert!(report.offline);
+    assert!(rig.server.requests().is_empty(), "nothing was sent");
+    let item = rig.engine.queue_item("tasks", "1").await.unwrap().unwrap();
+    assert_eq!(
+        (item.status, item.retry_count, item.last_error),
+        (SyncStatus::Pending, 0, None)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_failing_because_the_link_dropped_uses_no_attempt() {
+    let mut options = options();
+    options.connectivity_probe_min_interval_while_online = Duration::ZERO;
+    let rig = rig_with(options, true).await;
+    rig.engine
+        .save("tasks", "1", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    rig.server
+        .fail_next(None, Fault::Fail(ErrorKind::Transient, None));
+    // Online at the pass start and before the call; offline when rechecked.
+    rig.monitor.go_offline_after(2);
+    let report = rig.engine.sync_manager().sync_now().await.unwrap();
+    assert!(report.offline);
+    assert_eq!(report.failed, 0);
+    let item = rig.engine.queue_item("tasks", "1").await.unwrap().unwrap();
+    assert_eq!(
+        (item.status, item.retry_count, item.last_error),
+        (SyncStatus::Pending, 0, None)
+    );
+    assert!(item.possibly_applied, "the request may have reached the server");
+}
+
+#[tokio::test(start_paused = true)]
+async fn overlapping_sync_now_calls_share_a_run() {
+    let rig = rig().await;
+    rig.server.set_latency(Duration::from_millis(100));
+    rig.engine
+        .save("tasks", "1", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    let manager = rig.engine.sync_manager();
+    let (a, b) = tokio::join!(manager.sync_now(), manager.sync_now());
+    assert_eq!(
+        (a.unwrap().sent, b.unwrap().sent),
+        (1, 1),
+        "both report the one shared run"
+    );
+    assert_eq!(rig.server.requests().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sync_now_during_a_retry_wait_ends_it_early() {
+    let rig = rig().await;
+    rig.engine
+        .save("tasks", "1", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    rig.server
+        .fail_next(None, Fault::Fail(ErrorKind::Transient, Some(503)));
+    let manager = rig.engine.sync_manager();
+    let started = tokio::time::Instant::now();
+    let background = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.sync_now().await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    manager.sync_now().await.unwrap();
+    background.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status(&rig, "tasks", "1").await, Some(SyncStatus::Synced));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_conflict_resolver_sees_the_remote_copy_before_each_update() {
+    let store = Arc::new(MemoryStore::new());
+    let server = FakeAdapter::new();
+    let engine =
+        OfflineSyncEngine::builder(store, Arc::new(server.clone()), Arc::new(FakeMonitor::new(true)))
+            .options(options())
+            .conflict_resolver(RemoteWins)
+            .build()
+            .await
+            .unwrap();
+    engine
+        .save("tasks", "1", json!({"v": "local"}), SyncOperation::Create)
+        .await
+        .unwrap();
+    engine.sync_manager().sync_now().await.unwrap();
+    server.insert(
+        key("tasks", "1"),
+        json!({"v": "remote"}).as_object().cloned().unwrap(),
+    );
+    engine
+        .save("tasks", "1", json!({"v": "local edit"}), SyncOperation::Update)
+        .await
+        .unwrap();
+    engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(server.methods_for(&key("tasks", "1")), ["POST", "GET", "PUT"]);
+    assert_eq!(server.records()[&key("tasks", "1")]["v"], "remote");
+    assert_eq!(
+        engine.get_record("tasks", "1").await.unwrap().unwrap().data["v"],
+        "remote",
+        "both sides agree"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_removes_the_document_at_once_and_sends_delete() {
+    let rig = rig().await;
+    rig.engine
+        .save("tasks", "1", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    rig.engine
+        .save("tasks", "1", json!({}), SyncOperation::Delete)
+        .await
+        .unwrap();
+    assert!(rig.engine.get_record("tasks", "1").await.unwrap().is_none());
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(rig.server.methods_for(&key("tasks", "1")), ["POST", "DELETE"]);
+    assert!(rig.server.records().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_the_server_lost_recreates_the_record() {
+    let rig = rig().await;
+    rig.store
+        .save(
+            sync_testkit::conformance::change("tasks", "1", SyncOperation::Update),
+            sync_core::Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(rig.server.methods_for(&key("tasks", "1")), ["PUT", "POST"]);
+    assert_eq!(status(&rig, "tasks", "1").await, Some(SyncStatus::Synced));
+}
+
+#[tokio::test(start_paused = true)]
+async fn synced_items_stay_until_cleared() {
+    let rig = rig().await;
+    rig.engine
+        .save("tasks", "1", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(rig.engine.queue().await.unwrap().len(), 1);
+    assert_eq!(rig.engine.clear_synced().await.unwrap(), 1);
+    assert!(rig.engine.queue().await.unwrap().is_empty());
+    assert!(rig.engine.get_record("tasks", "1").await.unwrap().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn auto_sync_runs_when_connectivity_returns() {
+    let rig = rig_with(options(), false).await;
+    rig.engine
+        .save("tasks", "1", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    rig.engine.sync_manager().start_auto_sync();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(rig.server.requests().is_empty());
+    rig.monitor.set_online(true);
+    assert!(
+        rig.engine
+            .wait_until_drained(Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    rig.engine.sync_manager().stop_auto_sync();
+}
+
+#[tokio::test(start_paused = true)]
+async fn auto_sync_polls_and_reuses_a_fresh_online_confirmation() {
+    let mut options = options();
+    options.connectivity_check_interval = Some(Duration::from_secs(1));
+    options.connectivity_probe_min_interval_while_online = Duration::from_secs(60);
+    let rig = rig_with(options, true).await;
+    rig.engine.sync_manager().start_auto_sync();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    for id in 0..5 {
+        rig.engine
+            .save("tasks", &id.to_string(), json!({}), SyncOperation::Create)
+            .await
+            .unwrap();
+    }
+    // A poll finds the items and sends them.
+    assert!(
+        rig.engine
+            .wait_until_drained(Duration::from_secs(3))
+            .await
+            .unwrap()
+    );
+    let probes = rig.monitor.probes();
+    // Five items, but not a full probe before each one.
+    assert!(probes < 5 + 3, "probed {probes} times");
+    rig.engine.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn watch_streams_start_with_the_current_value() {
+    let rig = rig().await;
+    rig.engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    let mut records = rig.engine.watch_records("tasks").unwrap();
+    let mut queue = rig.engine.watch_queue();
+    let mut status_stream = rig.engine.watch_item_status("tasks", "1").unwrap();
+    let mut online = rig.engine.watch_connectivity();
+    assert_eq!(records.next().await.unwrap().len(), 1);
+    assert_eq!(queue.next().await.unwrap().len(), 1);
+    assert_eq!(status_stream.next().await.unwrap(), Some(SyncStatus::Pending));
+    assert_eq!(online.next().await, Some(true));
+
+    rig.engine
+        .save("tasks", "2", json!({"v": 2}), SyncOperation::Create)
+        .await
+        .unwrap();
+    assert_eq!(records.next().await.unwrap().len(), 2);
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    let mut last = None;
+    while last != Some(Some(SyncStatus::Synced)) {
+        last = Some(status_stream.next().await.unwrap());
+    }
+    rig.monitor.set_online(false);
+    assert_eq!(online.next().await, Some(false));
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Task {
+    id: String,
+    title: String,
+    done: bool,
+}
+
+#[tokio::test(start_paused = true)]
+async fn typed_helpers_round_trip() {
+    let rig = rig().await;
+    let task = Task {
+        id: "t1".into(),
+        title: "Buy milk".into(),
+        done: false,
+    };
+    rig.engine
+        .save_as("tasks", &task.id, &task, SyncOperation::Create)
+        .await
+        .unwrap();
+    assert_eq!(
+        rig.engine.get_record_as::<Task>("tasks", "t1").await.unwrap(),
+        Some(task)
+    );
+    assert_eq!(rig.engine.get_records_as::<Task>("tasks").await.unwrap().len(), 1);
+    assert!(
+        rig.engine
+            .save_as("tasks", "x", &42, SyncOperation::Create)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_sends_several_records_and_keeps_each_records_order() {
+    let mut options = options();
+    options.concurrency = 4;
+    let rig = rig_with(options, true).await;
+    for id in 0..20 {
+        rig.engine
+            .save("tasks", &id.to_string(), json!({"v": id}), SyncOperation::Create)
+            .await
+            .unwrap();
+    }
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(rig.server.records().len(), 20);
+    assert!(
+        rig.engine
+            .queue()
+            .await
+            .unwrap()
+            .iter()
+            .all(|i| i.status == SyncStatus::Synced)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_background_scheduler_runs_one_pass_and_close_stops_everything() {
+    let rig = rig().await;
+    rig.engine
+        .save("tasks", "1", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    let report = BackgroundSyncScheduler::new(rig.engine.sync_manager())
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.still_pending), (1, 0));
+    rig.engine.sync_manager().start_auto_sync();
+    rig.engine.close().await;
+    assert!(
+        rig.engine
+            .save("tasks", "2", json!({}), SyncOperation::Create)
+            .await
+            .is_err()
+    );
+    assert!(rig.engine.sync_manager().sync_now().await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_retries_or_concurrency_are_rejected() {
+    let mut bad = options();
+    bad.max_retries = 0;
+    let store: Arc<dyn SyncStore> = Arc::new(MemoryStore::new());
+    let build = |options| {
+        OfflineSyncEngine::builder(
+            store.clone(),
+            Arc::new(FakeAdapter::new()),
+            Arc::new(FakeMonitor::new(true)),
+        )
+        .options(options)
+        .build()
+    };
+    assert!(build(bad).await.is_err());
+    let mut bad = options();
+    bad.concurrency = 0;
+    assert!(build(bad).await.is_err());
+}

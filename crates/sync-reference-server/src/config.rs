@@ -1,0 +1,97 @@
+//! What a server is started with.
+
+use std::path::PathBuf;
+
+use crate::error::Error;
+
+/// How to start a [`crate::ReferenceServer`].
+///
+/// ```
+/// use sync_reference_server::ServerConfig;
+///
+/// let config = ServerConfig::new().with_port(3000).with_prefix("/api");
+/// assert_eq!(config.port, 3000);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The port on `127.0.0.1`. Default `0`: a free port between 20000 and
+    /// 32767 (read it back with [`crate::ReferenceServer::addr`]), outside
+    /// the kernel's ephemeral ranges so nothing takes it by chance while the
+    /// server is stopped.
+    pub port: u16,
+    /// The JSON file the collections are loaded from at start (when it
+    /// exists) and written to after every change. Default: none, the data
+    /// lives in memory only.
+    pub data_file: Option<PathBuf>,
+    /// A path prefix every route sits under, such as `/api`. Default: none.
+    pub prefix: String,
+}
+
+impl ServerConfig {
+    /// The defaults: an ephemeral port, no data file, no prefix.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Listens on `port` (`0` for a free one).
+    #[must_use]
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Loads from and writes to `path`.
+    #[must_use]
+    pub fn with_data_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.data_file = Some(path.into());
+        self
+    }
+
+    /// Serves every route under `prefix` (`/api`, `api` and `/api/` are the
+    /// same; `""` and `/` mean none).
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+}
+
+/// The prefix in canonical form: `""` or `/seg[/seg...]`, no trailing slash.
+pub(crate) fn normalize_prefix(prefix: &str) -> Result<String, Error> {
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    // The prefix is compared with the raw request path, so it may hold only
+    // characters that stand for themselves there.
+    let plain = |byte: u8| byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte);
+    if !trimmed.bytes().all(plain) || trimmed.split('/').any(str::is_empty) {
+        return Err(Error::InvalidPrefix {
+            prefix: prefix.to_owned(),
+        });
+    }
+    Ok(format!("/{trimmed}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_prefix;
+
+    #[test]
+    fn prefixes_are_normalized() {
+        assert_eq!(normalize_prefix("").unwrap(), "");
+        assert_eq!(normalize_prefix("/").unwrap(), "");
+        assert_eq!(normalize_prefix("api").unwrap(), "/api");
+        assert_eq!(normalize_prefix("/api/").unwrap(), "/api");
+        assert_eq!(normalize_prefix("/api/v2").unwrap(), "/api/v2");
+    }
+
+    #[test]
+    fn prefixes_that_cannot_match_a_raw_path_are_refused() {
+        for prefix in ["/a b", "/a?b", "/a#b", "/a//b", "/a%2F", "/né"] {
+            assert!(normalize_prefix(prefix).is_err(), "{prefix}");
+        }
+    }
+}

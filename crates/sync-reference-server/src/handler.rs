@@ -1,0 +1,441 @@
+//! Requests to answers: routing, the collection operations, idempotency
+//! keys, the request log and the data file.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use serde_json::{Map, Value, json};
+
+use crate::log::RequestRecord;
+use crate::persist;
+use crate::route::{RouteError, Target, route};
+use crate::store::{Collections, Snapshot, Undo, id_key};
+
+/// The request header naming a write's idempotency key (matched
+/// case-insensitively, as every header name).
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// The response header set to `true` on an answer replayed for a repeated
+/// idempotency key.
+pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
+
+/// [`IDEMPOTENT_REPLAYED`] in the lower-case form `HeaderName` requires.
+const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// The largest request body accepted, so one request cannot exhaust memory.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The state every connection shares, behind one lock: a change, its write
+/// to the data file, its idempotency record and its log entry happen
+/// together, so no request sees half of another.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    prefix: String,
+    data_file: Option<PathBuf>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    collections: Collections,
+    /// Idempotency key → the answer of the request that took effect with it.
+    replays: HashMap<String, Replay>,
+    log: Vec<RequestRecord>,
+}
+
+#[derive(Debug, Clone)]
+struct Replay {
+    status: StatusCode,
+    body: Bytes,
+    id: Option<String>,
+}
+
+/// An answer before it becomes a response.
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    body: Bytes,
+    allow: Option<&'static str>,
+    replayed: bool,
+}
+
+impl Reply {
+    fn json(status: StatusCode, value: &Value) -> Self {
+        let body = serde_json::to_vec(value)
+            .map(Bytes::from)
+            // A `Value` always serialises; this only keeps the code panic-free.
+            .unwrap_or_else(|_| Bytes::from_static(b"{\"error\":\"the answer could not be serialised\"}"));
+        Self {
+            status,
+            body,
+            allow: None,
+            replayed: false,
+        }
+    }
+
+    fn error(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::json(status, &json!({ "error": message.into() }))
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::error(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn not_found(collection: &str, id: &str) -> Self {
+        Self::error(
+            StatusCode::NOT_FOUND,
+            format!("no record {id:?} in {collection:?}"),
+        )
+    }
+
+    fn method_not_allowed(method: &Method, allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed here; allowed: {allow}"),
+            )
+        }
+    }
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.body));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(allow) = self.allow {
+            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if self.replayed {
+            headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+        }
+        response
+    }
+}
+
+/// What a request to a collection asks for.
+#[derive(Debug)]
+enum Operation {
+    List,
+    Fetch(String),
+    Create,
+    Replace(String),
+    Delete(String),
+}
+
+impl Operation {
+    fn of(method: &Method, id: Option<String>) -> Result<Self, Reply> {
+        match (method, id) {
+            (&Method::GET, None) => Ok(Self::List),
+            (&Method::GET, Some(id)) => Ok(Self::Fetch(id)),
+            (&Method::POST, None) => Ok(Self::Create),
+            (&Method::PUT, Some(id)) => Ok(Self::Replace(id)),
+            (&Method::DELETE, Some(id)) => Ok(Self::Delete(id)),
+            (method, None) => Err(Reply::method_not_allowed(method, "GET, POST")),
+            (method, Some(_)) => Err(Reply::method_not_allowed(method, "GET, PUT, DELETE")),
+        }
+    }
+
+    fn has_body(&self) -> bool {
+        matches!(self, Self::Create | Self::Replace(_))
+    }
+
+    fn is_write(&self) -> bool {
+        matches!(self, Self::Create | Self::Replace(_) | Self::Delete(_))
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(prefix: String, data_file: Option<PathBuf>, collections: Collections) -> Self {
+        Self {
+            prefix,
+            data_file,
+            state: Mutex::new(State {
+                collections,
+                ..State::default()
+            }),
+        }
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; if something ever did, the
+        // state is still whole (every change is one call), so keep serving.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        self.lock().collections.snapshot()
+    }
+
+    pub(crate) fn request_log(&self) -> Vec<RequestRecord> {
+        self.lock().log.clone()
+    }
+
+    pub(crate) fn clear_request_log(&self) {
+        self.lock().log.clear();
+    }
+
+    /// Answers one request.
+    pub(crate) async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let reply = match route(&self.prefix, parts.uri.path(), parts.uri.query()) {
+            Err(RouteError::NotFound) => Reply::error(
+                StatusCode::NOT_FOUND,
+                "no such route: use /{collection}, /{collection}/{id}, /{collection}?id={id} or /health",
+            ),
+            Err(RouteError::BadRequest(message)) => Reply::bad_request(message),
+            Ok(Target::Health) if parts.method == Method::GET => {
+                Reply::json(StatusCode::OK, &json!({ "status": "ok" }))
+            }
+            Ok(Target::Health) => Reply::method_not_allowed(&parts.method, "GET"),
+            Ok(Target::Collection { name, id }) => {
+                self.collection_request(&parts.method, &parts.headers, body, name, id)
+                    .await
+            }
+        };
+        reply.into_response()
+    }
+
+    async fn collection_request(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        body: Incoming,
+        collection: String,
+        id: Option<String>,
+    ) -> Reply {
+        let mut record = RequestRecord {
+            method: method.clone(),
+            collection,
+            id: id.clone(),
+            idempotency_key: None,
+            status: StatusCode::OK,
+            applied: false,
+            replayed: false,
+        };
+        let prepared = async {
+            let key = idempotency_key(headers)?;
+            record.idempotency_key.clone_from(&key);
+            let operation = Operation::of(method, id)?;
+            // The body is read before taking the lock, so a slow client
+            // never holds up the others.
+            let body = if operation.has_body() {
+                read_body(body).await?
+            } else {
+                Bytes::new()
+            };
+            Ok::<_, Reply>((key, operation, body))
+        }
+        .await;
+        let mut state = self.lock();
+        let reply = match prepared {
+            Ok((key, operation, body)) => self.execute(&mut state, operation, key, &body, &mut record),
+            Err(reply) => reply,
+        };
+        record.status = reply.status;
+        state.log.push(record);
+        reply
+    }
+
+    /// Performs one operation under the lock, filling in `record`.
+    fn execute(
+        &self,
+        state: &mut State,
+        operation: Operation,
+        key: Option<String>,
+        body: &[u8],
+        record: &mut RequestRecord,
+    ) -> Reply {
+        let collection = record.collection.clone();
+        let key = key.filter(|_| operation.is_write());
+        if let Some(replay) = key.as_ref().and_then(|key| state.replays.get(key)) {
+            record.replayed = true;
+            if record.id.is_none() {
+                record.id.clone_from(&replay.id);
+            }
+            return Reply {
+                status: replay.status,
+                body: replay.body.clone(),
+                allow: None,
+                replayed: true,
+            };
+        }
+        let collections = &mut state.collections;
+        let changed = match operation {
+            Operation::List => {
+                return Reply::json(StatusCode::OK, &Value::Array(collections.list(&collection)));
+            }
+            Operation::Fetch(id) => {
+                return match collections.get(&collection, &id) {
+                    Some(object) => Reply::json(StatusCode::OK, &Value::Object(object.clone())),
+                    None => Reply::not_found(&collection, &id),
+                };
+            }
+            Operation::Create => create(collections, &collection, body, record),
+            Operation::Replace(id) => replace(collections, &collection, &id, body),
+            Operation::Delete(id) => delete(collections, &collection, &id),
+        };
+        let (reply, undo) = match changed {
+            Ok(done) => done,
+            Err(refused) => return refused,
+        };
+        if let Some(path) = &self.data_file
+            && let Err(error) = persist::save(path, collections)
+        {
+            // Undone, so memory never holds what the file does not: a
+            // restart must not lose a change a client saw succeed.
+            collections.undo(undo);
+            return Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the change was not applied: the data file could not be written: {error}"),
+            );
+        }
+        record.applied = true;
+        if let Some(key) = key {
+            // Only changes that took effect are remembered: a refused request
+            // changed nothing, so sending it again is safe and may succeed
+            // (an update refused with 404, re-sent as a create with the same
+            // key, must create).
+            state.replays.insert(
+                key,
+                Replay {
+                    status: reply.status,
+                    body: reply.body.clone(),
+                    id: record.id.clone(),
+                },
+            );
+        }
+        reply
+    }
+}
+
+/// The idempotency key, if sent; a present but unusable one is refused
+/// rather than ignored, since ignoring it would give up the protection the
+/// client asked for.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Reply> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() => Ok(Some(key.to_owned())),
+        _ => Err(Reply::bad_request(
+            "the Idempotency-Key header must be non-empty visible ASCII",
+        )),
+    }
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, Reply> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(Reply::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body exceeds {MAX_BODY_BYTES} bytes"),
+        )),
+        Err(_) => Err(Reply::bad_request("the request body broke off")),
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Reply> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(other) => Err(Reply::bad_request(format!(
+            "the body must be a JSON object, not {}",
+            json_type_name(&other)
+        ))),
+        // serde_json's message gives the position, never the content.
+        Err(error) => Err(Reply::bad_request(format!("the body is not JSON: {error}"))),
+    }
+}
+
+fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+const BAD_ID: &str = "\"id\" must be a non-empty string or a number";
+
+fn create(
+    collections: &mut Collections,
+    collection: &str,
+    body: &[u8],
+    record: &mut RequestRecord,
+) -> Result<(Reply, Undo), Reply> {
+    let mut object = parse_object(body)?;
+    let id = match object.get("id") {
+        None | Some(Value::Null) => {
+            let id = collections.generate_id(collection);
+            object.insert("id".to_owned(), Value::String(id.clone()));
+            id
+        }
+        Some(value) => id_key(value).ok_or_else(|| Reply::bad_request(BAD_ID))?,
+    };
+    record.id = Some(id.clone());
+    if collections.contains(collection, &id) {
+        return Err(Reply::error(
+            StatusCode::CONFLICT,
+            format!("{collection:?} already holds a record {id:?}"),
+        ));
+    }
+    let reply = Reply::json(StatusCode::CREATED, &Value::Object(object.clone()));
+    let undo = collections.insert(collection, &id, object);
+    Ok((reply, undo))
+}
+
+fn replace(
+    collections: &mut Collections,
+    collection: &str,
+    id: &str,
+    body: &[u8],
+) -> Result<(Reply, Undo), Reply> {
+    let mut object = parse_object(body)?;
+    let Some(existing) = collections.get(collection, id) else {
+        return Err(Reply::not_found(collection, id));
+    };
+    match object.get("id") {
+        None | Some(Value::Null) => {
+            // Keep the id as the record was created with it (a number stays
+            // a number).
+            let stored_id = existing
+                .get("id")
+                .cloned()
+                .unwrap_or_else(|| Value::String(id.to_owned()));
+            object.insert("id".to_owned(), stored_id);
+        }
+        // Refused rather than rewritten: a mismatch is a client bug worth
+        // seeing.
+        Some(value) if id_key(value).as_deref() != Some(id) => {
+            return Err(Reply::bad_request(
+                "the body's \"id\" differs from the id addressed",
+            ));
+        }
+        Some(_) => {}
+    }
+    let reply = Reply::json(StatusCode::OK, &Value::Object(object.clone()));
+    let undo = collections
+        .replace(collection, id, object)
+        .ok_or_else(|| Reply::not_found(collection, id))?;
+    Ok((reply, undo))
+}
+
+fn delete(collections: &mut Collections, collection: &str, id: &str) -> Result<(Reply, Undo), Reply> {
+    let (object, undo) = collections
+        .remove(collection, id)
+        .ok_or_else(|| Reply::not_found(collection, id))?;
+    Ok((Reply::json(StatusCode::OK, &Value::Object(object)), undo))
+}

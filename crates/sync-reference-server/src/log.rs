@@ -1,0 +1,30 @@
+//! The request log: what each request to a collection did.
+
+use http::{Method, StatusCode};
+
+/// One request addressed to a collection, as the server handled it.
+///
+/// Every such request is logged, reads and refused writes included; a
+/// change that took effect has `applied` set, so counting applied entries
+/// counts how often each change reached the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestRecord {
+    /// The request method.
+    pub method: Method,
+    /// The collection, decoded.
+    pub collection: String,
+    /// The record: from the path or the query, or for a create the id it
+    /// was stored under (given or generated). `None` for a listing.
+    pub id: Option<String>,
+    /// The `Idempotency-Key` header, when sent.
+    pub idempotency_key: Option<String>,
+    /// The status answered.
+    pub status: StatusCode,
+    /// Whether the request changed the data: a create, update or delete
+    /// that succeeded (and, with a data file, was written to it).
+    pub applied: bool,
+    /// Whether the answer was replayed for a repeated idempotency key,
+    /// without applying the request again.
+    pub replayed: bool,
+}

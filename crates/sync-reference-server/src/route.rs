@@ -1,0 +1,210 @@
+//! From a request's raw path and query to what it addresses.
+
+/// What a request addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// `/health`.
+    Health,
+    /// `/{collection}`, `/{collection}/{id}` or `/{collection}?id={id}`,
+    /// decoded.
+    Collection { name: String, id: Option<String> },
+}
+
+/// Why a request addresses nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RouteError {
+    /// No route has this shape.
+    NotFound,
+    /// The route exists but its address cannot be read.
+    BadRequest(String),
+}
+
+/// The reserved name: `/health` is the health check, never a collection.
+const HEALTH: &str = "health";
+
+/// Routes `path` (raw, percent-encoded) and `query` under `prefix` (as
+/// [`crate::config::normalize_prefix`] returns it).
+pub(crate) fn route(prefix: &str, path: &str, query: Option<&str>) -> Result<Target, RouteError> {
+    let rest = path.strip_prefix(prefix).ok_or(RouteError::NotFound)?;
+    // `/api` and `/api/` are the prefix's root; `/apix` is not under it.
+    let rest = rest.strip_prefix('/').ok_or(RouteError::NotFound)?;
+    // One trailing slash is forgiven: `/tasks/` is `/tasks`.
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let segments: Vec<&str> = rest.split('/').collect();
+    if segments.iter().any(|segment| segment.is_empty()) || segments.len() > 2 {
+        return Err(RouteError::NotFound);
+    }
+    let decode_segment = |segment: &str| {
+        percent_decode(segment, false)
+            .ok_or_else(|| RouteError::BadRequest("the path is not valid percent-encoded UTF-8".to_owned()))
+    };
+    let name = decode_segment(segments[0])?;
+    if name == HEALTH {
+        return if segments.len() == 1 {
+            Ok(Target::Health)
+        } else {
+            Err(RouteError::NotFound)
+        };
+    }
+    let path_id = segments
+        .get(1)
+        .map(|segment| decode_segment(segment))
+        .transpose()?;
+    let query_id = query.map(query_id).transpose()?.flatten();
+    let id = match (path_id, query_id) {
+        (Some(path_id), Some(query_id)) if path_id != query_id => {
+            return Err(RouteError::BadRequest(
+                "the id in the path and the id in the query differ".to_owned(),
+            ));
+        }
+        (path_id, query_id) => path_id.or(query_id),
+    };
+    Ok(Target::Collection { name, id })
+}
+
+/// The `id` query parameter, decoded as a form value (`+` is a space).
+/// Other parameters are ignored.
+fn query_id(query: &str) -> Result<Option<String>, RouteError> {
+    let bad = |what: &str| RouteError::BadRequest(what.to_owned());
+    let mut found = None;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key =
+            percent_decode(key, true).ok_or_else(|| bad("the query is not valid percent-encoded UTF-8"))?;
+        if key != "id" {
+            continue;
+        }
+        let value =
+            percent_decode(value, true).ok_or_else(|| bad("the query is not valid percent-encoded UTF-8"))?;
+        if value.is_empty() {
+            return Err(bad("the id in the query is empty"));
+        }
+        if found.replace(value).is_some() {
+            return Err(bad("the query holds more than one id"));
+        }
+    }
+    Ok(found)
+}
+
+/// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`); `None`
+/// for a broken escape or a result that is not UTF-8.
+pub(crate) fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        match byte {
+            b'%' => {
+                let high = hex_value(*bytes.get(index + 1)?)?;
+                let low = hex_value(*bytes.get(index + 2)?)?;
+                out.push((high << 4) | low);
+                index += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                index += 1;
+            }
+            other => {
+                out.push(other);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RouteError, Target, percent_decode, route};
+
+    fn collection(name: &str, id: Option<&str>) -> Result<Target, RouteError> {
+        Ok(Target::Collection {
+            name: name.to_owned(),
+            id: id.map(str::to_owned),
+        })
+    }
+
+    #[test]
+    fn paths_and_queries_address_records() {
+        assert_eq!(route("", "/tasks", None), collection("tasks", None));
+        assert_eq!(route("", "/tasks/", None), collection("tasks", None));
+        assert_eq!(route("", "/tasks/7", None), collection("tasks", Some("7")));
+        assert_eq!(route("", "/tasks", Some("id=7")), collection("tasks", Some("7")));
+        assert_eq!(
+            route("", "/tasks", Some("x=1&id=a+b%26c")),
+            collection("tasks", Some("a b&c"))
+        );
+        assert_eq!(
+            route("", "/tasks/7", Some("id=7")),
+            collection("tasks", Some("7"))
+        );
+        assert_eq!(route("", "/tasks", Some("sort=up")), collection("tasks", None));
+        assert_eq!(
+            route("", "/my%20tasks/a%2Fb", None),
+            collection("my tasks", Some("a/b"))
+        );
+        assert_eq!(route("", "/t/a+b", None), collection("t", Some("a+b")));
+        assert_eq!(route("", "/health", None), Ok(Target::Health));
+        assert_eq!(
+            route("/api", "/api/tasks/1", None),
+            collection("tasks", Some("1"))
+        );
+        assert_eq!(route("/api", "/api/health", None), Ok(Target::Health));
+    }
+
+    #[test]
+    fn other_shapes_are_not_found() {
+        for (prefix, path) in [
+            ("", "/"),
+            ("", "//"),
+            ("", "/a//b"),
+            ("", "/a/b/c"),
+            ("", "/health/1"),
+            ("/api", "/tasks"),
+            ("/api", "/api"),
+            ("/api", "/apix/tasks"),
+        ] {
+            assert_eq!(
+                route(prefix, path, None),
+                Err(RouteError::NotFound),
+                "{prefix} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn unreadable_addresses_are_bad_requests() {
+        for (path, query) in [
+            ("/t/%zz", None),
+            ("/t/%4", None),
+            ("/t/%FF", None),
+            ("/t/1", Some("id=2")),
+            ("/t", Some("id=1&id=2")),
+            ("/t", Some("id=")),
+            ("/t", Some("id=%")),
+        ] {
+            assert!(
+                matches!(route("", path, query), Err(RouteError::BadRequest(_))),
+                "{path} {query:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("n%C3%A9", false).as_deref(), Some("né"));
+        assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
+        assert_eq!(percent_decode("a+b", true).as_deref(), Some("a b"));
+        assert_eq!(percent_decode("%2e%2E", false).as_deref(), Some(".."));
+        assert_eq!(percent_decode("%", false), None);
+    }
+}

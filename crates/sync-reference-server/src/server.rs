@@ -1,0 +1,310 @@
+//! The listener, the connections and the on/off switch.
+
+use std::convert::Infallible;
+use std::hash::{BuildHasher, RandomState};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{Mutex, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::{ServerConfig, normalize_prefix};
+use crate::error::Error;
+use crate::handler::Shared;
+use crate::log::RequestRecord;
+use crate::persist;
+use crate::store::{Collections, Snapshot};
+
+/// How long going down waits for requests in progress to be answered
+/// before cutting their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long to pause after a failed accept (out of file descriptors, say),
+/// so the loop does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// Where port `0` picks a port: below the ephemeral ranges of Linux
+/// (32768–60999), macOS and Windows (49152–65535). The kernel hands out
+/// ephemeral ports on its own (another server's port 0, a client's source
+/// port), and while a server is down one of those could take its port and
+/// break the resume; ports outside the range are only ever taken on
+/// purpose.
+const PICKED_PORTS: Range<u16> = 20_000..32_768;
+
+/// How many ports to try before leaving the choice to the kernel.
+const PICK_ATTEMPTS: u16 = 64;
+
+/// A running reference server on `127.0.0.1`.
+///
+/// Dropping it stops it too, without waiting; [`ReferenceServer::shutdown`]
+/// waits until the port is closed.
+#[derive(Debug)]
+pub struct ReferenceServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    /// The serving task while online; `None` while down.
+    running: Mutex<Option<Running>>,
+    /// Mirrors `running.is_some()` for a lock-free [`Self::is_online`].
+    online: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ReferenceServer {
+    /// Loads the data file (when configured and present), binds
+    /// `127.0.0.1:{port}` and starts serving.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPrefix`], [`Error::ReadDataFile`],
+    /// [`Error::InvalidDataFile`] (the file is left untouched), or
+    /// [`Error::Bind`] when the port is taken.
+    pub async fn start(config: ServerConfig) -> Result<Self, Error> {
+        let prefix = normalize_prefix(&config.prefix)?;
+        let collections = match &config.data_file {
+            Some(path) => persist::load(path)?,
+            None => Collections::default(),
+        };
+        let listener = if config.port == 0 {
+            pick_port()?
+        } else {
+            bind(local(config.port))?
+        };
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: local(config.port),
+            source,
+        })?;
+        let shared = Arc::new(Shared::new(prefix, config.data_file, collections));
+        let running = Running::spawn(listener, Arc::clone(&shared));
+        Ok(Self {
+            shared,
+            addr,
+            running: Mutex::new(Some(running)),
+            online: AtomicBool::new(true),
+        })
+    }
+
+    /// The address served, `127.0.0.1:{port}`; the same after a
+    /// [`Self::resume`].
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's origin, `http://127.0.0.1:{port}`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The URL clients put routes after: [`Self::url`] plus the prefix,
+    /// such as `http://127.0.0.1:3000/api`.
+    #[must_use]
+    pub fn base_url(&self) -> String {
+        format!("{}{}", self.url(), self.shared.prefix())
+    }
+
+    /// Whether the server is up (started or resumed, not stopped).
+    #[must_use]
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::SeqCst)
+    }
+
+    /// Takes the server down, keeping its data: the listener is closed (new
+    /// connections are refused), idle connections are closed, and requests
+    /// in progress are answered first (those still running after 5 s are
+    /// cut). Returns once all of that is done; does nothing when already
+    /// down.
+    ///
+    /// On Unix a child process spawned at that very moment holds a copy of
+    /// the listener until it executes its program, and the port accepts
+    /// connections until then: tests that count on refusals should not
+    /// spawn processes meanwhile.
+    pub async fn stop(&self) {
+        let mut running = self.running.lock().await;
+        if let Some(current) = running.take() {
+            self.online.store(false, Ordering::SeqCst);
+            current.stop().await;
+        }
+    }
+
+    /// Brings a stopped server back on the same port with the same data,
+    /// idempotency keys and request log. Does nothing when already up.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] if something else took the port meanwhile (with port
+    /// `0` the port is outside the kernel's ephemeral range, so only
+    /// something binding it on purpose can); the server stays down and
+    /// `resume` may be tried again.
+    pub async fn resume(&self) -> Result<(), Error> {
+        let mut running = self.running.lock().await;
+        if running.is_none() {
+            let listener = bind(self.addr)?;
+            *running = Some(Running::spawn(listener, Arc::clone(&self.shared)));
+            self.online.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Stops the server for good: as [`Self::stop`], then drops it.
+    pub async fn shutdown(self) {
+        self.stop().await;
+    }
+
+    /// The data now: collection → id → object. Collections without records
+    /// are left out.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        self.shared.snapshot()
+    }
+
+    /// Every request addressed to a collection so far, oldest first.
+    #[must_use]
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        self.shared.request_log()
+    }
+
+    /// The requests that changed the data, oldest first: the log filtered
+    /// on [`RequestRecord::applied`].
+    #[must_use]
+    pub fn applied_requests(&self) -> Vec<RequestRecord> {
+        let mut log = self.shared.request_log();
+        log.retain(|record| record.applied);
+        log
+    }
+
+    /// Empties the request log (the data and the idempotency keys stay), so
+    /// a test can count from a known point.
+    pub fn clear_request_log(&self) {
+        self.shared.clear_request_log();
+    }
+}
+
+impl Drop for ReferenceServer {
+    fn drop(&mut self) {
+        // No waiting in a destructor: the task closes everything on its own.
+        if let Some(running) = self.running.get_mut() {
+            let _stopped = running.stop.send(true);
+        }
+    }
+}
+
+impl Running {
+    fn spawn(listener: TcpListener, shared: Arc<Shared>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, shared, stopped));
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        let _sent = self.stop.send(true);
+        // The task only ends by itself; a join error would mean it was
+        // cancelled with its runtime, which leaves nothing to wait for.
+        let _joined = self.task.await;
+    }
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Listens on `addr` with `SO_REUSEADDR`, so a resume can take the port back
+/// while the connections closed by the stop linger in `TIME_WAIT`. (Not on
+/// Windows, where the option would let another socket share a live port.)
+fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    let bind_error = |source| Error::Bind { addr, source };
+    let socket = TcpSocket::new_v4().map_err(bind_error)?;
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true).map_err(bind_error)?;
+    socket.bind(addr).map_err(bind_error)?;
+    socket.listen(1024).map_err(bind_error)
+}
+
+/// Listens on a free port of [`PICKED_PORTS`], starting at a random one;
+/// on the kernel's choice if none of [`PICK_ATTEMPTS`] is free.
+fn pick_port() -> Result<TcpListener, Error> {
+    let span = PICKED_PORTS.end - PICKED_PORTS.start;
+    // Randomly keyed per process and per call: parallel servers, in this
+    // process or others, start at different ports.
+    let start = RandomState::new().hash_one(std::process::id());
+    for attempt in 0..PICK_ATTEMPTS {
+        let offset = u16::try_from(start.wrapping_add(u64::from(attempt)) % u64::from(span)).unwrap_or(0);
+        match bind(local(PICKED_PORTS.start + offset)) {
+            Ok(listener) => return Ok(listener),
+            Err(Error::Bind { source, .. })
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::AddrInUse | io::ErrorKind::PermissionDenied
+                ) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    bind(local(0))
+}
+
+/// Accepts connections until told to stop, then closes the listener and
+/// winds the connections down.
+async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            // A dropped sender also means stop.
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(stream, Arc::clone(&shared), stopped.clone()));
+                }
+                Err(_) => tokio::time::sleep(ACCEPT_BACKOFF).await,
+            },
+        }
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+    }
+    // From here on connections are refused, as from an unreachable API.
+    drop(listener);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        connections.shutdown().await;
+    }
+}
+
+/// Serves one connection; on stop, finishes the request in progress (if
+/// any) and closes it.
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    // Small JSON answers: send them at once rather than wait for Nagle.
+    let _nodelay = stream.set_nodelay(true);
+    let service = service_fn(move |request| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(shared.handle(request).await) }
+    });
+    // No timer, so no header read timeout: hyper would also apply it to
+    // idle keep-alive connections, and a server closing those on its own
+    // races with a client reusing them, a spurious failure in a test. Idle
+    // connections close when the client drops them or on stop.
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    // Connection errors (a client hanging up mid-request) concern only that
+    // client; there is no one to report them to.
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = stopped.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _closed = connection.await;
+        }
+    }
+}
