@@ -209,4 +209,8 @@ pub trait SyncStore: Send + Sync {
 
     /// Item-level change events from now on.
     fn subscribe(&self) -> BoxStream<StoreEvent>;
+
+    /// Finishes pending writes and releases the store's resources (files,
+    /// locks); later calls fail. The default does nothing.
+    async fn close(&self) {}
 }

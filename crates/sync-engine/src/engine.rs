@@ -58,6 +58,12 @@ impl OfflineSyncEngineBuilder {
         self
     }
 
+    /// Like [`Self::conflict_resolver`], for a resolver already shared.
+    pub fn conflict_resolver_arc(mut self, resolver: Arc<dyn ConflictResolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
     /// Sync options. Default [`OfflineSyncOptions::default`].
     pub fn options(mut self, options: OfflineSyncOptions) -> Self {
         self.options = options;
@@ -372,7 +378,8 @@ impl OfflineSyncEngine {
     }
 
     /// Stops auto-sync and background runs, letting an attempt in progress
-    /// report its outcome first. Later calls fail with [`SyncError::Closed`].
+    /// report its outcome first, then closes the store (releasing its file
+    /// and lock). Later calls fail with [`SyncError::Closed`].
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.sync_manager().stop_auto_sync();
@@ -381,6 +388,7 @@ impl OfflineSyncEngine {
         while tasks.join_next().await.is_some() {}
         // Wait for a run in progress to finish its current items.
         drop(self.inner.run_lock.lock().await);
+        self.inner.store.close().await;
     }
 }
 

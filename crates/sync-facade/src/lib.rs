@@ -2,41 +2,59 @@
 //! it to your REST API when the network allows, and never lose or duplicate
 //! it on the way.
 //!
-//! This is the crate apps depend on. Today it exposes the engine's core:
-//! the models, the validated names, the queue-coalescing rules, the retry
-//! policy and the conflict resolvers, plus the traits a store, an API
-//! adapter and a connectivity monitor implement. The SQLite store, the HTTP
-//! adapter and the engine join it, each behind a feature, as they land.
+//! This is the crate apps depend on. It re-exports the engine
+//! ([`OfflineSyncEngine`]), the core types, and, behind features, the
+//! layers: `sqlite` (the SQLite store) and `http` (the REST adapter and the
+//! connectivity monitor, TLS by rustls), both on by default. With both,
+//! [`OfflineSync::builder`] opens an engine in one call; without them, plug
+//! in your own [`SyncStore`], [`SyncApiAdapter`] and [`ConnectivityMonitor`]
+//! through [`OfflineSyncEngine::builder`].
 //!
-//! # What a save does to the queue
+//! # Quick start
 //!
 //! ```
 //! use serde_json::json;
 //! use sync_facade::prelude::*;
-//! use sync_facade::coalesce::{plan_save, QueueWrite, SaveContext};
+//! use tokio_stream::StreamExt;
 //!
-//! // Created offline, then edited before it was ever sent: one create
-//! // carrying the latest payload goes out.
-//! let create = LocalChange::new("tasks", "1", json!({"title": "draft"}), SyncOperation::Create)?;
-//! let first = plan_save(None, false, create, SaveContext::at(Timestamp::now()));
-//! let QueueWrite::Put(queued) = first.queue else { unreachable!() };
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = sync_reference_server::ReferenceServer::start(Default::default()).await?;
+//! # let api_url = server.url();
+//! # let data_dir = tempfile::tempdir()?;
+//! # let data_dir = data_dir.path();
+//! // An engine with a SQLite file in `data_dir`, sending to your REST API.
+//! let engine = OfflineSync::builder(data_dir, api_url)
+//!     .probe_api_health("/health")
+//!     .build()
+//!     .await?;
 //!
-//! let edit = LocalChange::new("tasks", "1", json!({"title": "final"}), SyncOperation::Update)?;
-//! let second = plan_save(Some(&queued), true, edit, SaveContext::at(Timestamp::now()));
-//! let QueueWrite::Put(queued) = second.queue else { unreachable!() };
-//! assert_eq!(queued.operation, SyncOperation::Create);
-//! assert_eq!(queued.payload["title"], "final");
+//! // Saved locally at once, online or not.
+//! engine.save("tasks", "1", json!({"id": "1", "title": "Buy milk"}), SyncOperation::Create).await?;
+//! let record = engine.get_record("tasks", "1").await?.expect("saved locally");
+//! assert_eq!(record.data["title"], "Buy milk");
 //!
-//! // Bad input is a typed error and nothing is planned.
-//! let error = LocalChange::new("tasks", "", json!({}), SyncOperation::Create).unwrap_err();
-//! assert!(matches!(error, ValidationError::Empty { .. }));
-//! # Ok::<(), ValidationError>(())
+//! // Watch the item's state for the UI: it starts with the current value.
+//! let mut status = engine.watch_item_status("tasks", "1")?;
+//! assert!(status.next().await.is_some());
+//!
+//! // Sync now (or `engine.sync_manager().start_auto_sync()`).
+//! let report = engine.sync_manager().sync_now().await?;
+//! assert_eq!(report.sent, 1);
+//! assert_eq!(engine.queue_item("tasks", "1").await?.map(|i| i.status), Some(SyncStatus::Synced));
+//! # assert_eq!(server.snapshot()["tasks"]["1"]["title"], "Buy milk");
+//! engine.close().await;
+//! # Ok(())
+//! # }
 //! ```
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
-pub use sync_core::attempt;
-pub use sync_core::coalesce;
+#[cfg(all(feature = "sqlite", feature = "http"))]
+mod defaults;
+
+#[cfg(all(feature = "sqlite", feature = "http"))]
+pub use defaults::{OfflineSync, OfflineSyncBuilder, OpenError};
 pub use sync_core::{
     ApiError, AttemptOutcome, AttemptTicket, Backoff, BoxStream, Clock, ConflictResolver,
     ConnectivityMonitor, DEFAULT_MAX_PAYLOAD_BYTES, EntityName, Error, ErrorKind, FinishResult,
@@ -46,12 +64,25 @@ pub use sync_core::{
     SyncApiAdapter, SyncOperation, SyncQueueItem, SyncStatus, SyncStore, SystemClock, Timestamp,
     ValidationError,
 };
+pub use sync_core::{attempt, coalesce, snapshot};
+pub use sync_engine::{
+    BackgroundSyncScheduler, OfflineSyncEngine, OfflineSyncEngineBuilder, OfflineSyncOptions, SyncError,
+    SyncManager, SyncReport, TokioClock,
+};
+#[cfg(feature = "http")]
+pub use sync_net::{
+    AuthHook, HttpSyncApiAdapter, HttpSyncApiAdapterBuilder, InternetCheckOption, InternetConnectionMonitor,
+    InternetConnectionMonitorBuilder, NetError, default_path, encode_query_value, encode_segment,
+};
+#[cfg(feature = "sqlite")]
+pub use sync_store_sqlite::{Durability, SqliteStore, SqliteStoreOptions};
 
 /// The names most apps need, for `use sync_facade::prelude::*`.
 pub mod prelude {
+    #[cfg(all(feature = "sqlite", feature = "http"))]
+    pub use crate::OfflineSync;
     pub use crate::{
-        ConflictResolver, EntityName, ErrorKind, JsonObject, LastWriteWins, LocalChange, LocalRecord,
-        LocalWins, RecordId, RemoteWins, RetryPolicy, SyncOperation, SyncQueueItem, SyncStatus, Timestamp,
-        ValidationError,
+        ConflictResolver, LastWriteWins, LocalRecord, LocalWins, OfflineSyncEngine, OfflineSyncOptions,
+        RemoteWins, SyncError, SyncOperation, SyncQueueItem, SyncStatus,
     };
 }

@@ -467,6 +467,10 @@ impl SyncStore for SqliteStore {
         self.write(|reply| Command::ClearSynced { reply }).await
     }
 
+    async fn close(&self) {
+        SqliteStore::close(self).await;
+    }
+
     fn subscribe(&self) -> BoxStream<StoreEvent> {
         let stream = BroadcastStream::new(self.events.subscribe()).map(|event| match event {
             Ok(event) => event,

@@ -355,6 +355,10 @@ impl SyncStore for MemoryStore {
         Ok(removed)
     }
 
+    async fn close(&self) {
+        MemoryStore::close(self);
+    }
+
     fn subscribe(&self) -> BoxStream<StoreEvent> {
         let stream = BroadcastStream::new(self.events.subscribe()).map(|event| match event {
             Ok(event) => event,
