@@ -5,7 +5,9 @@
 
 use serde_json::json;
 use sync_facade::prelude::*;
-use sync_facade::{AttemptOutcome, FinishedAttempt, RecordKey, SendPlan, StoreEvent, SyncStore};
+use sync_facade::{
+    AttemptOutcome, FinishedAttempt, LocalChange, RecordKey, SendPlan, StoreEvent, SyncStore, Timestamp,
+};
 use sync_testkit::MemoryStore;
 use tokio_stream::StreamExt;
 
