@@ -4,6 +4,8 @@
 //!   formatting, clippy with warnings denied, the whole workspace's tests
 //!   (nextest when installed, plus doctests), and the docs with warnings
 //!   denied, then the benchmarks in smoke mode.
+//! - `demo`: the end-to-end demo (a local REST server, offline saves, the
+//!   queue draining live, server state checked against local state).
 //! - `table`: prints the queue-coalescing table, computed by sync-core.
 //! - `bench [SCENARIO...] [--smoke]`: benchmarks against baselines measured
 //!   in the same run (release build; `--smoke` runs tiny sizes in a debug
@@ -20,6 +22,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   ci     fmt check, clippy -D warnings, all tests, docs -D warnings
+  demo   run the end-to-end demo (local REST server, offline saves, live drain)
   table  print the queue-coalescing table, computed by sync-core
   bench [store] [net] [--smoke]
          benchmarks with baselines measured in the same run, printed as ratios";
@@ -29,6 +32,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") if args.len() == 1 => ci(),
         Some("bench") => bench(&args[1..]),
+        Some("demo") if args.len() == 1 => run(
+            "demo",
+            cargo().args(["run", "--quiet", "--package", "sync-facade", "--example", "demo"]),
+        ),
         Some("table") if args.len() == 1 => {
             print!("{}", table::coalescing_table());
             Ok(())
