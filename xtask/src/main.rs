@@ -3,7 +3,7 @@
 //! - `ci`: everything CI checks, in order, stopping at the first failure:
 //!   formatting, clippy with warnings denied, the whole workspace's tests
 //!   (nextest when installed, plus doctests), and the docs with warnings
-//!   denied, then the benchmarks in smoke mode.
+//!   denied, then the benchmarks in smoke mode and the demo.
 //! - `demo`: the end-to-end demo (a local REST server, offline saves, the
 //!   queue draining live, server state checked against local state).
 //! - `table`: prints the queue-coalescing table, computed by sync-core.
@@ -132,6 +132,12 @@ fn ci() -> Result<(), String> {
     )?;
     // Keeps the benchmarks compiling and running; sizes are tiny.
     bench(&["--smoke".to_owned()])?;
+    // The demo checks that the server ends with the local state; it fails
+    // (non-zero) if not.
+    run(
+        "demo",
+        cargo().args(["run", "--quiet", "--package", "sync-facade", "--example", "demo"]),
+    )?;
     eprintln!("\nxtask ci: all steps passed");
     Ok(())
 }

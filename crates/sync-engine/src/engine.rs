@@ -94,24 +94,28 @@ impl OfflineSyncEngineBuilder {
         if recovered > 0 {
             tracing::info!(recovered, "recovered items interrupted mid-attempt");
         }
+        let inner = Arc::new(Inner {
+            store: self.store,
+            adapter: self.adapter,
+            monitor: self.monitor,
+            resolver: self.resolver,
+            policy,
+            options: self.options,
+            clock: self.clock,
+            run_lock: Mutex::new(()),
+            rerun: AtomicBool::new(false),
+            wake: Notify::new(),
+            last_report: std::sync::Mutex::new(SyncReport::default()),
+            online_since: std::sync::Mutex::new(None),
+            closed: AtomicBool::new(false),
+            tasks: std::sync::Mutex::new(JoinSet::new()),
+            auto_sync: std::sync::Mutex::new(None),
+        });
         Ok(OfflineSyncEngine {
-            inner: Arc::new(Inner {
-                store: self.store,
-                adapter: self.adapter,
-                monitor: self.monitor,
-                resolver: self.resolver,
-                policy,
-                options: self.options,
-                clock: self.clock,
-                run_lock: Mutex::new(()),
-                rerun: AtomicBool::new(false),
-                wake: Notify::new(),
-                last_report: std::sync::Mutex::new(SyncReport::default()),
-                online_since: std::sync::Mutex::new(None),
-                closed: AtomicBool::new(false),
-                tasks: std::sync::Mutex::new(JoinSet::new()),
-                auto_sync: std::sync::Mutex::new(None),
+            _lifetime: Arc::new(Lifetime {
+                inner: Arc::clone(&inner),
             }),
+            inner,
         })
     }
 }
@@ -139,10 +143,31 @@ pub(crate) struct Inner {
 }
 
 /// The offline-first engine: save locally first, sync when the network
-/// allows. Cloning is cheap and shares everything.
+/// allows. Cloning is cheap and shares everything; when the last clone is
+/// dropped, auto-sync and background runs stop (call
+/// [`OfflineSyncEngine::close`] to also wait for them and close the store).
 #[derive(Clone)]
 pub struct OfflineSyncEngine {
     inner: Arc<Inner>,
+    _lifetime: Arc<Lifetime>,
+}
+
+/// Shared by the user's handles only (background tasks hold `Inner`), so
+/// its drop marks the last handle gone.
+struct Lifetime {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Lifetime {
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        if let Some(task) = lock(&self.inner.auto_sync).take() {
+            task.abort();
+        }
+        // Dropping the set aborts the background runs.
+        drop(std::mem::take(&mut *lock(&self.inner.tasks)));
+        self.inner.wake.notify_waiters();
+    }
 }
 
 impl fmt::Debug for OfflineSyncEngine {

@@ -677,3 +677,26 @@ async fn zero_retries_or_concurrency_are_rejected() {
     bad.concurrency = 0;
     assert!(build(bad).await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_handle_stops_auto_sync() {
+    let mut options = options();
+    options.connectivity_check_interval = Some(Duration::from_secs(1));
+    options.connectivity_probe_min_interval_while_online = Duration::ZERO;
+    let rig = rig_with(options, true).await;
+    let clone = rig.engine.clone();
+    rig.engine.sync_manager().start_auto_sync();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(clone);
+    assert!(rig.monitor.probes() > 0, "auto-sync was polling");
+    let Rig { engine, monitor, .. } = rig;
+    drop(engine);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let after_drop = monitor.probes();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        monitor.probes(),
+        after_drop,
+        "probing continued after the engine was dropped"
+    );
+}
