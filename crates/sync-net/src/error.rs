@@ -77,6 +77,13 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
 }
 
 /// Whether `error` or any of its sources is a TLS failure.
+#[cfg(not(feature = "rustls"))]
+fn is_tls(_error: &(dyn StdError + 'static)) -> bool {
+    false
+}
+
+/// Whether `error` or any of its sources is a TLS failure.
+#[cfg(feature = "rustls")]
 fn is_tls(error: &(dyn StdError + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(error) = current {

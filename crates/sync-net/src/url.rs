@@ -92,6 +92,11 @@ impl BaseUrl {
         if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(invalid("the scheme must be http or https"));
         }
+        if scheme == Scheme::HTTPS && !cfg!(feature = "rustls") {
+            return Err(invalid(
+                "https needs the `rustls` feature, which is off in this build",
+            ));
+        }
         let authority = uri.authority().cloned().ok_or_else(|| invalid("missing host"))?;
         if authority.as_str().contains('@') {
             return Err(invalid(

@@ -1,5 +1,6 @@
 //! TLS against a loopback server with a self-signed certificate: refused by
 //! default, accepted once its root is added.
+#![cfg(feature = "rustls")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
 
 use std::sync::Arc;
