@@ -54,13 +54,48 @@ trait NowOrNever: std::future::Future + Sized {
 
 impl<F: std::future::Future> NowOrNever for F {}
 
-pub(crate) fn queue(inner: Arc<Inner>) -> BoxStream<Vec<sync_core::SyncQueueItem>> {
+/// A snapshot that events keep current.
+trait Followed: Send + 'static {
+    type Item: Send + 'static;
+    fn apply(&mut self, event: &StoreEvent) -> Applied;
+    fn to_vec(&self) -> Vec<Self::Item>;
+}
+
+impl Followed for QueueSnapshot {
+    type Item = sync_core::SyncQueueItem;
+    fn apply(&mut self, event: &StoreEvent) -> Applied {
+        QueueSnapshot::apply(self, event)
+    }
+    fn to_vec(&self) -> Vec<Self::Item> {
+        QueueSnapshot::to_vec(self)
+    }
+}
+
+impl Followed for RecordsSnapshot {
+    type Item = sync_core::LocalRecord;
+    fn apply(&mut self, event: &StoreEvent) -> Applied {
+        RecordsSnapshot::apply(self, event)
+    }
+    fn to_vec(&self) -> Vec<Self::Item> {
+        RecordsSnapshot::to_vec(self)
+    }
+}
+
+/// Streams a snapshot built by `read` (one read at the start, another only
+/// after missed events) and kept current from store events; one value per
+/// burst of changes.
+fn follow<S, R, Fut>(inner: Arc<Inner>, read: R) -> BoxStream<Vec<S::Item>>
+where
+    S: Followed,
+    R: Fn(Arc<Inner>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<S>> + Send,
+{
     spawn_stream(move |sender| async move {
+        // Subscribe before reading, so no change falls between the two.
         let mut events = inner.store.subscribe();
-        let Ok(items) = inner.store.queue().await else {
+        let Some(mut snapshot) = read(Arc::clone(&inner)).await else {
             return;
         };
-        let mut snapshot = QueueSnapshot::new(items);
         if sender.send(snapshot.to_vec()).await.is_err() {
             return;
         }
@@ -74,10 +109,10 @@ pub(crate) fn queue(inner: Arc<Inner>) -> BoxStream<Vec<sync_core::SyncQueueItem
                     Applied::Changed => changed = true,
                     Applied::Unchanged => {}
                     Applied::Resync => {
-                        let Ok(items) = inner.store.queue().await else {
+                        let Some(fresh) = read(Arc::clone(&inner)).await else {
                             return;
                         };
-                        snapshot = QueueSnapshot::new(items);
+                        snapshot = fresh;
                         changed = true;
                     }
                 }
@@ -89,37 +124,18 @@ pub(crate) fn queue(inner: Arc<Inner>) -> BoxStream<Vec<sync_core::SyncQueueItem
     })
 }
 
+pub(crate) fn queue(inner: Arc<Inner>) -> BoxStream<Vec<sync_core::SyncQueueItem>> {
+    follow(inner, |inner| async move {
+        inner.store.queue().await.ok().map(QueueSnapshot::new)
+    })
+}
+
 pub(crate) fn records(inner: Arc<Inner>, entity: EntityName) -> BoxStream<Vec<sync_core::LocalRecord>> {
-    spawn_stream(move |sender| async move {
-        let mut events = inner.store.subscribe();
-        let Ok(records) = inner.store.records(&entity).await else {
-            return;
-        };
-        let mut snapshot = RecordsSnapshot::new(entity.clone(), records);
-        if sender.send(snapshot.to_vec()).await.is_err() {
-            return;
-        }
-        while let Some(burst) = next_burst(&mut events).await {
-            if inner.closed.load(Ordering::SeqCst) {
-                return;
-            }
-            let mut changed = false;
-            for event in &burst {
-                match snapshot.apply(event) {
-                    Applied::Changed => changed = true,
-                    Applied::Unchanged => {}
-                    Applied::Resync => {
-                        let Ok(records) = inner.store.records(&entity).await else {
-                            return;
-                        };
-                        snapshot = RecordsSnapshot::new(entity.clone(), records);
-                        changed = true;
-                    }
-                }
-            }
-            if changed && sender.send(snapshot.to_vec()).await.is_err() {
-                return;
-            }
+    follow(inner, move |inner| {
+        let entity = entity.clone();
+        async move {
+            let records = inner.store.records(&entity).await.ok()?;
+            Some(RecordsSnapshot::new(entity, records))
         }
     })
 }
