@@ -700,3 +700,39 @@ async fn dropping_the_last_handle_stops_auto_sync() {
         "probing continued after the engine was dropped"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_servers_answer_replaces_the_document_unless_a_newer_change_waits() {
+    let rig = rig().await;
+    rig.server.stamp_records("serverRevision", json!(7));
+    rig.engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    let record = rig.engine.get_record("tasks", "1").await.unwrap().unwrap();
+    assert_eq!(
+        (record.data["v"].clone(), record.data["serverRevision"].clone()),
+        (json!(1), json!(7))
+    );
+
+    // A newer local change saved while the update is in flight survives
+    // the server's answer to the older one.
+    rig.server.set_latency(Duration::from_millis(100));
+    rig.engine
+        .save("tasks", "1", json!({"v": 2}), SyncOperation::Update)
+        .await
+        .unwrap();
+    let manager = rig.engine.sync_manager();
+    let run = tokio::spawn(async move { manager.sync_now().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    rig.engine
+        .save("tasks", "1", json!({"v": 3}), SyncOperation::Update)
+        .await
+        .unwrap();
+    run.await.unwrap().unwrap();
+    let record = rig.engine.get_record("tasks", "1").await.unwrap().unwrap();
+    assert_eq!(record.data["v"], 3, "the newer change was kept");
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(rig.server.records()[&key("tasks", "1")]["v"], 3, "and then sent");
+}

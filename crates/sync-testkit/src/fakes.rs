@@ -39,6 +39,9 @@ pub enum Fault {
 #[derive(Debug, Default)]
 struct State {
     latency: std::time::Duration,
+    /// A field the server adds to every record it stores (like a server
+    /// timestamp), so tests can see the server's answer reach the client.
+    stamp: Option<(String, serde_json::Value)>,
     records: BTreeMap<RecordKey, JsonObject>,
     requests: Vec<FakeRequest>,
     faults: VecDeque<(Option<RecordKey>, Fault)>,
@@ -85,6 +88,11 @@ impl FakeAdapter {
         }
     }
 
+    /// Adds `field: value` to every record the server stores from now on.
+    pub fn stamp_records(&self, field: &str, value: serde_json::Value) {
+        self.lock().stamp = Some((field.to_owned(), value));
+    }
+
     /// Puts a record on the server directly.
     pub fn insert(&self, key: RecordKey, data: JsonObject) {
         self.lock().records.insert(key, data);
@@ -126,7 +134,10 @@ impl FakeAdapter {
         method: &'static str,
         key: RecordKey,
         operation_id: Option<&OperationId>,
-        apply: impl FnOnce(&mut BTreeMap<RecordKey, JsonObject>) -> Result<Option<JsonObject>, ApiError>,
+        apply: impl FnOnce(
+            &mut BTreeMap<RecordKey, JsonObject>,
+            &dyn Fn(&JsonObject) -> JsonObject,
+        ) -> Result<Option<JsonObject>, ApiError>,
     ) -> Result<Option<JsonObject>, ApiError> {
         let mut state = self.lock();
         state.requests.push(FakeRequest {
@@ -153,7 +164,15 @@ impl FakeAdapter {
         let result = if replay {
             Ok(state.records.get(&key).cloned())
         } else {
-            let result = apply(&mut state.records);
+            let stamp = state.stamp.clone();
+            let stamped = move |data: &JsonObject| {
+                let mut data = data.clone();
+                if let Some((field, value)) = &stamp {
+                    data.insert(field.clone(), value.clone());
+                }
+                data
+            };
+            let result = apply(&mut state.records, &stamped);
             if result.is_ok()
                 && let Some(id) = operation_id
             {
@@ -183,12 +202,13 @@ impl SyncApiAdapter for FakeAdapter {
     ) -> Result<Option<JsonObject>, ApiError> {
         self.delay().await;
         let record = key(entity, id);
-        self.handle("POST", record.clone(), Some(operation_id), |records| {
+        self.handle("POST", record.clone(), Some(operation_id), |records, stamped| {
             if records.contains_key(&record) {
                 return Err(ApiError::new(ErrorKind::Conflict, "duplicate id").with_status(409));
             }
-            records.insert(record, data.clone());
-            Ok(Some(data.clone()))
+            let stored = stamped(data);
+            records.insert(record, stored.clone());
+            Ok(Some(stored))
         })
     }
 
@@ -201,12 +221,13 @@ impl SyncApiAdapter for FakeAdapter {
     ) -> Result<Option<JsonObject>, ApiError> {
         self.delay().await;
         let record = key(entity, id);
-        self.handle("PUT", record.clone(), Some(operation_id), |records| {
+        self.handle("PUT", record.clone(), Some(operation_id), |records, stamped| {
             if !records.contains_key(&record) {
                 return Err(ApiError::new(ErrorKind::NotFound, "no such record").with_status(404));
             }
-            records.insert(record, data.clone());
-            Ok(Some(data.clone()))
+            let stored = stamped(data);
+            records.insert(record, stored.clone());
+            Ok(Some(stored))
         })
     }
 
@@ -218,7 +239,7 @@ impl SyncApiAdapter for FakeAdapter {
     ) -> Result<(), ApiError> {
         self.delay().await;
         let record = key(entity, id);
-        self.handle("DELETE", record.clone(), Some(operation_id), |records| {
+        self.handle("DELETE", record.clone(), Some(operation_id), |records, _| {
             records.remove(&record);
             Ok(None)
         })
@@ -228,7 +249,7 @@ impl SyncApiAdapter for FakeAdapter {
     async fn fetch_remote(&self, entity: &EntityName, id: &RecordId) -> Result<Option<JsonObject>, ApiError> {
         self.delay().await;
         let record = key(entity, id);
-        self.handle("GET", record.clone(), None, |records| {
+        self.handle("GET", record.clone(), None, |records, _| {
             Ok(records.get(&record).cloned())
         })
     }
