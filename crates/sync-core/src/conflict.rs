@@ -1,9 +1,12 @@
 //! Conflict resolution: given the local document and the server's copy,
 //! choose what to send.
 //!
-//! The engine asks a resolver before every update (and before a create that
-//! finds the record already on the server). Whatever the resolver returns is
-//! sent and becomes the local document too, so both sides agree afterwards.
+//! The engine asks a resolver before every update, with the server's
+//! current copy. Whatever the resolver returns is sent and becomes the local
+//! document too, so both sides agree afterwards. A create that finds the
+//! record already on the server (after an attempt whose answer was lost)
+//! is sent as an update without asking: the copy found is most likely our
+//! own earlier write.
 
 use std::fmt;
 
