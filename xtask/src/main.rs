@@ -24,7 +24,7 @@ tasks:
   ci     fmt check, clippy -D warnings, all tests, docs -D warnings
   demo   run the end-to-end demo (local REST server, offline saves, live drain)
   table  print the queue-coalescing table, computed by sync-core
-  bench [store] [net] [--smoke]
+  bench [store] [net] [engine] [--smoke]
          benchmarks with baselines measured in the same run, printed as ratios";
 
 fn main() -> ExitCode {

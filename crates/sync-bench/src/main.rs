@@ -6,6 +6,7 @@
 
 use std::process::ExitCode;
 
+mod engine;
 mod net;
 mod report;
 mod store;
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    const KNOWN: [&str; 2] = ["store", "net"];
+    const KNOWN: [&str; 3] = ["store", "net", "engine"];
     if let Some(unknown) = scenarios.iter().find(|s| !KNOWN.contains(s)) {
         eprintln!(
             "sync-bench: unknown scenario {unknown:?}; known: {}",
@@ -49,6 +50,12 @@ fn main() -> ExitCode {
         && let Err(error) = runtime.block_on(net::run(&mut report, smoke))
     {
         eprintln!("sync-bench net: {error}");
+        return ExitCode::FAILURE;
+    }
+    if (all || scenarios.contains(&"engine"))
+        && let Err(error) = runtime.block_on(engine::run(&mut report, smoke))
+    {
+        eprintln!("sync-bench engine: {error}");
         return ExitCode::FAILURE;
     }
     print!("{}", report.render(smoke));

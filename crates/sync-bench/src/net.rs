@@ -22,7 +22,7 @@ use crate::report::{Report, Row};
 
 /// A loopback server answering every request with `201 {"ok":true}` after
 /// reading its body.
-async fn server() -> Result<SocketAddr, String> {
+pub(crate) async fn server() -> Result<SocketAddr, String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -70,7 +70,7 @@ async fn through_adapter(address: SocketAddr, count: usize) -> Result<f64, Strin
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn bare_hyper(address: SocketAddr, count: usize, nodelay: bool) -> Result<f64, String> {
+pub(crate) async fn bare_hyper(address: SocketAddr, count: usize, nodelay: bool) -> Result<f64, String> {
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_nodelay(nodelay);
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);

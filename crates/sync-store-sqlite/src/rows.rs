@@ -22,7 +22,7 @@ const RECORD_WIDTH: usize = 5;
 /// Whether a statement for `rows` rows stays prepared: small groups recur
 /// (single saves, group commits), large batches would only crowd the cache.
 fn keep_prepared(rows: usize) -> bool {
-    rows <= 16
+    rows <= 64
 }
 
 /// Rows per multi-row statement: keeps bound parameters well under
