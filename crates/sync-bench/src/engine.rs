@@ -42,22 +42,31 @@ async fn drain(
     count: usize,
     concurrency: usize,
 ) -> Result<Drain, String> {
-    let path = dir.join(format!("drain-{count}-{concurrency}-{}.db", Timestamp::now().as_millis()));
+    let path = dir.join(format!(
+        "drain-{count}-{concurrency}-{}.db",
+        Timestamp::now().as_millis()
+    ));
     let store = Arc::new(SqliteStore::open(&path).await.map_err(|e| e.to_string())?);
     let mut index = 0;
     while index < count {
         let size = (count - index).min(10_000);
         let changes: Vec<LocalChange> = (index..index + size)
             .map(|n| {
-                let payload = json!({ "id": n.to_string(), "title": format!("task {n}"), "notes": "n".repeat(150) });
+                let payload =
+                    json!({ "id": n.to_string(), "title": format!("task {n}"), "notes": "n".repeat(150) });
                 LocalChange::new("tasks", n.to_string(), payload, SyncOperation::Create)
                     .unwrap_or_else(|_| unreachable!("bench changes are valid"))
             })
             .collect();
-        store.save_batch(changes, Timestamp::now()).await.map_err(|e| e.to_string())?;
+        store
+            .save_batch(changes, Timestamp::now())
+            .await
+            .map_err(|e| e.to_string())?;
         index += size;
     }
-    let adapter = HttpSyncApiAdapter::builder(format!("http://{address}")).build().map_err(|e| e.to_string())?;
+    let adapter = HttpSyncApiAdapter::builder(format!("http://{address}"))
+        .build()
+        .map_err(|e| e.to_string())?;
     let mut options = OfflineSyncOptions::default();
     options.sync_after_save = false;
     options.connectivity_check_interval = None;
@@ -69,11 +78,18 @@ async fn drain(
         .map_err(|e| e.to_string())?;
     let statements = store.statement_count();
     let started = Instant::now();
-    let report = engine.sync_manager().sync_now().await.map_err(|e| e.to_string())?;
+    let report = engine
+        .sync_manager()
+        .sync_now()
+        .await
+        .map_err(|e| e.to_string())?;
     let elapsed = started.elapsed().as_secs_f64();
     let statements = store.statement_count() - statements;
     if report.sent != count as u64 || report.still_pending != 0 {
-        return Err(format!("the drain sent {} of {count} ({} left)", report.sent, report.still_pending));
+        return Err(format!(
+            "the drain sent {} of {count} ({} left)",
+            report.sent, report.still_pending
+        ));
     }
     engine.close().await;
     Ok(Drain {

@@ -19,7 +19,6 @@ use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::clock::TokioClock;
 use crate::error::SyncError;
 use crate::options::OfflineSyncOptions;
 use crate::send::{Sent, send};
@@ -70,8 +69,8 @@ impl OfflineSyncEngineBuilder {
         self
     }
 
-    /// The clock for timestamps and retry times. Default: the system time,
-    /// advancing with tokio's clock (so paused-time tests are exact).
+    /// The clock for timestamps and retry times. Default: the system
+    /// clock. Tests with paused tokio time pass [`crate::TokioClock`].
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -105,6 +104,11 @@ impl OfflineSyncEngineBuilder {
             run_lock: Mutex::new(()),
             rerun: AtomicBool::new(false),
             wake: Notify::new(),
+            work: Notify::new(),
+            timers_changed: Notify::new(),
+            background_pending: AtomicBool::new(false),
+            outstanding: std::sync::Mutex::new(HashMap::new()),
+            shutdown: tokio::sync::watch::channel(false).0,
             last_report: std::sync::Mutex::new(SyncReport::default()),
             online_since: std::sync::Mutex::new(None),
             closed: AtomicBool::new(false),
@@ -132,8 +136,21 @@ pub(crate) struct Inner {
     run_lock: Mutex<()>,
     /// Set by a request for a sync; cleared by the run that serves it.
     rerun: AtomicBool,
-    /// Wakes a run waiting out a retry timer.
+    /// Ends a pass waiting out a retry timer, so a full pass follows
+    /// (`sync_now`, connectivity regained).
     wake: Notify,
+    /// New items were saved: a pass waiting out a timer claims again.
+    work: Notify,
+    /// A pass ended: auto-sync recomputes when to look again.
+    timers_changed: Notify,
+    /// A background run is requested and not started yet.
+    background_pending: AtomicBool,
+    /// Tickets claimed and not yet recorded. Only one run is active at a
+    /// time, so any left when a pass starts were abandoned (a cancelled or
+    /// failed run, a panicked send) and are released.
+    outstanding: std::sync::Mutex<HashMap<AttemptId, AttemptTicket>>,
+    /// Set once on close or drop; watch streams end on it.
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
     last_report: std::sync::Mutex<SyncReport>,
     /// When connectivity was last confirmed, for the probe interval.
     online_since: std::sync::Mutex<Option<tokio::time::Instant>>,
@@ -166,6 +183,7 @@ impl Drop for Lifetime {
         }
         // Dropping the set aborts the background runs.
         drop(std::mem::take(&mut *lock(&self.inner.tasks)));
+        self.inner.shutdown.send_replace(true);
         self.inner.wake.notify_waiters();
     }
 }
@@ -192,7 +210,7 @@ impl OfflineSyncEngine {
             monitor,
             resolver: None,
             options: OfflineSyncOptions::default(),
-            clock: Arc::new(TokioClock::new()),
+            clock: Arc::new(sync_core::SystemClock),
         }
     }
 
@@ -408,6 +426,7 @@ impl OfflineSyncEngine {
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.sync_manager().stop_auto_sync();
+        self.inner.shutdown.send_replace(true);
         self.inner.wake.notify_waiters();
         let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));
         while tasks.join_next().await.is_some() {}
@@ -438,56 +457,85 @@ impl fmt::Debug for SyncManager {
 impl SyncManager {
     /// Runs a sync now and returns its report. Calls that overlap share one
     /// run; a call made while a run is in progress makes sure one more pass
-    /// follows (and ends that run's retry waits early).
+    /// follows (and ends that run's retry waits early). Failed items get
+    /// another attempt now.
+    ///
+    /// Cancelling the returned future stops the run; items it had claimed
+    /// are released (as possibly applied) when the next run starts.
     ///
     /// # Errors
     /// [`SyncError::Closed`] after close; [`SyncError::Store`] if the store
     /// fails.
     pub async fn sync_now(&self) -> Result<SyncReport, SyncError> {
-        if self.inner.closed.load(Ordering::SeqCst) {
+        self.run(true).await
+    }
+
+    /// A run: `full` re-arms failed items and ends retry waits; a run for
+    /// newly saved items does neither, so saving often never defeats the
+    /// backoff of failing items.
+    async fn run(&self, full: bool) -> Result<SyncReport, SyncError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::SeqCst) {
             return Err(SyncError::Closed);
         }
-        self.inner.rerun.store(true, Ordering::SeqCst);
-        self.inner.wake.notify_waiters();
-        let _running = self.inner.run_lock.lock().await;
-        if !self.inner.rerun.swap(false, Ordering::SeqCst) {
+        if full {
+            inner.rerun.store(true, Ordering::SeqCst);
+            inner.wake.notify_waiters();
+        } else {
+            inner.work.notify_waiters();
+        }
+        let _running = inner.run_lock.lock().await;
+        if full && !inner.rerun.swap(false, Ordering::SeqCst) {
             // The run we waited for served this request.
-            return Ok(*lock(&self.inner.last_report));
+            return Ok(*lock(&inner.last_report));
+        }
+        if !full {
+            inner.background_pending.store(false, Ordering::SeqCst);
         }
         // The run's report adds up its passes; what is left and whether
         // the network was reachable come from the last one.
         let mut total = SyncReport::default();
+        let mut rearm = full;
         loop {
-            let report = self.pass().await?;
+            let report = self.pass(rearm).await;
+            inner.timers_changed.notify_waiters();
+            let report = report?;
             total.sent += report.sent;
             total.failed += report.failed;
             total.still_pending = report.still_pending;
             total.offline = report.offline;
-            *lock(&self.inner.last_report) = total;
-            if self.inner.closed.load(Ordering::SeqCst) || !self.inner.rerun.swap(false, Ordering::SeqCst) {
+            *lock(&inner.last_report) = total;
+            if inner.closed.load(Ordering::SeqCst) || !inner.rerun.swap(false, Ordering::SeqCst) {
                 return Ok(total);
             }
+            rearm = true;
         }
     }
 
     fn request_in_background(&self) {
-        if self.inner.closed.load(Ordering::SeqCst) {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::SeqCst) {
             return;
         }
+        // A pass waiting out a timer picks the new items up at once.
+        inner.work.notify_waiters();
+        if inner.background_pending.swap(true, Ordering::SeqCst) {
+            return; // A background run is already on its way.
+        }
         let manager = self.clone();
-        let mut tasks = lock(&self.inner.tasks);
+        let mut tasks = lock(&inner.tasks);
         // Finished runs are reaped so the set does not grow.
         while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
-            if let Err(error) = manager.sync_now().await {
+            if let Err(error) = manager.run(false).await {
                 tracing::warn!(%error, "background sync failed");
             }
         });
     }
 
-    /// Starts auto-sync: a run whenever the monitor reports online, on
-    /// every `connectivity_check_interval` poll that finds the network, and
-    /// when a retry timer falls due. Idempotent.
+    /// Starts auto-sync: a full run whenever the monitor reports online and
+    /// on every `connectivity_check_interval` poll that finds the network,
+    /// and a run when a retry timer falls due. Idempotent.
     pub fn start_auto_sync(&self) {
         let mut slot = lock(&self.inner.auto_sync);
         if slot.as_ref().is_some_and(|task| !task.is_finished()) || self.inner.closed.load(Ordering::SeqCst) {
@@ -497,7 +545,8 @@ impl SyncManager {
         *slot = Some(tokio::spawn(async move { manager.auto_sync_loop().await }));
     }
 
-    /// Stops auto-sync; a run in progress finishes.
+    /// Stops auto-sync. A run it had started stops too; items that run had
+    /// claimed are released when the next run starts.
     pub fn stop_auto_sync(&self) {
         if let Some(task) = lock(&self.inner.auto_sync).take() {
             task.abort();
@@ -511,40 +560,63 @@ impl SyncManager {
         // Retry timers matter only while the network is there; offline, a
         // run waits for the monitor or the poll instead of spinning.
         let mut online = false;
+        // After a failed run, wait before the next (a full disk would
+        // otherwise fail every run at once, forever).
+        let mut cooldown: Option<Duration> = None;
         loop {
+            let timers_changed = self.inner.timers_changed.notified();
+            tokio::pin!(timers_changed);
+            timers_changed.as_mut().enable();
             let timer = match self.inner.store.next_attempt_time().await {
-                Ok(Some(at)) if online => Some(at.saturating_duration_since(self.inner.clock.now())),
+                Ok(Some(at)) if online && cooldown.is_none() => {
+                    Some(at.saturating_duration_since(self.inner.clock.now()))
+                }
                 _ => None,
             };
-            let wait = [poll, timer].into_iter().flatten().min();
+            let wait = [poll, timer, cooldown].into_iter().flatten().min();
             let sleep = async {
                 match wait {
                     Some(delay) => tokio::time::sleep(delay).await,
                     None => std::future::pending().await,
                 }
             };
+            // `Some(full)`: run, re-arming failed items when `full`.
             let run = tokio::select! {
                 change = changes.next() => match change {
-                    Some(online) => {
-                        if online {
-                            self.mark_online();
-                        }
-                        online
+                    Some(true) => {
+                        self.mark_online();
+                        Some(true)
+                    }
+                    Some(false) => {
+                        online = false;
+                        None
                     }
                     // The monitor ended: keep polling only.
                     None => {
                         changes = Box::pin(tokio_stream::pending());
-                        false
+                        None
                     }
                 },
-                () = sleep => self.is_online(false).await,
+                () = &mut timers_changed => None,
+                () = sleep => {
+                    let due = timer.is_some() && timer == wait;
+                    if self.is_online(false).await { Some(!due) } else { None }
+                }
             };
-            online = run;
-            if run {
-                match self.sync_now().await {
-                    Ok(report) => online = !report.offline,
-                    Err(SyncError::Closed) => return,
-                    Err(error) => tracing::warn!(%error, "auto-sync run failed"),
+            let Some(full) = run else {
+                continue;
+            };
+            online = true;
+            match self.run(full).await {
+                Ok(report) => {
+                    online = !report.offline;
+                    cooldown = None;
+                }
+                Err(SyncError::Closed) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "auto-sync run failed");
+                    let next = cooldown.map_or(Duration::from_secs(1), |previous| previous * 2);
+                    cooldown = Some(next.min(Duration::from_secs(60)));
                 }
             }
         }
@@ -567,22 +639,53 @@ impl SyncManager {
         online
     }
 
-    /// How many items to claim at once: a few per concurrent slot, so the
-    /// store's bookkeeping is shared across items.
+    /// How many items to claim at once: the free slots plus a small
+    /// lookahead, so claimed-but-unsent items stay few.
     fn page_size(&self) -> usize {
         (self.inner.options.concurrency * 4).clamp(4, 64)
+    }
+
+    /// Releases tickets left by an abandoned run: their requests may have
+    /// reached the server.
+    async fn release_abandoned(&self) -> Result<(), SyncError> {
+        let abandoned: Vec<AttemptTicket> = lock(&self.inner.outstanding).drain().map(|(_, t)| t).collect();
+        if abandoned.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(count = abandoned.len(), "releasing items of an interrupted run");
+        let finished: Vec<FinishedAttempt> = abandoned
+            .into_iter()
+            .map(|ticket| release(ticket, true))
+            .collect();
+        if let Err(error) = self
+            .inner
+            .store
+            .finish_attempts(finished.clone(), self.inner.clock.now())
+            .await
+        {
+            // Kept for the next attempt at releasing them.
+            let mut outstanding = lock(&self.inner.outstanding);
+            for attempt in finished {
+                outstanding.insert(attempt.ticket.attempt, attempt.ticket);
+            }
+            return Err(error.into());
+        }
+        Ok(())
     }
 
     /// One pass over the queue: everything ready is sent; failed items are
     /// retried within the pass as their timers fall due, up to
     /// `max_retries` attempts each.
-    async fn pass(&self) -> Result<SyncReport, SyncError> {
-        let span = tracing::info_span!("sync_pass");
+    async fn pass(&self, rearm: bool) -> Result<SyncReport, SyncError> {
+        let span = tracing::info_span!("sync_pass", rearm);
         async {
             let inner = &self.inner;
             let mut report = SyncReport::default();
-            inner.store.rearm_failed(inner.clock.now()).await?;
-            if !self.is_online(true).await {
+            self.release_abandoned().await?;
+            if rearm {
+                inner.store.rearm_failed(inner.clock.now()).await?;
+            }
+            if !self.is_online(rearm).await {
                 tracing::info!("offline: nothing sent");
                 report.offline = true;
                 report.still_pending = pending(inner).await?;
@@ -596,6 +699,12 @@ impl SyncManager {
                 .base_delay()
                 .saturating_mul(inner.policy.max_retries().saturating_add(1));
             while !inner.closed.load(Ordering::SeqCst) {
+                // Registered before looking, so no wakeup falls in between.
+                let woken = inner.wake.notified();
+                let new_work = inner.work.notified();
+                tokio::pin!(woken, new_work);
+                woken.as_mut().enable();
+                new_work.as_mut().enable();
                 let tickets = inner
                     .store
                     .claim_ready(inner.clock.now(), self.page_size())
@@ -605,21 +714,30 @@ impl SyncManager {
                         break;
                     };
                     let delay = at.saturating_duration_since(inner.clock.now());
-                    if delay > horizon {
+                    if delay > horizon || inner.rerun.load(Ordering::SeqCst) {
                         break;
                     }
-                    let woken = tokio::select! {
+                    let ended = tokio::select! {
                         () = tokio::time::sleep(delay) => false,
-                        () = inner.wake.notified() => true,
-                    };
-                    if woken {
+                        () = &mut new_work => false,
                         // sync_now or connectivity: the next pass starts
                         // fresh, with retry waits ended.
+                        () = &mut woken => true,
+                    };
+                    if ended {
                         break;
                     }
                     continue;
                 }
-                let offline = self.send_page(tickets, &mut attempts, &mut report).await?;
+                {
+                    let mut outstanding = lock(&inner.outstanding);
+                    for ticket in &tickets {
+                        outstanding.insert(ticket.attempt, ticket.clone());
+                    }
+                }
+                let (finished, failed, offline) = self.send_page(tickets, &mut attempts).await;
+                report.failed += failed;
+                report.sent += self.record(finished).await?;
                 if offline {
                     report.offline = true;
                     break;
@@ -638,18 +756,47 @@ impl SyncManager {
         .await
     }
 
-    /// Sends a page of tickets with bounded concurrency and records every
-    /// outcome in one store call. Returns whether the link was lost.
+    /// Records outcomes in one store call; returns how many were applied to
+    /// the version they were sent for. On failure the tickets stay
+    /// outstanding and the next pass releases them.
+    async fn record(&self, finished: Vec<FinishedAttempt>) -> Result<u64, SyncError> {
+        if finished.is_empty() {
+            return Ok(0);
+        }
+        let applied: Vec<bool> = finished
+            .iter()
+            .map(|f| matches!(f.outcome, AttemptOutcome::Applied { .. }))
+            .collect();
+        let attempts: Vec<AttemptId> = finished.iter().map(|f| f.ticket.attempt).collect();
+        let results = self
+            .inner
+            .store
+            .finish_attempts(finished, self.inner.clock.now())
+            .await?;
+        let mut outstanding = lock(&self.inner.outstanding);
+        for attempt in &attempts {
+            outstanding.remove(attempt);
+        }
+        Ok(applied
+            .into_iter()
+            .zip(results)
+            .filter(|(applied, result)| *applied && *result == FinishResult::Current)
+            .count() as u64)
+    }
+
+    /// Sends a page of tickets with bounded concurrency. Returns every
+    /// outcome (to record), how many attempts failed, and whether the link
+    /// was lost.
     async fn send_page(
         &self,
         tickets: Vec<AttemptTicket>,
         attempts: &mut HashMap<RecordKey, u32>,
-        report: &mut SyncReport,
-    ) -> Result<bool, SyncError> {
+    ) -> (Vec<FinishedAttempt>, u64, bool) {
         let inner = &self.inner;
         let mut running = JoinSet::new();
         let mut finished = Vec::with_capacity(tickets.len());
         let mut offline = false;
+        let mut failed = 0;
         let mut queue = tickets.into_iter();
         loop {
             while running.len() < inner.options.concurrency && !offline {
@@ -665,7 +812,6 @@ impl SyncManager {
                 let span = tracing::info_span!(
                     "sync_item",
                     entity = %ticket.key.entity,
-                    id = %ticket.key.id,
                     operation = %ticket.operation,
                     version = ticket.version,
                 );
@@ -681,8 +827,8 @@ impl SyncManager {
                 break;
             };
             let Ok((ticket, sent)) = joined else {
-                // A panicked send task: its ticket is lost with it, so the
-                // item stays in flight until the next start-up recovers it.
+                // A panicked send: its ticket stays outstanding and the
+                // next pass releases the item.
                 tracing::error!("a send task panicked");
                 continue;
             };
@@ -699,7 +845,14 @@ impl SyncManager {
                             possibly_applied: error.possibly_applied(),
                         }
                     } else {
-                        tracing::warn!(kind = %error.kind(), status = error.status(), error = %error.message(), "attempt failed");
+                        // Kind and status only: the message may quote the
+                        // server's answer, and with it the payload.
+                        tracing::warn!(
+                            kind = %error.kind(),
+                            status = error.status(),
+                            request = error.request(),
+                            "attempt failed"
+                        );
                         let count = attempts.entry(ticket.key.clone()).or_insert(0);
                         *count += 1;
                         let schedule = inner.policy.after_failure(
@@ -709,7 +862,7 @@ impl SyncManager {
                             inner.clock.now(),
                             AttemptId::generate().as_u64(),
                         );
-                        report.failed += 1;
+                        failed += 1;
                         AttemptOutcome::Failed {
                             kind: error.kind(),
                             message: error.to_string(),
@@ -724,16 +877,7 @@ impl SyncManager {
         }
         // Tickets never started because the link dropped go back as they were.
         finished.extend(queue.map(|ticket| release(ticket, false)));
-        let results = inner
-            .store
-            .finish_attempts(finished.clone(), inner.clock.now())
-            .await?;
-        for (attempt, result) in finished.iter().zip(results) {
-            if matches!(attempt.outcome, AttemptOutcome::Applied { .. }) && result == FinishResult::Current {
-                report.sent += 1;
-            }
-        }
-        Ok(offline)
+        (finished, failed, offline)
     }
 }
 

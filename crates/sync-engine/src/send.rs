@@ -81,7 +81,11 @@ pub(crate) async fn send(
     };
     match result {
         Ok((server, resolved)) => applied(server, resolved, local),
-        Err(error) if error.kind() == ErrorKind::NotFound && ticket.plan == SendPlan::Update => {
+        // An update (or the update of a checked create) found nothing.
+        Err(error)
+            if error.kind() == ErrorKind::NotFound
+                && matches!(ticket.plan, SendPlan::Update | SendPlan::CreateIfAbsent) =>
+        {
             Sent::NotFound
         }
         Err(error) => Sent::Failed(error),

@@ -5,7 +5,6 @@
 //! re-reading, and coalesces a burst of events into one value.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use sync_core::snapshot::{Applied, QueueSnapshot, RecordsSnapshot};
 use sync_core::{BoxStream, EntityName, RecordKey, StoreEvent, SyncStatus};
@@ -37,6 +36,20 @@ async fn next_burst(events: &mut BoxStream<StoreEvent>) -> Option<Vec<StoreEvent
         burst.push(event);
     }
     Some(burst)
+}
+
+/// The next burst, or `None` when the stream should end: its consumer
+/// dropped it, the engine shut down, or the store's events ended.
+async fn next_or_end<T>(
+    events: &mut BoxStream<StoreEvent>,
+    sender: &mpsc::Sender<T>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Vec<StoreEvent>> {
+    tokio::select! {
+        burst = next_burst(events) => burst,
+        () = sender.closed() => None,
+        _ = shutdown.wait_for(|closed| *closed) => None,
+    }
 }
 
 /// Polls a future once without waiting.
@@ -93,16 +106,14 @@ where
     spawn_stream(move |sender| async move {
         // Subscribe before reading, so no change falls between the two.
         let mut events = inner.store.subscribe();
+        let mut shutdown = inner.shutdown.subscribe();
         let Some(mut snapshot) = read(Arc::clone(&inner)).await else {
             return;
         };
         if sender.send(snapshot.to_vec()).await.is_err() {
             return;
         }
-        while let Some(burst) = next_burst(&mut events).await {
-            if inner.closed.load(Ordering::SeqCst) {
-                return;
-            }
+        while let Some(burst) = next_or_end(&mut events, &sender, &mut shutdown).await {
             let mut changed = false;
             for event in &burst {
                 match snapshot.apply(event) {
@@ -143,6 +154,7 @@ pub(crate) fn records(inner: Arc<Inner>, entity: EntityName) -> BoxStream<Vec<sy
 pub(crate) fn item_status(inner: Arc<Inner>, key: RecordKey) -> BoxStream<Option<SyncStatus>> {
     spawn_stream(move |sender| async move {
         let mut events = inner.store.subscribe();
+        let mut shutdown = inner.shutdown.subscribe();
         let Ok(item) = inner.store.queue_item(&key).await else {
             return;
         };
@@ -150,10 +162,7 @@ pub(crate) fn item_status(inner: Arc<Inner>, key: RecordKey) -> BoxStream<Option
         if sender.send(last).await.is_err() {
             return;
         }
-        while let Some(burst) = next_burst(&mut events).await {
-            if inner.closed.load(Ordering::SeqCst) {
-                return;
-            }
+        while let Some(burst) = next_or_end(&mut events, &sender, &mut shutdown).await {
             let mut current = last;
             for event in &burst {
                 match event {
@@ -183,14 +192,20 @@ pub(crate) fn item_status(inner: Arc<Inner>, key: RecordKey) -> BoxStream<Option
 pub(crate) fn connectivity(inner: Arc<Inner>) -> BoxStream<bool> {
     spawn_stream(move |sender| async move {
         let mut changes = inner.monitor.changes();
+        let mut shutdown = inner.shutdown.subscribe();
         let mut last = inner.monitor.is_connected().await;
         if sender.send(last).await.is_err() {
             return;
         }
-        while let Some(online) = changes.next().await {
-            if inner.closed.load(Ordering::SeqCst) {
-                return;
-            }
+        loop {
+            let online = tokio::select! {
+                change = changes.next() => match change {
+                    Some(online) => online,
+                    None => return,
+                },
+                () = sender.closed() => return,
+                _ = shutdown.wait_for(|closed| *closed) => return,
+            };
             if online != last {
                 last = online;
                 if sender.send(online).await.is_err() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sync_core::{ErrorKind, RecordKey, RemoteWins, SyncOperation, SyncStatus, SyncStore};
-use sync_engine::{BackgroundSyncScheduler, OfflineSyncEngine, OfflineSyncOptions};
+use sync_engine::{BackgroundSyncScheduler, OfflineSyncEngine, OfflineSyncOptions, TokioClock};
 use sync_testkit::{FakeAdapter, FakeMonitor, Fault, MemoryStore};
 use tokio_stream::StreamExt;
 
@@ -33,6 +33,7 @@ async fn rig_with(options: OfflineSyncOptions, online: bool) -> Rig {
     let engine =
         OfflineSyncEngine::builder(store.clone(), Arc::new(server.clone()), Arc::new(monitor.clone()))
             .options(options)
+            .clock(Arc::new(TokioClock::new()))
             .build()
             .await
             .unwrap();
@@ -199,6 +200,7 @@ async fn items_left_syncing_are_recovered_at_start_without_a_duplicate_post() {
         Arc::new(FakeMonitor::new(true)),
     )
     .options(options())
+    .clock(Arc::new(TokioClock::new()))
     .build()
     .await
     .unwrap();
@@ -430,6 +432,7 @@ async fn a_conflict_resolver_sees_the_remote_copy_before_each_update() {
         OfflineSyncEngine::builder(store, Arc::new(server.clone()), Arc::new(FakeMonitor::new(true)))
             .options(options())
             .conflict_resolver(RemoteWins)
+            .clock(Arc::new(TokioClock::new()))
             .build()
             .await
             .unwrap();
@@ -670,6 +673,7 @@ async fn zero_retries_or_concurrency_are_rejected() {
             Arc::new(FakeMonitor::new(true)),
         )
         .options(options)
+        .clock(Arc::new(TokioClock::new()))
         .build()
     };
     assert!(build(bad).await.is_err());
@@ -735,4 +739,77 @@ async fn the_servers_answer_replaces_the_document_unless_a_newer_change_waits() 
     assert_eq!(record.data["v"], 3, "the newer change was kept");
     rig.engine.sync_manager().sync_now().await.unwrap();
     assert_eq!(rig.server.records()[&key("tasks", "1")]["v"], 3, "and then sent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_run_releases_its_items_at_the_next_run() {
+    let rig = rig().await;
+    rig.server.set_latency(Duration::from_secs(10));
+    rig.engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_secs(1), rig.engine.sync_manager().sync_now()).await;
+    assert!(cancelled.is_err(), "the run was cut short");
+    let stuck = rig.engine.queue_item("tasks", "1").await.unwrap().unwrap();
+    assert!(stuck.is_in_flight(), "claimed by the cancelled run");
+
+    rig.server.set_latency(Duration::ZERO);
+    let report = rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(report.sent, 1);
+    assert_eq!(status(&rig, "tasks", "1").await, Some(SyncStatus::Synced));
+    // The cut request might have reached a real server: the retry checked
+    // first (this fake handles a request only after its latency, so the
+    // cut POST never arrived).
+    assert_eq!(rig.server.methods_for(&key("tasks", "1")), ["GET", "POST"]);
+    assert_eq!(rig.server.records().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn saving_often_does_not_defeat_the_backoff_of_a_failing_item() {
+    let mut options = options();
+    options.sync_after_save = true;
+    let rig = rig_with(options, true).await;
+    for _ in 0..10 {
+        rig.server.fail_next(
+            Some(key("tasks", "bad")),
+            Fault::Fail(ErrorKind::Transient, Some(503)),
+        );
+    }
+    rig.engine
+        .save("tasks", "bad", json!({}), SyncOperation::Create)
+        .await
+        .unwrap();
+    // Save other records every 200 ms, for 1.5 s: less than the 2 s backoff.
+    for n in 0..8 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rig.engine
+            .save("tasks", &n.to_string(), json!({}), SyncOperation::Create)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let attempts = rig.server.methods_for(&key("tasks", "bad")).len();
+    assert_eq!(
+        attempts, 1,
+        "the failing item was retried before its backoff ended"
+    );
+    assert_eq!(
+        rig.server.records().len(),
+        8,
+        "the healthy saves were sent meanwhile"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn watch_streams_end_when_the_engine_closes() {
+    let rig = rig().await;
+    let mut queue = rig.engine.watch_queue();
+    let mut online = rig.engine.watch_connectivity();
+    assert!(queue.next().await.is_some());
+    assert!(online.next().await.is_some());
+    rig.engine.close().await;
+    let guard = Duration::from_secs(5);
+    assert_eq!(tokio::time::timeout(guard, queue.next()).await.unwrap(), None);
+    assert_eq!(tokio::time::timeout(guard, online.next()).await.unwrap(), None);
 }
