@@ -1,7 +1,8 @@
 //! Development tasks, run as `cargo xtask <task>`.
 //!
 //! - `ci`: everything CI checks, in order, stopping at the first failure:
-//!   formatting, clippy with warnings denied, the whole workspace's tests
+//!   formatting, clippy with warnings denied, the crates built with their
+//!   optional features off, the whole workspace's tests
 //!   (nextest when installed, plus doctests), and the docs with warnings
 //!   denied, then the benchmarks in smoke mode and the demo.
 //! - `demo`: the end-to-end demo (a local REST server, offline saves, the
@@ -107,6 +108,15 @@ fn ci() -> Result<(), String> {
     run(
         "cargo clippy --workspace --all-targets -- -D warnings",
         cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    // Features are additive: the layers also build without their options.
+    run(
+        "cargo check -p sync-net --no-default-features (no TLS)",
+        cargo().args(["check", "--quiet", "-p", "sync-net", "--no-default-features"]),
+    )?;
+    run(
+        "cargo check -p sync-facade --no-default-features (core and engine only)",
+        cargo().args(["check", "--quiet", "-p", "sync-facade", "--no-default-features"]),
     )?;
     if nextest_installed() {
         run(
