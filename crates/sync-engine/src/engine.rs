@@ -698,6 +698,10 @@ impl SyncManager {
                 .policy
                 .base_delay()
                 .saturating_mul(inner.policy.max_retries().saturating_add(1));
+            // Outcomes of the page last sent, recorded while the next page
+            // is on the wire: the store's writes overlap the requests. Until
+            // recorded, those items stay in flight, so nothing overtakes them.
+            let mut unrecorded: Vec<FinishedAttempt> = Vec::new();
             while !inner.closed.load(Ordering::SeqCst) {
                 // Registered before looking, so no wakeup falls in between.
                 let woken = inner.wake.notified();
@@ -710,6 +714,11 @@ impl SyncManager {
                     .claim_ready(inner.clock.now(), self.page_size())
                     .await?;
                 if tickets.is_empty() {
+                    if !unrecorded.is_empty() {
+                        // Failed items get their retry timers once recorded.
+                        report.sent += self.record(std::mem::take(&mut unrecorded)).await?;
+                        continue;
+                    }
                     let Some(at) = inner.store.next_attempt_time().await? else {
                         break;
                     };
@@ -735,14 +744,19 @@ impl SyncManager {
                         outstanding.insert(ticket.attempt, ticket.clone());
                     }
                 }
-                let (finished, failed, offline) = self.send_page(tickets, &mut attempts).await;
+                let previous = std::mem::take(&mut unrecorded);
+                let (sent, recorded) =
+                    tokio::join!(self.send_page(tickets, &mut attempts), self.record(previous));
+                report.sent += recorded?;
+                let (finished, failed, offline) = sent;
                 report.failed += failed;
-                report.sent += self.record(finished).await?;
+                unrecorded = finished;
                 if offline {
                     report.offline = true;
                     break;
                 }
             }
+            report.sent += self.record(unrecorded).await?;
             report.still_pending = pending(inner).await?;
             tracing::info!(
                 sent = report.sent,
