@@ -195,6 +195,88 @@ pub(crate) async fn upsert_items(
     Ok(())
 }
 
+/// Updates every column but the payload of existing queue items, one
+/// statement per chunk: attempt transitions never change a payload, so it
+/// is neither re-encoded nor rewritten.
+pub(crate) async fn update_item_metadata(
+    connection: &mut SqliteConnection,
+    items: &[&SyncQueueItem],
+) -> Result<(), StoreError> {
+    const COLUMNS: [&str; 13] = [
+        "operation",
+        "status",
+        "retry_count",
+        "created_at",
+        "updated_at",
+        "last_error",
+        "last_error_kind",
+        "version",
+        "operation_id",
+        "possibly_applied",
+        "in_flight",
+        "next_attempt_at",
+        "not_before",
+    ];
+    for chunk in items.chunks(CHUNK) {
+        // VALUES columns: 1 entity, 2 id, then COLUMNS from column3 on.
+        let sets = COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(index, column)| format!("{column} = v.column{}", index + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE queue SET {sets} FROM (VALUES {}) AS v WHERE queue.entity = v.column1 AND queue.id = v.column2",
+            placeholders(chunk.len(), COLUMNS.len() + 2)
+        );
+        let mut arguments = SqliteArguments::default();
+        for item in chunk {
+            bind_item_metadata(&mut arguments, item)?;
+        }
+        sqlx::query_with(AssertSqlSafe(sql), arguments)
+            .persistent(keep_prepared(chunk.len()))
+            .execute(&mut *connection)
+            .await
+            .map_err(|error| map_sqlx(error, "updating queue items"))?;
+    }
+    Ok(())
+}
+
+/// Binds entity, id and the metadata columns of `update_item_metadata`.
+fn bind_item_metadata(arguments: &mut SqliteArguments, item: &SyncQueueItem) -> Result<(), StoreError> {
+    arguments
+        .add(item.entity.as_str().to_owned())
+        .map_err(bind_error)?;
+    arguments.add(item.id.as_str().to_owned()).map_err(bind_error)?;
+    arguments.add(item.operation.as_str()).map_err(bind_error)?;
+    arguments.add(item.status.as_str()).map_err(bind_error)?;
+    arguments.add(i64::from(item.retry_count)).map_err(bind_error)?;
+    arguments.add(millis(item.created_at)).map_err(bind_error)?;
+    arguments.add(millis(item.updated_at)).map_err(bind_error)?;
+    arguments.add(item.last_error.clone()).map_err(bind_error)?;
+    arguments
+        .add(item.last_error_kind.map(ErrorKind::as_str))
+        .map_err(bind_error)?;
+    arguments
+        .add(i64::try_from(item.version).unwrap_or(i64::MAX))
+        .map_err(bind_error)?;
+    arguments
+        .add(item.operation_id.as_str().to_owned())
+        .map_err(bind_error)?;
+    arguments.add(item.possibly_applied).map_err(bind_error)?;
+    arguments
+        .add(
+            item.in_flight
+                .map(|attempt| i64::try_from(attempt.as_u64()).unwrap_or(i64::MAX)),
+        )
+        .map_err(bind_error)?;
+    arguments
+        .add(item.next_attempt_at.map(millis))
+        .map_err(bind_error)?;
+    arguments.add(item.not_before.map(millis)).map_err(bind_error)?;
+    Ok(())
+}
+
 /// Inserts or fully replaces local records, one statement per chunk.
 pub(crate) async fn upsert_records(
     connection: &mut SqliteConnection,

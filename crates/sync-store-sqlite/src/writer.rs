@@ -110,6 +110,9 @@ impl Statements {
 /// Pending row writes and their events, applied at the end of a command.
 #[derive(Default)]
 struct Changes {
+    /// Set for attempt transitions: they change items that exist and never
+    /// their payloads, so only the other columns are written.
+    metadata_only: bool,
     states: HashMap<RecordKey, KeyState>,
     /// Keys whose item changed, in first-change order: new rows get their
     /// `seq` (the tie-break of the queue order) in the order they were saved.
@@ -197,7 +200,11 @@ impl Changes {
         statements.add(
             count(upserts.len()) + count(removed.len()) + count(records.len()) + count(removed_records.len()),
         );
-        rows::upsert_items(connection, &upserts).await?;
+        if self.metadata_only && removed.is_empty() {
+            rows::update_item_metadata(connection, &upserts).await?;
+        } else {
+            rows::upsert_items(connection, &upserts).await?;
+        }
         rows::delete_keys(connection, "queue", &removed).await?;
         rows::upsert_records(connection, &records).await?;
         rows::delete_keys(connection, "records", &removed_records).await?;
@@ -414,7 +421,10 @@ impl Writer {
             .fetch_all(&mut self.connection)
             .await
             .map_err(|error| map_sqlx(error, "finding ready queue items"))?;
-        let mut changes = Changes::default();
+        let mut changes = Changes {
+            metadata_only: true,
+            ..Changes::default()
+        };
         let mut tickets = Vec::with_capacity(rows.len());
         for row in &rows {
             let item = rows::item_from_row(row)?;
@@ -440,6 +450,7 @@ impl Writer {
             .collect();
         let mut changes = Changes::default();
         self.load(&mut changes, &keys, true).await?;
+        changes.metadata_only = true;
         let mut results = Vec::with_capacity(finished.len());
         for FinishedAttempt { ticket, outcome } in finished {
             let plan = finish_attempt(changes.state(&ticket.key).item.as_ref(), ticket, outcome, now);
