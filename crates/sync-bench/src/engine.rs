@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -38,7 +39,7 @@ struct Drain {
 /// Queues `count` creates, then times one `sync_now` that drains them.
 async fn drain(
     dir: &std::path::Path,
-    address: SocketAddr,
+    (address, requests): (SocketAddr, &AtomicU64),
     count: usize,
     concurrency: usize,
 ) -> Result<Drain, String> {
@@ -77,6 +78,7 @@ async fn drain(
         .await
         .map_err(|e| e.to_string())?;
     let statements = store.statement_count();
+    let requests_before = requests.load(Ordering::Relaxed);
     let started = Instant::now();
     let report = engine
         .sync_manager()
@@ -85,6 +87,7 @@ async fn drain(
         .map_err(|e| e.to_string())?;
     let elapsed = started.elapsed().as_secs_f64();
     let statements = store.statement_count() - statements;
+    let sent_requests = requests.load(Ordering::Relaxed) - requests_before;
     if report.sent != count as u64 || report.still_pending != 0 {
         return Err(format!(
             "the drain sent {} of {count} ({} left)",
@@ -95,7 +98,7 @@ async fn drain(
     Ok(Drain {
         rate: count as f64 / elapsed,
         statements_per_item: statements as f64 / count as f64,
-        requests_per_item: 1.0,
+        requests_per_item: sent_requests as f64 / count as f64,
     })
 }
 
@@ -103,11 +106,12 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
     let count = if smoke { 200 } else { 10_000 };
     eprintln!("engine benchmarks (drain of {count} queued creates to a loopback server)");
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let address = crate::net::server().await?;
+    let (address, requests) = crate::net::server().await?;
+    let server = (address, requests.as_ref());
     crate::net::bare_hyper(address, count / 10, true).await?;
     let (mut sequential, mut bare) = (None::<Drain>, 0f64);
     for _ in 0..if smoke { 1 } else { 2 } {
-        let run = drain(dir.path(), address, count, 1).await?;
+        let run = drain(dir.path(), server, count, 1).await?;
         if sequential.as_ref().is_none_or(|best| run.rate > best.rate) {
             sequential = Some(run);
         }
@@ -128,7 +132,7 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
         sequential.statements_per_item, sequential.requests_per_item
     ));
     for concurrency in [2, 4, 8, 16] {
-        let run = drain(dir.path(), address, count, concurrency).await?;
+        let run = drain(dir.path(), server, count, concurrency).await?;
         report.row(Row {
             scenario: format!("engine: drain, concurrency {concurrency}"),
             sizes: format!("{count} creates"),

@@ -4,6 +4,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,24 +23,31 @@ use tokio::net::TcpListener;
 use crate::report::{Report, Row};
 
 /// A loopback server answering every request with `201 {"ok":true}` after
-/// reading its body.
-pub(crate) async fn server() -> Result<SocketAddr, String> {
+/// reading its body; the counter holds how many requests it answered.
+pub(crate) async fn server() -> Result<(SocketAddr, Arc<AtomicU64>), String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let requests = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&requests);
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
+            let counter = Arc::clone(&counter);
             tokio::spawn(async move {
-                let service = service_fn(|request: Request<Incoming>| async move {
-                    let _ = request.into_body().collect().await;
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .status(201)
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
-                            .unwrap_or_default(),
-                    )
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let counter = Arc::clone(&counter);
+                    async move {
+                        let _ = request.into_body().collect().await;
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(201)
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
+                                .unwrap_or_default(),
+                        )
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(socket), service)
@@ -46,7 +55,7 @@ pub(crate) async fn server() -> Result<SocketAddr, String> {
             });
         }
     });
-    Ok(address)
+    Ok((address, requests))
 }
 
 fn payload(index: usize) -> serde_json::Map<String, serde_json::Value> {
@@ -99,7 +108,7 @@ pub(crate) async fn bare_hyper(address: SocketAddr, count: usize, nodelay: bool)
 pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> {
     let count = if smoke { 100 } else { 10_000 };
     eprintln!("net benchmarks ({count} sequential creates to a loopback server)");
-    let address = server().await?;
+    let (address, _) = server().await?;
     // Warm both paths, then take the best of three interleaved runs.
     through_adapter(address, count / 10).await?;
     bare_hyper(address, count / 10, true).await?;

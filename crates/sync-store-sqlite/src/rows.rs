@@ -53,14 +53,21 @@ fn parse_object(what: &str, text: &str) -> Result<JsonObject, StoreError> {
     }
 }
 
-/// Adds one queue item's columns to `arguments`.
-fn bind_item(arguments: &mut SqliteArguments, item: &SyncQueueItem) -> Result<(), StoreError> {
+/// Adds one queue item's columns to `arguments`, in [`QUEUE_COLUMNS`] order;
+/// without the payload when `with_payload` is false.
+fn bind_item(
+    arguments: &mut SqliteArguments,
+    item: &SyncQueueItem,
+    with_payload: bool,
+) -> Result<(), StoreError> {
     arguments
         .add(item.entity.as_str().to_owned())
         .map_err(bind_error)?;
     arguments.add(item.id.as_str().to_owned()).map_err(bind_error)?;
     arguments.add(item.operation.as_str()).map_err(bind_error)?;
-    arguments.add(json_text(&item.payload)).map_err(bind_error)?;
+    if with_payload {
+        arguments.add(json_text(&item.payload)).map_err(bind_error)?;
+    }
     arguments.add(item.status.as_str()).map_err(bind_error)?;
     arguments.add(i64::from(item.retry_count)).map_err(bind_error)?;
     arguments.add(millis(item.created_at)).map_err(bind_error)?;
@@ -184,7 +191,7 @@ pub(crate) async fn upsert_items(
         );
         let mut arguments = SqliteArguments::default();
         for item in chunk {
-            bind_item(&mut arguments, item)?;
+            bind_item(&mut arguments, item, true)?;
         }
         sqlx::query_with(AssertSqlSafe(sql), arguments)
             .persistent(keep_prepared(chunk.len()))
@@ -202,24 +209,14 @@ pub(crate) async fn update_item_metadata(
     connection: &mut SqliteConnection,
     items: &[&SyncQueueItem],
 ) -> Result<(), StoreError> {
-    const COLUMNS: [&str; 13] = [
-        "operation",
-        "status",
-        "retry_count",
-        "created_at",
-        "updated_at",
-        "last_error",
-        "last_error_kind",
-        "version",
-        "operation_id",
-        "possibly_applied",
-        "in_flight",
-        "next_attempt_at",
-        "not_before",
-    ];
+    // Every queue column but the key and the payload, in bind order.
+    let columns: Vec<&str> = QUEUE_COLUMNS
+        .split(", ")
+        .filter(|column| !matches!(*column, "entity" | "id" | "payload"))
+        .collect();
     for chunk in items.chunks(CHUNK) {
-        // VALUES columns: 1 entity, 2 id, then COLUMNS from column3 on.
-        let sets = COLUMNS
+        // VALUES columns: 1 entity, 2 id, then `columns` from column3 on.
+        let sets = columns
             .iter()
             .enumerate()
             .map(|(index, column)| format!("{column} = v.column{}", index + 3))
@@ -227,11 +224,11 @@ pub(crate) async fn update_item_metadata(
             .join(", ");
         let sql = format!(
             "UPDATE queue SET {sets} FROM (VALUES {}) AS v WHERE queue.entity = v.column1 AND queue.id = v.column2",
-            placeholders(chunk.len(), COLUMNS.len() + 2)
+            placeholders(chunk.len(), columns.len() + 2)
         );
         let mut arguments = SqliteArguments::default();
         for item in chunk {
-            bind_item_metadata(&mut arguments, item)?;
+            bind_item(&mut arguments, item, false)?;
         }
         sqlx::query_with(AssertSqlSafe(sql), arguments)
             .persistent(keep_prepared(chunk.len()))
@@ -239,41 +236,6 @@ pub(crate) async fn update_item_metadata(
             .await
             .map_err(|error| map_sqlx(error, "updating queue items"))?;
     }
-    Ok(())
-}
-
-/// Binds entity, id and the metadata columns of `update_item_metadata`.
-fn bind_item_metadata(arguments: &mut SqliteArguments, item: &SyncQueueItem) -> Result<(), StoreError> {
-    arguments
-        .add(item.entity.as_str().to_owned())
-        .map_err(bind_error)?;
-    arguments.add(item.id.as_str().to_owned()).map_err(bind_error)?;
-    arguments.add(item.operation.as_str()).map_err(bind_error)?;
-    arguments.add(item.status.as_str()).map_err(bind_error)?;
-    arguments.add(i64::from(item.retry_count)).map_err(bind_error)?;
-    arguments.add(millis(item.created_at)).map_err(bind_error)?;
-    arguments.add(millis(item.updated_at)).map_err(bind_error)?;
-    arguments.add(item.last_error.clone()).map_err(bind_error)?;
-    arguments
-        .add(item.last_error_kind.map(ErrorKind::as_str))
-        .map_err(bind_error)?;
-    arguments
-        .add(i64::try_from(item.version).unwrap_or(i64::MAX))
-        .map_err(bind_error)?;
-    arguments
-        .add(item.operation_id.as_str().to_owned())
-        .map_err(bind_error)?;
-    arguments.add(item.possibly_applied).map_err(bind_error)?;
-    arguments
-        .add(
-            item.in_flight
-                .map(|attempt| i64::try_from(attempt.as_u64()).unwrap_or(i64::MAX)),
-        )
-        .map_err(bind_error)?;
-    arguments
-        .add(item.next_attempt_at.map(millis))
-        .map_err(bind_error)?;
-    arguments.add(item.not_before.map(millis)).map_err(bind_error)?;
     Ok(())
 }
 
