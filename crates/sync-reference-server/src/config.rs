@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::error::Error;
+use crate::fault::FaultPlan;
 
 /// How to start a [`crate::ReferenceServer`].
 ///
@@ -26,6 +27,15 @@ pub struct ServerConfig {
     pub data_file: Option<PathBuf>,
     /// A path prefix every route sits under, such as `/api`. Default: none.
     pub prefix: String,
+    /// The fault plan to start with (see [`FaultPlan`]; changed later with
+    /// [`crate::ReferenceServer::set_faults`]). Default: none, every answer
+    /// is whole.
+    pub faults: Option<FaultPlan>,
+    /// The token every request to a collection must carry as
+    /// `Authorization: Bearer {token}` (see
+    /// [`crate::ReferenceServer::require_bearer`]). Default: none, no
+    /// authorization needed.
+    pub bearer_token: Option<String>,
 }
 
 impl ServerConfig {
@@ -54,6 +64,20 @@ impl ServerConfig {
     #[must_use]
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// Starts with `plan` in force.
+    #[must_use]
+    pub fn with_faults(mut self, plan: FaultPlan) -> Self {
+        self.faults = Some(plan);
+        self
+    }
+
+    /// Requires `Authorization: Bearer {token}` on requests to collections.
+    #[must_use]
+    pub fn with_bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(token.into());
         self
     }
 }

@@ -1,17 +1,20 @@
 //! Requests to answers: routing, the collection operations, idempotency
-//! keys, the request log and the data file.
+//! keys, the bearer check, the fault mode, the request log and the data
+//! file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE};
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
+use crate::body::ReplyBody;
+use crate::fault::{self, Fault, FaultPlan, FaultState};
 use crate::log::RequestRecord;
 use crate::persist;
 use crate::route::{RouteError, Target, route};
@@ -47,7 +50,19 @@ struct State {
     /// Idempotency key → the answer of the request that took effect with it.
     replays: HashMap<String, Replay>,
     log: Vec<RequestRecord>,
+    /// The token requests to collections must carry, when required.
+    bearer: Option<String>,
+    /// The fault plan in force, if any.
+    faults: Option<FaultState>,
+    /// Faults injected so far, by [`Fault::name`].
+    fault_counts: BTreeMap<String, u64>,
 }
+
+/// The service's error for [`Fault::LoseResponse`]: hyper closes the
+/// connection without answering.
+#[derive(Debug, thiserror::Error)]
+#[error("injected fault: the response is lost")]
+pub(crate) struct LostResponse;
 
 #[derive(Debug, Clone)]
 struct Replay {
@@ -61,7 +76,8 @@ struct Replay {
 struct Reply {
     status: StatusCode,
     body: Bytes,
-    allow: Option<&'static str>,
+    /// Headers beyond `Content-Type`.
+    headers: Vec<(HeaderName, HeaderValue)>,
     replayed: bool,
 }
 
@@ -74,7 +90,7 @@ impl Reply {
         Self {
             status,
             body,
-            allow: None,
+            headers: Vec::new(),
             replayed: false,
         }
     }
@@ -96,7 +112,7 @@ impl Reply {
 
     fn method_not_allowed(method: &Method, allow: &'static str) -> Self {
         Self {
-            allow: Some(allow),
+            headers: vec![(ALLOW, HeaderValue::from_static(allow))],
             ..Self::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{method} is not allowed here; allowed: {allow}"),
@@ -104,18 +120,57 @@ impl Reply {
         }
     }
 
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(self.body));
+    /// The answer to a request that `fault` was decided for, refused by it
+    /// or not.
+    fn refusal(fault: &Fault) -> Option<Self> {
+        match fault {
+            Fault::Status(status) => Some(Self::error(*status, format!("injected fault: {status}"))),
+            Fault::RetryAfter { status, seconds } => Some(Self {
+                headers: vec![(RETRY_AFTER, HeaderValue::from(*seconds))],
+                ..Self::error(
+                    *status,
+                    format!("injected fault: {status}, retry after {seconds} s"),
+                )
+            }),
+            _ => None,
+        }
+    }
+
+    /// The response, its body broken as `fault` says (the refusing faults
+    /// and [`Fault::Delay`] were dealt with before).
+    fn into_response(self, fault: Option<&Fault>) -> Result<Response<ReplyBody>, LostResponse> {
+        let body = match fault {
+            Some(Fault::LoseResponse) => return Err(LostResponse),
+            Some(Fault::ResetMidBody) => ReplyBody::cut(self.body),
+            Some(Fault::MalformedJson) => {
+                let mut body = self.body;
+                // Without its closing brace (or bracket) no object (or
+                // array) is valid JSON.
+                body.truncate(body.len().saturating_sub(1));
+                ReplyBody::full(if body.is_empty() {
+                    Bytes::from_static(b"{")
+                } else {
+                    body
+                })
+            }
+            Some(Fault::JsonArray) => ReplyBody::full(Bytes::from_static(b"[1,2,3]")),
+            Some(Fault::HugeBody { bytes }) => ReplyBody::padding(*bytes),
+            Some(Fault::Trickle { interval }) => ReplyBody::trickle(self.body, *interval),
+            Some(Fault::Delay(_) | Fault::Status(_) | Fault::RetryAfter { .. }) | None => {
+                ReplyBody::full(self.body)
+            }
+        };
+        let mut response = Response::new(body);
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(allow) = self.allow {
-            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        for (name, value) in self.headers {
+            headers.insert(name, value);
         }
         if self.replayed {
             headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
         }
-        response
+        Ok(response)
     }
 }
 
@@ -148,6 +203,19 @@ impl Operation {
 
     fn is_write(&self) -> bool {
         matches!(self, Self::Create | Self::Replace(_) | Self::Delete(_))
+    }
+
+    /// The record addressed, as the fault plan sees it: for a create, the
+    /// body's `"id"` when it has a usable one.
+    fn record_id(&self, body: &[u8]) -> Option<String> {
+        match self {
+            Self::List => None,
+            Self::Fetch(id) | Self::Replace(id) | Self::Delete(id) => Some(id.clone()),
+            Self::Create => match serde_json::from_slice::<Value>(body) {
+                Ok(Value::Object(object)) => object.get("id").and_then(id_key),
+                _ => None,
+            },
+        }
     }
 }
 
@@ -185,8 +253,24 @@ impl Shared {
         self.lock().log.clear();
     }
 
-    /// Answers one request.
-    pub(crate) async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub(crate) fn set_faults(&self, plan: Option<FaultPlan>) {
+        self.lock().faults = plan.map(FaultState::new);
+    }
+
+    pub(crate) fn fault_counts(&self) -> BTreeMap<String, u64> {
+        self.lock().fault_counts.clone()
+    }
+
+    pub(crate) fn require_bearer(&self, token: Option<String>) {
+        self.lock().bearer = token;
+    }
+
+    /// Answers one request, or (for [`Fault::LoseResponse`]) fails so that
+    /// the connection is closed without an answer.
+    pub(crate) async fn handle(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Response<ReplyBody>, LostResponse> {
         let (parts, body) = request.into_parts();
         let reply = match route(&self.prefix, parts.uri.path(), parts.uri.query()) {
             Err(RouteError::NotFound) => Reply::error(
@@ -199,11 +283,12 @@ impl Shared {
             }
             Ok(Target::Health) => Reply::method_not_allowed(&parts.method, "GET"),
             Ok(Target::Collection { name, id }) => {
-                self.collection_request(&parts.method, &parts.headers, body, name, id)
-                    .await
+                return self
+                    .collection_request(&parts.method, &parts.headers, body, name, id)
+                    .await;
             }
         };
-        reply.into_response()
+        reply.into_response(None)
     }
 
     async fn collection_request(
@@ -213,7 +298,7 @@ impl Shared {
         body: Incoming,
         collection: String,
         id: Option<String>,
-    ) -> Reply {
+    ) -> Result<Response<ReplyBody>, LostResponse> {
         let mut record = RequestRecord {
             method: method.clone(),
             collection,
@@ -222,10 +307,15 @@ impl Shared {
             status: StatusCode::OK,
             applied: false,
             replayed: false,
+            fault: None,
         };
         let prepared = async {
-            let key = idempotency_key(headers)?;
-            record.idempotency_key.clone_from(&key);
+            let key = idempotency_key(headers);
+            if let Ok(key) = &key {
+                record.idempotency_key.clone_from(key);
+            }
+            self.authorize(headers)?;
+            let key = key?;
             let operation = Operation::of(method, id)?;
             // The body is read before taking the lock, so a slow client
             // never holds up the others.
@@ -237,14 +327,66 @@ impl Shared {
             Ok::<_, Reply>((key, operation, body))
         }
         .await;
-        let mut state = self.lock();
-        let reply = match prepared {
-            Ok((key, operation, body)) => self.execute(&mut state, operation, key, &body, &mut record),
-            Err(reply) => reply,
+        // The lock is held in a block of its own: a guard may not live
+        // across the delay's await.
+        let (reply, fault) = {
+            let mut state = self.lock();
+            let (reply, fault) = match prepared {
+                Ok((key, operation, body)) => {
+                    let record_id = operation.record_id(&body);
+                    let fault = state.faults.as_mut().and_then(|faults| {
+                        faults.decide(fault::Operation {
+                            method: method.clone(),
+                            collection: record.collection.clone(),
+                            id: record_id.clone(),
+                            key: key.clone(),
+                        })
+                    });
+                    let reply = match fault.as_ref().and_then(Reply::refusal) {
+                        Some(refusal) => {
+                            // A refused create still names the record it was for.
+                            if record.id.is_none() {
+                                record.id = record_id;
+                            }
+                            refusal
+                        }
+                        None => self.execute(&mut state, operation, key, &body, &mut record),
+                    };
+                    (reply, fault)
+                }
+                Err(reply) => (reply, None),
+            };
+            record.status = reply.status;
+            record.fault.clone_from(&fault);
+            if let Some(fault) = &fault {
+                *state.fault_counts.entry(fault.name().to_owned()).or_default() += 1;
+            }
+            state.log.push(record);
+            (reply, fault)
         };
-        record.status = reply.status;
-        state.log.push(record);
-        reply
+        if let Some(Fault::Delay(delay)) = fault {
+            tokio::time::sleep(delay).await;
+        }
+        reply.into_response(fault.as_ref())
+    }
+
+    /// Refuses a request without the bearer token, when one is required.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), Reply> {
+        let state = self.lock();
+        let Some(token) = &state.bearer else {
+            return Ok(());
+        };
+        let sent = headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
+        match sent.and_then(|sent| sent.strip_prefix(b"Bearer ")) {
+            Some(sent) if sent == token.as_bytes() => Ok(()),
+            _ => Err(Reply {
+                headers: vec![(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+                ..Reply::error(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or wrong bearer token in the Authorization header",
+                )
+            }),
+        }
     }
 
     /// Performs one operation under the lock, filling in `record`.
@@ -266,7 +408,7 @@ impl Shared {
             return Reply {
                 status: replay.status,
                 body: replay.body.clone(),
-                allow: None,
+                headers: Vec::new(),
                 replayed: true,
             };
         }

@@ -47,8 +47,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod body;
 mod config;
 mod error;
+mod fault;
 mod handler;
 mod log;
 mod persist;
@@ -58,6 +60,7 @@ mod store;
 
 pub use config::ServerConfig;
 pub use error::Error;
+pub use fault::{Fault, FaultPlan};
 pub use handler::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 pub use log::RequestRecord;
 pub use server::ReferenceServer;

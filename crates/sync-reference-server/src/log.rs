@@ -2,6 +2,8 @@
 
 use http::{Method, StatusCode};
 
+use crate::fault::Fault;
+
 /// One request addressed to a collection, as the server handled it.
 ///
 /// Every such request is logged, reads and refused writes included; a
@@ -27,4 +29,9 @@ pub struct RequestRecord {
     /// Whether the answer was replayed for a repeated idempotency key,
     /// without applying the request again.
     pub replayed: bool,
+    /// The fault injected into the answer, if the fault plan chose one.
+    /// With a fault the `status` is the one answered or, for
+    /// [`Fault::LoseResponse`] and [`Fault::ResetMidBody`], the one that was
+    /// lost with the answer (or cut off after its head).
+    pub fault: Option<Fault>,
 }

@@ -22,7 +22,7 @@ usage: sync-reference-server [--port N] [--data FILE] [--prefix /api]
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Serve(ServerConfig),
+    Serve(Box<ServerConfig>),
     Help,
 }
 
@@ -54,13 +54,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(Command::Serve(config))
+    Ok(Command::Serve(Box::new(config)))
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = match parse_args(std::env::args().skip(1)) {
-        Ok(Command::Serve(config)) => config,
+        Ok(Command::Serve(config)) => *config,
         Ok(Command::Help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -115,7 +115,7 @@ mod tests {
     fn defaults_to_port_3000_in_memory() {
         assert_eq!(
             parse(&[]),
-            Ok(Command::Serve(ServerConfig::new().with_port(3000)))
+            Ok(Command::Serve(Box::new(ServerConfig::new().with_port(3000))))
         );
     }
 
@@ -127,11 +127,11 @@ mod tests {
             .with_prefix("/api");
         assert_eq!(
             parse(&["--port", "0", "--data", "db.json", "--prefix", "/api"]),
-            Ok(Command::Serve(expected.clone()))
+            Ok(Command::Serve(Box::new(expected.clone())))
         );
         assert_eq!(
             parse(&["--port=0", "--data=db.json", "--prefix=/api"]),
-            Ok(Command::Serve(expected))
+            Ok(Command::Serve(Box::new(expected)))
         );
         assert_eq!(parse(&["--help"]), Ok(Command::Help));
     }

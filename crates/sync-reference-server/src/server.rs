@@ -1,6 +1,6 @@
 //! The listener, the connections and the on/off switch.
 
-use std::convert::Infallible;
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -18,6 +18,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::{ServerConfig, normalize_prefix};
 use crate::error::Error;
+use crate::fault::FaultPlan;
 use crate::handler::Shared;
 use crate::log::RequestRecord;
 use crate::persist;
@@ -86,6 +87,8 @@ impl ReferenceServer {
             source,
         })?;
         let shared = Arc::new(Shared::new(prefix, config.data_file, collections));
+        shared.set_faults(config.faults);
+        shared.require_bearer(config.bearer_token);
         let running = Running::spawn(listener, Arc::clone(&shared));
         Ok(Self {
             shared,
@@ -189,6 +192,32 @@ impl ReferenceServer {
     pub fn clear_request_log(&self) {
         self.shared.clear_request_log();
     }
+
+    /// Puts `plan` in force from the next request on, or (with `None`)
+    /// ends the fault mode. A new plan starts counting afresh: its bursts
+    /// are whole and every operation is new to it (the same plan set
+    /// again replays the same decisions for the same requests).
+    pub fn set_faults(&self, plan: Option<FaultPlan>) {
+        self.shared.set_faults(plan);
+    }
+
+    /// How many faults were injected since the server started, by
+    /// [`crate::Fault::name`] (kinds never injected are absent). Not reset
+    /// by [`Self::set_faults`] nor [`Self::clear_request_log`]; the
+    /// request log tells which request got which.
+    #[must_use]
+    pub fn fault_counts(&self) -> BTreeMap<String, u64> {
+        self.shared.fault_counts()
+    }
+
+    /// From the next request on, requires `Authorization: Bearer {token}`
+    /// (exactly) on requests to collections, or (with `None`) nothing.
+    /// Others get `401` with a JSON error and `WWW-Authenticate: Bearer`,
+    /// are not applied, not faulted, and are logged. `/health` stays
+    /// open.
+    pub fn require_bearer(&self, token: Option<String>) {
+        self.shared.require_bearer(token);
+    }
 }
 
 impl Drop for ReferenceServer {
@@ -290,7 +319,8 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, mut stopped: w
     let _nodelay = stream.set_nodelay(true);
     let service = service_fn(move |request| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(shared.handle(request).await) }
+        // An error closes the connection without an answer: a lost response.
+        async move { shared.handle(request).await }
     });
     // No timer, so no header read timeout: hyper would also apply it to
     // idle keep-alive connections, and a server closing those on its own
