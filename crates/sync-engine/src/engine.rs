@@ -88,7 +88,9 @@ impl OfflineSyncEngineBuilder {
             return Err(SyncError::Invalid(sync_core::ValidationError::ZeroConcurrency));
         }
         // Nothing of this engine is in flight yet: anything marked so was
-        // left by a process that stopped mid-attempt.
+        // left by a process that stopped mid-attempt, unless another engine
+        // of this process drives the same store, which the lease refuses.
+        let lease = StoreLease::acquire(&self.store)?;
         let recovered = self.store.recover_interrupted(self.clock.now()).await?;
         if recovered > 0 {
             tracing::info!(recovered, "recovered items interrupted mid-attempt");
@@ -114,6 +116,7 @@ impl OfflineSyncEngineBuilder {
             closed: AtomicBool::new(false),
             tasks: std::sync::Mutex::new(JoinSet::new()),
             auto_sync: std::sync::Mutex::new(None),
+            lease: std::sync::Mutex::new(Some(lease)),
         });
         Ok(OfflineSyncEngine {
             _lifetime: Arc::new(Lifetime {
@@ -157,6 +160,43 @@ pub(crate) struct Inner {
     pub(crate) closed: AtomicBool,
     tasks: std::sync::Mutex<JoinSet<()>>,
     auto_sync: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// This engine's claim on its store, given back on close or when the
+    /// last handle goes.
+    lease: std::sync::Mutex<Option<StoreLease>>,
+}
+
+/// The stores driven by a live engine of this process, by address.
+static DRIVEN_STORES: std::sync::Mutex<std::collections::BTreeSet<usize>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// One engine's exclusive claim on a store within this process.
+///
+/// Building an engine recovers every item left in flight, which is only
+/// right when no other engine is sending from the same store: two engines
+/// over one store would release each other's attempts and send the same
+/// item twice at once. (Across processes the SQLite store's file lock
+/// does the same job.)
+struct StoreLease {
+    address: usize,
+}
+
+impl StoreLease {
+    fn acquire(store: &Arc<dyn SyncStore>) -> Result<Self, SyncError> {
+        // The address identifies the store while the lease lives: the
+        // engine holding the lease keeps the store alive.
+        let address = Arc::as_ptr(store).cast::<()>() as usize;
+        if lock(&DRIVEN_STORES).insert(address) {
+            Ok(Self { address })
+        } else {
+            Err(SyncError::StoreInUse)
+        }
+    }
+}
+
+impl Drop for StoreLease {
+    fn drop(&mut self) {
+        lock(&DRIVEN_STORES).remove(&self.address);
+    }
 }
 
 /// The offline-first engine: save locally first, sync when the network
@@ -185,6 +225,7 @@ impl Drop for Lifetime {
         drop(std::mem::take(&mut *lock(&self.inner.tasks)));
         self.inner.shutdown.send_replace(true);
         self.inner.wake.notify_waiters();
+        drop(lock(&self.inner.lease).take());
     }
 }
 
@@ -433,6 +474,7 @@ impl OfflineSyncEngine {
         // Wait for a run in progress to finish its current items.
         drop(self.inner.run_lock.lock().await);
         self.inner.store.close().await;
+        drop(lock(&self.inner.lease).take());
     }
 }
 

@@ -20,4 +20,10 @@ pub enum SyncError {
     /// The engine was closed.
     #[error("the engine was closed: create a new one")]
     Closed,
+    /// Another live engine of this process already drives this store.
+    #[error(
+        "another engine of this process already drives this store: share that engine (clones are cheap) \
+         or close it first"
+    )]
+    StoreInUse,
 }

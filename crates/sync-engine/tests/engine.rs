@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sync_core::{ErrorKind, RecordKey, RemoteWins, SyncOperation, SyncStatus, SyncStore};
-use sync_engine::{BackgroundSyncScheduler, OfflineSyncEngine, OfflineSyncOptions, TokioClock};
+use sync_engine::{BackgroundSyncScheduler, OfflineSyncEngine, OfflineSyncOptions, SyncError, TokioClock};
 use sync_testkit::{FakeAdapter, FakeMonitor, Fault, MemoryStore};
 use tokio_stream::StreamExt;
 
@@ -812,4 +812,60 @@ async fn watch_streams_end_when_the_engine_closes() {
     let guard = Duration::from_secs(5);
     assert_eq!(tokio::time::timeout(guard, queue.next()).await.unwrap(), None);
     assert_eq!(tokio::time::timeout(guard, online.next()).await.unwrap(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_engine_over_the_same_store_is_refused_while_the_first_lives() {
+    let rig = rig().await;
+    rig.engine
+        .save("tasks", "1", json!({"id": "1"}), SyncOperation::Create)
+        .await
+        .unwrap();
+    // The first engine has the item in flight; a second engine building
+    // over the same store would recover (release) it and send it again.
+    let ticket = rig
+        .store
+        .claim_ready(sync_core::Timestamp::now(), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let second = || {
+        OfflineSyncEngine::builder(
+            rig.store.clone(),
+            Arc::new(FakeAdapter::new()),
+            Arc::new(FakeMonitor::new(true)),
+        )
+        .options(options())
+        .clock(Arc::new(TokioClock::new()))
+        .build()
+    };
+    let refused = second().await.unwrap_err();
+    assert!(matches!(refused, SyncError::StoreInUse), "{refused:?}");
+    assert!(refused.to_string().contains("share that engine"), "{refused}");
+    let item = rig.store.queue_item(&ticket.key).await.unwrap().unwrap();
+    assert_eq!(
+        item.status,
+        SyncStatus::Syncing,
+        "the refused build changed nothing"
+    );
+
+    // Once the first engine is gone, the store may be driven again.
+    let Rig { engine, store, .. } = rig;
+    drop(engine);
+    let rebuilt = OfflineSyncEngine::builder(
+        store.clone(),
+        Arc::new(FakeAdapter::new()),
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(options())
+    .clock(Arc::new(TokioClock::new()))
+    .build()
+    .await
+    .unwrap();
+    assert_eq!(
+        store.queue_item(&ticket.key).await.unwrap().unwrap().status,
+        SyncStatus::Pending,
+        "the new engine recovered the abandoned attempt"
+    );
+    rebuilt.close().await;
 }
