@@ -128,3 +128,24 @@ pub(crate) async fn read_response(stream: &mut TcpStream) -> Reply {
         body,
     }
 }
+
+/// One request on a fresh connection; everything the server sent until it
+/// closed the connection (a reset ends the reading as a close does).
+pub(crate) async fn send_raw(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut all_headers = vec![("Connection", "close")];
+    all_headers.extend_from_slice(headers);
+    write_request(&mut stream, method, target, &all_headers, body).await;
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(read @ 1..) = stream.read(&mut chunk).await {
+        received.extend_from_slice(&chunk[..read]);
+    }
+    received
+}
