@@ -31,14 +31,57 @@
 //!   ([`ReferenceServer::stop`], [`ReferenceServer::resume`]): while down,
 //!   connections are refused, exactly as when the API is unreachable;
 //! - shows its state for comparison with the local store
-//!   ([`ReferenceServer::snapshot`]).
+//!   ([`ReferenceServer::snapshot`]);
+//! - injects faults into answers by a seeded, reproducible [`FaultPlan`]
+//!   ([`ServerConfig::with_faults`], [`ReferenceServer::set_faults`]), each
+//!   faulted request logged with its [`RequestRecord::fault`] and counted
+//!   ([`ReferenceServer::fault_counts`]);
+//! - requires a bearer token when asked ([`ServerConfig::with_bearer_token`],
+//!   [`ReferenceServer::require_bearer`]): a request to a collection without
+//!   `Authorization: Bearer {token}` gets `401` with a JSON error, is logged
+//!   and is neither applied nor faulted (`/health` stays open).
+//!
+//! ## Faults
+//!
+//! Decided per request to a collection (never `/health`); "handled" means
+//! the request is applied exactly as without the fault (idempotency key
+//! remembered, logged with `applied` as usual) and only the answer breaks:
+//!
+//! | [`Fault`] | handled | what the client sees |
+//! |---|---|---|
+//! | `LoseResponse` | yes | the connection closed before any byte of an answer |
+//! | `ResetMidBody` | yes | status and headers with the full `Content-Length`, part of the body, then the close |
+//! | `Delay(d)` | yes | the whole answer, `d` late |
+//! | `Status(s)` | **no** | `s` with `{"error": "..."}` |
+//! | `RetryAfter { status, seconds }` | **no** | `status` with `Retry-After: {seconds}` and a JSON error |
+//! | `MalformedJson` | yes | the earned status, `application/json`, the body minus its last byte |
+//! | `JsonArray` | yes | the earned status and `[1,2,3]` |
+//! | `HugeBody { bytes }` | yes | the earned status and exactly `bytes` bytes of `{"padding":"xxx…"}`, streamed |
+//! | `Trickle { interval }` | yes | the true answer, its body one byte per `interval` |
+//!
+//! A plan picks faults by record id ([`FaultPlan::for_id`]), in bursts
+//! ([`FaultPlan::burst`]), for the first attempts of every operation
+//! ([`FaultPlan::first_attempts`]) or at random ([`FaultPlan::with_random`]);
+//! every choice but the burst's is a pure function of the seed and the
+//! request (method, collection, id, idempotency key, and how many times
+//! that operation was seen), so the same requests get the same faults in
+//! any arrival order.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sync_reference_server::Error> {
-//! use sync_reference_server::{ReferenceServer, ServerConfig};
+//! use http::{Method, StatusCode};
+//! use sync_reference_server::{Fault, FaultPlan, ReferenceServer, ServerConfig};
 //!
 //! let server = ReferenceServer::start(ServerConfig::new().with_prefix("/api")).await?;
 //! println!("serving {}", server.base_url());
+//! // The first send of every write loses its answer; then a 503 in ten.
+//! server.set_faults(Some(
+//!     FaultPlan::seeded(42)
+//!         .only_methods(&[Method::POST, Method::PUT, Method::DELETE])
+//!         .first_attempts(1, Fault::LoseResponse)
+//!         .with_random(Fault::Status(StatusCode::SERVICE_UNAVAILABLE), 0.1)
+//!         .max_faults_per_request_key(3),
+//! ));
 //! server.stop().await; // the API is down: connections are refused
 //! server.resume().await?; // and back, same port, same data
 //! server.shutdown().await;
