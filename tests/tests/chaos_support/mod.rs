@@ -1,0 +1,225 @@
+//! What the reliability scenarios share: a seeded generator, a script of
+//! changes with its model of the resulting records, state readers and the
+//! at-most-once checks against the reference server's request log.
+#![allow(dead_code)] // Each scenario file uses a different part.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use serde_json::{Value, json};
+use sync_facade::{EntityName, SyncOperation, SyncStore};
+use sync_reference_server::ReferenceServer;
+
+/// Collection → id → object, for the local store and the server alike.
+pub(crate) type Records = BTreeMap<String, BTreeMap<String, Value>>;
+
+/// The entities the scripts write to.
+pub(crate) const ENTITIES: [&str; 3] = ["tasks", "notes", "photos"];
+
+/// Record slots per entity: few, so records are edited many times.
+const SLOTS: u64 = 8;
+
+/// SplitMix64: small, seedable, good enough to pick test moves.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..bound` (`bound` > 0).
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+}
+
+/// The value of an environment variable as a number, if set.
+pub(crate) fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|value| value.parse().ok())
+}
+
+/// `SYNC_CHAOS_SEED`, or a fresh seed (printed by the callers) so every
+/// run explores new schedules.
+pub(crate) fn seed_from_env() -> u64 {
+    env_u64("SYNC_CHAOS_SEED").unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+        Rng::new(nanos ^ u64::from(std::process::id())).next() % 1_000_000_007
+    })
+}
+
+/// Appends a JSON line to the file named by `SYNC_CHAOS_REPORT`, where
+/// `cargo xtask chaos` collects the figures of the run.
+pub(crate) fn report_line(line: &str) {
+    let Ok(path) = std::env::var("SYNC_CHAOS_REPORT") else {
+        return;
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|error| panic!("cannot open the chaos report {path}: {error}"));
+    writeln!(file, "{line}").unwrap();
+}
+
+/// One save of a script.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    pub(crate) entity: &'static str,
+    pub(crate) id: String,
+    pub(crate) data: Value,
+    pub(crate) operation: SyncOperation,
+}
+
+/// A script of changes valid at every step (creates of absent records,
+/// updates and deletes of present ones), and the records it leaves.
+pub(crate) struct Model;
+
+impl Model {
+    /// `len` changes over [`ENTITIES`] × 8 slots, from `seed`. A deleted
+    /// record's slot is reused under a new id (`s{slot}g{generation}`), so
+    /// no id is ever created twice and a second create of one is a
+    /// duplicate.
+    pub(crate) fn script(seed: u64, len: u64) -> Vec<Change> {
+        let mut rng = Rng::new(seed);
+        // (entity, slot) → (generation, present)
+        let mut slots: HashMap<(usize, u64), (u64, bool)> = HashMap::new();
+        (0..len)
+            .map(|index| {
+                let entity = rng.below(ENTITIES.len() as u64) as usize;
+                let slot = rng.below(SLOTS);
+                let (generation, present) = slots.entry((entity, slot)).or_insert((0, false));
+                let id = format!("s{slot}g{generation}");
+                let operation = if !*present {
+                    *present = true;
+                    SyncOperation::Create
+                } else if rng.below(4) == 0 {
+                    *present = false;
+                    *generation += 1;
+                    SyncOperation::Delete
+                } else {
+                    SyncOperation::Update
+                };
+                let data = match operation {
+                    SyncOperation::Delete => json!({}),
+                    _ => json!({
+                        "id": id,
+                        "seq": index,
+                        "text": "x".repeat(rng.below(200) as usize),
+                    }),
+                };
+                Change {
+                    entity: ENTITIES[entity],
+                    id,
+                    data,
+                    operation,
+                }
+            })
+            .collect()
+    }
+
+    /// The records after the first `count` changes of `script`.
+    pub(crate) fn replay(script: &[Change], count: u64) -> Records {
+        let mut records: Records = ENTITIES
+            .iter()
+            .map(|entity| ((*entity).to_owned(), BTreeMap::new()))
+            .collect();
+        for change in script.iter().take(count as usize) {
+            let by_id = records.entry(change.entity.to_owned()).or_default();
+            match change.operation {
+                SyncOperation::Delete => {
+                    by_id.remove(&change.id);
+                }
+                _ => {
+                    by_id.insert(change.id.clone(), change.data.clone());
+                }
+            }
+        }
+        records
+    }
+}
+
+/// The store's records of [`ENTITIES`].
+pub(crate) async fn local_records(store: &dyn SyncStore) -> Records {
+    let mut records = Records::new();
+    for entity in ENTITIES {
+        let name: EntityName = entity.parse().unwrap();
+        let by_id = store
+            .records(&name)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|record| (record.id.as_str().to_owned(), Value::Object(record.data)))
+            .collect();
+        records.insert(entity.to_owned(), by_id);
+    }
+    records
+}
+
+/// The server's records of [`ENTITIES`]; it must hold no other collection.
+pub(crate) fn server_records(server: &ReferenceServer) -> Records {
+    let snapshot = server.snapshot();
+    for name in snapshot.keys() {
+        assert!(
+            ENTITIES.contains(&name.as_str()),
+            "the server holds an unexpected collection {name:?}"
+        );
+    }
+    ENTITIES
+        .iter()
+        .map(|entity| {
+            (
+                (*entity).to_owned(),
+                snapshot.get(*entity).cloned().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// No record was created twice on the server (scripts never re-create an
+/// id).
+pub(crate) fn assert_no_record_created_twice(server: &ReferenceServer, seed: u64) {
+    let mut creates: HashMap<(String, String), usize> = HashMap::new();
+    for record in server.applied_requests() {
+        if record.method.as_str() == "POST" {
+            let id = record.id.clone().expect("a create names its record");
+            *creates.entry((record.collection.clone(), id)).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = creates.iter().filter(|(_, count)| **count > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "seed {seed}: records created more than once: {twice:?}"
+    );
+}
+
+/// Every applied write carried an idempotency key and no key took effect
+/// twice; returns each key with its count (1).
+pub(crate) fn assert_each_key_applied_at_most_once(
+    server: &ReferenceServer,
+    seed: u64,
+) -> HashMap<String, usize> {
+    let mut by_key: HashMap<String, usize> = HashMap::new();
+    for record in server.applied_requests() {
+        let key = record.idempotency_key.clone().unwrap_or_else(|| {
+            panic!("seed {seed}: an applied write without an idempotency key: {record:?}")
+        });
+        *by_key.entry(key).or_default() += 1;
+    }
+    let twice: Vec<_> = by_key.iter().filter(|(_, count)| **count > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "seed {seed}: idempotency keys applied more than once: {twice:?}"
+    );
+    by_key
+}
