@@ -61,6 +61,10 @@ pub(crate) fn map_io(error: io::Error, context: &str) -> StoreError {
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
             (StoreErrorKind::Full, "the disk is full: free space, then retry")
         }
+        io::ErrorKind::IsADirectory => (
+            StoreErrorKind::Invalid,
+            "the database path is a directory: pass a file path, or use SqliteStoreOptions::in_dir",
+        ),
         _ => (StoreErrorKind::Other, "an I/O error occurred"),
     };
     StoreError::new(kind, format!("{context}: {advice}")).with_source(error)
@@ -133,5 +137,8 @@ mod tests {
             error.to_string().contains("choose a writable directory"),
             "{error}"
         );
+        let error = map_io(io::Error::from(io::ErrorKind::IsADirectory), "opening /x");
+        assert_eq!(error.kind(), StoreErrorKind::Invalid);
+        assert!(error.to_string().contains("is a directory"), "{error}");
     }
 }

@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: opening, reads, and the [`SyncStore`] implementation.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,7 +47,10 @@ const COMMAND_BUFFER: usize = 1024;
 ///   A second opener waits up to the busy timeout, then gets
 ///   [`StoreErrorKind::InUse`].
 /// - **Durability.** WAL journal, `synchronous = NORMAL` by default (see
-///   [`Durability`]); the file is created owner-only (0600) on Unix.
+///   [`Durability`]).
+/// - **Owner-only files.** On Unix the database and its `-wal`, `-shm` and
+///   `.lock` files are created with mode 0600 whatever the umask, and an
+///   existing database of ours is set back to 0600 when opened.
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
@@ -58,17 +62,67 @@ pub struct SqliteStore {
     max_payload_bytes: usize,
 }
 
-/// Creates the file if missing, owner-only on Unix.
+/// The mode of every file of a store on Unix: read and write for the owner
+/// only, since the files hold the app's documents.
+#[cfg(unix)]
+const OWNER_ONLY: u32 = 0o600;
+
+/// Creates the file if missing, owner-only (0600) on Unix whatever the
+/// umask; an existing file is only opened, to check that it can be written.
 fn create_owner_only(path: &Path) -> Result<(), StoreError> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true);
+    let context = || format!("opening {}", path.display());
+    let mut create = OpenOptions::new();
+    create.read(true).write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(path)
-        .map(drop)
-        .map_err(|error| map_io(error, &format!("opening {}", path.display())))
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, OWNER_ONLY);
+    match create.open(path) {
+        // The umask may have taken bits away: set the mode exactly.
+        Ok(file) => restrict(&file).map_err(|error| map_io(error, &context())),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map(drop)
+            .map_err(|error| map_io(error, &context())),
+        Err(error) => Err(map_io(error, &context())),
+    }
 }
+
+/// Sets an open file's mode to owner-only.
+#[cfg(unix)]
+fn restrict(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(OWNER_ONLY))
+}
+
+/// Sets an open file's mode to owner-only (nothing to do off Unix).
+#[cfg(not(unix))]
+fn restrict(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
+/// Takes group and other access away from a database known to be ours and
+/// its companion files (SQLite creates `-wal` and `-shm` with the
+/// database's mode), so a file created by an older version or copied in is
+/// no more open than a new one. Best effort: a file owned by another user
+/// cannot be changed, and stays usable.
+#[cfg(unix)]
+fn tighten(database: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        if let Ok(metadata) = std::fs::metadata(&name)
+            && metadata.permissions().mode() & 0o777 != OWNER_ONLY
+        {
+            let _ = std::fs::set_permissions(&name, std::fs::Permissions::from_mode(OWNER_ONLY));
+        }
+    }
+}
+
+/// Nothing to tighten off Unix.
+#[cfg(not(unix))]
+fn tighten(_database: &Path) {}
 
 /// Takes the exclusive lock beside the database, waiting up to `timeout`.
 async fn acquire_lock(database: &Path, timeout: Duration) -> Result<File, StoreError> {
@@ -206,6 +260,8 @@ impl SqliteStore {
             let _ = connection.close().await;
             return Err(error);
         }
+        // The file is ours (checked by `migrate`): its mode can be fixed.
+        tighten(&path);
         let readers = SqlitePoolOptions::new()
             .max_connections(options.read_connections)
             .min_connections(0)
