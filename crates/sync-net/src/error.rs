@@ -83,21 +83,25 @@ fn is_tls(_error: &(dyn StdError + 'static)) -> bool {
 }
 
 /// Whether `error` or any of its sources is a TLS failure.
+///
+/// An `io::Error` wrapping another error reports that error's *source* as
+/// its own, skipping the wrapped error itself (and hyper-rustls wraps the
+/// handshake's `io::Error`, which wraps the `rustls::Error`, in one more),
+/// so wrapped errors are followed through `get_ref` first.
 #[cfg(feature = "rustls")]
 fn is_tls(error: &(dyn StdError + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(error) = current {
-        if error.downcast_ref::<rustls::Error>().is_some() {
+        if error.is::<rustls::Error>() {
             return true;
         }
-        if let Some(io) = error.downcast_ref::<std::io::Error>()
-            && io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        current = match error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
         {
-            return true;
-        }
-        current = error.source();
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => error.source(),
+        };
     }
     false
 }

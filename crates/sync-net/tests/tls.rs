@@ -74,6 +74,9 @@ async fn a_self_signed_server_is_refused_by_default() {
     assert_eq!(error.kind(), ErrorKind::Offline, "{error}");
     assert!(!error.possibly_applied(), "nothing was sent");
     assert!(error.message().contains("certificate"), "{error}");
+    // Told apart from an unreachable server, with the way out.
+    assert!(error.message().contains("TLS handshake failed"), "{error}");
+    assert!(error.message().contains("add its root certificate"), "{error}");
 }
 
 #[tokio::test]
