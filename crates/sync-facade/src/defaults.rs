@@ -44,6 +44,7 @@ impl OfflineSync {
             resolver: None,
             health_path: None,
             store: None,
+            root_certificates: Vec::new(),
         }
     }
 }
@@ -58,6 +59,7 @@ pub struct OfflineSyncBuilder {
     resolver: Option<Arc<dyn ConflictResolver>>,
     health_path: Option<String>,
     store: Option<SqliteStoreOptions>,
+    root_certificates: Vec<Vec<u8>>,
 }
 
 impl OfflineSyncBuilder {
@@ -91,6 +93,18 @@ impl OfflineSyncBuilder {
         self
     }
 
+    /// Trusts an extra root certificate (PEM or DER), such as your own CA,
+    /// for the REST adapter and the connectivity probe alike (a root added
+    /// through [`Self::adapter`] reaches the adapter only, so a probe of
+    /// [`Self::probe_api_health`] would find your server untrusted). The
+    /// Mozilla roots stay trusted too. Default: none.
+    pub fn add_root_certificate(mut self, certificate: impl Into<Vec<u8>>) -> Self {
+        let certificate = certificate.into();
+        self.adapter = self.adapter.add_root_certificate(certificate.clone());
+        self.root_certificates.push(certificate);
+        self
+    }
+
     /// Store options, replacing the default file in the directory.
     pub fn store_options(mut self, options: SqliteStoreOptions) -> Self {
         self.store = Some(options);
@@ -105,6 +119,9 @@ impl OfflineSyncBuilder {
     pub async fn build(self) -> Result<OfflineSyncEngine, OpenError> {
         let adapter = self.adapter.build()?;
         let mut monitor = InternetConnectionMonitor::builder();
+        for certificate in self.root_certificates {
+            monitor = monitor.add_root_certificate(certificate);
+        }
         if let Some(interval) = self.options.connectivity_check_interval {
             monitor = monitor.check_interval(interval);
         }
