@@ -660,3 +660,75 @@ async fn saves_during_flight_always_win_and_no_older_attempt_overwrites_a_newer_
     ));
     engine.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_on_one_database_never_send_an_item_twice() {
+    let seed = seed_from_env();
+    let server = ReferenceServer::start(ServerConfig::new()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path(), &server, 4).await;
+    let script = Model::script(seed, 200);
+    save_all(&first, &script).await;
+
+    // A second engine on the same file is refused while the first lives,
+    // before it can recover (and resend) the first one's attempts.
+    // (The open waits for the lock up to the busy timeout, 5 s by default.)
+    let refused = OfflineSync::builder(dir.path(), server.url())
+        .probe_api_health("/health")
+        .store_options(
+            sync_facade::SqliteStoreOptions::in_dir(dir.path()).busy_timeout(Duration::from_millis(50)),
+        )
+        .options(options(4))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, sync_facade::OpenError::Store(error) if error.kind() == sync_facade::StoreErrorKind::InUse),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("another"),
+        "a message that says why: {refused}"
+    );
+
+    // The same store object shared by two engines is refused too.
+    let store: Arc<dyn sync_facade::SyncStore> = Arc::new(
+        sync_facade::SqliteStore::open(dir.path().join("second.db"))
+            .await
+            .unwrap(),
+    );
+    let adapter = || {
+        Arc::new(
+            sync_facade::HttpSyncApiAdapter::builder(server.url())
+                .build()
+                .unwrap(),
+        )
+    };
+    let monitor = || Arc::new(sync_testkit::FakeMonitor::new(true));
+    let one = OfflineSyncEngine::builder(store.clone(), adapter(), monitor())
+        .build()
+        .await
+        .unwrap();
+    let two = OfflineSyncEngine::builder(store.clone(), adapter(), monitor())
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(two, sync_facade::SyncError::StoreInUse), "{two:?}");
+    one.close().await;
+
+    // The first engine drains alone: every change exactly once.
+    while sync(&first).await.still_pending > 0 {}
+    assert_converged(&first, &server, &script, seed).await;
+    first.close().await;
+    let requests = server.request_log().len();
+
+    // Reopened after the first closed: nothing is sent again.
+    let reopened = open(dir.path(), &server, 4).await;
+    sync(&reopened).await;
+    assert_eq!(
+        server.request_log().len(),
+        requests,
+        "a reopened engine resent synced items"
+    );
+    reopened.close().await;
+}
