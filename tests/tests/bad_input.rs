@@ -128,6 +128,7 @@ async fn assert_rejected<T: std::fmt::Debug>(
         Err(error) => error,
     };
     assert!(expected(&error), "{case}: wrong error {error:?}");
+    checked(case);
     let message = error.to_string();
     assert!(
         message.contains(advice),
@@ -151,8 +152,45 @@ fn open_store_kind(error: &OpenError) -> Option<StoreErrorKind> {
     }
 }
 
+thread_local! {
+    /// The cases checked by the test running on this thread (each
+    /// `#[tokio::test]` runs on its own thread).
+    static CASES: std::cell::RefCell<std::collections::BTreeSet<String>> =
+        const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
+}
+
+/// Counts a case as checked (by name, so a case tried through several
+/// calls counts once).
+fn checked(case: &str) {
+    CASES.with(|cases| cases.borrow_mut().insert(case.to_owned()));
+}
+
+/// Reports the cases its test checked to `cargo xtask chaos` when the test
+/// ends without a panic.
+struct CaseReport;
+
+impl Drop for CaseReport {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let count = CASES.with(|cases| cases.borrow().len());
+        let Ok(path) = std::env::var("SYNC_CHAOS_REPORT") else {
+            return;
+        };
+        let line = format!("{{\"scenario\":\"bad input\",\"cases\":{count},\"lost\":0,\"duplicated\":0}}\n");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, line.as_bytes()).unwrap();
+    }
+}
+
 #[tokio::test]
 async fn invalid_entity_names_and_ids_are_rejected_and_change_nothing() {
+    let _report = CaseReport;
     let dir = tempfile::tempdir().unwrap();
     let engine = seeded(dir.path()).await;
     let before = snapshot(&engine).await;
@@ -274,6 +312,7 @@ async fn invalid_entity_names_and_ids_are_rejected_and_change_nothing() {
 
 #[tokio::test]
 async fn payloads_that_are_not_objects_or_too_large_are_rejected_and_change_nothing() {
+    let _report = CaseReport;
     let dir = tempfile::tempdir().unwrap();
     let engine = seeded(dir.path()).await;
     let before = snapshot(&engine).await;
@@ -394,6 +433,7 @@ async fn payloads_that_are_not_objects_or_too_large_are_rejected_and_change_noth
 
 #[tokio::test]
 async fn unknown_operations_and_closed_engines_are_rejected() {
+    let _report = CaseReport;
     // An operation name from outside (a UI, a file) is parsed first.
     let error = "upsert".parse::<SyncOperation>().unwrap_err();
     assert_eq!(error, ValidationError::UnknownOperation("upsert".into()));
@@ -434,6 +474,7 @@ async fn unknown_operations_and_closed_engines_are_rejected() {
 /// the record counts it as done.
 #[tokio::test]
 async fn a_delete_of_a_record_never_saved_is_queued_and_completes_against_a_404() {
+    let _report = CaseReport;
     let server = sync_reference_server::ReferenceServer::start(Default::default())
         .await
         .unwrap();
@@ -457,6 +498,7 @@ async fn a_delete_of_a_record_never_saved_is_queued_and_completes_against_a_404(
         .unwrap();
     assert_eq!(report.sent, 1, "{report:?}");
     assert!(engine.get_records("tasks").await.unwrap().is_empty());
+    checked("delete of a record never saved");
     assert!(
         server
             .snapshot()
@@ -469,6 +511,7 @@ async fn a_delete_of_a_record_never_saved_is_queued_and_completes_against_a_404(
 
 #[tokio::test]
 async fn bad_settings_are_refused_before_the_database_changes() {
+    let _report = CaseReport;
     let dir = tempfile::tempdir().unwrap();
     let before = seeded_at_rest(dir.path()).await;
     let bytes = files(dir.path());
@@ -541,6 +584,7 @@ async fn bad_settings_are_refused_before_the_database_changes() {
         let error = builder.build().await.expect_err(case);
         assert!(expected(&error), "{case}: wrong error {error:?}");
         assert!(error.to_string().contains(advice), "{case}: {error}");
+        checked(case);
         // A store opened and dropped by a failed build releases its lock
         // asynchronously: the next open waits for it (busy timeout).
     }
@@ -552,6 +596,7 @@ async fn bad_settings_are_refused_before_the_database_changes() {
 
 #[tokio::test]
 async fn a_garbage_file_is_refused_and_left_byte_for_byte() {
+    let _report = CaseReport;
     let dir = tempfile::tempdir().unwrap();
     let garbage: Vec<u8> = (0..16_384u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
@@ -572,10 +617,12 @@ async fn a_garbage_file_is_refused_and_left_byte_for_byte() {
         "{error}"
     );
     assert_eq!(files(dir.path()), before, "the file was modified");
+    checked("a garbage file");
 }
 
 #[tokio::test]
 async fn an_empty_text_file_or_a_foreign_header_is_refused_and_left_byte_for_byte() {
+    let _report = CaseReport;
     // A text file that happens to sit at the database's path.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("offline_sync.db"), "hello, I am a config file\n").unwrap();
@@ -590,6 +637,7 @@ async fn an_empty_text_file_or_a_foreign_header_is_refused_and_left_byte_for_byt
         "{error:?}"
     );
     assert_eq!(files(dir.path()), before);
+    checked("a text file at the database path");
 
     // Our own database, re-marked as another application's (the header's
     // application_id at offset 68).
@@ -611,10 +659,12 @@ async fn an_empty_text_file_or_a_foreign_header_is_refused_and_left_byte_for_byt
     );
     assert!(error.to_string().contains("another application"), "{error}");
     assert_eq!(files(dir.path()), before);
+    checked("another application's database");
 }
 
 #[tokio::test]
 async fn a_database_from_a_newer_version_is_refused_and_left_byte_for_byte() {
+    let _report = CaseReport;
     let dir = tempfile::tempdir().unwrap();
     seeded_at_rest(dir.path()).await;
     // user_version lives at offset 60 of the header.
@@ -634,10 +684,12 @@ async fn a_database_from_a_newer_version_is_refused_and_left_byte_for_byte() {
     );
     assert!(error.to_string().contains("upgrade the app"), "{error}");
     assert_eq!(files(dir.path()), before);
+    checked("a database from a newer version");
 }
 
 #[tokio::test]
 async fn a_truncated_database_is_corrupt_and_left_byte_for_byte() {
+    let _report = CaseReport;
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path()).await;
     let big = json!({ "blob": "x".repeat(20_000) });
@@ -677,10 +729,12 @@ async fn a_truncated_database_is_corrupt_and_left_byte_for_byte() {
     assert_eq!(error.kind(), StoreErrorKind::Corrupt, "{error}");
     assert!(error.to_string().contains("restore it from a backup"), "{error}");
     assert_eq!(files(dir.path())[0], before[0], "the file was modified");
+    checked("a truncated database");
 }
 
 #[tokio::test]
 async fn a_directory_at_the_database_path_is_a_clear_error() {
+    let _report = CaseReport;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("offline_sync.db")).unwrap();
     let error = OfflineSync::builder(dir.path(), NOWHERE)
@@ -699,10 +753,12 @@ async fn a_directory_at_the_database_path_is_a_clear_error() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names.len(), 1, "nothing created beside it: {names:?}");
+    checked("a directory at the database path");
 }
 
 #[tokio::test]
 async fn a_missing_directory_is_a_clear_error_and_is_not_created() {
+    let _report = CaseReport;
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("not").join("there");
     let error = OfflineSync::builder(&missing, NOWHERE).build().await.unwrap_err();
@@ -713,6 +769,7 @@ async fn a_missing_directory_is_a_clear_error_and_is_not_created() {
     );
     assert!(error.to_string().contains("does not exist"), "{error}");
     assert!(!dir.path().join("not").exists());
+    checked("a missing directory");
 }
 
 /// A directory the process may not write to. Root ignores permission bits,
@@ -720,6 +777,7 @@ async fn a_missing_directory_is_a_clear_error_and_is_not_created() {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_read_only_directory_is_a_clear_error_and_nothing_is_created() {
+    let _report = CaseReport;
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let read_only = dir.path().join("ro");
@@ -739,11 +797,13 @@ async fn a_read_only_directory_is_a_clear_error_and_nothing_is_created() {
     );
     assert!(error.to_string().contains("not writable"), "{error}");
     assert!(!target.join("offline_sync.db").exists(), "nothing was created");
+    checked("a read-only directory");
     std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o700)).unwrap();
 }
 
 #[tokio::test]
 async fn a_full_disk_fails_the_save_and_changes_nothing() {
+    let _report = CaseReport;
     let dir = tempfile::tempdir().unwrap();
     let engine = OfflineSync::builder(dir.path(), NOWHERE)
         .options(manual())
@@ -773,6 +833,7 @@ async fn a_full_disk_fails_the_save_and_changes_nothing() {
         }
     }
     assert!(full, "the page limit was never reached");
+    checked("a full disk");
     // Space freed by a delete of a pending create: the store goes on.
     engine
         .save("tasks", "0", json!({}), SyncOperation::Delete)
@@ -783,6 +844,7 @@ async fn a_full_disk_fails_the_save_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_database_held_by_another_engine_is_in_use_and_unchanged() {
+    let _report = CaseReport;
     let dir = tempfile::tempdir().unwrap();
     let first = seeded(dir.path()).await;
     let before = snapshot(&first).await;
@@ -794,6 +856,7 @@ async fn a_database_held_by_another_engine_is_in_use_and_unchanged() {
     assert_eq!(open_store_kind(&error), Some(StoreErrorKind::InUse), "{error:?}");
     assert!(error.to_string().contains("close that one first"), "{error}");
     assert_eq!(snapshot(&first).await, before);
+    checked("a database held by another engine");
     // The holder is unaffected.
     first
         .save("tasks", "9", json!({"t": 9}), SyncOperation::Create)
@@ -807,6 +870,7 @@ async fn a_database_held_by_another_engine_is_in_use_and_unchanged() {
 /// documents and the queued changes stay exactly as they were.
 #[tokio::test]
 async fn a_server_answering_garbage_fails_the_attempt_and_keeps_the_local_state() {
+    let _report = CaseReport;
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/health"))
@@ -936,6 +1000,7 @@ async fn a_server_answering_garbage_fails_the_attempt_and_keeps_the_local_state(
         );
         let item = engine.queue_item(entity, "1").await.unwrap().unwrap();
         assert_eq!(item.status, SyncStatus::Failed, "{entity}: {item:#?}");
+        checked(&format!("a server answering {entity}"));
         assert_eq!(item.last_error_kind, Some(*kind), "{entity}: {item:#?}");
         let message = item.last_error.clone().unwrap_or_default();
         assert!(
@@ -960,6 +1025,7 @@ async fn a_server_answering_garbage_fails_the_attempt_and_keeps_the_local_state(
 /// update: the same typed failures, nothing replaced locally.
 #[tokio::test]
 async fn garbage_answers_to_fetches_and_updates_keep_the_local_state() {
+    let _report = CaseReport;
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/health"))
@@ -1016,6 +1082,7 @@ async fn garbage_answers_to_fetches_and_updates_keep_the_local_state() {
             item.last_error.as_deref().unwrap_or_default().contains(words),
             "{item:#?}"
         );
+        checked(&format!("a fetch answered with {words}"));
     }
     with_resolver.close().await;
 
@@ -1045,5 +1112,6 @@ async fn garbage_answers_to_fetches_and_updates_keep_the_local_state() {
             .contains("not an object"),
         "{item:#?}"
     );
+    checked("an update answered with a JSON array");
     engine.close().await;
 }

@@ -11,11 +11,15 @@
 //! - `bench [SCENARIO...] [--smoke]`: benchmarks against baselines measured
 //!   in the same run (release build; `--smoke` runs tiny sizes in a debug
 //!   build, only to keep the benchmarks compiling and running).
+//! - `chaos [--kills N] [--seed S]`: the reliability suite with N process
+//!   kills (default 50, as in CI) and one seed, reported in
+//!   `docs/reliability.md`.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod chaos;
 mod table;
 mod tidy;
 
@@ -26,13 +30,17 @@ tasks:
   demo   run the end-to-end demo (local REST server, offline saves, live drain)
   table  print the queue-coalescing table, computed by sync-core
   bench [store] [net] [engine] [--smoke]
-         benchmarks with baselines measured in the same run, printed as ratios";
+         benchmarks with baselines measured in the same run, printed as ratios
+  chaos [--kills N] [--seed S]
+         the reliability suite (kills, faults, lost responses, bad input, security);
+         writes docs/reliability.md";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") if args.len() == 1 => ci(),
         Some("bench") => bench(&args[1..]),
+        Some("chaos") => chaos::chaos(&args[1..]),
         Some("demo") if args.len() == 1 => run(
             "demo",
             cargo().args(["run", "--quiet", "--package", "sync-facade", "--example", "demo"]),

@@ -1,0 +1,262 @@
+//! `cargo xtask chaos [--kills N] [--seed S]`: the reliability suite at a
+//! chosen strength, and its report in `docs/reliability.md`.
+//!
+//! The suite's tests (`tests/tests/{kill,faults,bad_input,security}.rs`)
+//! run in CI too, with 50 kills and a fresh seed each run; here they run
+//! with the given number of kills and one seed for every scenario, and
+//! each scenario appends a JSON line with its figures to a report file
+//! (`SYNC_CHAOS_REPORT`), which this task turns into the table.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::{cargo, run, workspace_root};
+
+/// The test files of the suite.
+const SUITE: [&str; 4] = ["kill", "faults", "bad_input", "security"];
+
+/// The kills of a run when `--kills` is not given: as in CI.
+const DEFAULT_KILLS: u64 = 50;
+
+/// Runs the suite and writes the report.
+pub(crate) fn chaos(args: &[String]) -> Result<(), String> {
+    let options = Options::parse(args)?;
+    let report_file = std::env::temp_dir().join(format!(
+        "sync-chaos-{}-{}.jsonl",
+        std::process::id(),
+        options.seed
+    ));
+    // A stale file of an earlier run with the same name would add its lines.
+    let _removed = std::fs::remove_file(&report_file);
+    eprintln!(
+        "chaos: seed {} (replay with --seed {0}), {} kills",
+        options.seed, options.kills
+    );
+    let mut command = cargo();
+    command.args(["test", "--package", "sync-e2e-tests"]);
+    for test in SUITE {
+        command.args(["--test", test]);
+    }
+    command
+        .args(["--", "--test-threads", "2"])
+        .env("SYNC_CHAOS_SEED", options.seed.to_string())
+        .env("SYNC_CHAOS_KILLS", options.kills.to_string())
+        .env("SYNC_CHAOS_REPORT", &report_file);
+    run("reliability suite", &mut command)?;
+    let lines = std::fs::read_to_string(&report_file).map_err(|error| {
+        format!(
+            "cannot read the suite's report {}: {error}",
+            report_file.display()
+        )
+    })?;
+    let _removed = std::fs::remove_file(&report_file);
+    let scenarios = parse_lines(&lines)?;
+    let markdown = render(&options, &scenarios, &today());
+    print!("{markdown}");
+    let path = workspace_root().join("docs").join("reliability.md");
+    write(&path, &markdown)
+}
+
+#[derive(Debug)]
+struct Options {
+    kills: u64,
+    seed: u64,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut options = Self {
+            kills: DEFAULT_KILLS,
+            seed: fresh_seed(),
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let mut number = |name: &str| -> Result<u64, String> {
+                args.next()
+                    .and_then(|value| value.parse().ok())
+                    .ok_or_else(|| format!("{name} needs a number, as in `cargo xtask chaos {name} 200`"))
+            };
+            match arg.as_str() {
+                "--kills" => options.kills = number("--kills")?,
+                "--seed" => options.seed = number("--seed")?,
+                other => {
+                    return Err(format!(
+                        "chaos: unknown argument {other:?}; use --kills N and --seed S"
+                    ));
+                }
+            }
+        }
+        if options.kills == 0 {
+            return Err("chaos: --kills must be at least 1".to_owned());
+        }
+        Ok(options)
+    }
+}
+
+/// A seed from the clock: every run explores new schedules; the report
+/// and the failure messages print it for replay.
+fn fresh_seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    u64::from(nanos) % 1_000_000_007
+}
+
+/// One scenario's figures, summed over its report lines.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Figures {
+    runs: u64,
+    kills: u64,
+    operations: u64,
+    faults: u64,
+    requests: u64,
+    bad_inputs: u64,
+    lost: u64,
+    duplicated: u64,
+}
+
+fn parse_lines(lines: &str) -> Result<BTreeMap<String, Figures>, String> {
+    let mut scenarios: BTreeMap<String, Figures> = BTreeMap::new();
+    for line in lines.lines().filter(|line| !line.trim().is_empty()) {
+        let value: Value =
+            serde_json::from_str(line).map_err(|error| format!("a bad report line {line:?}: {error}"))?;
+        let name = value["scenario"]
+            .as_str()
+            .ok_or_else(|| format!("a report line without a scenario: {line}"))?;
+        // Scenarios run per fault report as "fault <name>": one row for all.
+        let row = if name.starts_with("fault ") {
+            "each fault alone"
+        } else {
+            name
+        };
+        let figures = scenarios.entry(row.to_owned()).or_default();
+        let number = |field: &str| value[field].as_u64().unwrap_or(0);
+        figures.runs += 1;
+        figures.kills += number("kills");
+        figures.operations += number("operations");
+        figures.faults += number("faults");
+        figures.requests += number("requests");
+        figures.bad_inputs += number("cases");
+        figures.lost += number("lost");
+        figures.duplicated += number("duplicated");
+    }
+    if scenarios.is_empty() {
+        return Err("the suite reported no scenario: were the tests filtered out?".to_owned());
+    }
+    Ok(scenarios)
+}
+
+fn render(options: &Options, scenarios: &BTreeMap<String, Figures>, date: &str) -> String {
+    let total = |field: fn(&Figures) -> u64| scenarios.values().map(field).sum::<u64>();
+    let mut out = String::new();
+    out.push_str("# Reliability report\n\n");
+    out.push_str(
+        "Written by `cargo xtask chaos` (the suite of issue 6: `tests/tests/{kill,faults,bad_input,security}.rs`).\n\
+         CI runs the same tests on every change, with 50 kills and a fresh seed.\n\n",
+    );
+    out.push_str(&format!(
+        "- date: {date}; seed: {} (replay: `cargo xtask chaos --kills {} --seed {0}`)\n",
+        options.seed, options.kills
+    ));
+    out.push_str(&format!(
+        "- kills survived: {}\n- operations checked: {}\n- faults injected: {}\n- bad inputs tried: {}\n\
+         - **lost: {}, duplicated: {}**\n\n",
+        total(|f| f.kills),
+        total(|f| f.operations),
+        total(|f| f.faults),
+        total(|f| f.bad_inputs),
+        total(|f| f.lost),
+        total(|f| f.duplicated),
+    ));
+    out.push_str("| scenario | runs | kills | operations | faults injected | requests | bad inputs | lost | duplicated |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (name, f) in scenarios {
+        out.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            f.runs, f.kills, f.operations, f.faults, f.requests, f.bad_inputs, f.lost, f.duplicated
+        ));
+    }
+    out.push_str(
+        "\nLost and duplicated are checked, not counted: each scenario compares the server with the local \
+         records and with the script's model, and counts every applied write per idempotency key and every \
+         create per record on the reference server's request log; a scenario with a loss or a duplicate \
+         fails, and then this report is not written.\n",
+    );
+    out
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    eprintln!("chaos: wrote {}", path.display());
+    Ok(())
+}
+
+/// Today's date (UTC) as `YYYY-MM-DD`, from the system clock.
+pub(crate) fn today() -> String {
+    let days = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() / 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_follow_the_calendar() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_782), (2026, 11, 25));
+    }
+
+    #[test]
+    fn report_lines_are_summed_per_scenario() {
+        let lines = r#"{"scenario":"kill","seed":1,"kills":50,"operations":550,"lost":0,"duplicated":0}
+{"scenario":"fault LoseResponse","seed":1,"operations":40,"faults":20,"lost":0,"duplicated":0}
+{"scenario":"fault Delay(2s)","seed":1,"operations":16,"faults":8,"lost":0,"duplicated":0}
+{"scenario":"bad input","seed":1,"cases":31}
+"#;
+        let scenarios = parse_lines(lines).unwrap();
+        assert_eq!(scenarios["kill"].kills, 50);
+        assert_eq!(scenarios["each fault alone"].runs, 2);
+        assert_eq!(scenarios["each fault alone"].faults, 28);
+        assert_eq!(scenarios["bad input"].bad_inputs, 31);
+        let text = render(&Options { kills: 50, seed: 1 }, &scenarios, "2026-11-25");
+        assert!(text.contains("- kills survived: 50\n"), "{text}");
+        assert!(text.contains("- bad inputs tried: 31\n"), "{text}");
+        assert!(text.contains("**lost: 0, duplicated: 0**"), "{text}");
+        assert!(text.contains("| each fault alone | 2 | 0 | 56 | 28 |"), "{text}");
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        let args = |list: &[&str]| list.iter().map(|arg| (*arg).to_owned()).collect::<Vec<_>>();
+        let options = Options::parse(&args(&["--kills", "200", "--seed", "7"])).unwrap();
+        assert_eq!((options.kills, options.seed), (200, 7));
+        assert!(Options::parse(&args(&["--kills"])).is_err());
+        assert!(Options::parse(&args(&["--kills", "0"])).is_err());
+        assert!(Options::parse(&args(&["--fast"])).is_err());
+        assert!(parse_lines("").is_err());
+        assert!(parse_lines("not json").is_err());
+    }
+}
