@@ -19,6 +19,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod bench;
 mod chaos;
 mod table;
 mod tidy;
@@ -29,8 +30,9 @@ tasks:
   ci     fmt check, clippy -D warnings, all tests, docs -D warnings
   demo   run the end-to-end demo (local REST server, offline saves, live drain)
   table  print the queue-coalescing table, computed by sync-core
-  bench [store] [net] [engine] [--smoke]
-         benchmarks with baselines measured in the same run, printed as ratios
+  bench [store] [net] [engine] [requests] [growth] [memory] [startup] [peers] [--smoke]
+         benchmarks with baselines measured in the same run, printed as ratios;
+         a full run rewrites docs/benchmarks.md; peers (benches/peers) never run in --smoke
   chaos [--kills N] [--seed S]
          the reliability suite (kills, faults, lost responses, bad input, security);
          writes docs/reliability.md";
@@ -39,7 +41,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") if args.len() == 1 => ci(),
-        Some("bench") => bench(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         Some("chaos") => chaos::chaos(&args[1..]),
         Some("demo") if args.len() == 1 => run(
             "demo",
@@ -97,17 +99,6 @@ fn nextest_installed() -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
-fn bench(args: &[String]) -> Result<(), String> {
-    let smoke = args.iter().any(|arg| arg == "--smoke");
-    let mut command = cargo();
-    command.args(["run", "--quiet", "--package", "sync-bench"]);
-    if !smoke {
-        command.arg("--release");
-    }
-    command.arg("--").args(args);
-    run("sync-bench", &mut command)
-}
-
 fn ci() -> Result<(), String> {
     run(
         "cargo fmt --all --check",
@@ -149,7 +140,7 @@ fn ci() -> Result<(), String> {
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     // Keeps the benchmarks compiling and running; sizes are tiny.
-    bench(&["--smoke".to_owned()])?;
+    bench::bench(&["--smoke".to_owned()])?;
     // The demo checks that the server ends with the local state; it fails
     // (non-zero) if not.
     run(

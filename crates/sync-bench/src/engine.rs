@@ -7,28 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use async_trait::async_trait;
 use serde_json::json;
-use sync_core::{BoxStream, ConnectivityMonitor, LocalChange, SyncOperation, SyncStore, Timestamp};
+use sync_core::{LocalChange, SyncOperation, SyncStore, Timestamp};
 use sync_engine::{OfflineSyncEngine, OfflineSyncOptions};
 use sync_net::HttpSyncApiAdapter;
 use sync_store_sqlite::SqliteStore;
 
-use crate::report::{Report, Row};
-
-/// Always online: the benchmark measures sending, not probing.
-struct Online;
-
-#[async_trait]
-impl ConnectivityMonitor for Online {
-    async fn is_connected(&self) -> bool {
-        true
-    }
-
-    fn changes(&self) -> BoxStream<bool> {
-        Box::pin(tokio_stream::once(true))
-    }
-}
+use crate::report::{Report, Row, Target};
 
 struct Drain {
     rate: f64,
@@ -72,11 +57,12 @@ async fn drain(
     options.sync_after_save = false;
     options.connectivity_check_interval = None;
     options.concurrency = concurrency;
-    let engine = OfflineSyncEngine::builder(store.clone(), Arc::new(adapter), Arc::new(Online))
-        .options(options)
-        .build()
-        .await
-        .map_err(|e| e.to_string())?;
+    let engine =
+        OfflineSyncEngine::builder(store.clone(), Arc::new(adapter), Arc::new(crate::common::Online))
+            .options(options)
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
     let statements = store.statement_count();
     let requests_before = requests.load(Ordering::Relaxed);
     let started = Instant::now();
@@ -125,7 +111,7 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
         baseline_name: "bare hyper client, same POSTs".into(),
         baseline: bare,
         unit: "items/s",
-        target: Some(0.7),
+        target: Some(Target::RatioAtLeast(0.7)),
     });
     report.fact(format!(
         "engine drain: {:.2} store statements and {:.1} requests per synced item (sequential)",

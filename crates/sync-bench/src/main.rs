@@ -2,24 +2,81 @@
 //! engine and its baselines in the same run and prints ratios, because
 //! absolute times on a shared machine are noise and side-by-side ratios are
 //! not.
+//!
+//! `sync-bench [SCENARIO...] [--smoke] [--peers-file PATH]`; with no
+//! scenario, all run, and a full (non-smoke) run of all rewrites
+//! `docs/benchmarks.md`.
 #![deny(missing_docs)]
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod common;
+mod doc;
 mod engine;
+mod growth;
+mod memory;
 mod net;
+mod peers;
 mod report;
+mod requests;
+mod startup;
 mod store;
+
+/// Every scenario, in the order a full run takes them.
+const KNOWN: [&str; 8] = [
+    "store", "net", "engine", "requests", "growth", "memory", "startup", "peers",
+];
+
+struct Args {
+    smoke: bool,
+    peers_file: Option<PathBuf>,
+    scenarios: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Args, String> {
+    let mut parsed = Args {
+        smoke: false,
+        peers_file: None,
+        scenarios: Vec::new(),
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--smoke" => parsed.smoke = true,
+            "--peers-file" => {
+                parsed.peers_file = Some(args.next().ok_or("--peers-file needs a path")?.into());
+            }
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag:?}")),
+            scenario if KNOWN.contains(&scenario) => parsed.scenarios.push(scenario.to_owned()),
+            unknown => {
+                return Err(format!(
+                    "unknown scenario {unknown:?}; known: {}",
+                    KNOWN.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+async fn scenario(name: &str, report: &mut report::Report, args: &Args) -> Result<(), String> {
+    let smoke = args.smoke;
+    match name {
+        "store" => store::run(report, smoke).await,
+        "net" => net::run(report, smoke).await,
+        "engine" => engine::run(report, smoke).await,
+        "requests" => requests::run(report, smoke).await,
+        "growth" => growth::run(report, smoke).await,
+        "memory" => memory::run(report, smoke).await,
+        "startup" => startup::run(report, smoke).await,
+        "peers" => peers::run(report, smoke, args.peers_file.as_deref()).await,
+        other => Err(format!("unknown scenario {other:?}")),
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let smoke = args.iter().any(|arg| arg == "--smoke");
-    let scenarios: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|arg| !arg.starts_with("--"))
-        .collect();
-    let all = scenarios.is_empty();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -31,38 +88,50 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    const KNOWN: [&str; 3] = ["store", "net", "engine"];
-    if let Some(unknown) = scenarios.iter().find(|s| !KNOWN.contains(s)) {
-        eprintln!(
-            "sync-bench: unknown scenario {unknown:?}; known: {}",
-            KNOWN.join(", ")
-        );
-        return ExitCode::FAILURE;
+    // The memory scenario's child process.
+    if args.first().map(String::as_str) == Some(memory::CHILD) {
+        return match runtime.block_on(memory::child(&args[1..])) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("sync-bench {}: {error}", memory::CHILD);
+                ExitCode::FAILURE
+            }
+        };
     }
+    let args = match parse(&args) {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("sync-bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let all = args.scenarios.is_empty();
     let mut report = report::Report::default();
-    if (all || scenarios.contains(&"store"))
-        && let Err(error) = runtime.block_on(store::run(&mut report, smoke))
-    {
-        eprintln!("sync-bench store: {error}");
-        return ExitCode::FAILURE;
+    for name in KNOWN {
+        if (all || args.scenarios.iter().any(|s| s == name))
+            && let Err(error) = runtime.block_on(scenario(name, &mut report, &args))
+        {
+            eprintln!("sync-bench {name}: {error}");
+            return ExitCode::FAILURE;
+        }
     }
-    if (all || scenarios.contains(&"net"))
-        && let Err(error) = runtime.block_on(net::run(&mut report, smoke))
-    {
-        eprintln!("sync-bench net: {error}");
-        return ExitCode::FAILURE;
+    print!("{}", report.render(args.smoke));
+    if all && !args.smoke {
+        match doc::write(&report) {
+            Ok(path) => eprintln!("sync-bench: wrote {}", path.display()),
+            Err(error) => {
+                eprintln!("sync-bench: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
-    if (all || scenarios.contains(&"engine"))
-        && let Err(error) = runtime.block_on(engine::run(&mut report, smoke))
-    {
-        eprintln!("sync-bench engine: {error}");
-        return ExitCode::FAILURE;
-    }
-    print!("{}", report.render(smoke));
-    if smoke || report.all_met() {
+    if args.smoke || report.all_met() {
         ExitCode::SUCCESS
     } else {
-        eprintln!("sync-bench: some targets were missed (see the table)");
+        eprintln!(
+            "sync-bench: some targets were missed (see the table): {}",
+            report.missed().join("; ")
+        );
         ExitCode::FAILURE
     }
 }

@@ -20,7 +20,7 @@ use sync_core::{OperationId, SyncApiAdapter};
 use sync_net::HttpSyncApiAdapter;
 use tokio::net::TcpListener;
 
-use crate::report::{Report, Row};
+use crate::report::{Report, Row, Target};
 
 /// A loopback server answering every request with `201 {"ok":true}` after
 /// reading its body; the counter holds how many requests it answered.
@@ -126,7 +126,7 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
         baseline_name: "bare hyper client, TCP_NODELAY as the adapter".into(),
         baseline: bare,
         unit: "requests/s",
-        target: Some(0.9),
+        target: Some(Target::RatioAtLeast(0.9)),
     });
     // The adapter sets TCP_NODELAY so that a body larger than one segment is
     // never held back by Nagle waiting for a delayed ACK on a real network;

@@ -1,6 +1,18 @@
-//! The table of results: engine figure, baseline figure, ratio, target.
+//! The table of results: engine figure, baseline figure, ratio, target;
+//! plain facts under it; and the curves behind a plot.
 
 use std::fmt::Write;
+
+/// What a row must reach to pass.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target {
+    /// engine / baseline at least this (rates: higher is better).
+    RatioAtLeast(f64),
+    /// engine / baseline at most this (times, counts: lower is better).
+    RatioAtMost(f64),
+    /// The engine figure itself at most this, in the row's unit.
+    ValueBelow(f64),
+}
 
 /// One comparison.
 pub(crate) struct Row {
@@ -10,8 +22,20 @@ pub(crate) struct Row {
     pub(crate) baseline_name: String,
     pub(crate) baseline: f64,
     pub(crate) unit: &'static str,
-    /// The minimum ratio engine / baseline, when there is a target.
-    pub(crate) target: Option<f64>,
+    /// What the row must reach, when there is a target.
+    pub(crate) target: Option<Target>,
+}
+
+/// A number with as many decimals as its size deserves.
+pub(crate) fn num(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude >= 100.0 || value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else if magnitude >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
 }
 
 impl Row {
@@ -24,8 +48,29 @@ impl Row {
     }
 
     fn met(&self) -> bool {
-        self.target.is_none_or(|target| self.ratio() >= target)
+        match self.target {
+            None => true,
+            Some(Target::RatioAtLeast(target)) => self.ratio() >= target,
+            Some(Target::RatioAtMost(target)) => self.ratio() <= target,
+            Some(Target::ValueBelow(target)) => self.engine < target,
+        }
     }
+
+    fn target_text(&self) -> String {
+        match self.target {
+            None => String::new(),
+            Some(Target::RatioAtLeast(target)) => format!("≥ {target}"),
+            Some(Target::RatioAtMost(target)) => format!("≤ {target}"),
+            Some(Target::ValueBelow(target)) => format!("engine < {} {}", num(target), self.unit),
+        }
+    }
+}
+
+/// One curve of a plot: a figure against a size.
+pub(crate) struct Curve {
+    pub(crate) name: String,
+    /// (size, figure) points, in increasing size.
+    pub(crate) points: Vec<(f64, f64)>,
 }
 
 /// All rows of a run, plus plain facts (counts) printed under the table.
@@ -33,17 +78,18 @@ impl Row {
 pub(crate) struct Report {
     rows: Vec<Row>,
     facts: Vec<String>,
+    pub(crate) curves: Vec<Curve>,
 }
 
 impl Report {
     pub(crate) fn row(&mut self, row: Row) {
         eprintln!(
-            "  {} [{}]: {:.0} vs {} {:.0} {} -> {:.2}",
+            "  {} [{}]: {} vs {} {} {} -> {:.2}",
             row.scenario,
             row.sizes,
-            row.engine,
+            num(row.engine),
             row.baseline_name,
-            row.baseline,
+            num(row.baseline),
             row.unit,
             row.ratio()
         );
@@ -59,6 +105,15 @@ impl Report {
         self.rows.iter().all(Row::met)
     }
 
+    /// The rows whose target was missed, by scenario.
+    pub(crate) fn missed(&self) -> Vec<&str> {
+        self.rows
+            .iter()
+            .filter(|row| !row.met())
+            .map(|row| row.scenario.as_str())
+            .collect()
+    }
+
     pub(crate) fn render(&self, smoke: bool) -> String {
         let mut out = String::new();
         if smoke {
@@ -69,20 +124,20 @@ impl Report {
         );
         for row in &self.rows {
             let target = match row.target {
-                Some(target) if smoke => format!("≥ {target} (not judged in a smoke run)"),
-                Some(target) if row.met() => format!("≥ {target} ✓"),
-                Some(target) => format!("≥ {target} ✗ MISSED"),
+                Some(_) if smoke => format!("{} (not judged in a smoke run)", row.target_text()),
+                Some(_) if row.met() => format!("{} ✓", row.target_text()),
+                Some(_) => format!("{} ✗ MISSED", row.target_text()),
                 None => "-".to_owned(),
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} {} | {}: {:.0} {} | {:.2} | {} |",
+                "| {} | {} | {} {} | {}: {} {} | {:.2} | {} |",
                 row.scenario,
                 row.sizes,
-                row.engine,
+                num(row.engine),
                 row.unit,
                 row.baseline_name,
-                row.baseline,
+                num(row.baseline),
                 row.unit,
                 row.ratio(),
                 target

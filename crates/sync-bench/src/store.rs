@@ -14,7 +14,7 @@ use sync_core::{FinishedAttempt, LocalChange, SyncOperation, SyncStore, Timestam
 use sync_store_sqlite::SqliteStore;
 use tokio_stream::StreamExt;
 
-use crate::report::{Report, Row};
+use crate::report::{Report, Row, Target};
 
 const QUEUE_COLUMNS: &str = "entity, id, operation, payload, status, retry_count, created_at, updated_at, \
      last_error, last_error_kind, version, operation_id, possibly_applied, in_flight, next_attempt_at, not_before";
@@ -371,7 +371,7 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
         baseline_name: "raw sqlx, same SQL".into(),
         baseline: raw,
         unit: "saves/s",
-        target: Some(0.85),
+        target: Some(Target::RatioAtLeast(0.85)),
     });
     report.row(Row {
         scenario: "store: single saves".into(),
@@ -405,7 +405,7 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
         baseline_name: "rusqlite, row by row".into(),
         baseline: physical,
         unit: "saves/s",
-        target: Some(0.3),
+        target: Some(Target::RatioAtLeast(0.3)),
     });
     report.row(Row {
         scenario: "store: batch save".into(),
@@ -438,7 +438,7 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
         baseline_name: "engine, 1 saver".into(),
         baseline: single_rate,
         unit: "saves/s",
-        target: Some(3.0),
+        target: Some(Target::RatioAtLeast(3.0)),
     });
 
     // 4. Statements per save and per attempt transition.
@@ -509,7 +509,7 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
         baseline_name: "same on 100 queued".into(),
         baseline: small,
         unit: "saves/s",
-        target: Some(0.8),
+        target: Some(Target::RatioAtLeast(0.8)),
     });
     Ok(())
 }

@@ -1,0 +1,113 @@
+//! `cargo xtask bench growth`: the cost per synced item as the queue
+//! grows. Drains 1 000, 10 000 and 100 000 queued creates through the
+//! engine with a no-op adapter (so only the engine's own cost is left),
+//! with no subscriber and with one `watch_queue` subscriber; the time per
+//! item should stay flat (the reference re-reads the whole queue on every
+//! change, which is O(N²) over a drain).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sync_store_sqlite::SqliteStore;
+use tokio_stream::StreamExt;
+
+use crate::common::{NoopAdapter, engine, filled_db, timed_drain};
+use crate::report::{Curve, Report, Row, Target};
+
+/// A drain longer than this is stopped and reported as a lower bound.
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// Microseconds per item for one drain of `count` items; `None` when the
+/// drain hit [`LIMIT`].
+async fn per_item(dir: &std::path::Path, count: usize, watch: bool) -> Result<Option<f64>, String> {
+    let path = filled_db(dir, &format!("growth-{count}-{watch}.db"), count, 200).await?;
+    let store = SqliteStore::open(&path).await.map_err(|e| e.to_string())?;
+    let adapter = Arc::new(NoopAdapter::default());
+    let engine = engine(Arc::new(store), adapter, 1).await?;
+    let watcher = if watch {
+        let mut stream = engine.watch_queue();
+        // The first value (one read of the whole queue) comes before the
+        // timed drain.
+        let first = stream.next().await.ok_or("watch_queue ended at once")?;
+        if first.len() != count {
+            return Err(format!(
+                "watch_queue started with {} of {count} items",
+                first.len()
+            ));
+        }
+        Some(tokio::spawn(async move {
+            let (mut values, mut items) = (0u64, 0u64);
+            while let Some(queue) = stream.next().await {
+                values += 1;
+                items += queue.len() as u64;
+            }
+            (values, items)
+        }))
+    } else {
+        None
+    };
+    let result = tokio::time::timeout(LIMIT, timed_drain(&engine, count)).await;
+    engine.close().await;
+    if let Some(watcher) = watcher {
+        let (values, items) = watcher.await.map_err(|e| e.to_string())?;
+        eprintln!("    watch_queue at {count}: {values} values, {items} items copied");
+    }
+    let _ = std::fs::remove_file(&path);
+    match result {
+        Ok(seconds) => Ok(Some(seconds? * 1e6 / count as f64)),
+        Err(_) => Ok(None),
+    }
+}
+
+pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> {
+    let sizes: [usize; 3] = if smoke {
+        [100, 300, 1_000]
+    } else {
+        [1_000, 10_000, 100_000]
+    };
+    eprintln!("growth benchmarks (drains of {sizes:?} queued creates, no-op adapter)");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    for (watch, name) in [(false, "no subscriber"), (true, "1 watch_queue subscriber")] {
+        let mut points = Vec::new();
+        for count in sizes {
+            match per_item(dir.path(), count, watch).await? {
+                Some(micros) => points.push((count as f64, micros)),
+                None => {
+                    report.fact(format!(
+                        "growth, {name}: the drain of {count} items took over {} s and was stopped \
+                         (> {} µs per item)",
+                        LIMIT.as_secs(),
+                        crate::report::num(LIMIT.as_secs_f64() * 1e6 / count as f64)
+                    ));
+                    points.push((count as f64, LIMIT.as_secs_f64() * 1e6 / count as f64));
+                    break;
+                }
+            }
+        }
+        let (Some(&(small_n, small)), Some(&(large_n, large))) = (points.first(), points.last()) else {
+            return Err("no growth point".into());
+        };
+        report.fact(format!(
+            "growth, {name}: µs per item {}",
+            points
+                .iter()
+                .map(|(n, us)| format!("{}: {}", *n as u64, crate::report::num(*us)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        report.row(Row {
+            scenario: format!("growth: cost per item, {name}"),
+            sizes: format!("drain of {} vs {} queued", large_n as u64, small_n as u64),
+            engine: large,
+            baseline_name: format!("same at {}", small_n as u64),
+            baseline: small,
+            unit: "µs/item",
+            target: Some(Target::RatioAtMost(1.5)),
+        });
+        report.curves.push(Curve {
+            name: name.to_owned(),
+            points,
+        });
+    }
+    Ok(())
+}
