@@ -614,6 +614,7 @@ async fn saves_during_flight_always_win_and_no_older_attempt_overwrites_a_newer_
     };
     let mut rng = Rng::new(seed);
     let mut saves = 0u64;
+    let mut last_saved: BTreeMap<String, Value> = BTreeMap::new();
     for seq in 0..600u64 {
         let id = format!("r{}", rng.below(6));
         let operation = if engine.get_record("tasks", &id).await.unwrap().is_some() {
@@ -625,6 +626,7 @@ async fn saves_during_flight_always_win_and_no_older_attempt_overwrites_a_newer_
             .save("tasks", &id, json!({"id": id, "seq": seq}), operation)
             .await
             .unwrap();
+        last_saved.insert(id.clone(), json!({"id": id, "seq": seq}));
         saves += 1;
         if rng.below(4) == 0 {
             tokio::time::sleep(Duration::from_millis(rng.below(8))).await;
@@ -644,6 +646,10 @@ async fn saves_during_flight_always_win_and_no_older_attempt_overwrites_a_newer_
         .into_iter()
         .map(|record| (record.id.as_str().to_owned(), Value::Object(record.data)))
         .collect();
+    assert_eq!(
+        local, last_saved,
+        "seed {seed}: the local documents must be the last saves"
+    );
     let remote = server.snapshot().get("tasks").cloned().unwrap_or_default();
     assert_eq!(
         remote, local,
