@@ -141,10 +141,6 @@ fn invalid(expected: impl Fn(&ValidationError) -> bool) -> impl Fn(&SyncError) -
     move |error| matches!(error, SyncError::Invalid(validation) if expected(validation))
 }
 
-fn store_kind(kind: StoreErrorKind) -> impl Fn(&SyncError) -> bool {
-    move |error| matches!(error, SyncError::Store(store) if store.kind() == kind)
-}
-
 fn open_store_kind(error: &OpenError) -> Option<StoreErrorKind> {
     match error {
         OpenError::Store(store) => Some(store.kind()),
@@ -379,7 +375,7 @@ async fn payloads_that_are_not_objects_or_too_large_are_rejected_and_change_noth
         &before,
         "payload over 1 MiB",
         result,
-        store_kind(StoreErrorKind::Invalid),
+        invalid(|error| matches!(error, ValidationError::PayloadTooLarge { .. })),
         "over the",
     )
     .await;
@@ -424,7 +420,7 @@ async fn payloads_that_are_not_objects_or_too_large_are_rejected_and_change_noth
         &before,
         "payload over max_payload_bytes",
         result,
-        store_kind(StoreErrorKind::Invalid),
+        invalid(|error| matches!(error, ValidationError::PayloadTooLarge { .. })),
         "64-byte limit",
     )
     .await;

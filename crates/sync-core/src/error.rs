@@ -364,6 +364,28 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// The [`ValidationError`] this error carries when the store refused a
+    /// change as invalid (a payload over its size limit, say), so upper
+    /// layers can report it as bad input; otherwise the error itself.
+    ///
+    /// # Errors
+    /// `self`, unchanged, when it does not carry a validation error.
+    pub fn into_validation_error(self) -> Result<ValidationError, Self> {
+        match self.source {
+            Some(source) if self.kind == StoreErrorKind::Invalid && source.is::<ValidationError>() => source
+                .downcast::<ValidationError>()
+                .map(|boxed| *boxed)
+                .map_err(|source| Self {
+                    kind: self.kind,
+                    message: self.message,
+                    source: Some(source),
+                }),
+            source => Err(Self { source, ..self }),
+        }
+    }
+}
+
 impl From<ValidationError> for StoreError {
     fn from(error: ValidationError) -> Self {
         Self::new(StoreErrorKind::Invalid, error.to_string()).with_source(error)
@@ -418,6 +440,19 @@ pub enum Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_validation_error_inside_a_store_error_can_be_taken_back_out() {
+        let store: StoreError = ValidationError::PayloadTooLarge { size: 10, max: 5 }.into();
+        assert!(matches!(
+            store.into_validation_error(),
+            Ok(ValidationError::PayloadTooLarge { size: 10, max: 5 })
+        ));
+        let other = StoreError::new(StoreErrorKind::Full, "disk full");
+        let back = other.into_validation_error().unwrap_err();
+        assert_eq!(back.kind(), StoreErrorKind::Full);
+        assert_eq!(back.message(), "disk full");
+    }
 
     #[test]
     fn possibly_applied_defaults_follow_the_kind() {

@@ -10,9 +10,10 @@ pub enum SyncError {
     /// JSON object.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    /// The local store failed.
+    /// The local store failed. (A change the store refused as invalid,
+    /// such as a payload over its size limit, is [`SyncError::Invalid`].)
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// A typed value could not be turned into JSON, or a stored document
     /// into the requested type.
     #[error("JSON conversion failed: {0}: check that the type matches the stored documents")]
@@ -26,4 +27,13 @@ pub enum SyncError {
          or close it first"
     )]
     StoreInUse,
+}
+
+impl From<StoreError> for SyncError {
+    fn from(error: StoreError) -> Self {
+        match error.into_validation_error() {
+            Ok(invalid) => Self::Invalid(invalid),
+            Err(error) => Self::Store(error),
+        }
+    }
 }
