@@ -17,9 +17,16 @@ use crate::report::{Curve, Report, Row, Target};
 /// A drain longer than this is stopped and reported as a lower bound.
 const LIMIT: Duration = Duration::from_secs(240);
 
-/// Microseconds per item for one drain of `count` items; `None` when the
-/// drain hit [`LIMIT`].
-async fn per_item(dir: &std::path::Path, count: usize, watch: bool) -> Result<Option<f64>, String> {
+/// One drain: microseconds per item (`None` when the drain hit
+/// [`LIMIT`]), and what the subscriber received.
+struct Drained {
+    micros: Option<f64>,
+    /// Values the `watch_queue` subscriber received during the drain.
+    values: u64,
+    seconds: f64,
+}
+
+async fn per_item(dir: &std::path::Path, count: usize, watch: bool) -> Result<Drained, String> {
     let path = filled_db(dir, &format!("growth-{count}-{watch}.db"), count, 200).await?;
     let store = SqliteStore::open(&path).await.map_err(|e| e.to_string())?;
     let adapter = Arc::new(NoopAdapter::default());
@@ -48,15 +55,22 @@ async fn per_item(dir: &std::path::Path, count: usize, watch: bool) -> Result<Op
     };
     let result = tokio::time::timeout(LIMIT, timed_drain(&engine, count)).await;
     engine.close().await;
+    let mut values = 0;
     if let Some(watcher) = watcher {
-        let (values, items) = watcher.await.map_err(|e| e.to_string())?;
-        eprintln!("    watch_queue at {count}: {values} values, {items} items copied");
+        let (received, items) = watcher.await.map_err(|e| e.to_string())?;
+        eprintln!("    watch_queue at {count}: {received} values, {items} items copied");
+        values = received;
     }
     let _ = std::fs::remove_file(&path);
-    match result {
-        Ok(seconds) => Ok(Some(seconds? * 1e6 / count as f64)),
-        Err(_) => Ok(None),
-    }
+    let seconds = match result {
+        Ok(seconds) => Some(seconds?),
+        Err(_) => None,
+    };
+    Ok(Drained {
+        micros: seconds.map(|seconds| seconds * 1e6 / count as f64),
+        values,
+        seconds: seconds.unwrap_or(LIMIT.as_secs_f64()),
+    })
 }
 
 pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> {
@@ -69,8 +83,17 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     for (watch, name) in [(false, "no subscriber"), (true, "1 watch_queue subscriber")] {
         let mut points = Vec::new();
+        let mut intervals = Vec::new();
         for count in sizes {
-            match per_item(dir.path(), count, watch).await? {
+            let drained = per_item(dir.path(), count, watch).await?;
+            if watch {
+                intervals.push(format!(
+                    "{count}: {} values, one every {} ms",
+                    drained.values,
+                    crate::report::num(drained.seconds * 1e3 / drained.values.max(1) as f64)
+                ));
+            }
+            match drained.micros {
                 Some(micros) => points.push((count as f64, micros)),
                 None => {
                     report.fact(format!(
@@ -95,6 +118,13 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+        if watch {
+            report.fact(format!(
+                "growth: the watch_queue subscriber during each drain (bursts coalesce, each value is a \
+                 copy of the whole queue): {}",
+                intervals.join("; ")
+            ));
+        }
         report.row(Row {
             scenario: format!("growth: cost per item, {name}"),
             sizes: format!("drain of {} vs {} queued", large_n as u64, small_n as u64),

@@ -41,12 +41,11 @@ async fn bare_start(path: &Path) -> Result<f64, String> {
         .connect_with(options)
         .await
         .map_err(|e| format!("sqlx open: {e}"))?;
-    let row: Option<(String, String, String)> = sqlx::query_as(
-        "SELECT entity, id, payload FROM queue WHERE status = 'pending' ORDER BY created_at, seq LIMIT 1",
-    )
-    .fetch_optional(&pool)
-    .await
-    .map_err(|e| format!("sqlx read: {e}"))?;
+    let row: Option<(String, String, String)> =
+        sqlx::query_as("SELECT entity, id, payload FROM queue ORDER BY created_at, seq LIMIT 1")
+            .fetch_optional(&pool)
+            .await
+            .map_err(|e| format!("sqlx read: {e}"))?;
     let millis = started.elapsed().as_secs_f64() * 1e3;
     pool.close().await;
     row.ok_or("the bare read found no queued row")?;
