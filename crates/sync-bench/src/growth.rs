@@ -85,7 +85,15 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
         let mut points = Vec::new();
         let mut intervals = Vec::new();
         for count in sizes {
-            let drained = per_item(dir.path(), count, watch).await?;
+            // Small drains are noisy (scheduling decides how many values the
+            // subscriber gets): best of two; the largest runs once.
+            let mut drained = per_item(dir.path(), count, watch).await?;
+            if count <= 10_000 {
+                let again = per_item(dir.path(), count, watch).await?;
+                if again.micros.unwrap_or(f64::MAX) < drained.micros.unwrap_or(f64::MAX) {
+                    drained = again;
+                }
+            }
             if watch {
                 intervals.push(format!(
                     "{count}: {} values, one every {} ms",
@@ -107,8 +115,22 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
                 }
             }
         }
-        let (Some(&(small_n, small)), Some(&(large_n, large))) = (points.first(), points.last()) else {
+        // Flat means no size costs more per item than the smallest: the
+        // worst larger size is judged, not only the largest.
+        let Some(&(small_n, small)) = points.first() else {
             return Err("no growth point".into());
+        };
+        let Some(&(worst_n, worst)) = points.iter().skip(1).max_by(|a, b| a.1.total_cmp(&b.1)) else {
+            return Err("a single growth point".into());
+        };
+        let largest_n = points.last().map_or(worst_n, |point| point.0);
+        let sizes = if worst_n == largest_n {
+            format!("drain of {} vs {} queued", worst_n as u64, small_n as u64)
+        } else {
+            format!(
+                "worst size: drain of {} (largest: {}) vs {} queued",
+                worst_n as u64, largest_n as u64, small_n as u64
+            )
         };
         report.fact(format!(
             "growth, {name}: µs per item {}",
@@ -127,8 +149,8 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
         }
         report.row(Row {
             scenario: format!("growth: cost per item, {name}"),
-            sizes: format!("drain of {} vs {} queued", large_n as u64, small_n as u64),
-            engine: large,
+            sizes,
+            engine: worst,
             baseline_name: format!("same at {}", small_n as u64),
             baseline: small,
             unit: "µs/item",
