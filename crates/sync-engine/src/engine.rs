@@ -165,6 +165,14 @@ pub(crate) struct Inner {
     lease: std::sync::Mutex<Option<StoreLease>>,
 }
 
+/// The smallest and largest pages a pass claims. A pass starts small and
+/// doubles its page after each full one (a backlog is draining), because
+/// every claim and every recording is a store round trip whose cost a
+/// bigger page shares out; the cap bounds the items claimed but not yet
+/// sent (each costs a check after a crash, or when saved to meanwhile).
+const MIN_PAGE: usize = 4;
+const MAX_PAGE: usize = 64;
+
 /// The stores driven by a live engine of this process, by address.
 static DRIVEN_STORES: std::sync::Mutex<std::collections::BTreeSet<usize>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -362,7 +370,10 @@ impl OfflineSyncEngine {
         Ok(self.inner.store.queue_item(&key).await?)
     }
 
-    /// An entity's documents, now and after every change, newest first.
+    /// An entity's documents, now and after changes, newest first. Bursts
+    /// are coalesced, and long lists get a value per 1/64 of their length
+    /// in changes (copying the list then costs the same per change at any
+    /// length); the latest state always follows within 50 ms of a pause.
     ///
     /// # Errors
     /// [`SyncError::Invalid`] for a bad entity name.
@@ -370,7 +381,10 @@ impl OfflineSyncEngine {
         Ok(watch::records(Arc::clone(&self.inner), EntityName::new(entity)?))
     }
 
-    /// The queue, now and after every change (bursts are coalesced).
+    /// The queue, now and after changes: as [`Self::watch_records`],
+    /// bursts are coalesced and a long queue gets a value per 1/64 of its
+    /// length in changes; the latest state always follows within 50 ms of a
+    /// pause. [`Self::watch_item_status`] follows one item at every change.
     #[must_use]
     pub fn watch_queue(&self) -> BoxStream<Vec<SyncQueueItem>> {
         watch::queue(Arc::clone(&self.inner))
@@ -681,10 +695,11 @@ impl SyncManager {
         online
     }
 
-    /// How many items to claim at once: the free slots plus a small
-    /// lookahead, so claimed-but-unsent items stay few.
-    fn page_size(&self) -> usize {
-        (self.inner.options.concurrency * 4).clamp(4, 64)
+    /// How many items the first claim of a pass takes: the free slots plus
+    /// a small lookahead, so claimed-but-unsent items stay few when the app
+    /// saves a handful of changes.
+    fn first_page_size(&self) -> usize {
+        (self.inner.options.concurrency * 4).clamp(MIN_PAGE, MAX_PAGE)
     }
 
     /// Releases tickets left by an abandoned run: their requests may have
@@ -744,6 +759,7 @@ impl SyncManager {
             // is on the wire: the store's writes overlap the requests. Until
             // recorded, those items stay in flight, so nothing overtakes them.
             let mut unrecorded: Vec<FinishedAttempt> = Vec::new();
+            let mut page = self.first_page_size();
             while !inner.closed.load(Ordering::SeqCst) {
                 // Registered before looking, so no wakeup falls in between.
                 let woken = inner.wake.notified();
@@ -751,10 +767,12 @@ impl SyncManager {
                 tokio::pin!(woken, new_work);
                 woken.as_mut().enable();
                 new_work.as_mut().enable();
-                let tickets = inner
-                    .store
-                    .claim_ready(inner.clock.now(), self.page_size())
-                    .await?;
+                let tickets = inner.store.claim_ready(inner.clock.now(), page).await?;
+                page = if tickets.len() == page {
+                    (page * 2).min(MAX_PAGE)
+                } else {
+                    self.first_page_size()
+                };
                 if tickets.is_empty() {
                     if !unrecorded.is_empty() {
                         // Failed items get their retry timers once recorded.

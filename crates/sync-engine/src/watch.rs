@@ -3,8 +3,16 @@
 //! Each stream subscribes to store events before its one initial read, then
 //! keeps a snapshot current from events (O(log n) each) instead of
 //! re-reading, and coalesces a burst of events into one value.
+//!
+//! A list value costs a copy of the whole list, so list streams also hold
+//! values back in proportion to the list's length: at most one value per
+//! `len / VALUES_PER_LENGTH` changes, which keeps the copying per change
+//! constant however long the list grows. A change held back is delivered
+//! as soon as events pause for [`QUIET_DELIVERY`], so the last value always
+//! arrives.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sync_core::snapshot::{Applied, QueueSnapshot, RecordsSnapshot};
 use sync_core::{BoxStream, EntityName, RecordKey, StoreEvent, SyncStatus};
@@ -13,6 +21,12 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::engine::Inner;
+
+/// List values per list length's worth of changes (see the module docs).
+const VALUES_PER_LENGTH: usize = 64;
+
+/// How long events must pause before a held-back value is delivered.
+pub(crate) const QUIET_DELIVERY: Duration = Duration::from_millis(50);
 
 /// Runs `body` in a task feeding a stream; the task ends when the stream is
 /// dropped (the send fails) or the engine closes.
@@ -72,6 +86,7 @@ trait Followed: Send + 'static {
     type Item: Send + 'static;
     fn apply(&mut self, event: &StoreEvent) -> Applied;
     fn to_vec(&self) -> Vec<Self::Item>;
+    fn len(&self) -> usize;
 }
 
 impl Followed for QueueSnapshot {
@@ -82,6 +97,9 @@ impl Followed for QueueSnapshot {
     fn to_vec(&self) -> Vec<Self::Item> {
         QueueSnapshot::to_vec(self)
     }
+    fn len(&self) -> usize {
+        QueueSnapshot::len(self)
+    }
 }
 
 impl Followed for RecordsSnapshot {
@@ -91,6 +109,9 @@ impl Followed for RecordsSnapshot {
     }
     fn to_vec(&self) -> Vec<Self::Item> {
         RecordsSnapshot::to_vec(self)
+    }
+    fn len(&self) -> usize {
+        RecordsSnapshot::len(self)
     }
 }
 
@@ -113,23 +134,44 @@ where
         if sender.send(snapshot.to_vec()).await.is_err() {
             return;
         }
-        while let Some(burst) = next_or_end(&mut events, &sender, &mut shutdown).await {
-            let mut changed = false;
+        // Changes applied since the last value sent.
+        let mut held: usize = 0;
+        loop {
+            let next = next_or_end(&mut events, &sender, &mut shutdown);
+            let burst = if held == 0 {
+                next.await
+            } else {
+                match tokio::time::timeout(QUIET_DELIVERY, next).await {
+                    Ok(burst) => burst,
+                    // Events paused: deliver what was held back.
+                    Err(_) => {
+                        held = 0;
+                        if sender.send(snapshot.to_vec()).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            };
+            let Some(burst) = burst else { return };
             for event in &burst {
                 match snapshot.apply(event) {
-                    Applied::Changed => changed = true,
+                    Applied::Changed => held += 1,
                     Applied::Unchanged => {}
                     Applied::Resync => {
                         let Some(fresh) = read(Arc::clone(&inner)).await else {
                             return;
                         };
                         snapshot = fresh;
-                        changed = true;
+                        held += 1;
                     }
                 }
             }
-            if changed && sender.send(snapshot.to_vec()).await.is_err() {
-                return;
+            if held > 0 && held >= snapshot.len() / VALUES_PER_LENGTH {
+                held = 0;
+                if sender.send(snapshot.to_vec()).await.is_err() {
+                    return;
+                }
             }
         }
     })

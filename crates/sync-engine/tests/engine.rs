@@ -869,3 +869,42 @@ async fn a_second_engine_over_the_same_store_is_refused_while_the_first_lives() 
     );
     rebuilt.close().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_long_queue_is_watched_at_a_cost_per_change_that_does_not_grow_and_ends_current() {
+    const ITEMS: usize = 2048;
+    let rig = rig().await;
+    for id in 0..ITEMS {
+        rig.engine
+            .save("tasks", &id.to_string(), json!({"v": 0}), SyncOperation::Create)
+            .await
+            .unwrap();
+    }
+    let mut queue = rig.engine.watch_queue();
+    assert_eq!(queue.next().await.unwrap().len(), ITEMS);
+    let watcher = tokio::spawn(async move {
+        let mut values = 0;
+        loop {
+            let value = tokio::time::timeout(Duration::from_secs(5), queue.next())
+                .await
+                .expect("the latest state must arrive after a pause")
+                .unwrap();
+            values += 1;
+            if value.iter().all(|item| item.payload["v"] == 1) {
+                return values;
+            }
+        }
+    });
+    // One change at a time, each seen by the watcher on its own.
+    for id in 0..ITEMS {
+        rig.engine
+            .save("tasks", &id.to_string(), json!({"v": 1}), SyncOperation::Update)
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    let values = watcher.await.unwrap();
+    // One value per 1/64 of the length in changes: about 64, however long
+    // the queue; one value per change would be 2048.
+    assert!(values <= 64 + 2, "{values} values for {ITEMS} changes");
+}
