@@ -371,7 +371,7 @@ impl OfflineSyncEngine {
     }
 
     /// An entity's documents, now and after changes, newest first. Bursts
-    /// are coalesced, and long lists get a value per 1/64 of their length
+    /// are coalesced, and long lists get a value per 1/8 of their length
     /// in changes (copying the list then costs the same per change at any
     /// length); the latest state always follows within 50 ms of a pause.
     ///
@@ -382,7 +382,7 @@ impl OfflineSyncEngine {
     }
 
     /// The queue, now and after changes: as [`Self::watch_records`],
-    /// bursts are coalesced and a long queue gets a value per 1/64 of its
+    /// bursts are coalesced and a long queue gets a value per 1/8 of its
     /// length in changes; the latest state always follows within 50 ms of a
     /// pause. [`Self::watch_item_status`] follows one item at every change.
     #[must_use]

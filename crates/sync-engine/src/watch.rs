@@ -22,8 +22,11 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::engine::Inner;
 
-/// List values per list length's worth of changes (see the module docs).
-const VALUES_PER_LENGTH: usize = 64;
+/// List values per list length's worth of changes (see the module docs):
+/// each change then costs this many item copies at most, little enough
+/// for a subscriber to keep up with a drain's events (one that falls
+/// behind by the store's event buffer must re-read the whole list).
+const VALUES_PER_LENGTH: usize = 8;
 
 /// How long events must pause before a held-back value is delivered.
 pub(crate) const QUIET_DELIVERY: Duration = Duration::from_millis(50);
@@ -156,14 +159,15 @@ where
             let Some(burst) = burst else { return };
             for event in &burst {
                 match snapshot.apply(event) {
-                    Applied::Changed => held += 1,
+                    Applied::Changed => held = held.saturating_add(1),
                     Applied::Unchanged => {}
                     Applied::Resync => {
                         let Some(fresh) = read(Arc::clone(&inner)).await else {
                             return;
                         };
                         snapshot = fresh;
-                        held += 1;
+                        // Re-read at a full list's cost: deliver it now.
+                        held = usize::MAX;
                     }
                 }
             }

@@ -904,7 +904,7 @@ async fn a_long_queue_is_watched_at_a_cost_per_change_that_does_not_grow_and_end
         tokio::task::yield_now().await;
     }
     let values = watcher.await.unwrap();
-    // One value per 1/64 of the length in changes: about 64, however long
+    // One value per 1/8 of the length in changes: about 8, however long
     // the queue; one value per change would be 2048.
-    assert!(values <= 64 + 2, "{values} values for {ITEMS} changes");
+    assert!(values <= 8 + 2, "{values} values for {ITEMS} changes");
 }
