@@ -15,13 +15,17 @@ pub(crate) enum Sent {
     Failed(sync_core::ApiError),
 }
 
-/// The document to keep locally: the server's answer when it sent a
-/// non-empty one, else the resolver's choice when it differs from what was
-/// saved locally.
+/// The document to keep locally, if it must change: the server's answer
+/// when it sent a non-empty one other than the local copy, else the
+/// resolver's choice when it differs from the local copy.
 fn applied(server: Option<JsonObject>, resolved: Option<JsonObject>, local: &JsonObject) -> Sent {
-    let replace_local_with = server
-        .filter(|data| !data.is_empty())
-        .or_else(|| resolved.filter(|data| data != local));
+    let replace_local_with = match server.filter(|data| !data.is_empty()) {
+        // An echo of what was sent leaves the document as it is: rewriting
+        // it would cost a store write per synced item for nothing.
+        Some(data) if data == *local => None,
+        Some(data) => Some(data),
+        None => resolved.filter(|data| data != local),
+    };
     Sent::Applied(AttemptOutcome::Applied { replace_local_with })
 }
 
