@@ -31,6 +31,56 @@ const VALUES_PER_LENGTH: usize = 8;
 /// How long events must pause before a held-back value is delivered.
 pub(crate) const QUIET_DELIVERY: Duration = Duration::from_millis(50);
 
+/// How far a list stream's copy of events may run ahead of the stream
+/// before the stream must re-read its list. Copying a long list takes a
+/// while, and a drain produces events meanwhile; the store's own buffer is
+/// shared by every subscriber and kept small.
+const RELAY_BUFFER: usize = 65_536;
+
+/// Moves store events into a buffer of the stream's own as they come, in a
+/// task of its own, so a stream busy copying a long list does not fall
+/// behind the store's buffer (and into a re-read, which takes longer still,
+/// so it would fall behind again). On overflow the stream gets
+/// [`StoreEvent::Lagged`] once there is room.
+fn relay(events: BoxStream<StoreEvent>) -> BoxStream<StoreEvent> {
+    relay_with(events, RELAY_BUFFER)
+}
+
+fn relay_with(mut events: BoxStream<StoreEvent>, capacity: usize) -> BoxStream<StoreEvent> {
+    let (sender, receiver) = mpsc::channel(capacity);
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                event = events.next() => event,
+                () = sender.closed() => return,
+            };
+            let Some(event) = event else { return };
+            match sender.try_send(event) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => {}
+            }
+            // Overflowed: events are dropped (the re-read after the marker
+            // covers them) until there is room for the marker, which goes
+            // out even if the store's events end meanwhile.
+            let mut ended = false;
+            let permit = loop {
+                tokio::select! {
+                    biased;
+                    permit = sender.reserve() => break permit,
+                    event = events.next(), if !ended => ended = event.is_none(),
+                }
+            };
+            let Ok(permit) = permit else { return };
+            permit.send(StoreEvent::Lagged);
+            if ended {
+                return;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(receiver))
+}
+
 /// Runs `body` in a task feeding a stream; the task ends when the stream is
 /// dropped (the send fails) or the engine closes.
 fn spawn_stream<T, F, Fut>(body: F) -> BoxStream<T>
@@ -129,7 +179,7 @@ where
 {
     spawn_stream(move |sender| async move {
         // Subscribe before reading, so no change falls between the two.
-        let mut events = inner.store.subscribe();
+        let mut events = relay(inner.store.subscribe());
         let mut shutdown = inner.shutdown.subscribe();
         let Some(mut snapshot) = read(Arc::clone(&inner)).await else {
             return;
@@ -260,4 +310,48 @@ pub(crate) fn connectivity(inner: Arc<Inner>) -> BoxStream<bool> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_overflowing_relay_drops_events_and_then_says_lagged() {
+        let (source, events) = mpsc::channel(64);
+        let mut relayed = relay_with(Box::pin(ReceiverStream::new(events)), 4);
+        for _ in 0..10 {
+            source.send(StoreEvent::SyncedCleared).await.unwrap();
+        }
+        // The store's events end while the relay is still full.
+        drop(source);
+        tokio::task::yield_now().await;
+        let mut received = Vec::new();
+        while let Some(event) = relayed.next().await {
+            received.push(event);
+        }
+        assert_eq!(received.len(), 5, "{received:?}");
+        assert!(
+            received[..4]
+                .iter()
+                .all(|event| matches!(event, StoreEvent::SyncedCleared))
+        );
+        assert!(matches!(received[4], StoreEvent::Lagged), "{received:?}");
+    }
+
+    #[tokio::test]
+    async fn a_relay_forwards_everything_while_there_is_room() {
+        let (source, events) = mpsc::channel(64);
+        let mut relayed = relay_with(Box::pin(ReceiverStream::new(events)), 16);
+        for _ in 0..10 {
+            source.send(StoreEvent::SyncedCleared).await.unwrap();
+        }
+        drop(source);
+        let mut count = 0;
+        while let Some(event) = relayed.next().await {
+            assert!(matches!(event, StoreEvent::SyncedCleared), "{event:?}");
+            count += 1;
+        }
+        assert_eq!(count, 10);
+    }
 }
