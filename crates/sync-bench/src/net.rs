@@ -22,8 +22,9 @@ use tokio::net::TcpListener;
 
 use crate::report::{Report, Row, Target};
 
-/// A loopback server answering every request with `201 {"ok":true}` after
-/// reading its body; the counter holds how many requests it answered.
+/// A loopback server answering every request with `201` and the request's
+/// body, as the reference server (and the reference's json-server) echo
+/// the stored object; the counter holds how many requests it answered.
 pub(crate) async fn server() -> Result<(SocketAddr, Arc<AtomicU64>), String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -38,13 +39,13 @@ pub(crate) async fn server() -> Result<(SocketAddr, Arc<AtomicU64>), String> {
                 let service = service_fn(move |request: Request<Incoming>| {
                     let counter = Arc::clone(&counter);
                     async move {
-                        let _ = request.into_body().collect().await;
+                        let body = request.into_body().collect().await.map(|body| body.to_bytes());
                         counter.fetch_add(1, Ordering::Relaxed);
                         Ok::<_, Infallible>(
                             Response::builder()
                                 .status(201)
                                 .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
+                                .body(Full::new(body.unwrap_or_default()))
                                 .unwrap_or_default(),
                         )
                     }
