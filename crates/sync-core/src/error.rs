@@ -373,14 +373,15 @@ impl StoreError {
     /// `self`, unchanged, when it does not carry a validation error.
     pub fn into_validation_error(self) -> Result<ValidationError, Self> {
         match self.source {
-            Some(source) if self.kind == StoreErrorKind::Invalid && source.is::<ValidationError>() => source
-                .downcast::<ValidationError>()
-                .map(|boxed| *boxed)
-                .map_err(|source| Self {
-                    kind: self.kind,
-                    message: self.message,
-                    source: Some(source),
-                }),
+            Some(source) if self.kind == StoreErrorKind::Invalid => {
+                match source.downcast::<ValidationError>() {
+                    Ok(invalid) => Ok(*invalid),
+                    Err(source) => Err(Self {
+                        source: Some(source),
+                        ..self
+                    }),
+                }
+            }
             source => Err(Self { source, ..self }),
         }
     }

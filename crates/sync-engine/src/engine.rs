@@ -160,8 +160,9 @@ pub(crate) struct Inner {
     pub(crate) closed: AtomicBool,
     tasks: std::sync::Mutex<JoinSet<()>>,
     auto_sync: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// This engine's claim on its store, given back on close or when the
-    /// last handle goes.
+    /// This engine's claim on its store, given back on close (once no run
+    /// is going) or when nothing of the engine is left, sync managers and
+    /// background tasks included.
     lease: std::sync::Mutex<Option<StoreLease>>,
 }
 
@@ -233,7 +234,8 @@ impl Drop for Lifetime {
         drop(std::mem::take(&mut *lock(&self.inner.tasks)));
         self.inner.shutdown.send_replace(true);
         self.inner.wake.notify_waiters();
-        drop(lock(&self.inner.lease).take());
+        // The lease stays until `Inner` goes: a `SyncManager` clone may
+        // still be running a pass with items in flight.
     }
 }
 
@@ -373,7 +375,7 @@ impl OfflineSyncEngine {
     /// An entity's documents, now and after changes, newest first. Bursts
     /// are coalesced, and long lists get a value per 1/8 of their length
     /// in changes (copying the list then costs the same per change at any
-    /// length); the latest state always follows within 50 ms of a pause.
+    /// length); a held-back change is delivered within 50 ms.
     ///
     /// # Errors
     /// [`SyncError::Invalid`] for a bad entity name.
@@ -383,8 +385,8 @@ impl OfflineSyncEngine {
 
     /// The queue, now and after changes: as [`Self::watch_records`],
     /// bursts are coalesced and a long queue gets a value per 1/8 of its
-    /// length in changes; the latest state always follows within 50 ms of a
-    /// pause. [`Self::watch_item_status`] follows one item at every change.
+    /// length in changes; a held-back change is delivered within 50 ms.
+    /// [`Self::watch_item_status`] follows one item at every change.
     #[must_use]
     pub fn watch_queue(&self) -> BoxStream<Vec<SyncQueueItem>> {
         watch::queue(Arc::clone(&self.inner))

@@ -95,3 +95,52 @@ pub(crate) async fn send(
         Err(error) => Sent::Failed(error),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(value: serde_json::Value) -> JsonObject {
+        match value {
+            serde_json::Value::Object(object) => object,
+            _ => JsonObject::new(),
+        }
+    }
+
+    fn replacement(sent: Sent) -> Option<JsonObject> {
+        match sent {
+            Sent::Applied(AttemptOutcome::Applied { replace_local_with }) => replace_local_with,
+            _ => Some(object(json!({"unexpected": true}))),
+        }
+    }
+
+    #[test]
+    fn an_echo_of_the_local_copy_leaves_the_document_alone() {
+        let local = object(json!({"id": "1", "title": "a"}));
+        assert_eq!(replacement(applied(Some(local.clone()), None, &local)), None);
+        assert_eq!(replacement(applied(Some(JsonObject::new()), None, &local)), None);
+        assert_eq!(replacement(applied(None, None, &local)), None);
+    }
+
+    #[test]
+    fn a_different_answer_or_resolution_replaces_the_document() {
+        let local = object(json!({"id": "1", "title": "a"}));
+        let server = object(json!({"id": "1", "title": "a", "updatedAt": "2026-11-25T00:00:00Z"}));
+        assert_eq!(
+            replacement(applied(Some(server.clone()), None, &local)),
+            Some(server)
+        );
+        let merged = object(json!({"id": "1", "title": "merged"}));
+        assert_eq!(
+            replacement(applied(None, Some(merged.clone()), &local)),
+            Some(merged.clone())
+        );
+        // The server echoing the merged copy we sent: keep the merge.
+        assert_eq!(
+            replacement(applied(Some(merged.clone()), Some(merged.clone()), &local)),
+            Some(merged)
+        );
+    }
+}

@@ -8,8 +8,8 @@
 //! values back in proportion to the list's length: at most one value per
 //! `len / VALUES_PER_LENGTH` changes, which keeps the copying per change
 //! constant however long the list grows. A change held back is delivered
-//! as soon as events pause for [`QUIET_DELIVERY`], so the last value always
-//! arrives.
+//! at most [`QUIET_DELIVERY`] later, however busy the store is, so the
+//! latest value always arrives soon.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,14 +28,17 @@ use crate::engine::Inner;
 /// behind by the store's event buffer must re-read the whole list).
 const VALUES_PER_LENGTH: usize = 8;
 
-/// How long events must pause before a held-back value is delivered.
+/// How long a change may be held back before its value is delivered.
 pub(crate) const QUIET_DELIVERY: Duration = Duration::from_millis(50);
 
 /// How far a list stream's copy of events may run ahead of the stream
 /// before the stream must re-read its list. Copying a long list takes a
 /// while, and a drain produces events meanwhile; the store's own buffer is
 /// shared by every subscriber and kept small.
-const RELAY_BUFFER: usize = 65_536;
+///
+/// Events carry whole items, so the buffer is also what a stream that is
+/// rarely polled may hold: 16,384 events, 16 MiB at 1 KiB payloads.
+const RELAY_BUFFER: usize = 16_384;
 
 /// Moves store events into a buffer of the stream's own as they come, in a
 /// task of its own, so a stream busy copying a long list does not fall
@@ -187,16 +190,18 @@ where
         if sender.send(snapshot.to_vec()).await.is_err() {
             return;
         }
-        // Changes applied since the last value sent.
+        // Changes applied since the last value sent, and when the first of
+        // them must be delivered at the latest.
         let mut held: usize = 0;
+        let mut deliver_by = tokio::time::Instant::now();
         loop {
             let next = next_or_end(&mut events, &sender, &mut shutdown);
             let burst = if held == 0 {
                 next.await
             } else {
-                match tokio::time::timeout(QUIET_DELIVERY, next).await {
+                match tokio::time::timeout_at(deliver_by, next).await {
                     Ok(burst) => burst,
-                    // Events paused: deliver what was held back.
+                    // Held back long enough: deliver it.
                     Err(_) => {
                         held = 0;
                         if sender.send(snapshot.to_vec()).await.is_err() {
@@ -207,6 +212,7 @@ where
                 }
             };
             let Some(burst) = burst else { return };
+            let held_before = held;
             for event in &burst {
                 match snapshot.apply(event) {
                     Applied::Changed => held = held.saturating_add(1),
@@ -216,10 +222,16 @@ where
                             return;
                         };
                         snapshot = fresh;
-                        // Re-read at a full list's cost: deliver it now.
+                        // The read is newer than every event of this burst:
+                        // the rest need not be applied. Re-read at a full
+                        // list's cost, it is delivered now.
                         held = usize::MAX;
+                        break;
                     }
                 }
+            }
+            if held_before == 0 && held > 0 {
+                deliver_by = tokio::time::Instant::now() + QUIET_DELIVERY;
             }
             if held > 0 && held >= snapshot.len() / VALUES_PER_LENGTH {
                 held = 0;

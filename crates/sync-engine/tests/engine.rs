@@ -908,3 +908,65 @@ async fn a_long_queue_is_watched_at_a_cost_per_change_that_does_not_grow_and_end
     // the queue; one value per change would be 2048.
     assert!(values <= 8 + 2, "{values} values for {ITEMS} changes");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_held_back_change_arrives_within_50_ms_while_unrelated_events_keep_coming() {
+    let rig = rig().await;
+    for id in 0..64 {
+        rig.engine
+            .save("tasks", &id.to_string(), json!({"v": 0}), SyncOperation::Create)
+            .await
+            .unwrap();
+    }
+    let mut tasks = rig.engine.watch_records("tasks").unwrap();
+    assert_eq!(tasks.next().await.unwrap().len(), 64);
+    // One change to a 64-record list is held back (a value per 8 changes)…
+    rig.engine
+        .save("tasks", "0", json!({"v": 1}), SyncOperation::Update)
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let busy = async {
+        // …while another entity keeps the store busy, an event every 10 ms.
+        for n in 0..100 {
+            rig.engine
+                .save("notes", &n.to_string(), json!({"n": n}), SyncOperation::Create)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let value = tokio::select! {
+        value = tasks.next() => value.unwrap(),
+        () = busy => panic!("the held-back change never arrived while the store stayed busy"),
+    };
+    assert!(
+        started.elapsed() <= Duration::from_millis(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let first = value.iter().find(|record| record.id.as_str() == "0").unwrap();
+    assert_eq!(first.data["v"], 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_store_stays_leased_while_a_sync_manager_of_the_engine_lives() {
+    let rig = rig().await;
+    let manager = rig.engine.sync_manager();
+    let Rig { engine, store, .. } = rig;
+    drop(engine);
+    let build = || {
+        OfflineSyncEngine::builder(
+            store.clone(),
+            Arc::new(FakeAdapter::new()),
+            Arc::new(FakeMonitor::new(true)),
+        )
+        .options(options())
+        .clock(Arc::new(TokioClock::new()))
+        .build()
+    };
+    // The manager could still be running a pass with items in flight.
+    assert!(matches!(build().await, Err(SyncError::StoreInUse)));
+    drop(manager);
+    build().await.unwrap().close().await;
+}

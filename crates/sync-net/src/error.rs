@@ -108,7 +108,9 @@ fn is_tls(error: &(dyn StdError + 'static)) -> bool {
 
 /// Classifies a transport failure (no response).
 pub(crate) fn classify_transport(error: &hyper_util::client::legacy::Error, request: &str) -> ApiError {
-    if is_tls(error) {
+    // Only a failure while connecting is a handshake failure: a TLS error
+    // on an established connection may come after the request went out.
+    if error.is_connect() && is_tls(error) {
         // Nothing was sent: the handshake failed. A captive portal looks
         // like this too, so it is retried like being offline, not parked.
         return ApiError::new(

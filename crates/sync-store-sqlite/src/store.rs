@@ -69,7 +69,9 @@ const OWNER_ONLY: u32 = 0o600;
 
 /// Creates the file if missing, owner-only (0600) on Unix whatever the
 /// umask; an existing file is only opened, to check that it can be written.
-fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+/// Returns whether this call created it: only then may a failed open
+/// remove it (another process may have created it a moment before).
+fn create_owner_only(path: &Path) -> Result<bool, StoreError> {
     let context = || format!("opening {}", path.display());
     let mut create = OpenOptions::new();
     create.read(true).write(true).create_new(true);
@@ -77,12 +79,14 @@ fn create_owner_only(path: &Path) -> Result<(), StoreError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut create, OWNER_ONLY);
     match create.open(path) {
         // The umask may have taken bits away: set the mode exactly.
-        Ok(file) => restrict(&file).map_err(|error| map_io(error, &context())),
+        Ok(file) => restrict(&file)
+            .map(|()| true)
+            .map_err(|error| map_io(error, &context())),
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
-            .map(drop)
+            .map(|_| false)
             .map_err(|error| map_io(error, &context())),
         Err(error) => Err(map_io(error, &context())),
     }
@@ -190,8 +194,7 @@ impl SqliteStore {
     pub async fn open_with(options: SqliteStoreOptions) -> Result<Self, StoreError> {
         options.validate()?;
         let path = options.path.clone();
-        let created = !path.exists();
-        create_owner_only(&path)?;
+        let created = create_owner_only(&path)?;
         let result = Self::open_created(options).await;
         if created
             && result
