@@ -375,7 +375,8 @@ impl OfflineSyncEngine {
     /// An entity's documents, now and after changes, newest first. Bursts
     /// are coalesced, and long lists get a value per 1/8 of their length
     /// in changes (copying the list then costs the same per change at any
-    /// length); a held-back change is delivered within 50 ms.
+    /// length); a held-back change is delivered once the list
+    /// is unchanged for 50 ms, within 1 s at the latest.
     ///
     /// # Errors
     /// [`SyncError::Invalid`] for a bad entity name.
@@ -385,7 +386,8 @@ impl OfflineSyncEngine {
 
     /// The queue, now and after changes: as [`Self::watch_records`],
     /// bursts are coalesced and a long queue gets a value per 1/8 of its
-    /// length in changes; a held-back change is delivered within 50 ms.
+    /// length in changes; a held-back change is delivered once the list
+    /// is unchanged for 50 ms, within 1 s at the latest.
     /// [`Self::watch_item_status`] follows one item at every change.
     #[must_use]
     pub fn watch_queue(&self) -> BoxStream<Vec<SyncQueueItem>> {

@@ -21,6 +21,7 @@ mod clock;
 mod engine;
 mod error;
 mod options;
+mod relay;
 mod send;
 mod watch;
 

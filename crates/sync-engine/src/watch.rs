@@ -8,8 +8,9 @@
 //! values back in proportion to the list's length: at most one value per
 //! `len / VALUES_PER_LENGTH` changes, which keeps the copying per change
 //! constant however long the list grows. A change held back is delivered
-//! at most [`QUIET_DELIVERY`] later, however busy the store is, so the
-//! latest value always arrives soon.
+//! once the list has not changed for [`QUIET_DELIVERY`] (other lists'
+//! changes do not count), and never later than [`MAX_HOLD`] after it was
+//! made, however busy the store is.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::engine::Inner;
+use crate::relay::Relay;
 
 /// List values per list length's worth of changes (see the module docs):
 /// each change then costs this many item copies at most, little enough
@@ -28,61 +30,13 @@ use crate::engine::Inner;
 /// behind by the store's event buffer must re-read the whole list).
 const VALUES_PER_LENGTH: usize = 8;
 
-/// How long a change may be held back before its value is delivered.
-pub(crate) const QUIET_DELIVERY: Duration = Duration::from_millis(50);
+/// How long the list must stay unchanged before a held-back change is
+/// delivered.
+const QUIET_DELIVERY: Duration = Duration::from_millis(50);
 
-/// How far a list stream's copy of events may run ahead of the stream
-/// before the stream must re-read its list. Copying a long list takes a
-/// while, and a drain produces events meanwhile; the store's own buffer is
-/// shared by every subscriber and kept small.
-///
-/// Events carry whole items, so the buffer is also what a stream that is
-/// rarely polled may hold: 16,384 events, 16 MiB at 1 KiB payloads.
-const RELAY_BUFFER: usize = 16_384;
-
-/// Moves store events into a buffer of the stream's own as they come, in a
-/// task of its own, so a stream busy copying a long list does not fall
-/// behind the store's buffer (and into a re-read, which takes longer still,
-/// so it would fall behind again). On overflow the stream gets
-/// [`StoreEvent::Lagged`] once there is room.
-fn relay(events: BoxStream<StoreEvent>) -> BoxStream<StoreEvent> {
-    relay_with(events, RELAY_BUFFER)
-}
-
-fn relay_with(mut events: BoxStream<StoreEvent>, capacity: usize) -> BoxStream<StoreEvent> {
-    let (sender, receiver) = mpsc::channel(capacity);
-    tokio::spawn(async move {
-        loop {
-            let event = tokio::select! {
-                event = events.next() => event,
-                () = sender.closed() => return,
-            };
-            let Some(event) = event else { return };
-            match sender.try_send(event) {
-                Ok(()) => continue,
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
-                Err(mpsc::error::TrySendError::Full(_)) => {}
-            }
-            // Overflowed: events are dropped (the re-read after the marker
-            // covers them) until there is room for the marker, which goes
-            // out even if the store's events end meanwhile.
-            let mut ended = false;
-            let permit = loop {
-                tokio::select! {
-                    biased;
-                    permit = sender.reserve() => break permit,
-                    event = events.next(), if !ended => ended = event.is_none(),
-                }
-            };
-            let Ok(permit) = permit else { return };
-            permit.send(StoreEvent::Lagged);
-            if ended {
-                return;
-            }
-        }
-    });
-    Box::pin(ReceiverStream::new(receiver))
-}
+/// The longest a change is held back while the list keeps changing: a
+/// value per second at most from this rule, whatever the list's length.
+const MAX_HOLD: Duration = Duration::from_secs(1);
 
 /// Runs `body` in a task feeding a stream; the task ends when the stream is
 /// dropped (the send fails) or the engine closes.
@@ -111,12 +65,12 @@ async fn next_burst(events: &mut BoxStream<StoreEvent>) -> Option<Vec<StoreEvent
 /// The next burst, or `None` when the stream should end: its consumer
 /// dropped it, the engine shut down, or the store's events ended.
 async fn next_or_end<T>(
-    events: &mut BoxStream<StoreEvent>,
+    burst: impl std::future::Future<Output = Option<Vec<StoreEvent>>>,
     sender: &mpsc::Sender<T>,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Option<Vec<StoreEvent>> {
     tokio::select! {
-        burst = next_burst(events) => burst,
+        burst = burst => burst,
         () = sender.closed() => None,
         _ = shutdown.wait_for(|closed| *closed) => None,
     }
@@ -182,7 +136,7 @@ where
 {
     spawn_stream(move |sender| async move {
         // Subscribe before reading, so no change falls between the two.
-        let mut events = relay(inner.store.subscribe());
+        let events = Relay::spawn(inner.store.subscribe());
         let mut shutdown = inner.shutdown.subscribe();
         let Some(mut snapshot) = read(Arc::clone(&inner)).await else {
             return;
@@ -193,13 +147,15 @@ where
         // Changes applied since the last value sent, and when the first of
         // them must be delivered at the latest.
         let mut held: usize = 0;
-        let mut deliver_by = tokio::time::Instant::now();
+        let mut first_held = tokio::time::Instant::now();
+        let mut last_change = first_held;
         loop {
-            let next = next_or_end(&mut events, &sender, &mut shutdown);
+            let next = next_or_end(events.next_burst(), &sender, &mut shutdown);
             let burst = if held == 0 {
                 next.await
             } else {
-                match tokio::time::timeout_at(deliver_by, next).await {
+                let due = (last_change + QUIET_DELIVERY).min(first_held + MAX_HOLD);
+                match tokio::time::timeout_at(due, next).await {
                     Ok(burst) => burst,
                     // Held back long enough: deliver it.
                     Err(_) => {
@@ -230,8 +186,11 @@ where
                     }
                 }
             }
-            if held_before == 0 && held > 0 {
-                deliver_by = tokio::time::Instant::now() + QUIET_DELIVERY;
+            if held > held_before {
+                last_change = tokio::time::Instant::now();
+                if held_before == 0 {
+                    first_held = last_change;
+                }
             }
             if held > 0 && held >= snapshot.len() / VALUES_PER_LENGTH {
                 held = 0;
@@ -270,7 +229,7 @@ pub(crate) fn item_status(inner: Arc<Inner>, key: RecordKey) -> BoxStream<Option
         if sender.send(last).await.is_err() {
             return;
         }
-        while let Some(burst) = next_or_end(&mut events, &sender, &mut shutdown).await {
+        while let Some(burst) = next_or_end(next_burst(&mut events), &sender, &mut shutdown).await {
             let mut current = last;
             for event in &burst {
                 match event {
@@ -322,48 +281,4 @@ pub(crate) fn connectivity(inner: Arc<Inner>) -> BoxStream<bool> {
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn an_overflowing_relay_drops_events_and_then_says_lagged() {
-        let (source, events) = mpsc::channel(64);
-        let mut relayed = relay_with(Box::pin(ReceiverStream::new(events)), 4);
-        for _ in 0..10 {
-            source.send(StoreEvent::SyncedCleared).await.unwrap();
-        }
-        // The store's events end while the relay is still full.
-        drop(source);
-        tokio::task::yield_now().await;
-        let mut received = Vec::new();
-        while let Some(event) = relayed.next().await {
-            received.push(event);
-        }
-        assert_eq!(received.len(), 5, "{received:?}");
-        assert!(
-            received[..4]
-                .iter()
-                .all(|event| matches!(event, StoreEvent::SyncedCleared))
-        );
-        assert!(matches!(received[4], StoreEvent::Lagged), "{received:?}");
-    }
-
-    #[tokio::test]
-    async fn a_relay_forwards_everything_while_there_is_room() {
-        let (source, events) = mpsc::channel(64);
-        let mut relayed = relay_with(Box::pin(ReceiverStream::new(events)), 16);
-        for _ in 0..10 {
-            source.send(StoreEvent::SyncedCleared).await.unwrap();
-        }
-        drop(source);
-        let mut count = 0;
-        while let Some(event) = relayed.next().await {
-            assert!(matches!(event, StoreEvent::SyncedCleared), "{event:?}");
-            count += 1;
-        }
-        assert_eq!(count, 10);
-    }
 }

@@ -970,3 +970,39 @@ async fn the_store_stays_leased_while_a_sync_manager_of_the_engine_lives() {
     drop(manager);
     build().await.unwrap().close().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_list_that_keeps_changing_still_gets_a_value_every_second() {
+    let rig = rig().await;
+    for id in 0..800 {
+        rig.engine
+            .save("tasks", &id.to_string(), json!({"v": 0}), SyncOperation::Create)
+            .await
+            .unwrap();
+    }
+    let mut tasks = rig.engine.watch_records("tasks").unwrap();
+    assert_eq!(tasks.next().await.unwrap().len(), 800);
+    let started = tokio::time::Instant::now();
+    let busy = async {
+        // A change every 20 ms: never quiet for 50 ms, and a value per 100
+        // changes (2 s) by the length rule alone.
+        for n in 0..200 {
+            rig.engine
+                .save(
+                    "tasks",
+                    &(n % 800).to_string(),
+                    json!({"v": n + 1}),
+                    SyncOperation::Update,
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        value = tasks.next() => assert!(value.is_some()),
+        () = busy => panic!("no value while the list kept changing"),
+    }
+    let waited = started.elapsed();
+    assert!(waited <= Duration::from_millis(1050), "{waited:?}");
+}
