@@ -764,6 +764,9 @@ impl SyncManager {
             // recorded, those items stay in flight, so nothing overtakes them.
             let mut unrecorded: Vec<FinishedAttempt> = Vec::new();
             let mut page = self.first_page_size();
+            // The next page, claimed while the current one was on the wire
+            // (only after a full page: a backlog is draining).
+            let mut prefetched: Option<Vec<AttemptTicket>> = None;
             while !inner.closed.load(Ordering::SeqCst) {
                 // Registered before looking, so no wakeup falls in between.
                 let woken = inner.wake.notified();
@@ -771,8 +774,13 @@ impl SyncManager {
                 tokio::pin!(woken, new_work);
                 woken.as_mut().enable();
                 new_work.as_mut().enable();
-                let tickets = inner.store.claim_ready(inner.clock.now(), page).await?;
-                page = if tickets.len() == page {
+                let tickets = match prefetched.take() {
+                    Some(tickets) => tickets,
+                    None => self.claim(page).await?,
+                };
+                // A full page means a backlog is draining.
+                let backlog = tickets.len() == page;
+                page = if backlog {
                     (page * 2).min(MAX_PAGE)
                 } else {
                     self.first_page_size()
@@ -802,23 +810,33 @@ impl SyncManager {
                     }
                     continue;
                 }
-                {
-                    let mut outstanding = lock(&inner.outstanding);
-                    for ticket in &tickets {
-                        outstanding.insert(ticket.attempt, ticket.clone());
-                    }
-                }
                 let previous = std::mem::take(&mut unrecorded);
-                let (sent, recorded) =
-                    tokio::join!(self.send_page(tickets, &mut attempts), self.record(previous));
-                report.sent += recorded?;
+                // The store's work (recording the last page, claiming the
+                // next) overlaps this page's requests.
+                let (sent, recorded, next) = tokio::join!(
+                    self.send_page(tickets, &mut attempts),
+                    self.record(previous),
+                    async {
+                        if backlog {
+                            self.claim(page).await.map(Some)
+                        } else {
+                            Ok(None)
+                        }
+                    }
+                );
                 let (finished, failed, offline) = sent;
                 report.failed += failed;
                 unrecorded = finished;
+                report.sent += recorded?;
+                prefetched = next?;
                 if offline {
                     report.offline = true;
                     break;
                 }
+            }
+            // A page claimed ahead and not sent goes back as it was.
+            if let Some(tickets) = prefetched {
+                unrecorded.extend(tickets.into_iter().map(|ticket| release(ticket, false)));
             }
             report.sent += self.record(unrecorded).await?;
             report.still_pending = pending(inner).await?;
@@ -832,6 +850,17 @@ impl SyncManager {
         }
         .instrument(span)
         .await
+    }
+
+    /// Claims up to `page` ready items, tracking their tickets until their
+    /// outcomes are recorded.
+    async fn claim(&self, page: usize) -> Result<Vec<AttemptTicket>, SyncError> {
+        let tickets = self.inner.store.claim_ready(self.inner.clock.now(), page).await?;
+        let mut outstanding = lock(&self.inner.outstanding);
+        for ticket in &tickets {
+            outstanding.insert(ticket.attempt, ticket.clone());
+        }
+        Ok(tickets)
     }
 
     /// Records outcomes in one store call; returns how many were applied to

@@ -1006,3 +1006,46 @@ async fn a_list_that_keeps_changing_still_gets_a_value_every_second() {
     let waited = started.elapsed();
     assert!(waited <= Duration::from_millis(1050), "{waited:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_cut_by_the_link_returns_the_page_claimed_ahead_unsent_and_resumes_exactly_once() {
+    const ITEMS: usize = 100;
+    let mut options = options();
+    options.connectivity_probe_min_interval_while_online = Duration::ZERO;
+    let rig = rig_with(options, true).await;
+    for id in 0..ITEMS {
+        rig.engine
+            .save("tasks", &id.to_string(), json!({"id": id}), SyncOperation::Create)
+            .await
+            .unwrap();
+    }
+    // The pass's probe plus one before each request: 29 requests go out,
+    // the 30th check finds the link gone, mid-page, with the next page
+    // already claimed.
+    rig.monitor.go_offline_after(30);
+    let report = rig.engine.sync_manager().sync_now().await.unwrap();
+    assert!(report.offline);
+    assert_eq!(report.sent, 29, "{report:?}");
+    let queue = rig.engine.queue().await.unwrap();
+    for item in &queue {
+        assert!(item.in_flight.is_none(), "left in flight: {item:#?}");
+        if item.status != SyncStatus::Synced {
+            assert_eq!(
+                (item.status, item.retry_count, item.possibly_applied),
+                (SyncStatus::Pending, 0, false),
+                "an unsent item must come back as it was: {item:#?}"
+            );
+        }
+    }
+    rig.monitor.go_offline_after(1_000_000);
+    rig.monitor.set_online(true);
+    let report = rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!((report.sent, report.still_pending), (71, 0), "{report:?}");
+    for id in 0..ITEMS {
+        assert_eq!(
+            rig.server.methods_for(&key("tasks", &id.to_string())),
+            ["POST"],
+            "record {id}"
+        );
+    }
+}
