@@ -767,8 +767,15 @@ impl SyncManager {
             // The next page, claimed while the current one was on the wire
             // (only after a full page: a backlog is draining).
             let mut prefetched: Option<Vec<AttemptTicket>> = None;
+            // The first store failure: the loop stops, and outcomes and a
+            // page claimed ahead are still recorded below before it is
+            // returned (what cannot be recorded stays outstanding).
+            let mut failure: Option<SyncError> = None;
             while !inner.closed.load(Ordering::SeqCst) {
                 // Registered before looking, so no wakeup falls in between.
+                // (A page claimed ahead was looked at before; when it comes
+                // back empty, the outcomes of the page before it are
+                // recorded first and the next round looks afresh.)
                 let woken = inner.wake.notified();
                 let new_work = inner.work.notified();
                 tokio::pin!(woken, new_work);
@@ -776,7 +783,13 @@ impl SyncManager {
                 new_work.as_mut().enable();
                 let tickets = match prefetched.take() {
                     Some(tickets) => tickets,
-                    None => self.claim(page).await?,
+                    None => match self.claim(page).await {
+                        Ok(tickets) => tickets,
+                        Err(error) => {
+                            failure = Some(error);
+                            break;
+                        }
+                    },
                 };
                 // A full page means a backlog is draining.
                 let backlog = tickets.len() == page;
@@ -827,8 +840,19 @@ impl SyncManager {
                 let (finished, failed, offline) = sent;
                 report.failed += failed;
                 unrecorded = finished;
-                report.sent += recorded?;
-                prefetched = next?;
+                match recorded {
+                    Ok(count) => report.sent += count,
+                    Err(error) => failure = Some(error),
+                }
+                match next {
+                    Ok(next) => prefetched = next,
+                    Err(error) => {
+                        failure.get_or_insert(error);
+                    }
+                }
+                if failure.is_some() {
+                    break;
+                }
                 if offline {
                     report.offline = true;
                     break;
@@ -838,7 +862,11 @@ impl SyncManager {
             if let Some(tickets) = prefetched {
                 unrecorded.extend(tickets.into_iter().map(|ticket| release(ticket, false)));
             }
-            report.sent += self.record(unrecorded).await?;
+            let recorded = self.record(unrecorded).await;
+            if let Some(error) = failure {
+                return Err(error);
+            }
+            report.sent += recorded?;
             report.still_pending = pending(inner).await?;
             tracing::info!(
                 sent = report.sent,

@@ -8,9 +8,11 @@
 //! keeps only the latest event of each row until the stream takes them:
 //! every event says what its row is now, so the latest is all a snapshot
 //! needs. The buffer is bounded by the rows that changed, never by how many
-//! times they changed, and nothing is dropped. An event about everything
-//! (`SyncedCleared`, `Lagged`) keeps its place: rows changed after it are
-//! coalesced apart from rows changed before it.
+//! times they changed (times the rare `SyncedCleared` events between two
+//! takes), and nothing is dropped. An event about everything keeps its
+//! place: rows changed after it are coalesced apart from rows changed
+//! before it; a `Lagged` makes everything before it moot (the stream
+//! re-reads), so it replaces what is pending.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -49,8 +51,18 @@ impl Pending {
         let row = match &event {
             StoreEvent::Record { key, .. } => Row::Document(key.clone()),
             StoreEvent::QueueItem { key, .. } => Row::QueueItem(key.clone()),
-            _ => {
+            StoreEvent::Lagged => {
+                // The stream re-reads everything on it: what is pending
+                // before it no longer matters.
+                self.segments.clear();
                 self.segments.push_back(Segment::Everything(event));
+                return;
+            }
+            _ => {
+                // The same event about everything twice in a row is once.
+                if !matches!(self.segments.back(), Some(Segment::Everything(last)) if *last == event) {
+                    self.segments.push_back(Segment::Everything(event));
+                }
                 return;
             }
         };
@@ -214,6 +226,36 @@ mod tests {
             ]
         );
         assert!(matches!(all[2], StoreEvent::SyncedCleared));
+    }
+
+    #[tokio::test]
+    async fn a_lag_replaces_what_is_pending_and_repeats_are_kept_once() {
+        let (source, events) = mpsc::channel(64);
+        let relay = Relay::spawn(Box::pin(ReceiverStream::new(events)));
+        for event in [
+            item("a", 1),
+            StoreEvent::SyncedCleared,
+            StoreEvent::SyncedCleared,
+            item("b", 1),
+            StoreEvent::Lagged,
+            item("c", 1),
+            StoreEvent::SyncedCleared,
+            StoreEvent::SyncedCleared,
+        ] {
+            source
+                .send(event)
+                .await
+                .unwrap_or_else(|_| unreachable!("the relay listens"));
+        }
+        drop(source);
+        let mut all = Vec::new();
+        while let Some(burst) = relay.next_burst().await {
+            all.extend(burst);
+        }
+        assert!(matches!(all[0], StoreEvent::Lagged), "{all:?}");
+        assert_eq!(version(&all[1]), Some(("c".to_owned(), 1)));
+        assert!(matches!(all[2], StoreEvent::SyncedCleared), "{all:?}");
+        assert_eq!(all.len(), 3, "{all:?}");
     }
 
     #[tokio::test]
