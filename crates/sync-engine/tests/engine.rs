@@ -1049,3 +1049,44 @@ async fn a_drain_cut_by_the_link_returns_the_page_claimed_ahead_unsent_and_resum
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_store_failure_mid_drain_keeps_the_outcomes_it_can_and_loses_or_duplicates_nothing() {
+    const ITEMS: usize = 100;
+    let rig = rig().await;
+    for id in 0..ITEMS {
+        rig.engine
+            .save("tasks", &id.to_string(), json!({"id": id}), SyncOperation::Create)
+            .await
+            .unwrap();
+    }
+    // The first recording (page 1's outcomes, while page 2 is sent and
+    // page 3 claimed ahead) fails.
+    rig.store.fail_next_finishes(1);
+    let error = rig.engine.sync_manager().sync_now().await.unwrap_err();
+    assert!(matches!(error, SyncError::Store(_)), "{error:?}");
+    let queue = rig.engine.queue().await.unwrap();
+    let synced = queue
+        .iter()
+        .filter(|item| item.status == SyncStatus::Synced)
+        .count();
+    let unsent = queue
+        .iter()
+        .filter(|item| item.status == SyncStatus::Pending && !item.possibly_applied && item.retry_count == 0)
+        .count();
+    let in_flight = queue.iter().filter(|item| item.in_flight.is_some()).count();
+    // Page 2 (8 items) was recorded after the failure; page 1 (4) stays in
+    // flight until the next pass; page 3 (16, claimed ahead) went back unsent.
+    assert_eq!((synced, in_flight), (8, 4), "{queue:#?}");
+    assert_eq!(unsent, ITEMS - 12, "{queue:#?}");
+    let report = rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(report.still_pending, 0, "{report:?}");
+    for id in 0..ITEMS {
+        let methods = rig.server.methods_for(&key("tasks", &id.to_string()));
+        assert_eq!(
+            methods.iter().filter(|method| **method == "POST").count(),
+            1,
+            "record {id}: {methods:?}"
+        );
+    }
+}

@@ -43,6 +43,8 @@ pub struct MemoryStore {
     state: Mutex<State>,
     events: broadcast::Sender<StoreEvent>,
     max_payload_bytes: usize,
+    /// Outcome recordings to refuse, counted down.
+    failing_finishes: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for MemoryStore {
@@ -65,7 +67,16 @@ impl MemoryStore {
             state: Mutex::new(State::default()),
             events: broadcast::channel(EVENT_BUFFER).0,
             max_payload_bytes,
+            failing_finishes: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Makes the next `count` calls of `finish_attempts` fail as a busy
+    /// database would, changing nothing: for testing how callers keep
+    /// outcomes they could not record.
+    pub fn fail_next_finishes(&self, count: usize) {
+        self.failing_finishes
+            .store(count, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Closes the store: every later call fails with
@@ -300,6 +311,20 @@ impl SyncStore for MemoryStore {
         finished: Vec<FinishedAttempt>,
         now: Timestamp,
     ) -> Result<Vec<FinishResult>, StoreError> {
+        let refuse = self
+            .failing_finishes
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |left| left.checked_sub(1),
+            )
+            .is_ok();
+        if refuse {
+            return Err(StoreError::new(
+                StoreErrorKind::Busy,
+                "injected: the database is busy; retry later",
+            ));
+        }
         let mut state = self.lock()?;
         let mut results = Vec::with_capacity(finished.len());
         for FinishedAttempt { ticket, outcome } in finished {
