@@ -89,7 +89,7 @@ mod tests {
             (CLAIM_READY, "queue_ready"),
             (NEXT_ATTEMPT_TIME, "queue_next_attempt"),
             (RECORDS_OF_ENTITY, "records_by_updated"),
-            (RECORD, "PRIMARY KEY"),
+            (RECORD, "sqlite_autoindex_records_1"),
             (QUEUE_ITEM, "sqlite_autoindex_queue_1"),
             (QUEUE, "queue_by_created"),
             (PAGE_IN_FLIGHT, "queue_in_flight"),

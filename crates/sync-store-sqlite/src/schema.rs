@@ -29,10 +29,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: include_str!("../migrations/0002_scan_indexes.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../migrations/0003_records_rowid.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 async fn pragma_value(connection: &mut SqliteConnection, pragma: &'static str) -> Result<i64, StoreError> {
     sqlx::query_scalar::<_, i64>(pragma)
