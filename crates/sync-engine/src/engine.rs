@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::error::SyncError;
+use crate::inline_set::InlineSet;
 use crate::options::OfflineSyncOptions;
 use crate::send::{Sent, send};
 use crate::watch;
@@ -928,7 +929,7 @@ impl SyncManager {
         attempts: &mut HashMap<RecordKey, u32>,
     ) -> (Vec<FinishedAttempt>, u64, bool) {
         let inner = &self.inner;
-        let mut running = JoinSet::new();
+        let mut running = InlineSet::new();
         let mut finished = Vec::with_capacity(tickets.len());
         let mut offline = false;
         let mut failed = 0;
@@ -950,7 +951,7 @@ impl SyncManager {
                     operation = %ticket.operation,
                     version = ticket.version,
                 );
-                running.spawn(
+                running.push(
                     async move {
                         let sent = send(adapter.as_ref(), resolver.as_deref(), &ticket).await;
                         (ticket, sent)
@@ -958,7 +959,7 @@ impl SyncManager {
                     .instrument(span),
                 );
             }
-            let Some(joined) = running.join_next().await else {
+            let Some(joined) = running.next().await else {
                 break;
             };
             let Ok((ticket, sent)) = joined else {

@@ -20,6 +20,7 @@
 mod clock;
 mod engine;
 mod error;
+mod inline_set;
 mod options;
 mod relay;
 mod send;
