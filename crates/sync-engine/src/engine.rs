@@ -20,9 +20,9 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::error::SyncError;
-use crate::inline_set::InlineSet;
 use crate::options::OfflineSyncOptions;
 use crate::send::{Sent, send};
+use crate::sends::Sends;
 use crate::watch;
 
 /// What one sync run did.
@@ -929,7 +929,7 @@ impl SyncManager {
         attempts: &mut HashMap<RecordKey, u32>,
     ) -> (Vec<FinishedAttempt>, u64, bool) {
         let inner = &self.inner;
-        let mut running = InlineSet::new();
+        let mut running = Sends::for_concurrency(inner.options.concurrency);
         let mut finished = Vec::with_capacity(tickets.len());
         let mut offline = false;
         let mut failed = 0;

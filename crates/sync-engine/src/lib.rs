@@ -20,10 +20,10 @@
 mod clock;
 mod engine;
 mod error;
-mod inline_set;
 mod options;
 mod relay;
 mod send;
+mod sends;
 mod watch;
 
 pub use clock::TokioClock;
