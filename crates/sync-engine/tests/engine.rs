@@ -45,6 +45,19 @@ async fn rig_with(options: OfflineSyncOptions, online: bool) -> Rig {
     }
 }
 
+/// A second engine over `store`, with its own fake server and monitor.
+async fn another_engine_over(store: &Arc<MemoryStore>) -> Result<OfflineSyncEngine, SyncError> {
+    OfflineSyncEngine::builder(
+        store.clone(),
+        Arc::new(FakeAdapter::new()),
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(options())
+    .clock(Arc::new(TokioClock::new()))
+    .build()
+    .await
+}
+
 async fn rig() -> Rig {
     rig_with(options(), true).await
 }
@@ -829,17 +842,7 @@ async fn a_second_engine_over_the_same_store_is_refused_while_the_first_lives() 
         .await
         .unwrap()
         .remove(0);
-    let second = || {
-        OfflineSyncEngine::builder(
-            rig.store.clone(),
-            Arc::new(FakeAdapter::new()),
-            Arc::new(FakeMonitor::new(true)),
-        )
-        .options(options())
-        .clock(Arc::new(TokioClock::new()))
-        .build()
-    };
-    let refused = second().await.unwrap_err();
+    let refused = another_engine_over(&rig.store).await.unwrap_err();
     assert!(matches!(refused, SyncError::StoreInUse), "{refused:?}");
     assert!(refused.to_string().contains("share that engine"), "{refused}");
     let item = rig.store.queue_item(&ticket.key).await.unwrap().unwrap();
@@ -852,16 +855,7 @@ async fn a_second_engine_over_the_same_store_is_refused_while_the_first_lives() 
     // Once the first engine is gone, the store may be driven again.
     let Rig { engine, store, .. } = rig;
     drop(engine);
-    let rebuilt = OfflineSyncEngine::builder(
-        store.clone(),
-        Arc::new(FakeAdapter::new()),
-        Arc::new(FakeMonitor::new(true)),
-    )
-    .options(options())
-    .clock(Arc::new(TokioClock::new()))
-    .build()
-    .await
-    .unwrap();
+    let rebuilt = another_engine_over(&store).await.unwrap();
     assert_eq!(
         store.queue_item(&ticket.key).await.unwrap().unwrap().status,
         SyncStatus::Pending,
@@ -955,20 +949,13 @@ async fn the_store_stays_leased_while_a_sync_manager_of_the_engine_lives() {
     let manager = rig.engine.sync_manager();
     let Rig { engine, store, .. } = rig;
     drop(engine);
-    let build = || {
-        OfflineSyncEngine::builder(
-            store.clone(),
-            Arc::new(FakeAdapter::new()),
-            Arc::new(FakeMonitor::new(true)),
-        )
-        .options(options())
-        .clock(Arc::new(TokioClock::new()))
-        .build()
-    };
     // The manager could still be running a pass with items in flight.
-    assert!(matches!(build().await, Err(SyncError::StoreInUse)));
+    assert!(matches!(
+        another_engine_over(&store).await,
+        Err(SyncError::StoreInUse)
+    ));
     drop(manager);
-    build().await.unwrap().close().await;
+    another_engine_over(&store).await.unwrap().close().await;
 }
 
 #[tokio::test(start_paused = true)]
