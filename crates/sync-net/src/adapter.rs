@@ -59,6 +59,25 @@ struct Config {
 /// `DELETE /{entity}/{id}`, `GET /{entity}/{id}`, JSON bodies, an
 /// `Idempotency-Key` on every write, errors classified for the engine.
 ///
+/// # Answers
+///
+/// - **Create and update**: any 2xx status means the server applied the
+///   change. A JSON object in the body is returned as the server's copy of
+///   the record; any other body (`OK`, `Created`, `[]`, a JSON string,
+///   nothing, a 204) returns `Ok(None)`, so the change counts as applied
+///   and the local document is kept as it is.
+/// - **Delete**: any 2xx, 404 or 410 is done.
+/// - **Fetch** (`GET`, to check a create or to resolve a conflict): 404 and
+///   410 mean no record; a 2xx must carry the record as a JSON object.
+///   Any other 2xx body is a [`ErrorKind::Permanent`] error, not applied:
+///   it is the answer of a wrong route (a web app's catch-all page, say),
+///   and asking again would get the same answer.
+/// - Other statuses are classified for the engine: 408, 425, 429 and 5xx
+///   transient (with `Retry-After`), 409 and 412 conflict, 404 and 410 not
+///   found (permanent on a create: the collection's route is missing), a
+///   401 after one refresh through the [`AuthHook`] and anything else
+///   permanent.
+///
 /// Cloning is cheap and shares the connection pool.
 #[derive(Clone)]
 pub struct HttpSyncApiAdapter {
@@ -388,29 +407,45 @@ impl HttpSyncApiAdapter {
         error
     }
 
-    /// The server's data from a success response: an object, or nothing.
-    fn data(response: &Response, line: &str) -> Result<Option<JsonObject>, ApiError> {
-        if response.status == StatusCode::NO_CONTENT || response.body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        let invalid = |what: String| {
-            // The request was applied; only the answer is unusable.
-            ApiError::new(ErrorKind::Transient, what)
-                .with_status(response.status.as_u16())
-                .with_request(line)
-                .with_possibly_applied(true)
-        };
+    /// The server's data from a success response to a write: its JSON
+    /// object, or `None` for any other body.
+    ///
+    /// A 2xx status means the server accepted the change, whatever it
+    /// answered with: many servers send `OK`, `Created`, `[]`, a JSON
+    /// string or nothing at all. Treating such an answer as a failure would
+    /// resend an applied change forever, so it counts as applied and the
+    /// local document is kept as it is.
+    fn write_answer(response: &Response) -> Option<JsonObject> {
         match serde_json::from_slice::<serde_json::Value>(&response.body) {
-            Ok(serde_json::Value::Object(object)) => Ok(Some(object)),
-            Ok(other) => Err(invalid(format!(
-                "the response is JSON but not an object ({}): the server must answer with a JSON object or nothing",
-                sync_core::model::json_type_name(&other)
-            ))),
-            Err(error) => Err(invalid(format!(
-                "the response is not JSON ({error}): {}",
-                excerpt(&response.body)
-            ))),
+            Ok(serde_json::Value::Object(object)) => Some(object),
+            _ => None,
         }
+    }
+
+    /// The record from a success response to a fetch: it must be a JSON
+    /// object.
+    ///
+    /// Anything else (an empty body, text, an array) is a server or route
+    /// that does not follow the contract, such as a web app's catch-all page
+    /// answering 200 at the record's path. Sending the same `GET` again
+    /// would get the same answer, so it is a permanent error (the item is
+    /// parked with this message) rather than a transient one retried
+    /// forever. Nothing was written, so it was not applied.
+    fn fetch_answer(response: &Response, line: &str) -> Result<JsonObject, ApiError> {
+        let found = match serde_json::from_slice::<serde_json::Value>(&response.body) {
+            Ok(serde_json::Value::Object(object)) => return Ok(object),
+            _ if response.body.iter().all(u8::is_ascii_whitespace) => "an empty body".to_owned(),
+            Ok(other) => format!("JSON that is {}", sync_core::model::json_type_name(&other)),
+            Err(_) => "a body that is not JSON".to_owned(),
+        };
+        let message = format!(
+            "the server answered a fetch with {found}: it must answer with the record as a JSON \
+             object (check the route and the base URL)"
+        );
+        Err(ApiError::new(ErrorKind::Permanent, message)
+            .with_status(response.status.as_u16())
+            .with_request(line)
+            .with_possibly_applied(false))
     }
 
     async fn write(
@@ -434,7 +469,7 @@ impl HttpSyncApiAdapter {
         if !response.status.is_success() {
             return Err(Self::status_error(&response, &line));
         }
-        Self::data(&response, &line)
+        Ok(Self::write_answer(&response))
     }
 }
 
@@ -503,14 +538,6 @@ impl SyncApiAdapter for HttpSyncApiAdapter {
         if !response.status.is_success() {
             return Err(Self::status_error(&response, &line));
         }
-        match Self::data(&response, &line)? {
-            Some(object) => Ok(Some(object)),
-            None => Err(ApiError::new(
-                ErrorKind::Transient,
-                "the server answered a fetch with an empty body: it must return the record as a JSON object",
-            )
-            .with_status(response.status.as_u16())
-            .with_request(line)),
-        }
+        Self::fetch_answer(&response, &line).map(Some)
     }
 }
