@@ -1,0 +1,352 @@
+//! Regression tests of issue 11: the engine used from outside, as an app
+//! uses it (monitors and resolvers of its own, links that drop without an
+//! event, a clock that moves back, `close` while a request is out).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use sync_core::{
+    BoxStream, ConflictResolver, ConnectivityMonitor, ErrorKind, JsonObject, ManualClock, RecordKey,
+    ResolveError, StoreEvent, SyncOperation, SyncStatus, SyncStore, Timestamp,
+};
+use sync_engine::{OfflineSyncEngine, OfflineSyncOptions, TokioClock};
+use sync_testkit::{FakeAdapter, FakeMonitor, Fault, MemoryStore};
+use tokio_stream::StreamExt;
+
+fn key(entity: &str, id: &str) -> RecordKey {
+    RecordKey::new(entity.parse().unwrap(), id.parse().unwrap())
+}
+
+/// A monitor whose change stream misses every transition: only probes
+/// see the link, as on platforms that drop connectivity events.
+#[derive(Debug, Default)]
+struct SilentMonitor {
+    offline: AtomicBool,
+    probes: AtomicUsize,
+}
+
+#[async_trait]
+impl ConnectivityMonitor for SilentMonitor {
+    async fn is_connected(&self) -> bool {
+        self.probes.fetch_add(1, Ordering::SeqCst);
+        !self.offline.load(Ordering::SeqCst)
+    }
+
+    fn changes(&self) -> BoxStream<bool> {
+        Box::pin(tokio_stream::pending())
+    }
+}
+
+/// Issue 11, item 2: with the link gone and no monitor event, the
+/// auto-sync loop probed in a tight loop (788 probes per second measured
+/// with a monitor that answers at once). Real time: paused time cannot
+/// measure a loop that never sleeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unnoticed_link_drop_does_not_make_auto_sync_spin() {
+    let store = Arc::new(MemoryStore::new());
+    let server = FakeAdapter::new();
+    let monitor = Arc::new(SilentMonitor::default());
+    let mut options = OfflineSyncOptions::default();
+    options.connectivity_check_interval = Some(Duration::from_secs(2));
+    options.connectivity_probe_min_interval_while_online = Duration::from_millis(10);
+    let engine = OfflineSyncEngine::builder(store, Arc::new(server.clone()), monitor.clone())
+        .options(options)
+        .build()
+        .await
+        .unwrap();
+    engine.sync_manager().start_auto_sync();
+    engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    assert!(engine.wait_until_drained(Duration::from_secs(5)).await.unwrap());
+    // A poll finds the link and runs: auto-sync believes it is online.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+
+    monitor.offline.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    engine
+        .save("tasks", "2", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    let before = monitor.probes.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let probes = monitor.probes.load(Ordering::SeqCst) - before;
+    assert!(
+        probes <= 6,
+        "{probes} probes in 3 s offline: probes must back off while offline"
+    );
+    assert_eq!(
+        engine.queue_item("tasks", "2").await.unwrap().unwrap().status,
+        SyncStatus::Pending
+    );
+
+    // The link comes back, again without an event: a backed-off probe
+    // finds it within the poll interval.
+    monitor.offline.store(false, Ordering::SeqCst);
+    assert!(engine.wait_until_drained(Duration::from_secs(5)).await.unwrap());
+    assert_eq!(server.methods_for(&key("tasks", "2")), ["POST"]);
+    engine.close().await;
+}
+
+/// Issue 11, item 3: connectivity coming back did not end a retry wait of
+/// a run auto-sync itself had started; only runs started by a save were
+/// woken.
+#[tokio::test(start_paused = true)]
+async fn connectivity_coming_back_ends_auto_syncs_own_retry_wait() {
+    let store = Arc::new(MemoryStore::new());
+    let server = FakeAdapter::new();
+    let monitor = FakeMonitor::new(true);
+    let mut options = OfflineSyncOptions::default();
+    options.sync_after_save = false;
+    options.connectivity_check_interval = None;
+    options.retry_base_delay = Duration::from_secs(86_400);
+    let engine = OfflineSyncEngine::builder(store, Arc::new(server.clone()), Arc::new(monitor.clone()))
+        .options(options)
+        .clock(Arc::new(TokioClock::new()))
+        .build()
+        .await
+        .unwrap();
+    engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    server.fail_next(Some(key("tasks", "1")), Fault::Fail(ErrorKind::Transient, Some(503)));
+    // The monitor's first value (online) starts auto-sync's run, whose one
+    // attempt fails with a one-day backoff: the run waits it out.
+    engine.sync_manager().start_auto_sync();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(server.methods_for(&key("tasks", "1")), ["POST"]);
+
+    monitor.set_online(false);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    monitor.set_online(true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        server.methods_for(&key("tasks", "1")),
+        ["POST", "POST"],
+        "connectivity came back: the second attempt must not wait a day"
+    );
+    assert_eq!(
+        engine.queue_item("tasks", "1").await.unwrap().unwrap().status,
+        SyncStatus::Synced
+    );
+    engine.close().await;
+}
+
+/// A resolver that panics.
+#[derive(Debug)]
+struct PanickingResolver;
+
+#[async_trait]
+impl ConflictResolver for PanickingResolver {
+    async fn resolve(&self, _local: &JsonObject, _remote: &JsonObject) -> Result<JsonObject, ResolveError> {
+        panic!("a bug in the app's resolver");
+    }
+}
+
+/// A resolver that never answers.
+#[derive(Debug)]
+struct HungResolver;
+
+#[async_trait]
+impl ConflictResolver for HungResolver {
+    async fn resolve(&self, _local: &JsonObject, _remote: &JsonObject) -> Result<JsonObject, ResolveError> {
+        std::future::pending().await
+    }
+}
+
+async fn engine_with_resolver(
+    resolver: impl ConflictResolver + 'static,
+) -> (OfflineSyncEngine, Arc<MemoryStore>, FakeAdapter) {
+    let store = Arc::new(MemoryStore::new());
+    let server = FakeAdapter::new();
+    server.insert(key("tasks", "1"), JsonObject::new());
+    let mut options = OfflineSyncOptions::default();
+    options.sync_after_save = false;
+    options.connectivity_check_interval = None;
+    let engine = OfflineSyncEngine::builder(
+        store.clone(),
+        Arc::new(server.clone()),
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(options)
+    .conflict_resolver(resolver)
+    .clock(Arc::new(TokioClock::new()))
+    .build()
+    .await
+    .unwrap();
+    (engine, store, server)
+}
+
+/// Issue 11, item 5: a panicking resolver lost the ticket in the panic;
+/// the next pass released the item and panicked again, forever, with the
+/// item `pending` and no error.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_resolver_parks_the_item_with_a_clear_error() {
+    let (engine, _store, server) = engine_with_resolver(PanickingResolver).await;
+    engine
+        .save("tasks", "1", json!({"v": 2}), SyncOperation::Update)
+        .await
+        .unwrap();
+    let report = engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!((report.sent, report.failed), (0, 1));
+    let item = engine.queue_item("tasks", "1").await.unwrap().unwrap();
+    assert_eq!(item.status, SyncStatus::Failed);
+    assert_eq!(item.last_error_kind, Some(ErrorKind::Permanent));
+    let error = item.last_error.unwrap();
+    assert!(error.contains("panicked"), "{error}");
+    // Parked: later passes leave it alone until the app retries it.
+    let requests = server.requests().len();
+    engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(server.requests().len(), requests);
+    engine.close().await;
+}
+
+/// Issue 11, item 5: a hook that never answers must not hang `sync_now`
+/// or `close`: an attempt has a time limit.
+#[tokio::test(start_paused = true)]
+async fn a_hung_resolver_fails_the_attempt_instead_of_hanging_sync_now() {
+    let (engine, _store, _server) = engine_with_resolver(HungResolver).await;
+    engine
+        .save("tasks", "1", json!({"v": 2}), SyncOperation::Update)
+        .await
+        .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(3600), engine.sync_manager().sync_now())
+        .await
+        .expect("sync_now hung on a resolver that never answers")
+        .unwrap();
+    assert_eq!(report.sent, 0);
+    let item = engine.queue_item("tasks", "1").await.unwrap().unwrap();
+    assert_eq!(item.status, SyncStatus::Failed);
+    assert!(item.last_error.unwrap().contains("did not finish"));
+    tokio::time::timeout(Duration::from_secs(60), engine.close())
+        .await
+        .expect("close hung");
+}
+
+/// A monitor whose probe never answers.
+#[derive(Debug)]
+struct HungMonitor;
+
+#[async_trait]
+impl ConnectivityMonitor for HungMonitor {
+    async fn is_connected(&self) -> bool {
+        std::future::pending().await
+    }
+
+    fn changes(&self) -> BoxStream<bool> {
+        Box::pin(tokio_stream::pending())
+    }
+}
+
+/// Issue 11, item 5: a custom monitor whose probe hangs must not hang a
+/// run or `close`.
+#[tokio::test(start_paused = true)]
+async fn a_hung_probe_counts_as_offline() {
+    let store = Arc::new(MemoryStore::new());
+    let mut options = OfflineSyncOptions::default();
+    options.sync_after_save = false;
+    let engine = OfflineSyncEngine::builder(store, Arc::new(FakeAdapter::new()), Arc::new(HungMonitor))
+        .options(options)
+        .clock(Arc::new(TokioClock::new()))
+        .build()
+        .await
+        .unwrap();
+    engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(3600), engine.sync_manager().sync_now())
+        .await
+        .expect("sync_now hung on a probe that never answers")
+        .unwrap();
+    assert!(report.offline);
+    tokio::time::timeout(Duration::from_secs(60), engine.close())
+        .await
+        .expect("close hung");
+}
+
+/// Issue 11, item 13: `close` is documented to let an attempt in progress
+/// report its outcome first, but it aborted auto-sync's pass mid-request,
+/// leaving the item in flight.
+#[tokio::test(start_paused = true)]
+async fn close_lets_the_attempt_in_progress_report_first() {
+    let store = Arc::new(MemoryStore::new());
+    let server = FakeAdapter::new();
+    server.set_latency(Duration::from_millis(500));
+    let mut options = OfflineSyncOptions::default();
+    options.connectivity_check_interval = None;
+    options.sync_after_save = false;
+    let engine = OfflineSyncEngine::builder(
+        store.clone(),
+        Arc::new(server.clone()),
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(options)
+    .clock(Arc::new(TokioClock::new()))
+    .build()
+    .await
+    .unwrap();
+    engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    engine.sync_manager().start_auto_sync();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        store.queue_item(&key("tasks", "1")).await.unwrap().unwrap().status,
+        SyncStatus::Syncing,
+        "the request is out"
+    );
+    // The store refuses reads once closed: its events tell the last state.
+    let mut events = store.subscribe();
+    engine.close().await;
+    let mut item = None;
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(10), events.next()).await {
+        if let StoreEvent::QueueItem { item: Some(changed), .. } = event {
+            item = Some(changed);
+        }
+    }
+    let item = item.expect("no queue event after close began");
+    assert_eq!(
+        (item.status, item.in_flight),
+        (SyncStatus::Synced, None),
+        "the attempt in progress reports before close returns"
+    );
+}
+
+/// Issue 11, item 10: `next_attempt_at` is wall time, so a clock moved
+/// back a day held a saved item for a day.
+#[tokio::test(start_paused = true)]
+async fn a_clock_moved_back_does_not_hold_saved_items() {
+    let store = Arc::new(MemoryStore::new());
+    let server = FakeAdapter::new();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)));
+    let mut options = OfflineSyncOptions::default();
+    options.sync_after_save = false;
+    options.connectivity_check_interval = None;
+    let engine = OfflineSyncEngine::builder(
+        store,
+        Arc::new(server.clone()),
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(options)
+    .clock(clock.clone())
+    .build()
+    .await
+    .unwrap();
+    engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    clock.set(Timestamp::from_millis(1_800_000_000_000 - 86_400_000));
+    let report = engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(report.sent, 1, "the saved item waited for the clock to catch up");
+    assert_eq!(server.methods_for(&key("tasks", "1")), ["POST"]);
+    engine.close().await;
+}
