@@ -10,8 +10,10 @@
 //! # async fn example() -> Result<(), sync_core::StoreError> {
 //! use sync_store_sqlite::{Durability, SqliteStoreOptions};
 //!
+//! // The default (`Durability::Full`) survives a power cut; `Normal` only
+//! // an app crash, for faster commits.
 //! let store = SqliteStoreOptions::in_dir("/var/lib/my-app")
-//!     .durability(Durability::Full)
+//!     .durability(Durability::Normal)
 //!     .open()
 //!     .await?;
 //! # Ok(()) }

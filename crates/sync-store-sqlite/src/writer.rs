@@ -79,6 +79,9 @@ pub struct Diagnostics {
     pub journal_mode: String,
     /// `PRAGMA synchronous`: 1 for NORMAL, 2 for FULL.
     pub synchronous: i64,
+    /// `PRAGMA fullfsync`: 1 when commits flush with `F_FULLFSYNC` (Apple
+    /// systems only; set with [`crate::Durability::Full`] everywhere).
+    pub fullfsync: i64,
     /// `PRAGMA user_version`: the schema version.
     pub schema_version: i64,
     /// `PRAGMA max_page_count`.
@@ -522,6 +525,10 @@ impl Writer {
             .fetch_one(&mut self.connection)
             .await
             .map_err(read)?;
+        let fullfsync: i64 = sqlx::query_scalar("PRAGMA fullfsync")
+            .fetch_one(&mut self.connection)
+            .await
+            .map_err(read)?;
         let schema_version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut self.connection)
             .await
@@ -530,10 +537,11 @@ impl Writer {
             .fetch_one(&mut self.connection)
             .await
             .map_err(read)?;
-        self.statements.add(4);
+        self.statements.add(5);
         Ok(Diagnostics {
             journal_mode,
             synchronous,
+            fullfsync,
             schema_version,
             max_page_count,
         })

@@ -68,23 +68,44 @@ async fn reopen_keeps_documents_and_queue() {
     assert_eq!(again.queue().await.unwrap().len(), 2);
 }
 
+/// The default survives power loss: `synchronous = FULL` in WAL, so a save
+/// that returned `Ok` has been flushed to the device. `Normal` is only
+/// taken when asked for.
 #[tokio::test]
-async fn settings_are_wal_normal_by_default_and_full_on_request() {
+async fn default_durability_is_full_and_normal_only_on_request() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("a.db")).await.unwrap();
-    let settings = store.diagnostics().await.unwrap();
-    assert_eq!(settings.journal_mode, "wal");
-    assert_eq!(settings.synchronous, 1, "NORMAL");
-    assert_eq!(settings.schema_version, SCHEMA_VERSION);
+    for store in [
+        SqliteStore::open(dir.path().join("a.db")).await.unwrap(),
+        SqliteStoreOptions::new(dir.path().join("b.db"))
+            .open()
+            .await
+            .unwrap(),
+    ] {
+        let settings = store.diagnostics().await.unwrap();
+        assert_eq!(settings.journal_mode, "wal");
+        assert_eq!(settings.synchronous, 2, "FULL by default");
+        assert_eq!(settings.fullfsync, 1, "F_FULLFSYNC where it exists");
+        assert_eq!(settings.schema_version, SCHEMA_VERSION);
+    }
+    assert_eq!(Durability::default(), Durability::Full);
 
-    let full = SqliteStoreOptions::new(dir.path().join("b.db"))
-        .durability(Durability::Full)
+    let normal = SqliteStoreOptions::new(dir.path().join("c.db"))
+        .durability(Durability::Normal)
         .max_page_count(10_000)
         .open()
         .await
         .unwrap();
-    let settings = full.diagnostics().await.unwrap();
-    assert_eq!((settings.synchronous, settings.max_page_count), (2, 10_000));
+    let settings = normal.diagnostics().await.unwrap();
+    assert_eq!(
+        (
+            settings.journal_mode.as_str(),
+            settings.synchronous,
+            settings.fullfsync,
+            settings.max_page_count
+        ),
+        ("wal", 1, 0, 10_000),
+        "NORMAL on request"
+    );
 }
 
 #[cfg(unix)]
