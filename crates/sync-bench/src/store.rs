@@ -1,6 +1,8 @@
 //! `cargo xtask bench store`: the SQLite store against raw sqlx running the
 //! same statements with the same pragmas (the store's own overhead) and
 //! against rusqlite on the same `libsqlite3-sys` (the physical limit).
+//! Single and concurrent saves run at both durability levels, side by side:
+//! `Full` (the default, one flush per commit) and `Normal`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,8 +12,8 @@ use serde_json::json;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Arguments, AssertSqlSafe, ConnectOptions, Connection, SqliteConnection};
 use sync_core::attempt::AttemptOutcome;
-use sync_core::{FinishedAttempt, LocalChange, SyncOperation, SyncStore, Timestamp};
-use sync_store_sqlite::SqliteStore;
+use sync_core::{AttemptId, FinishedAttempt, LocalChange, OperationId, SyncOperation, SyncStore, Timestamp};
+use sync_store_sqlite::{Durability, SqliteStore, SqliteStoreOptions};
 use tokio_stream::StreamExt;
 
 use crate::report::{Report, Row, Target};
@@ -26,6 +28,33 @@ fn payload(index: usize) -> serde_json::Value {
 fn change(index: usize) -> LocalChange {
     LocalChange::new("tasks", index.to_string(), payload(index), SyncOperation::Create)
         .unwrap_or_else(|_| unreachable!("bench changes are valid"))
+}
+
+/// Both durability levels, the default first.
+const LEVELS: [Durability; 2] = [Durability::Full, Durability::Normal];
+
+/// The level's name in the report.
+fn level_name(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    }
+}
+
+/// The pragmas the store sets for a level, for the baselines.
+fn level_pragmas(durability: Durability) -> (SqliteSynchronous, &'static str) {
+    match durability {
+        Durability::Full => (SqliteSynchronous::Full, "ON"),
+        Durability::Normal => (SqliteSynchronous::Normal, "OFF"),
+    }
+}
+
+async fn open_store(path: &Path, durability: Durability) -> Result<SqliteStore, String> {
+    SqliteStoreOptions::new(path)
+        .durability(durability)
+        .open()
+        .await
+        .map_err(err("open"))
 }
 
 fn rate(count: usize, started: Instant) -> f64 {
@@ -133,11 +162,13 @@ fn bind_record(arguments: &mut SqliteArguments, row: &Written) -> Result<(), Str
     Ok(())
 }
 
-async fn raw_sqlx_connection(path: &Path) -> Result<SqliteConnection, String> {
+async fn raw_sqlx_connection(path: &Path, durability: Durability) -> Result<SqliteConnection, String> {
+    let (synchronous, fullfsync) = level_pragmas(durability);
     SqliteConnectOptions::new()
         .filename(path)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(synchronous)
+        .pragma("fullfsync", fullfsync)
         .foreign_keys(false)
         .statement_cache_capacity(256)
         .disable_statement_logging()
@@ -147,8 +178,14 @@ async fn raw_sqlx_connection(path: &Path) -> Result<SqliteConnection, String> {
 }
 
 /// Raw sqlx, the store's statements: begin, read, two upserts, commit.
-async fn raw_sqlx_saves(path: &Path, start: usize, batch: usize, count: usize) -> Result<f64, String> {
-    let mut connection = raw_sqlx_connection(path).await?;
+async fn raw_sqlx_saves(
+    path: &Path,
+    durability: Durability,
+    start: usize,
+    batch: usize,
+    count: usize,
+) -> Result<f64, String> {
+    let mut connection = raw_sqlx_connection(path, durability).await?;
     let started = Instant::now();
     let mut index = start;
     while index < start + count {
@@ -200,10 +237,14 @@ async fn raw_sqlx_saves(path: &Path, start: usize, batch: usize, count: usize) -
 }
 
 /// rusqlite, single-row prepared statements: the physical limit.
-fn rusqlite_saves(path: &Path, batch: usize, count: usize) -> Result<f64, String> {
+fn rusqlite_saves(path: &Path, durability: Durability, batch: usize, count: usize) -> Result<f64, String> {
     let mut connection = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+    let (_, fullfsync) = level_pragmas(durability);
     connection
-        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        .execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA fullfsync = {fullfsync};",
+            level_name(durability)
+        ))
         .map_err(|e| e.to_string())?;
     let load = load_sql(1);
     let queue = queue_upsert_sql(1);
@@ -350,52 +391,71 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     eprintln!("store benchmarks (sizes: {single} single saves, batch of {batch}, 8 tasks x {per_task})");
 
-    // 1. One save per transaction, best of three interleaved runs.
-    let (mut engine, mut raw, mut physical) = (0f64, 0f64, 0f64);
-    for round in 0..3 {
-        let store = SqliteStore::open(dir.path().join(format!("single-{round}.db")))
-            .await
-            .map_err(err("open"))?;
-        engine = engine.max(engine_saves(&store, 0, 1, single).await?);
-        store.close().await;
-        let path = fresh_db(dir.path(), &format!("raw-{round}.db")).await?;
-        raw = raw.max(raw_sqlx_saves(&path, 0, 1, single).await?);
-        let path = fresh_db(dir.path(), &format!("rusqlite-{round}.db")).await?;
-        physical = physical.max(rusqlite_saves(&path, 1, single)?);
+    // 1. One save per transaction, best of three interleaved runs, at each
+    //    durability level against baselines with the same pragmas.
+    let mut single_rates = Vec::new();
+    for durability in LEVELS {
+        let level = level_name(durability);
+        let (mut engine, mut raw, mut physical) = (0f64, 0f64, 0f64);
+        for round in 0..3 {
+            let store =
+                open_store(&dir.path().join(format!("single-{level}-{round}.db")), durability).await?;
+            engine = engine.max(engine_saves(&store, 0, 1, single).await?);
+            store.close().await;
+            let path = fresh_db(dir.path(), &format!("raw-{level}-{round}.db")).await?;
+            raw = raw.max(raw_sqlx_saves(&path, durability, 0, 1, single).await?);
+            let path = fresh_db(dir.path(), &format!("rusqlite-{level}-{round}.db")).await?;
+            physical = physical.max(rusqlite_saves(&path, durability, 1, single)?);
+        }
+        let scenario = format!("store: single saves, {level}");
+        let sizes = format!("{single} saves, ~200 B payloads");
+        report.row(Row {
+            scenario: scenario.clone(),
+            sizes: sizes.clone(),
+            engine,
+            baseline_name: format!("raw sqlx, same SQL, {level}"),
+            baseline: raw,
+            unit: "saves/s",
+            target: Some(Target::RatioAtLeast(0.85)),
+        });
+        report.row(Row {
+            scenario,
+            sizes,
+            engine,
+            baseline_name: format!("rusqlite, {level}"),
+            baseline: physical,
+            unit: "saves/s",
+            target: None,
+        });
+        single_rates.push((durability, engine));
     }
-    let sizes = format!("{single} saves, ~200 B payloads");
+    let single_rate = |durability: Durability| {
+        single_rates
+            .iter()
+            .find(|(level, _)| *level == durability)
+            .map_or(0.0, |(_, rate)| *rate)
+    };
     report.row(Row {
-        scenario: "store: single saves".into(),
-        sizes: sizes.clone(),
-        engine,
-        baseline_name: "raw sqlx, same SQL".into(),
-        baseline: raw,
-        unit: "saves/s",
-        target: Some(Target::RatioAtLeast(0.85)),
-    });
-    report.row(Row {
-        scenario: "store: single saves".into(),
-        sizes,
-        engine,
-        baseline_name: "rusqlite".into(),
-        baseline: physical,
+        scenario: "store: single saves, FULL (default) vs NORMAL".into(),
+        sizes: format!("{single} saves, ~200 B payloads"),
+        engine: single_rate(Durability::Full),
+        baseline_name: "engine, NORMAL".into(),
+        baseline: single_rate(Durability::Normal),
         unit: "saves/s",
         target: None,
     });
-    let single_rate = engine;
 
-    // 2. One batch of many saves in one transaction.
+    // 2. One batch of many saves in one transaction (the default level).
+    let durability = Durability::default();
     let (mut engine, mut raw, mut physical) = (0f64, 0f64, 0f64);
     for round in 0..3 {
-        let store = SqliteStore::open(dir.path().join(format!("batch-{round}.db")))
-            .await
-            .map_err(err("open"))?;
+        let store = open_store(&dir.path().join(format!("batch-{round}.db")), durability).await?;
         engine = engine.max(engine_saves(&store, 0, batch, batch).await?);
         store.close().await;
         let path = fresh_db(dir.path(), &format!("raw-batch-{round}.db")).await?;
-        raw = raw.max(raw_sqlx_saves(&path, 0, batch, batch).await?);
+        raw = raw.max(raw_sqlx_saves(&path, durability, 0, batch, batch).await?);
         let path = fresh_db(dir.path(), &format!("rusqlite-batch-{round}.db")).await?;
-        physical = physical.max(rusqlite_saves(&path, batch, batch)?);
+        physical = physical.max(rusqlite_saves(&path, durability, batch, batch)?);
     }
     let sizes = format!("1 batch of {batch}");
     report.row(Row {
@@ -417,29 +477,42 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
         target: None,
     });
 
-    // 3. Concurrent saves: group commit.
-    let store = Arc::new(
-        SqliteStore::open(dir.path().join("concurrent.db"))
-            .await
-            .map_err(err("open"))?,
-    );
-    let before = store.statement_count();
-    let concurrent = concurrent_engine_saves(Arc::clone(&store), 8, per_task).await?;
-    let per_save = (store.statement_count() - before) as f64 / (8 * per_task) as f64;
-    store.close().await;
-    report.fact(format!(
-        "statements per save with 8 concurrent savers: {per_save:.2} (about {:.1} saves per commit)",
-        5.0 / per_save
-    ));
-    report.row(Row {
-        scenario: "store: 8 concurrent savers".into(),
-        sizes: format!("8 x {per_task} saves"),
-        engine: concurrent,
-        baseline_name: "engine, 1 saver".into(),
-        baseline: single_rate,
-        unit: "saves/s",
-        target: Some(Target::RatioAtLeast(3.0)),
-    });
+    // 3. Concurrent saves: group commit, at each durability level.
+    let mut concurrent_rates = Vec::new();
+    for durability in LEVELS {
+        let level = level_name(durability);
+        let store =
+            Arc::new(open_store(&dir.path().join(format!("concurrent-{level}.db")), durability).await?);
+        let before = store.statement_count();
+        let concurrent = concurrent_engine_saves(Arc::clone(&store), 8, per_task).await?;
+        let per_save = (store.statement_count() - before) as f64 / (8 * per_task) as f64;
+        store.close().await;
+        report.fact(format!(
+            "statements per save with 8 concurrent savers, {level}: {per_save:.2} (about {:.1} saves per commit)",
+            5.0 / per_save
+        ));
+        report.row(Row {
+            scenario: format!("store: 8 concurrent savers, {level}"),
+            sizes: format!("8 x {per_task} saves"),
+            engine: concurrent,
+            baseline_name: format!("engine, 1 saver, {level}"),
+            baseline: single_rate(durability),
+            unit: "saves/s",
+            target: Some(Target::RatioAtLeast(3.0)),
+        });
+        concurrent_rates.push(concurrent);
+    }
+    if let [full, normal] = concurrent_rates[..] {
+        report.row(Row {
+            scenario: "store: 8 concurrent savers, FULL (default) vs NORMAL".into(),
+            sizes: format!("8 x {per_task} saves"),
+            engine: full,
+            baseline_name: "engine, NORMAL".into(),
+            baseline: normal,
+            unit: "saves/s",
+            target: None,
+        });
+    }
 
     // 4. Statements per save and per attempt transition.
     let store = SqliteStore::open(dir.path().join("statements.db"))
@@ -511,5 +584,25 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
         unit: "saves/s",
         target: Some(Target::RatioAtLeast(0.8)),
     });
+
+    // 6. The ids every save and claim generates.
+    let ids = if smoke { 1_000 } else { 1_000_000 };
+    let started = Instant::now();
+    let mut length = 0;
+    for _ in 0..ids {
+        length += std::hint::black_box(OperationId::generate()).as_str().len();
+    }
+    let operation_ns = started.elapsed().as_nanos() as f64 / ids as f64;
+    let started = Instant::now();
+    let mut sum = 0u64;
+    for _ in 0..ids {
+        sum ^= std::hint::black_box(AttemptId::generate()).as_u64();
+    }
+    let attempt_ns = started.elapsed().as_nanos() as f64 / ids as f64;
+    std::hint::black_box((length, sum));
+    report.fact(format!(
+        "id generation: {operation_ns:.0} ns per operation id (UUID v4 string, one per save), \
+         {attempt_ns:.0} ns per attempt id (one per claim)"
+    ));
     Ok(())
 }
