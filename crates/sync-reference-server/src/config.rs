@@ -36,6 +36,48 @@ pub struct ServerConfig {
     /// [`crate::ReferenceServer::require_bearer`]). Default: none, no
     /// authorization needed.
     pub bearer_token: Option<String>,
+    /// What the server does with `Idempotency-Key` on writes (see
+    /// [`IdempotencyMode`]; changed later with
+    /// [`crate::ReferenceServer::set_idempotency`]). Default:
+    /// [`IdempotencyMode::Replay`].
+    pub idempotency: IdempotencyMode,
+}
+
+/// Whether the server honours `Idempotency-Key` on writes.
+///
+/// Most real APIs (json-server among them) ignore the header, so an engine
+/// that sends one change twice gets it applied twice there; the default
+/// [`IdempotencyMode::Replay`] would hide that bug. End-to-end tests that
+/// must prove the engine itself prevents duplicates run with
+/// [`IdempotencyMode::Ignore`].
+///
+/// ```
+/// use sync_reference_server::{IdempotencyMode, ServerConfig};
+///
+/// let config = ServerConfig::new().with_idempotency(IdempotencyMode::Ignore);
+/// assert_eq!(config.idempotency, IdempotencyMode::Ignore);
+/// assert_eq!(ServerConfig::new().idempotency, IdempotencyMode::Replay);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdempotencyMode {
+    /// A write that took effect is remembered with its answer under its
+    /// key; a repeat of the key gets that answer again (with
+    /// `Idempotent-Replayed: true`) and is not applied again. A present
+    /// but unusable key (empty, not visible ASCII) is refused with `400`.
+    #[default]
+    Replay,
+    /// The header is ignored, as by json-server: every request is applied
+    /// as new. A repeated create of an existing id gets `409 Conflict`
+    /// ("already holds a record", which the engine's HTTP adapter
+    /// classifies as a conflict that was possibly applied, so its next
+    /// attempt checks for the record and updates it), a repeated update is
+    /// applied again, and a repeated delete of a record already gone gets
+    /// `404`. Nothing is remembered, no answer is replayed, and an unusable
+    /// key is not refused. The request log still records each request's
+    /// key ([`crate::RequestRecord::idempotency_key`], `None` for an
+    /// unusable one), so a test can count a key applied twice.
+    Ignore,
 }
 
 impl ServerConfig {
@@ -78,6 +120,13 @@ impl ServerConfig {
     #[must_use]
     pub fn with_bearer_token(mut self, token: impl Into<String>) -> Self {
         self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// Starts with `mode` for `Idempotency-Key` (see [`IdempotencyMode`]).
+    #[must_use]
+    pub fn with_idempotency(mut self, mode: IdempotencyMode) -> Self {
+        self.idempotency = mode;
         self
     }
 }

@@ -70,13 +70,25 @@ pub enum Fault {
         /// The pause between two bytes.
         interval: Duration,
     },
+    /// Held for the duration after the request was read, then handled as
+    /// usual (logged then, with the idempotency key remembered then), even
+    /// if the client has given up and closed the connection meanwhile: a
+    /// server that applies a write its client already counted as failed.
+    /// The answer goes out at once after the handling, if the connection
+    /// is still there. [`crate::RequestRecord::received_at`] and
+    /// [`crate::RequestRecord::handled_at`] tell how late it was applied;
+    /// [`crate::ReferenceServer::delayed_applies_pending`] and
+    /// [`crate::ReferenceServer::wait_for_delayed_applies`] tell when none
+    /// is left to land.
+    DelayedApply(Duration),
 }
 
 impl Fault {
     /// The fault's kind as a stable name: `lose_response`,
     /// `reset_mid_body`, `delay`, `status`, `retry_after`,
-    /// `malformed_json`, `json_array`, `huge_body` or `trickle` (the keys
-    /// of [`crate::ReferenceServer::fault_counts`]).
+    /// `malformed_json`, `json_array`, `huge_body`, `trickle` or
+    /// `delayed_apply` (the keys of
+    /// [`crate::ReferenceServer::fault_counts`]).
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
@@ -89,6 +101,7 @@ impl Fault {
             Self::JsonArray => "json_array",
             Self::HugeBody { .. } => "huge_body",
             Self::Trickle { .. } => "trickle",
+            Self::DelayedApply(_) => "delayed_apply",
         }
     }
 

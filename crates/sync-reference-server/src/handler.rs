@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -12,8 +13,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
+use tokio::sync::watch;
 
 use crate::body::ReplyBody;
+use crate::config::IdempotencyMode;
 use crate::fault::{self, Fault, FaultPlan, FaultState};
 use crate::log::RequestRecord;
 use crate::persist;
@@ -42,6 +45,8 @@ pub(crate) struct Shared {
     prefix: String,
     data_file: Option<PathBuf>,
     state: Mutex<State>,
+    /// How many [`Fault::DelayedApply`] requests are held, not yet handled.
+    delayed: watch::Sender<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +54,8 @@ struct State {
     collections: Collections,
     /// Idempotency key → the answer of the request that took effect with it.
     replays: HashMap<String, Replay>,
+    /// Whether `replays` is used.
+    idempotency: IdempotencyMode,
     log: Vec<RequestRecord>,
     /// The token requests to collections must carry, when required.
     bearer: Option<String>,
@@ -137,7 +144,7 @@ impl Reply {
     }
 
     /// The response, its body broken as `fault` says (the refusing faults
-    /// and [`Fault::Delay`] were dealt with before).
+    /// and the delays were dealt with before).
     fn into_response(self, fault: Option<&Fault>) -> Result<Response<ReplyBody>, LostResponse> {
         let body = match fault {
             Some(Fault::LoseResponse) => return Err(LostResponse),
@@ -156,9 +163,8 @@ impl Reply {
             Some(Fault::JsonArray) => ReplyBody::full(Bytes::from_static(b"[1,2,3]")),
             Some(Fault::HugeBody { bytes }) => ReplyBody::padding(*bytes),
             Some(Fault::Trickle { interval }) => ReplyBody::trickle(self.body, *interval),
-            Some(Fault::Delay(_) | Fault::Status(_) | Fault::RetryAfter { .. }) | None => {
-                ReplyBody::full(self.body)
-            }
+            Some(Fault::Delay(_) | Fault::DelayedApply(_) | Fault::Status(_) | Fault::RetryAfter { .. })
+            | None => ReplyBody::full(self.body),
         };
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
@@ -228,6 +234,7 @@ impl Shared {
                 collections,
                 ..State::default()
             }),
+            delayed: watch::Sender::new(0),
         }
     }
 
@@ -265,10 +272,28 @@ impl Shared {
         self.lock().bearer = token;
     }
 
+    pub(crate) fn set_idempotency(&self, mode: IdempotencyMode) {
+        self.lock().idempotency = mode;
+    }
+
+    pub(crate) fn idempotency(&self) -> IdempotencyMode {
+        self.lock().idempotency
+    }
+
+    pub(crate) fn delayed_applies_pending(&self) -> usize {
+        *self.delayed.borrow()
+    }
+
+    pub(crate) async fn wait_for_delayed_applies(&self) {
+        let mut pending = self.delayed.subscribe();
+        // The sender lives in `self`, so the wait cannot fail.
+        let _settled = pending.wait_for(|count| *count == 0).await;
+    }
+
     /// Answers one request, or (for [`Fault::LoseResponse`]) fails so that
     /// the connection is closed without an answer.
     pub(crate) async fn handle(
-        &self,
+        self: &Arc<Self>,
         request: Request<Incoming>,
     ) -> Result<Response<ReplyBody>, LostResponse> {
         let (parts, body) = request.into_parts();
@@ -292,13 +317,14 @@ impl Shared {
     }
 
     async fn collection_request(
-        &self,
+        self: &Arc<Self>,
         method: &Method,
         headers: &HeaderMap,
         body: Incoming,
         collection: String,
         id: Option<String>,
     ) -> Result<Response<ReplyBody>, LostResponse> {
+        let received_at = Instant::now();
         let mut record = RequestRecord {
             method: method.clone(),
             collection,
@@ -308,9 +334,16 @@ impl Shared {
             applied: false,
             replayed: false,
             fault: None,
+            received_at,
+            handled_at: received_at,
         };
         let prepared = async {
-            let key = idempotency_key(headers);
+            let key = match (idempotency_key(headers), self.idempotency()) {
+                (Ok(key), _) => Ok(key),
+                // Ignored headers are not checked.
+                (Err(_), IdempotencyMode::Ignore) => Ok(None),
+                (Err(refusal), IdempotencyMode::Replay) => Err(refusal),
+            };
             if let Ok(key) = &key {
                 record.idempotency_key.clone_from(key);
             }
@@ -324,50 +357,100 @@ impl Shared {
             } else {
                 Bytes::new()
             };
-            Ok::<_, Reply>((key, operation, body))
+            Ok::<_, Reply>(Prepared { key, operation, body })
         }
         .await;
         // The lock is held in a block of its own: a guard may not live
-        // across the delay's await.
-        let (reply, fault) = {
+        // across an await.
+        let decided = {
             let mut state = self.lock();
-            let (reply, fault) = match prepared {
-                Ok((key, operation, body)) => {
-                    let record_id = operation.record_id(&body);
-                    let fault = state.faults.as_mut().and_then(|faults| {
-                        faults.decide(fault::Operation {
-                            method: method.clone(),
-                            collection: record.collection.clone(),
-                            id: record_id.clone(),
-                            key: key.clone(),
-                        })
-                    });
-                    let reply = match fault.as_ref().and_then(Reply::refusal) {
-                        Some(refusal) => {
-                            // A refused create still names the record it was for.
-                            if record.id.is_none() {
-                                record.id = record_id;
-                            }
-                            refusal
-                        }
-                        None => self.execute(&mut state, operation, key, &body, &mut record),
-                    };
-                    (reply, fault)
-                }
-                Err(reply) => (reply, None),
+            let fault = match &prepared {
+                Ok(prepared) => state.faults.as_mut().and_then(|faults| {
+                    faults.decide(fault::Operation {
+                        method: method.clone(),
+                        collection: record.collection.clone(),
+                        id: prepared.operation.record_id(&prepared.body),
+                        key: prepared.key.clone(),
+                    })
+                }),
+                Err(_) => None,
             };
-            record.status = reply.status;
-            record.fault.clone_from(&fault);
             if let Some(fault) = &fault {
                 *state.fault_counts.entry(fault.name().to_owned()).or_default() += 1;
             }
-            state.log.push(record);
-            (reply, fault)
+            match (fault, prepared) {
+                (Some(Fault::DelayedApply(delay)), Ok(prepared)) => Err((delay, prepared, record)),
+                (fault, prepared) => Ok(self.conclude(&mut state, prepared, fault, record)),
+            }
+        };
+        let (reply, fault) = match decided {
+            Ok(handled) => handled,
+            Err((delay, prepared, record)) => self.handle_later(delay, prepared, record).await,
         };
         if let Some(Fault::Delay(delay)) = fault {
             tokio::time::sleep(delay).await;
         }
         reply.into_response(fault.as_ref())
+    }
+
+    /// Handles a [`Fault::DelayedApply`] request after `delay`, in a task
+    /// of its own so that it is handled even if the connection closes and
+    /// hyper drops the request's future meanwhile.
+    async fn handle_later(
+        self: &Arc<Self>,
+        delay: Duration,
+        prepared: Prepared,
+        record: RequestRecord,
+    ) -> (Reply, Option<Fault>) {
+        let held = Held::new(Arc::clone(self));
+        let handled = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let shared = &held.0;
+            let mut state = shared.lock();
+            shared.conclude(&mut state, Ok(prepared), Some(Fault::DelayedApply(delay)), record)
+        })
+        .await;
+        // A join error means the task was cancelled with its runtime (it
+        // cannot panic), so there is no one left to answer anyway.
+        handled.unwrap_or_else(|_| {
+            (
+                Reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server shut down before handling the request",
+                ),
+                None,
+            )
+        })
+    }
+
+    /// Handles a prepared request under the lock (refused by `fault`, or
+    /// executed) and logs it; returns the answer and the fault to break it
+    /// with.
+    fn conclude(
+        &self,
+        state: &mut State,
+        prepared: Result<Prepared, Reply>,
+        fault: Option<Fault>,
+        mut record: RequestRecord,
+    ) -> (Reply, Option<Fault>) {
+        record.handled_at = Instant::now();
+        let reply = match prepared {
+            Ok(Prepared { key, operation, body }) => match fault.as_ref().and_then(Reply::refusal) {
+                Some(refusal) => {
+                    // A refused create still names the record it was for.
+                    if record.id.is_none() {
+                        record.id = operation.record_id(&body);
+                    }
+                    refusal
+                }
+                None => self.execute(state, operation, key, &body, &mut record),
+            },
+            Err(reply) => reply,
+        };
+        record.status = reply.status;
+        record.fault.clone_from(&fault);
+        state.log.push(record);
+        (reply, fault)
     }
 
     /// Refuses a request without the bearer token, when one is required.
@@ -399,7 +482,8 @@ impl Shared {
         record: &mut RequestRecord,
     ) -> Reply {
         let collection = record.collection.clone();
-        let key = key.filter(|_| operation.is_write());
+        // Keys are remembered for writes only, and only when honoured.
+        let key = key.filter(|_| operation.is_write() && state.idempotency == IdempotencyMode::Replay);
         if let Some(replay) = key.as_ref().and_then(|key| state.replays.get(key)) {
             record.replayed = true;
             if record.id.is_none() {
@@ -458,6 +542,33 @@ impl Shared {
             );
         }
         reply
+    }
+}
+
+/// A request to a collection, read and ready to be handled.
+#[derive(Debug)]
+struct Prepared {
+    key: Option<String>,
+    operation: Operation,
+    body: Bytes,
+}
+
+/// Counts one [`Fault::DelayedApply`] request as held while it lives.
+#[derive(Debug)]
+struct Held(Arc<Shared>);
+
+impl Held {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.delayed.send_modify(|count| *count += 1);
+        Self(shared)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0
+            .delayed
+            .send_modify(|count| *count = count.saturating_sub(1));
     }
 }
 

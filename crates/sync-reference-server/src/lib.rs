@@ -24,9 +24,14 @@
 //! - honours `Idempotency-Key` on writes: a request that took effect is
 //!   remembered with its answer, and a repeat of the key gets that answer
 //!   again (with `Idempotent-Replayed: true`) without being applied twice;
+//!   or, with [`IdempotencyMode::Ignore`] ([`ServerConfig::with_idempotency`],
+//!   [`ReferenceServer::set_idempotency`]), ignores it as json-server and
+//!   most real APIs do, so that only the client can prevent a duplicate
+//!   (a repeated create of an existing id gets `409`);
 //! - logs every request addressed to a collection
 //!   ([`ReferenceServer::request_log`], [`ReferenceServer::applied_requests`]),
-//!   so a test can count how often each change took effect;
+//!   so a test can count how often each change took effect, and under
+//!   which idempotency key, in either mode;
 //! - goes down and comes back on the same port with its state
 //!   ([`ReferenceServer::stop`], [`ReferenceServer::resume`]): while down,
 //!   connections are refused, exactly as when the API is unreachable;
@@ -58,6 +63,7 @@
 //! | `JsonArray` | yes | the earned status and `[1,2,3]` |
 //! | `HugeBody { bytes }` | yes | the earned status and exactly `bytes` bytes of `{"padding":"xxx…"}`, streamed |
 //! | `Trickle { interval }` | yes | the true answer, its body one byte per `interval` |
+//! | `DelayedApply(d)` | yes, `d` late | nothing for `d`, then the true answer; the request is handled after `d` even if the client hung up meanwhile ([`ReferenceServer::wait_for_delayed_applies`]) |
 //!
 //! A plan picks faults by record id ([`FaultPlan::for_id`]), in bursts
 //! ([`FaultPlan::burst`]), for the first attempts of every operation
@@ -101,7 +107,7 @@ mod route;
 mod server;
 mod store;
 
-pub use config::ServerConfig;
+pub use config::{IdempotencyMode, ServerConfig};
 pub use error::Error;
 pub use fault::{Fault, FaultPlan};
 pub use handler::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};

@@ -1,14 +1,18 @@
 //! The request log: what each request to a collection did.
 
+use std::time::{Duration, Instant};
+
 use http::{Method, StatusCode};
 
 use crate::fault::Fault;
 
 /// One request addressed to a collection, as the server handled it.
 ///
-/// Every such request is logged, reads and refused writes included; a
-/// change that took effect has `applied` set, so counting applied entries
-/// counts how often each change reached the data.
+/// Every such request is logged, reads and refused writes included, in the
+/// order the server handled them (a [`Fault::DelayedApply`] request when it
+/// is finally handled); a change that took effect has `applied` set, so
+/// counting applied entries counts how often each change reached the data,
+/// whatever the [`crate::IdempotencyMode`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RequestRecord {
@@ -34,4 +38,21 @@ pub struct RequestRecord {
     /// [`Fault::LoseResponse`] and [`Fault::ResetMidBody`], the one that was
     /// lost with the answer (or cut off after its head).
     pub fault: Option<Fault>,
+    /// When the request reached the server (its head was read).
+    pub received_at: Instant,
+    /// When the server handled it: applied or refused the change, or
+    /// answered the read. Right after [`Self::received_at`] but for the
+    /// body's upload and a [`Fault::DelayedApply`], whose request is
+    /// handled after its delay, whether or not its client is still
+    /// connected.
+    pub handled_at: Instant,
+}
+
+impl RequestRecord {
+    /// How long after it arrived the request was handled:
+    /// `handled_at - received_at`.
+    #[must_use]
+    pub fn handled_after(&self) -> Duration {
+        self.handled_at.saturating_duration_since(self.received_at)
+    }
 }

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Mutex, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::config::{ServerConfig, normalize_prefix};
+use crate::config::{IdempotencyMode, ServerConfig, normalize_prefix};
 use crate::error::Error;
 use crate::fault::FaultPlan;
 use crate::handler::Shared;
@@ -89,6 +89,7 @@ impl ReferenceServer {
         let shared = Arc::new(Shared::new(prefix, config.data_file, collections));
         shared.set_faults(config.faults);
         shared.require_bearer(config.bearer_token);
+        shared.set_idempotency(config.idempotency);
         let running = Running::spawn(listener, Arc::clone(&shared));
         Ok(Self {
             shared,
@@ -217,6 +218,38 @@ impl ReferenceServer {
     /// open.
     pub fn require_bearer(&self, token: Option<String>) {
         self.shared.require_bearer(token);
+    }
+
+    /// From the next request on, honours `Idempotency-Key` on writes
+    /// ([`IdempotencyMode::Replay`]) or ignores it as most real APIs do
+    /// ([`IdempotencyMode::Ignore`]). The keys remembered so far are kept
+    /// (though not consulted while ignored): switching back replays them
+    /// again, and writes applied while ignoring are not remembered.
+    pub fn set_idempotency(&self, mode: IdempotencyMode) {
+        self.shared.set_idempotency(mode);
+    }
+
+    /// The [`IdempotencyMode`] in force.
+    #[must_use]
+    pub fn idempotency(&self) -> IdempotencyMode {
+        self.shared.idempotency()
+    }
+
+    /// How many requests a [`crate::Fault::DelayedApply`] holds right now,
+    /// not yet handled (nor logged).
+    #[must_use]
+    pub fn delayed_applies_pending(&self) -> usize {
+        self.shared.delayed_applies_pending()
+    }
+
+    /// Waits until no request is held by a [`crate::Fault::DelayedApply`]:
+    /// every one received so far has been handled and logged, so the
+    /// snapshot and the request log are final for them. Returns at once
+    /// when none is held. Held requests are handled even while the server
+    /// is stopped (they were received before), and even after it was
+    /// dropped, as long as the tokio runtime runs.
+    pub async fn wait_for_delayed_applies(&self) {
+        self.shared.wait_for_delayed_applies().await;
     }
 }
 

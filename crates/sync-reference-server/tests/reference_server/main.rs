@@ -1,12 +1,15 @@
 //! The reference server over loopback HTTP/1.1: routes, errors,
-//! idempotency keys, the request log, the data file, the on/off switch, the
-//! fault mode and the bearer check.
+//! idempotency keys (honoured or ignored), the request log, the data file,
+//! the on/off switch, the fault mode (delayed applies included) and the
+//! bearer check.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
 
 mod auth;
 mod client;
+mod delayed_apply;
 mod faults;
 mod idempotency;
+mod ignored_keys;
 mod lifecycle;
 mod persistence;
 mod routes;
