@@ -13,7 +13,7 @@ use sync_core::{ApiError, EntityName, ErrorKind, JsonObject, OperationId, Record
 
 use crate::client::{self, HttpClient, Trust};
 use crate::error::{NetError, classify_status, classify_transport, excerpt, parse_retry_after};
-use crate::url::{BaseUrl, default_path};
+use crate::url::{BaseUrl, default_path, encode_query_value, encode_segment};
 
 /// Supplies per-request headers (such as `Authorization`) and refreshes
 /// credentials when the server answers 401.
@@ -53,6 +53,7 @@ struct Config {
     default_routes: bool,
     idempotency_header: Option<HeaderName>,
     max_response_bytes: usize,
+    include_response_body: bool,
 }
 
 /// REST adapter: `POST /{entity}`, `PUT /{entity}/{id}`,
@@ -109,6 +110,7 @@ pub struct HttpSyncApiAdapterBuilder {
     trust: Trust,
     root_certificates: Vec<Vec<u8>>,
     max_response_bytes: usize,
+    include_response_body: bool,
 }
 
 impl HttpSyncApiAdapter {
@@ -126,6 +128,7 @@ impl HttpSyncApiAdapter {
             trust: Trust::default(),
             root_certificates: Vec::new(),
             max_response_bytes: 8 * 1024 * 1024,
+            include_response_body: false,
         }
     }
 }
@@ -198,6 +201,21 @@ impl HttpSyncApiAdapterBuilder {
         self
     }
 
+    /// Whether error messages carry the first 200 bytes of the server's
+    /// answer (control characters blanked). Default `false`.
+    ///
+    /// Servers often echo the payload or other personal data in their
+    /// error answers, and apps ship `last_error` to logs and telemetry, so
+    /// by default an error names only its kind, the HTTP status, the method
+    /// and the path, with the record id replaced by `{id}` (`permanent
+    /// error on PUT /tasks/{id} (HTTP 422): HTTP 422 Unprocessable
+    /// Entity`). Turn this on while developing against a server, or when
+    /// its answers are known to hold nothing personal.
+    pub fn include_response_body_in_errors(mut self, enabled: bool) -> Self {
+        self.include_response_body = enabled;
+        self
+    }
+
     /// Checks the settings and builds the adapter.
     ///
     /// # Errors
@@ -249,9 +267,60 @@ impl HttpSyncApiAdapterBuilder {
                 path_builder: self.path_builder.unwrap_or_else(|| Arc::new(default_path)),
                 idempotency_header,
                 max_response_bytes: self.max_response_bytes,
+                include_response_body: self.include_response_body,
             }),
         })
     }
+}
+
+/// A request's method and path, and its line for errors and logs.
+struct Target {
+    method: Method,
+    /// Relative to the base URL, query included.
+    path: String,
+    /// The method and the path without the query (it may carry secrets)
+    /// and with the record id replaced by `{id}` (ids are personal data in
+    /// many apps), such as `PUT /tasks/{id}`.
+    line: String,
+}
+
+/// What stands for the record id in request lines.
+const ID_PLACEHOLDER: &str = "{id}";
+
+/// Ids this short are replaced only where they make up a whole path
+/// segment: inside a longer segment they would match unrelated text (the
+/// id `1` in `/v1`).
+const MIN_ID_INSIDE_SEGMENT: usize = 4;
+
+/// `path` without its query string.
+fn without_query(path: &str) -> &str {
+    path.split('?').next().unwrap_or(path)
+}
+
+/// `path` (from a path builder of the app's own) with `id` replaced by
+/// [`ID_PLACEHOLDER`], as it stands, percent-encoded or raw: every path
+/// segment equal to it, and for ids of [`MIN_ID_INSIDE_SEGMENT`] bytes or
+/// more every occurrence (`/notes/{id}.json`). Replacing too much only
+/// makes the line less precise; leaving the id would leak it.
+fn redact_id(path: &str, id: &str) -> String {
+    let forms = [encode_segment(id), encode_query_value(id), id.to_owned()];
+    let mut redacted = path
+        .split('/')
+        .map(|segment| {
+            if forms.iter().any(|form| form == segment) {
+                ID_PLACEHOLDER
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    for form in &forms {
+        if form.len() >= MIN_ID_INSIDE_SEGMENT {
+            redacted = redacted.replace(form.as_str(), ID_PLACEHOLDER);
+        }
+    }
+    redacted
 }
 
 /// A response that arrived in full.
@@ -262,7 +331,8 @@ struct Response {
 }
 
 impl HttpSyncApiAdapter {
-    fn path(&self, entity: &EntityName, id: Option<&RecordId>) -> Result<String, ApiError> {
+    /// Where a request for `entity` (and `id`) goes, and how errors name it.
+    fn target(&self, method: Method, entity: &EntityName, id: Option<&RecordId>) -> Result<Target, ApiError> {
         if self.config.default_routes {
             // Many servers resolve `%2E%2E` as `..`: no encoding keeps these
             // inside their entity's path, so they are refused.
@@ -275,25 +345,31 @@ impl HttpSyncApiAdapter {
                 ));
             }
         }
-        Ok((self.config.path_builder)(entity, id))
-    }
-
-    /// The method and path, without the query (it may carry secrets).
-    fn request_line(method: &Method, path: &str) -> String {
-        let path = path.split('?').next().unwrap_or(path);
-        format!("{method} {path}")
+        let path = (self.config.path_builder)(entity, id);
+        let shown = match id {
+            None => without_query(&path).to_owned(),
+            // The default route ends with the id and holds it nowhere else.
+            Some(_) if self.config.default_routes => {
+                format!("{}/{ID_PLACEHOLDER}", default_path(entity, None))
+            }
+            Some(id) => redact_id(without_query(&path), id.as_str()),
+        };
+        Ok(Target {
+            line: format!("{method} {shown}"),
+            method,
+            path,
+        })
     }
 
     /// Sends one request, retrying once after a 401 if an auth hook can
     /// refresh; returns the response whatever its status.
     async fn send(
         &self,
-        method: Method,
-        path: &str,
+        target: &Target,
         body: Option<Bytes>,
         operation_id: Option<&OperationId>,
     ) -> Result<Response, ApiError> {
-        let response = self.send_once(&method, path, body.clone(), operation_id).await?;
+        let response = self.send_once(target, body.clone(), operation_id).await?;
         if response.status != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -301,22 +377,21 @@ impl HttpSyncApiAdapter {
             return Ok(response);
         };
         auth.refresh().await?;
-        self.send_once(&method, path, body, operation_id).await
+        self.send_once(target, body, operation_id).await
     }
 
     async fn send_once(
         &self,
-        method: &Method,
-        path: &str,
+        target: &Target,
         body: Option<Bytes>,
         operation_id: Option<&OperationId>,
     ) -> Result<Response, ApiError> {
-        let line = Self::request_line(method, path);
+        let Target { method, path, line } = target;
         let uri = self
             .config
             .base
             .join(path)
-            .map_err(|reason| ApiError::new(ErrorKind::Permanent, reason).with_request(line.clone()))?;
+            .map_err(|reason| ApiError::new(ErrorKind::Permanent, reason).with_request(line.as_str()))?;
         let mut request = Request::builder().method(method.clone()).uri(uri);
         if let Some(headers) = request.headers_mut() {
             headers.extend(self.config.default_headers.clone());
@@ -341,14 +416,14 @@ impl HttpSyncApiAdapter {
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|error| {
                 ApiError::new(ErrorKind::Permanent, format!("cannot build the request: {error}"))
-                    .with_request(line.clone())
+                    .with_request(line.as_str())
             })?;
         let exchange = async {
             let response = self
                 .client
                 .request(request)
                 .await
-                .map_err(|error| classify_transport(&error, &line))?;
+                .map_err(|error| classify_transport(&error, line))?;
             let (parts, body) = response.into_parts();
             let collected = Limited::new(body, self.config.max_response_bytes).collect().await.map_err(|error| {
                 let too_large = error.downcast_ref::<http_body_util::LengthLimitError>().is_some();
@@ -360,7 +435,7 @@ impl HttpSyncApiAdapter {
                 } else {
                     format!("the response body broke off: {error}")
                 };
-                ApiError::new(ErrorKind::Transient, message).with_status(parts.status.as_u16()).with_request(line.clone())
+                ApiError::new(ErrorKind::Transient, message).with_status(parts.status.as_u16()).with_request(line.as_str())
             })?;
             Ok(Response {
                 status: parts.status,
@@ -377,20 +452,27 @@ impl HttpSyncApiAdapter {
                     self.config.request_timeout.as_millis()
                 ),
             )
-            .with_request(line)),
+            .with_request(line.as_str())),
         }
     }
 
-    /// The error for a non-success response.
-    fn status_error(response: &Response, line: &str) -> ApiError {
+    /// Appends the start of a response body to an error message, when the
+    /// app opted in ([`HttpSyncApiAdapterBuilder::include_response_body_in_errors`]).
+    fn append_body(&self, message: &mut String, body: &[u8]) {
+        if self.config.include_response_body && !body.iter().all(u8::is_ascii_whitespace) {
+            message.push_str(": ");
+            message.push_str(&excerpt(body));
+        }
+    }
+
+    /// The error for a non-success response: its status, and the start of
+    /// its body only when the app opted in.
+    fn status_error(&self, response: &Response, line: &str) -> ApiError {
         let status = response.status.as_u16();
         let (kind, possibly_applied) = classify_status(status).unwrap_or((ErrorKind::Permanent, false));
         let reason = response.status.canonical_reason().unwrap_or("unknown status");
         let mut message = format!("HTTP {status} {reason}");
-        if !response.body.is_empty() {
-            message.push_str(": ");
-            message.push_str(&excerpt(&response.body));
-        }
+        self.append_body(&mut message, &response.body);
         let mut error = ApiError::new(kind, message)
             .with_status(status)
             .with_request(line)
@@ -431,17 +513,18 @@ impl HttpSyncApiAdapter {
     /// would get the same answer, so it is a permanent error (the item is
     /// parked with this message) rather than a transient one retried
     /// forever. Nothing was written, so it was not applied.
-    fn fetch_answer(response: &Response, line: &str) -> Result<JsonObject, ApiError> {
+    fn fetch_answer(&self, response: &Response, line: &str) -> Result<JsonObject, ApiError> {
         let found = match serde_json::from_slice::<serde_json::Value>(&response.body) {
             Ok(serde_json::Value::Object(object)) => return Ok(object),
             _ if response.body.iter().all(u8::is_ascii_whitespace) => "an empty body".to_owned(),
             Ok(other) => format!("JSON that is {}", sync_core::model::json_type_name(&other)),
             Err(_) => "a body that is not JSON".to_owned(),
         };
-        let message = format!(
+        let mut message = format!(
             "the server answered a fetch with {found}: it must answer with the record as a JSON \
              object (check the route and the base URL)"
         );
+        self.append_body(&mut message, &response.body);
         Err(ApiError::new(ErrorKind::Permanent, message)
             .with_status(response.status.as_u16())
             .with_request(line)
@@ -450,24 +533,22 @@ impl HttpSyncApiAdapter {
 
     async fn write(
         &self,
-        method: Method,
-        path: String,
+        target: &Target,
         data: &JsonObject,
         operation_id: &OperationId,
     ) -> Result<Option<JsonObject>, ApiError> {
-        let line = Self::request_line(&method, &path);
         let body = serde_json::to_vec(data).map_err(|error| {
             ApiError::new(
                 ErrorKind::Permanent,
                 format!("the payload cannot be serialised: {error}"),
             )
-            .with_request(line.clone())
+            .with_request(target.line.as_str())
         })?;
         let response = self
-            .send(method, &path, Some(Bytes::from(body)), Some(operation_id))
+            .send(target, Some(Bytes::from(body)), Some(operation_id))
             .await?;
         if !response.status.is_success() {
-            return Err(Self::status_error(&response, &line));
+            return Err(self.status_error(&response, &target.line));
         }
         Ok(Self::write_answer(&response))
     }
@@ -482,23 +563,21 @@ impl SyncApiAdapter for HttpSyncApiAdapter {
         data: &JsonObject,
         operation_id: &OperationId,
     ) -> Result<Option<JsonObject>, ApiError> {
-        let path = self.path(entity, None)?;
-        self.write(Method::POST, path, data, operation_id)
-            .await
-            .map_err(|error| {
-                // A missing collection route is a configuration problem, not a
-                // missing record.
-                if error.kind() == ErrorKind::NotFound {
-                    ApiError::new(
-                        ErrorKind::Permanent,
-                        format!("{}: check the base URL and routes", error.message()),
-                    )
-                    .with_status(error.status().unwrap_or(404))
-                    .with_request(error.request().unwrap_or_default().to_owned())
-                } else {
-                    error
-                }
-            })
+        let target = self.target(Method::POST, entity, None)?;
+        self.write(&target, data, operation_id).await.map_err(|error| {
+            // A missing collection route is a configuration problem, not a
+            // missing record.
+            if error.kind() == ErrorKind::NotFound {
+                ApiError::new(
+                    ErrorKind::Permanent,
+                    format!("{}: check the base URL and routes", error.message()),
+                )
+                .with_status(error.status().unwrap_or(404))
+                .with_request(error.request().unwrap_or_default().to_owned())
+            } else {
+                error
+            }
+        })
     }
 
     async fn update(
@@ -508,8 +587,8 @@ impl SyncApiAdapter for HttpSyncApiAdapter {
         data: &JsonObject,
         operation_id: &OperationId,
     ) -> Result<Option<JsonObject>, ApiError> {
-        self.write(Method::PUT, self.path(entity, Some(id))?, data, operation_id)
-            .await
+        let target = self.target(Method::PUT, entity, Some(id))?;
+        self.write(&target, data, operation_id).await
     }
 
     async fn delete(
@@ -518,26 +597,24 @@ impl SyncApiAdapter for HttpSyncApiAdapter {
         id: &RecordId,
         operation_id: &OperationId,
     ) -> Result<(), ApiError> {
-        let path = self.path(entity, Some(id))?;
-        let line = Self::request_line(&Method::DELETE, &path);
-        let response = self.send(Method::DELETE, &path, None, Some(operation_id)).await?;
+        let target = self.target(Method::DELETE, entity, Some(id))?;
+        let response = self.send(&target, None, Some(operation_id)).await?;
         // Gone already is what was asked.
         if response.status.is_success() || matches!(response.status.as_u16(), 404 | 410) {
             return Ok(());
         }
-        Err(Self::status_error(&response, &line))
+        Err(self.status_error(&response, &target.line))
     }
 
     async fn fetch_remote(&self, entity: &EntityName, id: &RecordId) -> Result<Option<JsonObject>, ApiError> {
-        let path = self.path(entity, Some(id))?;
-        let line = Self::request_line(&Method::GET, &path);
-        let response = self.send(Method::GET, &path, None, None).await?;
+        let target = self.target(Method::GET, entity, Some(id))?;
+        let response = self.send(&target, None, None).await?;
         if matches!(response.status.as_u16(), 404 | 410) {
             return Ok(None);
         }
         if !response.status.is_success() {
-            return Err(Self::status_error(&response, &line));
+            return Err(self.status_error(&response, &target.line));
         }
-        Self::fetch_answer(&response, &line).map(Some)
+        self.fetch_answer(&response, &target.line).map(Some)
     }
 }

@@ -12,7 +12,11 @@
 //!   options, first success wins, and a deduplicated change stream.
 //!
 //! Errors and logs never contain payloads or credentials: header values
-//! are marked sensitive, and request lines carry the path without the query.
+//! are marked sensitive, and request lines carry the path without the query
+//! and with the record id replaced by `{id}`. The server's answer is quoted
+//! in errors only when the app opts in
+//! ([`HttpSyncApiAdapterBuilder::include_response_body_in_errors`]), as it
+//! often echoes personal data.
 #![deny(missing_docs)]
 
 mod adapter;

@@ -117,19 +117,24 @@ impl BaseUrl {
     }
 
     /// The full URI for `path` (which starts with `/` and may carry a query).
+    ///
+    /// The reasons never quote the path: it may hold a record id, and the
+    /// adapter's request line names it with the id left out.
     pub(crate) fn join(&self, path: &str) -> Result<Uri, String> {
         if !path.starts_with('/') {
-            return Err(format!("the path {path:?} must start with '/'"));
+            return Err("the path builder's path must start with '/'".to_owned());
         }
-        let path_and_query: PathAndQuery = format!("{}{path}", self.prefix)
-            .parse()
-            .map_err(|_| format!("the path {path:?} is not a valid URL path: percent-encode it"))?;
+        let path_and_query: PathAndQuery = format!("{}{path}", self.prefix).parse().map_err(|_| {
+            "the path builder's path is not a valid URL path: percent-encode its parts with \
+             encode_segment and encode_query_value"
+                .to_owned()
+        })?;
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()
-            .map_err(|error| format!("cannot build a URL from {path:?}: {error}"))
+            .map_err(|error| format!("cannot build a URL from the path builder's path: {error}"))
     }
 }
 

@@ -288,10 +288,10 @@ async fn statuses_are_classified_for_the_engine() {
         assert_eq!(error.kind(), kind, "HTTP {status}");
         assert_eq!(error.possibly_applied(), possibly_applied, "HTTP {status}");
         assert_eq!(error.status(), Some(status));
-        assert_eq!(error.request(), Some("PUT /tasks/1"));
+        assert_eq!(error.request(), Some("PUT /tasks/{id}"));
         assert!(
-            error.message().contains("nope"),
-            "the body excerpt is in the error: {error}"
+            !error.to_string().contains("nope"),
+            "no body excerpt unless asked for: {error}"
         );
         assert!(
             !error.to_string().contains("secret-payload-text"),
@@ -474,6 +474,184 @@ async fn a_refused_connection_is_offline_and_not_applied() {
         (ErrorKind::Offline, false)
     );
     assert_eq!(error.request(), Some("POST /tasks"));
+}
+
+/// Personal data a server echoes back in its error answers.
+const ECHOED: &str = "jane.doe@example.com";
+/// A record id that is personal data itself (many apps key by e-mail or
+/// account number).
+const PERSONAL_ID: &str = "account-4711-jane";
+
+/// A server answering `status` with a body that echoes [`ECHOED`].
+async fn echoing(status: u16) -> MockServer {
+    answering(ResponseTemplate::new(status).set_body_json(json!({
+        "error": "invalid field",
+        "value": ECHOED,
+    })))
+    .await
+}
+
+/// Every call of the adapter on the record [`PERSONAL_ID`], as errors.
+async fn errors_of_every_call(adapter: &HttpSyncApiAdapter) -> Vec<ApiError> {
+    let (tasks, record) = (entity("tasks"), id(PERSONAL_ID));
+    vec![
+        adapter
+            .create(&tasks, &record, &data(), &op("c"))
+            .await
+            .unwrap_err(),
+        adapter
+            .update(&tasks, &record, &data(), &op("u"))
+            .await
+            .unwrap_err(),
+        adapter.delete(&tasks, &record, &op("d")).await.unwrap_err(),
+        adapter.fetch_remote(&tasks, &record).await.unwrap_err(),
+    ]
+}
+
+#[tokio::test]
+async fn errors_name_status_method_and_path_but_no_body_and_no_record_id() {
+    let server = echoing(422).await;
+    let errors = errors_of_every_call(&adapter(&server)).await;
+    let lines: Vec<Option<&str>> = errors.iter().map(ApiError::request).collect();
+    assert_eq!(
+        lines,
+        [
+            Some("POST /tasks"),
+            Some("PUT /tasks/{id}"),
+            Some("DELETE /tasks/{id}"),
+            Some("GET /tasks/{id}")
+        ]
+    );
+    for error in &errors {
+        let shown = format!("{error} | {error:?}");
+        assert!(!shown.contains(ECHOED), "the body leaked: {shown}");
+        assert!(!shown.contains(PERSONAL_ID), "the record id leaked: {shown}");
+        assert!(!shown.contains("invalid field"), "the body leaked: {shown}");
+        assert_eq!(error.kind(), ErrorKind::Permanent);
+        assert_eq!(error.status(), Some(422));
+        let text = error.to_string();
+        for part in [
+            "permanent",
+            "HTTP 422 Unprocessable Entity",
+            error.request().unwrap(),
+        ] {
+            assert!(text.contains(part), "{part:?} missing: {text}");
+        }
+    }
+    assert_eq!(
+        errors[1].to_string(),
+        "permanent error on PUT /tasks/{id} (HTTP 422): HTTP 422 Unprocessable Entity"
+    );
+
+    // Nor when the answer is a success the adapter cannot use.
+    let page = answering(ResponseTemplate::new(200).set_body_string(format!("<html>{ECHOED}</html>"))).await;
+    let error = adapter(&page)
+        .fetch_remote(&entity("tasks"), &id(PERSONAL_ID))
+        .await
+        .unwrap_err();
+    let shown = format!("{error} | {error:?}");
+    assert!(!shown.contains(ECHOED) && !shown.contains(PERSONAL_ID), "{shown}");
+
+    // Nor when no answer came.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let refused = HttpSyncApiAdapter::builder(format!("http://{address}"))
+        .build()
+        .unwrap();
+    let error = refused
+        .update(&entity("tasks"), &id(PERSONAL_ID), &data(), &op("u"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.request(), Some("PUT /tasks/{id}"));
+    assert!(!format!("{error} | {error:?}").contains(PERSONAL_ID), "{error:?}");
+}
+
+#[tokio::test]
+async fn record_ids_are_left_out_of_custom_routes_too() {
+    let server = echoing(400).await;
+    let adapter = HttpSyncApiAdapter::builder(server.uri())
+        .path_builder(|entity: &EntityName, id: Option<&RecordId>| match id {
+            None => format!("/v1/{}", encode_segment(entity.as_str())),
+            Some(id) if entity.as_str() == "notes" => {
+                format!("/v1/notes/{}.json", encode_segment(id.as_str()))
+            }
+            Some(id) => format!(
+                "/v1/{}/{}/items?id={}",
+                encode_segment(entity.as_str()),
+                encode_segment(id.as_str()),
+                encode_query_value(id.as_str())
+            ),
+        })
+        .build()
+        .unwrap();
+    let errors = errors_of_every_call(&adapter).await;
+    let lines: Vec<Option<&str>> = errors.iter().map(ApiError::request).collect();
+    assert_eq!(
+        lines,
+        [
+            Some("POST /v1/tasks"),
+            Some("PUT /v1/tasks/{id}/items"),
+            Some("DELETE /v1/tasks/{id}/items"),
+            Some("GET /v1/tasks/{id}/items")
+        ]
+    );
+    let error = adapter
+        .update(&entity("notes"), &id(PERSONAL_ID), &data(), &op("u"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.request(), Some("PUT /v1/notes/{id}.json"));
+    let spaced = adapter
+        .update(&entity("notes"), &id("jane doe/1"), &data(), &op("u"))
+        .await
+        .unwrap_err();
+    assert_eq!(spaced.request(), Some("PUT /v1/notes/{id}.json"));
+}
+
+#[tokio::test]
+async fn a_bad_custom_path_is_reported_without_the_record_id() {
+    let server = answering(ResponseTemplate::new(200)).await;
+    for bad in [
+        |id: &str| format!("tasks/{id}"),
+        |id: &str| format!("/tasks/{id} unencoded"),
+    ] {
+        let adapter = HttpSyncApiAdapter::builder(server.uri())
+            .path_builder(move |_: &EntityName, id: Option<&RecordId>| bad(id.map_or("", RecordId::as_str)))
+            .build()
+            .unwrap();
+        let error = adapter
+            .update(&entity("tasks"), &id(PERSONAL_ID), &data(), &op("u"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Permanent);
+        assert!(!format!("{error} | {error:?}").contains(PERSONAL_ID), "{error}");
+    }
+    assert!(requests(&server).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_response_body_is_in_errors_only_when_the_app_opts_in() {
+    let server = echoing(422).await;
+    let adapter = HttpSyncApiAdapter::builder(server.uri())
+        .include_response_body_in_errors(true)
+        .build()
+        .unwrap();
+    for error in errors_of_every_call(&adapter).await {
+        assert!(error.message().contains(ECHOED), "{error}");
+        assert!(
+            !error.to_string().contains(PERSONAL_ID),
+            "the id stays out: {error}"
+        );
+    }
+    let page = answering(ResponseTemplate::new(200).set_body_string(format!("<html>{ECHOED}</html>"))).await;
+    let error = HttpSyncApiAdapter::builder(page.uri())
+        .include_response_body_in_errors(true)
+        .build()
+        .unwrap()
+        .fetch_remote(&entity("tasks"), &id("1"))
+        .await
+        .unwrap_err();
+    assert!(error.message().contains(ECHOED), "{error}");
 }
 
 /// Hands out `stale` until refreshed, then `fresh`.
