@@ -3,32 +3,52 @@
 //!
 //! ```text
 //! sync-reference-server [--port N] [--data FILE] [--prefix /api]
-//!                       [--bearer TOKEN] [--lose-responses P [--fault-seed N]]
+//!                       [--bearer TOKEN] [--ignore-idempotency-keys]
+//!                       [--lose-responses P] [--delayed-apply P [--apply-delay MS]]
+//!                       [--fault-seed N]
 //! ```
 #![deny(missing_docs)]
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use http::Method;
-use sync_reference_server::{Fault, FaultPlan, ReferenceServer, ServerConfig};
+use sync_reference_server::{Fault, FaultPlan, IdempotencyMode, ReferenceServer, ServerConfig};
 
 const USAGE: &str = "\
 usage: sync-reference-server [--port N] [--data FILE] [--prefix /api]
-                             [--bearer TOKEN] [--lose-responses P [--fault-seed N]]
+                             [--bearer TOKEN] [--ignore-idempotency-keys]
+                             [--lose-responses P] [--delayed-apply P [--apply-delay MS]]
+                             [--fault-seed N]
 
-  --port N            listen on 127.0.0.1:N (default 3000; 0 picks a free port)
-  --data FILE         load the collections from FILE and write every change to it
-  --prefix PATH       serve every route under PATH, such as /api
-  --bearer TOKEN      require `Authorization: Bearer TOKEN` on collections (else 401)
-  --lose-responses P  apply each write, then drop its answer with probability P (0 to 1)
-  --fault-seed N      the seed of those draws (default 0): the same seed, the same losses
-  --help              show this text";
+  --port N                   listen on 127.0.0.1:N (default 3000; 0 picks a free port)
+  --data FILE                load the collections from FILE and write every change to it
+  --prefix PATH              serve every route under PATH, such as /api
+  --bearer TOKEN             require `Authorization: Bearer TOKEN` on collections (else 401)
+  --ignore-idempotency-keys  apply every write as new, as json-server does: no replay for a
+                             repeated Idempotency-Key, 409 for a repeated create of an id
+  --lose-responses P         apply each write, then drop its answer with probability P (0 to 1)
+  --delayed-apply P          hold each write with probability P (0 to 1) for --apply-delay,
+                             then apply it even if the client hung up meanwhile
+  --apply-delay MS           how long --delayed-apply holds a write (default 5000)
+  --fault-seed N             the seed of those draws (default 0): the same seed, the same faults
+  --help                     show this text
+
+Faults touch writes only (POST, PUT, DELETE); with both fault flags, one draw per
+request picks at most one, losses first.";
+
+/// How long `--delayed-apply` holds a write unless `--apply-delay` says.
+const DEFAULT_APPLY_DELAY: Duration = Duration::from_secs(5);
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Serve(Box<ServerConfig>),
+    Serve {
+        config: Box<ServerConfig>,
+        /// The banner's lines on the modes asked for, each after a newline.
+        notes: String,
+    },
     Help,
 }
 
@@ -36,6 +56,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
     let mut config = ServerConfig::new().with_port(3000);
     let mut seed = None;
     let mut lose = None;
+    let mut delayed = None;
+    let mut apply_delay = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         // Both `--port 3000` and `--port=3000`.
@@ -66,36 +88,97 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
                         .map_err(|_| format!("--fault-seed: {text:?} is not a whole number"))?,
                 );
             }
-            "--lose-responses" => {
+            "--lose-responses" => lose = Some(probability(&flag, &value()?)?),
+            "--delayed-apply" => delayed = Some(probability(&flag, &value()?)?),
+            "--apply-delay" => {
                 let text = value()?;
-                let probability = text
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|p| (0.0..=1.0).contains(p))
-                    .ok_or_else(|| format!("--lose-responses: {text:?} is not a probability (0 to 1)"))?;
-                lose = Some(probability);
+                let millis = text
+                    .parse::<u64>()
+                    .map_err(|_| format!("--apply-delay: {text:?} is not a whole number of milliseconds"))?;
+                apply_delay = Some(Duration::from_millis(millis));
+            }
+            "--ignore-idempotency-keys" => {
+                if inline.is_some() {
+                    return Err(format!("{flag} takes no value"));
+                }
+                config.idempotency = IdempotencyMode::Ignore;
             }
             "--help" | "-h" => return Ok(Command::Help),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    match (lose, seed) {
-        (Some(probability), seed) => {
-            let plan = FaultPlan::seeded(seed.unwrap_or(0))
-                .only_methods(&[Method::POST, Method::PUT, Method::DELETE])
-                .with_random(Fault::LoseResponse, probability);
-            config.faults = Some(plan);
-        }
-        (None, Some(_)) => return Err("--fault-seed needs --lose-responses".to_owned()),
-        (None, None) => {}
+    if apply_delay.is_some() && delayed.is_none() {
+        return Err("--apply-delay needs --delayed-apply".to_owned());
     }
-    Ok(Command::Serve(Box::new(config)))
+    if lose.is_none() && delayed.is_none() {
+        if seed.is_some() {
+            return Err("--fault-seed needs --lose-responses or --delayed-apply".to_owned());
+        }
+        let notes = describe(&config, None, None);
+        return Ok(Command::Serve {
+            config: Box::new(config),
+            notes,
+        });
+    }
+    let mut plan =
+        FaultPlan::seeded(seed.unwrap_or(0)).only_methods(&[Method::POST, Method::PUT, Method::DELETE]);
+    if let Some(probability) = lose {
+        plan = plan.with_random(Fault::LoseResponse, probability);
+    }
+    let delayed = delayed.map(|probability| (probability, apply_delay.unwrap_or(DEFAULT_APPLY_DELAY)));
+    if let Some((probability, delay)) = delayed {
+        plan = plan.with_random(Fault::DelayedApply(delay), probability);
+    }
+    config.faults = Some(plan);
+    let notes = describe(&config, lose, delayed);
+    Ok(Command::Serve {
+        config: Box::new(config),
+        notes,
+    })
+}
+
+/// A probability flag's value, `0` to `1`.
+fn probability(flag: &str, text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=1.0).contains(p))
+        .ok_or_else(|| format!("{flag}: {text:?} is not a probability (0 to 1)"))
+}
+
+/// The banner's lines about the fault plan, the bearer check and the
+/// idempotency mode.
+fn describe(config: &ServerConfig, lose: Option<f64>, delayed: Option<(f64, Duration)>) -> String {
+    let mut lines = String::new();
+    if let Some(plan) = &config.faults {
+        let mut faults = Vec::new();
+        if let Some(p) = lose {
+            faults.push(format!("losing answers to writes with probability {p}"));
+        }
+        if let Some((p, delay)) = delayed {
+            faults.push(format!(
+                "applying writes {} ms late with probability {p}",
+                delay.as_millis()
+            ));
+        }
+        lines.push_str(&format!(
+            "\nfault mode: seed {}, {}",
+            plan.seed(),
+            faults.join(", ")
+        ));
+    }
+    if config.bearer_token.is_some() {
+        lines.push_str("\nbearer token required on collections");
+    }
+    if config.idempotency == IdempotencyMode::Ignore {
+        lines.push_str("\nidempotency keys ignored: every write is applied as new");
+    }
+    lines
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let config = match parse_args(std::env::args().skip(1)) {
-        Ok(Command::Serve(config)) => *config,
+    let (config, notes) = match parse_args(std::env::args().skip(1)) {
+        Ok(Command::Serve { config, notes }) => (*config, notes),
         Ok(Command::Help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -106,16 +189,6 @@ async fn main() -> ExitCode {
         }
     };
     let data_file = config.data_file.clone();
-    let faults = config.faults.as_ref().map(|plan| {
-        format!(
-            "\nfault mode: seed {}, losing answers to writes at random",
-            plan.seed()
-        )
-    });
-    let auth = config
-        .bearer_token
-        .as_ref()
-        .map(|_| "\nbearer token required on collections");
     let server = match ReferenceServer::start(config).await {
         Ok(server) => server,
         Err(error) => {
@@ -130,10 +203,8 @@ async fn main() -> ExitCode {
         None => "data in memory only (use --data FILE to keep it)".to_owned(),
     };
     let banner = format!(
-        "sync-reference-server listening on {}\n{storage}{}{}\nCtrl-C to stop\n",
+        "sync-reference-server listening on {}\n{storage}{notes}\nCtrl-C to stop\n",
         server.base_url(),
-        faults.unwrap_or_default(),
-        auth.unwrap_or_default(),
     );
     // Not `println!`: a reader that stopped listening (a closed pipe) must
     // not bring the server down.
@@ -152,18 +223,30 @@ async fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{Command, Fault, FaultPlan, Method, ServerConfig, parse_args};
+    use super::{
+        Command, DEFAULT_APPLY_DELAY, Duration, Fault, FaultPlan, IdempotencyMode, Method, ServerConfig,
+        parse_args,
+    };
 
     fn parse(args: &[&str]) -> Result<Command, String> {
         parse_args(args.iter().map(|arg| (*arg).to_owned()))
     }
 
+    /// The configuration `args` ask for, and the banner's notes.
+    fn serve(args: &[&str]) -> (ServerConfig, String) {
+        match parse(args) {
+            Ok(Command::Serve { config, notes }) => (*config, notes),
+            other => panic!("{args:?} not parsed as a server: {other:?}"),
+        }
+    }
+
+    fn writes() -> FaultPlan {
+        FaultPlan::seeded(0).only_methods(&[Method::POST, Method::PUT, Method::DELETE])
+    }
+
     #[test]
     fn defaults_to_port_3000_in_memory() {
-        assert_eq!(
-            parse(&[]),
-            Ok(Command::Serve(Box::new(ServerConfig::new().with_port(3000))))
-        );
+        assert_eq!(serve(&[]), (ServerConfig::new().with_port(3000), String::new()));
     }
 
     #[test]
@@ -173,24 +256,22 @@ mod tests {
             .with_data_file("db.json")
             .with_prefix("/api");
         assert_eq!(
-            parse(&["--port", "0", "--data", "db.json", "--prefix", "/api"]),
-            Ok(Command::Serve(Box::new(expected.clone())))
+            serve(&["--port", "0", "--data", "db.json", "--prefix", "/api"]).0,
+            expected
         );
         assert_eq!(
-            parse(&["--port=0", "--data=db.json", "--prefix=/api"]),
-            Ok(Command::Serve(Box::new(expected)))
+            serve(&["--port=0", "--data=db.json", "--prefix=/api"]).0,
+            expected
         );
         assert_eq!(parse(&["--help"]), Ok(Command::Help));
     }
 
     #[test]
     fn reads_the_fault_and_auth_flags() {
-        let Ok(Command::Serve(config)) =
-            parse(&["--bearer", "tok", "--lose-responses=0.25", "--fault-seed", "9"])
-        else {
-            panic!("not parsed");
-        };
+        let (config, notes) = serve(&["--bearer", "tok", "--lose-responses=0.25", "--fault-seed", "9"]);
         assert_eq!(config.bearer_token.as_deref(), Some("tok"));
+        assert!(notes.contains("seed 9, losing answers"), "{notes}");
+        assert!(notes.contains("bearer token required"), "{notes}");
         let expected = FaultPlan::seeded(9)
             .only_methods(&[Method::POST, Method::PUT, Method::DELETE])
             .with_random(Fault::LoseResponse, 0.25);
@@ -198,6 +279,48 @@ mod tests {
         assert!(parse(&["--fault-seed", "9"]).is_err());
         assert!(parse(&["--lose-responses", "1.5"]).is_err());
         assert!(parse(&["--lose-responses", "NaN"]).is_err());
+    }
+
+    #[test]
+    fn reads_the_idempotency_flag() {
+        let (config, notes) = serve(&["--ignore-idempotency-keys"]);
+        assert_eq!(config.idempotency, IdempotencyMode::Ignore);
+        assert_eq!(config.faults, None);
+        assert!(notes.contains("idempotency keys ignored"), "{notes}");
+        assert_eq!(serve(&[]).0.idempotency, IdempotencyMode::Replay);
+        assert!(parse(&["--ignore-idempotency-keys=yes"]).is_err());
+    }
+
+    #[test]
+    fn reads_the_delayed_apply_flags() {
+        let (config, notes) = serve(&["--delayed-apply", "0.5", "--apply-delay=250"]);
+        let expected = writes().with_random(Fault::DelayedApply(Duration::from_millis(250)), 0.5);
+        assert_eq!(config.faults, Some(expected));
+        assert!(
+            notes.contains("applying writes 250 ms late with probability 0.5"),
+            "{notes}"
+        );
+
+        let (config, _) = serve(&["--delayed-apply", "1"]);
+        assert_eq!(
+            config.faults,
+            Some(writes().with_random(Fault::DelayedApply(DEFAULT_APPLY_DELAY), 1.0))
+        );
+
+        // With both faults, one draw: losses first.
+        let (config, _) = serve(&["--fault-seed=0", "--delayed-apply=0.1", "--lose-responses=0.2"]);
+        let expected = writes()
+            .with_random(Fault::LoseResponse, 0.2)
+            .with_random(Fault::DelayedApply(DEFAULT_APPLY_DELAY), 0.1);
+        assert_eq!(config.faults, Some(expected));
+
+        assert!(
+            parse(&["--apply-delay", "100"]).is_err(),
+            "a delay without the fault"
+        );
+        assert!(parse(&["--delayed-apply", "2"]).is_err());
+        assert!(parse(&["--delayed-apply", "0.5", "--apply-delay", "-1"]).is_err());
+        assert!(parse(&["--fault-seed", "3", "--delayed-apply", "0.5"]).is_ok());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! connections.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
 
-// Only `send` is used here; the rest serves the other test binary.
+// Only `send` and `send_with` are used here; the rest serves the other
+// test binary.
 #[allow(dead_code)]
 #[path = "reference_server/client.rs"]
 mod client;
@@ -15,7 +16,9 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-use crate::client::send;
+use sync_reference_server::IDEMPOTENCY_KEY;
+
+use crate::client::{send, send_with};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_sync-reference-server");
 
@@ -94,5 +97,68 @@ fn the_binary_refuses_bad_arguments_and_files() {
 
     let output = Command::new(BINARY).arg("--help").output().unwrap();
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).contains("--prefix"));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--prefix",
+        "--ignore-idempotency-keys",
+        "--delayed-apply",
+        "--apply-delay",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from the help");
+    }
+}
+
+#[tokio::test]
+async fn the_binary_can_ignore_idempotency_keys_and_apply_late() {
+    let mut child = Running(
+        Command::new(BINARY)
+            .args(["--port", "0", "--ignore-idempotency-keys"])
+            .args([
+                "--delayed-apply",
+                "1",
+                "--apply-delay",
+                "200",
+                "--fault-seed",
+                "4",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    // The banner up to its last line, then the reader is kept so the pipe
+    // stays open.
+    let (banner, _stdout) = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut banner = String::new();
+        while !banner.ends_with("Ctrl-C to stop\n") {
+            let mut line = String::new();
+            assert_ne!(reader.read_line(&mut line).unwrap(), 0, "banner cut: {banner:?}");
+            banner.push_str(&line);
+        }
+        (banner, reader)
+    })
+    .await
+    .unwrap();
+    assert!(banner.contains("idempotency keys ignored"), "{banner}");
+    assert!(
+        banner.contains("fault mode: seed 4, applying writes 200 ms late"),
+        "{banner}"
+    );
+    let authority = banner
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("sync-reference-server listening on http://"))
+        .unwrap_or_else(|| panic!("unexpected banner {banner:?}"));
+    let addr: SocketAddr = authority.parse().unwrap();
+
+    let key = [(IDEMPOTENCY_KEY, "op-1")];
+    let started = std::time::Instant::now();
+    let created = send_with(addr, "POST", "/tasks", &key, Some(r#"{"id":"1"}"#)).await;
+    assert_eq!(created.status, 201);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200), "held");
+    let repeat = send_with(addr, "POST", "/tasks", &key, Some(r#"{"id":"1"}"#)).await;
+    assert_eq!(repeat.status, 409, "not replayed");
+    drop(child);
 }
