@@ -20,6 +20,12 @@ use crate::url::{BaseUrl, default_path, encode_query_value, encode_segment};
 ///
 /// On a 401 the adapter calls [`AuthHook::refresh`] once and retries the
 /// request once with fresh headers; a second 401 is a permanent error.
+///
+/// Each call is bounded by
+/// [`HttpSyncApiAdapterBuilder::auth_hook_timeout`] (default 30 s): a hook
+/// that does not return in time fails the request with a transient
+/// [`ApiError`] (nothing was sent, so nothing was applied), and the engine
+/// retries it later, so a hung hook can never hang a sync.
 #[async_trait]
 pub trait AuthHook: Send + Sync {
     /// Headers to add to the next request.
@@ -49,6 +55,7 @@ struct Config {
     default_headers: HeaderMap,
     request_timeout: Duration,
     auth: Option<Arc<dyn AuthHook>>,
+    auth_hook_timeout: Duration,
     path_builder: Arc<PathBuilder>,
     default_routes: bool,
     idempotency_header: Option<HeaderName>,
@@ -105,6 +112,7 @@ pub struct HttpSyncApiAdapterBuilder {
     connect_timeout: Duration,
     user_agent: String,
     auth: Option<Arc<dyn AuthHook>>,
+    auth_hook_timeout: Duration,
     path_builder: Option<Arc<PathBuilder>>,
     idempotency_header: Option<String>,
     trust: Trust,
@@ -123,6 +131,7 @@ impl HttpSyncApiAdapter {
             connect_timeout: Duration::from_secs(10),
             user_agent: concat!("offline-sync/", env!("CARGO_PKG_VERSION")).to_owned(),
             auth: None,
+            auth_hook_timeout: Duration::from_secs(30),
             path_builder: None,
             idempotency_header: Some(IDEMPOTENCY_KEY.to_owned()),
             trust: Trust::default(),
@@ -163,6 +172,16 @@ impl HttpSyncApiAdapterBuilder {
     /// none.
     pub fn auth(mut self, hook: impl AuthHook + 'static) -> Self {
         self.auth = Some(Arc::new(hook));
+        self
+    }
+
+    /// The time limit for each call of the auth hook ([`AuthHook::headers`]
+    /// before every request, [`AuthHook::refresh`] after a 401). A call
+    /// that takes longer fails the request with a transient [`ApiError`],
+    /// retried later like a timeout; the hook's future is dropped. Default
+    /// 30 s.
+    pub fn auth_hook_timeout(mut self, timeout: Duration) -> Self {
+        self.auth_hook_timeout = timeout;
         self
     }
 
@@ -263,6 +282,7 @@ impl HttpSyncApiAdapterBuilder {
                 default_headers,
                 request_timeout: self.request_timeout,
                 auth: self.auth,
+                auth_hook_timeout: self.auth_hook_timeout,
                 default_routes: self.path_builder.is_none(),
                 path_builder: self.path_builder.unwrap_or_else(|| Arc::new(default_path)),
                 idempotency_header,
@@ -376,7 +396,8 @@ impl HttpSyncApiAdapter {
         let Some(auth) = &self.config.auth else {
             return Ok(response);
         };
-        auth.refresh().await?;
+        self.bounded_hook("refresh()", &target.line, auth.refresh())
+            .await?;
         self.send_once(target, body, operation_id).await
     }
 
@@ -405,7 +426,7 @@ impl HttpSyncApiAdapter {
                 headers.insert(name.clone(), value);
             }
             if let Some(auth) = &self.config.auth {
-                let mut extra = auth.headers().await?;
+                let mut extra = self.bounded_hook("headers()", line, auth.headers()).await?;
                 for value in extra.values_mut() {
                     value.set_sensitive(true);
                 }
@@ -454,6 +475,29 @@ impl HttpSyncApiAdapter {
             )
             .with_request(line.as_str())),
         }
+    }
+
+    /// Runs a call of the auth hook within its time limit.
+    async fn bounded_hook<T>(
+        &self,
+        call: &str,
+        line: &str,
+        hook: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let limit = self.config.auth_hook_timeout;
+        tokio::time::timeout(limit, hook).await.unwrap_or_else(|_| {
+            Err(ApiError::new(
+                ErrorKind::Transient,
+                format!(
+                    "the auth hook's {call} did not return within {} ms, so the request was not \
+                     sent with its credentials and nothing was applied (raise auth_hook_timeout if \
+                     getting credentials takes longer)",
+                    limit.as_millis()
+                ),
+            )
+            .with_request(line)
+            .with_possibly_applied(false))
+        })
     }
 
     /// Appends the start of a response body to an error message, when the

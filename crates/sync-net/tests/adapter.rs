@@ -764,6 +764,84 @@ async fn a_401_after_refresh_is_permanent_and_leaks_no_credentials() {
     }
 }
 
+/// An auth hook that never answers: `headers()`, or `refresh()` after a
+/// 401, waits forever.
+struct HungHook {
+    hang_in_headers: bool,
+}
+
+#[async_trait]
+impl AuthHook for HungHook {
+    async fn headers(&self) -> Result<HeaderMap, ApiError> {
+        if self.hang_in_headers {
+            std::future::pending::<()>().await;
+        }
+        Ok(HeaderMap::new())
+    }
+
+    async fn refresh(&self) -> Result<(), ApiError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_auth_hook_is_a_transient_error_at_its_time_limit() {
+    // Nothing listens there, and nothing is sent: the hook is asked first.
+    let nowhere = "http://127.0.0.1:9";
+    for (limit, expected) in [
+        (None, Duration::from_secs(30)),
+        (Some(Duration::from_secs(5)), Duration::from_secs(5)),
+    ] {
+        let mut builder = HttpSyncApiAdapter::builder(nowhere).auth(HungHook {
+            hang_in_headers: true,
+        });
+        if let Some(limit) = limit {
+            builder = builder.auth_hook_timeout(limit);
+        }
+        let adapter = builder.build().unwrap();
+        let started = tokio::time::Instant::now();
+        let result = tokio::time::timeout(
+            Duration::from_secs(24 * 3600),
+            adapter.update(&entity("tasks"), &id("1"), &data(), &op("u")),
+        )
+        .await;
+        let error = result.expect("the hung hook hung the request").unwrap_err();
+        assert_eq!(started.elapsed(), expected, "{error}");
+        assert_eq!(
+            (error.kind(), error.possibly_applied()),
+            (ErrorKind::Transient, false),
+            "{error}"
+        );
+        assert_eq!(error.request(), Some("PUT /tasks/{id}"));
+        assert!(error.message().contains("auth hook"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_hung_refresh_after_a_401_is_a_transient_error_at_its_time_limit() {
+    let server = answering(ResponseTemplate::new(401)).await;
+    let adapter = HttpSyncApiAdapter::builder(server.uri())
+        .auth(HungHook {
+            hang_in_headers: false,
+        })
+        .auth_hook_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        adapter.update(&entity("tasks"), &id("1"), &data(), &op("u")),
+    )
+    .await;
+    let error = result.expect("the hung refresh hung the request").unwrap_err();
+    assert_eq!(
+        (error.kind(), error.possibly_applied()),
+        (ErrorKind::Transient, false),
+        "{error}"
+    );
+    assert!(error.message().contains("200 ms"), "{error}");
+    assert_eq!(requests(&server).await.len(), 1, "not sent again");
+}
+
 #[tokio::test]
 async fn writes_carry_a_stable_idempotency_key_and_reads_none() {
     let server = answering(ResponseTemplate::new(200).set_body_json(json!({}))).await;
