@@ -106,6 +106,24 @@ impl RetryPolicy {
         self.backoff
     }
 
+    /// The longest any failure makes an item wait: the backoff after the
+    /// last attempt of a pass (jitter at its most) or a capped
+    /// `Retry-After`, whichever is longer. A timer further ahead than this
+    /// can only come from a wall clock moved back since it was set (see
+    /// [`timer_is_beyond_any_rule`]).
+    #[must_use]
+    pub fn longest_wait(&self) -> Duration {
+        let attempt = self.max_retries();
+        let backoff = match self.backoff {
+            Backoff::Linear => self.base_delay.saturating_mul(attempt),
+            Backoff::ExponentialJitter { cap } => {
+                let factor = 1u32.checked_shl(attempt - 1).unwrap_or(u32::MAX);
+                self.base_delay.saturating_mul(factor).min(cap)
+            }
+        };
+        backoff.max(self.max_retry_after)
+    }
+
     /// The delay after the `attempt`-th failure of a pass (1-based).
     ///
     /// `random` is any uniformly random number; only the jittered backoff
@@ -163,6 +181,44 @@ impl RetryPolicy {
     }
 }
 
+/// Whether a timer set for `at` lies further ahead of `now` than any rule
+/// of `policy` could have put it: the wall clock moved back since it was
+/// set. Such a timer is due now (a `Retry-After` is then held to the
+/// policy's cap from now), so a clock change never holds an item longer
+/// than [`RetryPolicy::longest_wait`].
+#[must_use]
+pub fn timer_is_beyond_any_rule(at: Timestamp, now: Timestamp, policy: &RetryPolicy) -> bool {
+    at > now.saturating_add(policy.longest_wait())
+}
+
+/// The item with its timers brought back within `latest`, or `None` when
+/// nothing changes: the rule of [`crate::SyncStore::rebase_timers`]. An item in
+/// flight is left alone (its attempt sets its timers when it reports).
+#[must_use]
+pub fn rebase_timers(
+    item: &crate::SyncQueueItem,
+    now: Timestamp,
+    latest: Timestamp,
+) -> Option<crate::SyncQueueItem> {
+    if item.in_flight.is_some() {
+        return None;
+    }
+    let next_beyond = item.next_attempt_at.is_some_and(|at| at > latest);
+    let not_before_beyond = item.not_before.is_some_and(|at| at > latest);
+    if !next_beyond && !not_before_beyond {
+        return None;
+    }
+    let mut item = item.clone();
+    if not_before_beyond {
+        item.not_before = Some(latest);
+    }
+    if next_beyond {
+        // Never earlier than `not_before` (the item's invariant).
+        item.next_attempt_at = Some(item.not_before.map_or(now, |at| at.max(now)));
+    }
+    Some(item)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +227,44 @@ mod tests {
 
     fn at(ms: i64) -> Option<Timestamp> {
         Some(Timestamp::from_millis(NOW.as_millis() + ms))
+    }
+
+    #[test]
+    fn the_longest_wait_bounds_every_schedule_and_flags_a_clock_moved_back() {
+        let linear = RetryPolicy::new(3, Duration::from_secs(2), Backoff::Linear)
+            .unwrap()
+            .with_max_retry_after(Duration::from_secs(5));
+        assert_eq!(linear.longest_wait(), Duration::from_secs(6));
+        let jitter = RetryPolicy::new(
+            4,
+            Duration::from_secs(1),
+            Backoff::ExponentialJitter {
+                cap: Duration::from_secs(60),
+            },
+        )
+        .unwrap()
+        .with_max_retry_after(Duration::from_secs(1));
+        assert_eq!(jitter.longest_wait(), Duration::from_secs(8));
+        for policy in [&linear, &jitter] {
+            for attempt in 1..policy.max_retries() {
+                for random in [0, 7, u64::MAX / 3, u64::MAX] {
+                    let schedule = policy.after_failure(attempt, ErrorKind::Transient, None, NOW, random);
+                    let at = schedule.next_attempt_at.unwrap();
+                    assert!(!timer_is_beyond_any_rule(at, NOW, policy), "{attempt} {random}");
+                }
+            }
+            let throttled =
+                policy.after_failure(1, ErrorKind::Transient, Some(Duration::from_secs(86_400)), NOW, 0);
+            assert!(!timer_is_beyond_any_rule(
+                throttled.not_before.unwrap(),
+                NOW,
+                policy
+            ));
+        }
+        // A timer set before the clock moved back a day.
+        let moved_back = Timestamp::from_millis(NOW.as_millis() - 86_400_000);
+        assert!(timer_is_beyond_any_rule(NOW, moved_back, &linear));
+        assert!(!timer_is_beyond_any_rule(NOW, NOW, &linear));
     }
 
     #[test]

@@ -193,6 +193,14 @@ pub trait SyncStore: Send + Sync {
     /// eligible and are flagged as possibly applied. Returns how many.
     async fn recover_interrupted(&self, now: Timestamp) -> Result<u64, StoreError>;
 
+    /// Brings back timers a wall clock moved back has pushed out of reach:
+    /// every item not in flight whose `next_attempt_at` lies after
+    /// `latest` becomes eligible at `now`, and a `not_before` after
+    /// `latest` becomes `latest` (see
+    /// [`crate::retry::timer_is_beyond_any_rule`]; the engine passes
+    /// `now` + the policy's longest wait). Returns how many items changed.
+    async fn rebase_timers(&self, now: Timestamp, latest: Timestamp) -> Result<u64, StoreError>;
+
     /// Starts a new pass: failed items waiting out a backoff become eligible
     /// now (`Retry-After` still holds; parked items stay parked).
     async fn rearm_failed(&self, now: Timestamp) -> Result<u64, StoreError>;

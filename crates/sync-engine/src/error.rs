@@ -21,6 +21,11 @@ pub enum SyncError {
     /// The engine was closed.
     #[error("the engine was closed: create a new one")]
     Closed,
+    /// The sync run stopped before it could report: the engine was dropped
+    /// mid-run, or the run hit a bug (a panic). Items it had claimed are
+    /// reclaimed by the next run.
+    #[error("the sync run stopped before it finished: run sync again")]
+    Interrupted,
     /// Another live engine of this process already drives this store.
     #[error(
         "another engine of this process already drives this store: share that engine (clones are cheap) \

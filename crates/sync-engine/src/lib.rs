@@ -17,18 +17,25 @@
 //! credentials are never logged.
 #![deny(missing_docs)]
 
+mod auto_sync;
+mod builder;
 mod clock;
 mod engine;
 mod error;
+mod lease;
+mod link;
+mod manager;
 mod options;
+mod pass;
 mod relay;
 mod send;
 mod sends;
+mod shared;
 mod watch;
 
+pub use builder::OfflineSyncEngineBuilder;
 pub use clock::TokioClock;
-pub use engine::{
-    BackgroundSyncScheduler, OfflineSyncEngine, OfflineSyncEngineBuilder, SyncManager, SyncReport,
-};
+pub use engine::OfflineSyncEngine;
 pub use error::SyncError;
+pub use manager::{BackgroundSyncScheduler, SyncManager, SyncReport};
 pub use options::OfflineSyncOptions;

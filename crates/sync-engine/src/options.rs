@@ -17,8 +17,10 @@ pub struct OfflineSyncOptions {
     /// Start a sync pass in the background after every save. Default `true`.
     pub sync_after_save: bool,
     /// While auto-sync runs, also probe connectivity this often (the
-    /// monitor's change stream alone can miss transitions). `None` relies
-    /// on the stream only. Default 30 s.
+    /// monitor's change stream alone can miss transitions). While offline,
+    /// probes back off from 1 s, doubling up to this interval. `None`
+    /// relies on the stream only (while offline, runs still probe, backing
+    /// off up to 30 s). Default 30 s.
     pub connectivity_check_interval: Option<Duration>,
     /// While online, full probes are not repeated more often than this; a
     /// fresher "online" is reused before each request. Default 5 s.
@@ -26,6 +28,19 @@ pub struct OfflineSyncOptions {
     /// Items of different records sent at once. Default 1, which keeps the
     /// reference's strict queue order.
     pub concurrency: usize,
+    /// The longest one attempt may take, its requests and the conflict
+    /// resolver included. An attempt still going then fails as a transient,
+    /// possibly applied error (so a hung adapter or resolver can never hang
+    /// `sync_now` or `close`). Default 60 s.
+    pub attempt_timeout: Duration,
+    /// The longest a connectivity probe may take; a probe still going then
+    /// counts as offline. Default 30 s.
+    pub connectivity_probe_timeout: Duration,
+    /// How long `close` lets a run finish the requests it has out and
+    /// record their outcomes before it stops the run (whose items are then
+    /// recovered, as possibly applied, by the next engine over the store).
+    /// Default 10 s.
+    pub close_timeout: Duration,
 }
 
 impl Default for OfflineSyncOptions {
@@ -38,6 +53,9 @@ impl Default for OfflineSyncOptions {
             connectivity_check_interval: Some(Duration::from_secs(30)),
             connectivity_probe_min_interval_while_online: Duration::from_secs(5),
             concurrency: 1,
+            attempt_timeout: Duration::from_secs(60),
+            connectivity_probe_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -17,6 +17,34 @@ use std::task::{Context, Poll};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Panicked;
 
+/// A future whose panic while polled becomes [`Panicked`], so whoever
+/// awaits it keeps what it needs to report the failure (an attempt's
+/// ticket).
+pub(crate) struct CatchPanic<F> {
+    inner: Pin<Box<F>>,
+}
+
+impl<F: Future> CatchPanic<F> {
+    pub(crate) fn new(inner: F) -> Self {
+        Self {
+            inner: Box::pin(inner),
+        }
+    }
+}
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, Panicked>;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.inner;
+        match catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(context))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(Panicked)),
+        }
+    }
+}
+
 /// Sends in flight: in the pass's task when one at a time, else spawned.
 pub(crate) enum Sends<T> {
     Inline(InlineSet<T>),
@@ -109,6 +137,24 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caught_panic_is_a_value() {
+        let fine = CatchPanic::new(async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            1
+        });
+        assert_eq!(fine.await, Ok(1));
+        let panicking = CatchPanic::new(async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            #[allow(clippy::panic)] // The panic under test.
+            if true {
+                panic!("a resolver bug");
+            }
+            2
+        });
+        assert_eq!(panicking.await, Err(Panicked));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn spawned_sends_report_results_and_panics_the_same_way() {

@@ -11,18 +11,80 @@
 //! once the list has not changed for [`QUIET_DELIVERY`] (other lists'
 //! changes do not count), and never later than [`MAX_HOLD`] after it was
 //! made, however busy the store is.
+//!
+//! A read that fails (a busy pool, a transient I/O error) is retried with
+//! a growing pause; a stream ends only when its consumer drops it, the
+//! engine closes, or the store's events end (the store was closed).
+//!
+//! Streams see the engine through a [`WatchContext`] (the store, the
+//! monitor, the shutdown signal), not through its state: a stream left
+//! open keeps neither runs nor the store lease alive.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sync_core::snapshot::{Applied, QueueSnapshot, RecordsSnapshot};
-use sync_core::{BoxStream, EntityName, RecordKey, StoreEvent, SyncStatus};
+use sync_core::{
+    BoxStream, ConnectivityMonitor, EntityName, RecordKey, StoreError, StoreErrorKind, StoreEvent,
+    SyncQueueItem, SyncStatus, SyncStore,
+};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::engine::Inner;
 use crate::relay::Relay;
+use crate::shared::Shared;
+
+/// What watch streams need of an engine.
+#[derive(Clone)]
+pub(crate) struct WatchContext {
+    store: Arc<dyn SyncStore>,
+    monitor: Arc<dyn ConnectivityMonitor>,
+    probe_timeout: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl WatchContext {
+    pub(crate) fn new(shared: &Shared) -> Self {
+        Self {
+            store: Arc::clone(&shared.store),
+            monitor: Arc::clone(&shared.monitor),
+            probe_timeout: shared.options.connectivity_probe_timeout,
+            shutdown: shared.shutdown.subscribe(),
+        }
+    }
+}
+
+/// The first pause before a failed read is retried; it doubles up to
+/// [`MAX_READ_RETRY_PAUSE`].
+const FIRST_READ_RETRY_PAUSE: Duration = Duration::from_millis(50);
+const MAX_READ_RETRY_PAUSE: Duration = Duration::from_secs(2);
+
+/// Reads until a read succeeds; `None` when the stream should end first
+/// (its consumer dropped it, or the engine shut down).
+async fn read_until_ok<T, V, R, Fut>(context: &WatchContext, sender: &mpsc::Sender<T>, read: R) -> Option<V>
+where
+    R: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<V, StoreError>>,
+{
+    let mut shutdown = context.shutdown.clone();
+    let mut pause = FIRST_READ_RETRY_PAUSE;
+    loop {
+        match read().await {
+            Ok(value) => return Some(value),
+            Err(error) if error.kind() == StoreErrorKind::Closed => return None,
+            Err(error) => {
+                tracing::warn!(%error, ?pause, "a watch stream's read failed: retrying");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = sender.closed() => return None,
+            _ = shutdown.wait_for(|closed| *closed) => return None,
+        }
+        pause = (pause * 2).min(MAX_READ_RETRY_PAUSE);
+    }
+}
 
 /// List values per list length's worth of changes (see the module docs):
 /// each change then costs this many item copies at most, little enough
@@ -128,17 +190,18 @@ impl Followed for RecordsSnapshot {
 /// Streams a snapshot built by `read` (one read at the start, another only
 /// after missed events) and kept current from store events; one value per
 /// burst of changes.
-fn follow<S, R, Fut>(inner: Arc<Inner>, read: R) -> BoxStream<Vec<S::Item>>
+fn follow<S, R, Fut>(context: WatchContext, read: R) -> BoxStream<Vec<S::Item>>
 where
     S: Followed,
-    R: Fn(Arc<Inner>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Option<S>> + Send,
+    R: Fn(Arc<dyn SyncStore>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<S, StoreError>> + Send,
 {
     spawn_stream(move |sender| async move {
         // Subscribe before reading, so no change falls between the two.
-        let events = Relay::spawn(inner.store.subscribe());
-        let mut shutdown = inner.shutdown.subscribe();
-        let Some(mut snapshot) = read(Arc::clone(&inner)).await else {
+        let events = Relay::spawn(context.store.subscribe());
+        let mut shutdown = context.shutdown.clone();
+        let read = || read(Arc::clone(&context.store));
+        let Some(mut snapshot) = read_until_ok(&context, &sender, &read).await else {
             return;
         };
         if sender.send(snapshot.to_vec()).await.is_err() {
@@ -174,7 +237,7 @@ where
                     Applied::Changed => held = held.saturating_add(1),
                     Applied::Unchanged => {}
                     Applied::Resync => {
-                        let Some(fresh) = read(Arc::clone(&inner)).await else {
+                        let Some(fresh) = read_until_ok(&context, &sender, &read).await else {
                             return;
                         };
                         snapshot = fresh;
@@ -202,52 +265,79 @@ where
     })
 }
 
-pub(crate) fn queue(inner: Arc<Inner>) -> BoxStream<Vec<sync_core::SyncQueueItem>> {
-    follow(inner, |inner| async move {
-        inner.store.queue().await.ok().map(QueueSnapshot::new)
+pub(crate) fn queue(context: WatchContext) -> BoxStream<Vec<SyncQueueItem>> {
+    follow(context, |store| async move {
+        store.queue().await.map(QueueSnapshot::new)
     })
 }
 
-pub(crate) fn records(inner: Arc<Inner>, entity: EntityName) -> BoxStream<Vec<sync_core::LocalRecord>> {
-    follow(inner, move |inner| {
+pub(crate) fn records(context: WatchContext, entity: EntityName) -> BoxStream<Vec<sync_core::LocalRecord>> {
+    follow(context, move |store| {
         let entity = entity.clone();
         async move {
-            let records = inner.store.records(&entity).await.ok()?;
-            Some(RecordsSnapshot::new(entity, records))
+            let records = store.records(&entity).await?;
+            Ok(RecordsSnapshot::new(entity, records))
         }
     })
 }
 
-pub(crate) fn item_status(inner: Arc<Inner>, key: RecordKey) -> BoxStream<Option<SyncStatus>> {
+/// One record's queue item, now and at every change to it.
+pub(crate) fn queue_item(context: WatchContext, key: RecordKey) -> BoxStream<Option<SyncQueueItem>> {
+    follow_item(context, key, |item| item)
+}
+
+/// One record's status, now and at every change of it.
+pub(crate) fn item_status(context: WatchContext, key: RecordKey) -> BoxStream<Option<SyncStatus>> {
+    follow_item(context, key, |item| item.map(|item| item.status))
+}
+
+/// Streams `view` of one record's queue item: the current value, then one
+/// value per burst of events that changes it.
+fn follow_item<T>(
+    context: WatchContext,
+    key: RecordKey,
+    view: impl Fn(Option<SyncQueueItem>) -> T + Send + 'static,
+) -> BoxStream<T>
+where
+    T: Clone + PartialEq + Send + 'static,
+{
     spawn_stream(move |sender| async move {
-        let mut events = inner.store.subscribe();
-        let mut shutdown = inner.shutdown.subscribe();
-        let Ok(item) = inner.store.queue_item(&key).await else {
+        let mut events = context.store.subscribe();
+        let mut shutdown = context.shutdown.clone();
+        let read = || context.store.queue_item(&key);
+        let Some(item) = read_until_ok(&context, &sender, &read).await else {
             return;
         };
-        let mut last = item.map(|item| item.status);
-        if sender.send(last).await.is_err() {
+        let mut last = view(item);
+        if sender.send(last.clone()).await.is_err() {
             return;
         }
         while let Some(burst) = next_or_end(next_burst(&mut events), &sender, &mut shutdown).await {
-            let mut current = last;
+            let mut current = None;
             for event in &burst {
                 match event {
                     StoreEvent::QueueItem { key: changed, item } if *changed == key => {
-                        current = item.as_ref().map(|item| item.status);
+                        current = Some(view(item.clone()));
                     }
-                    StoreEvent::SyncedCleared if current == Some(SyncStatus::Synced) => current = None,
-                    StoreEvent::Lagged => {
-                        let Ok(item) = inner.store.queue_item(&key).await else {
+                    StoreEvent::SyncedCleared => {
+                        // Only synced items were removed: re-read whether
+                        // this one was among them.
+                        let Some(item) = read_until_ok(&context, &sender, &read).await else {
                             return;
                         };
-                        current = item.map(|item| item.status);
+                        current = Some(view(item));
+                    }
+                    StoreEvent::Lagged => {
+                        let Some(item) = read_until_ok(&context, &sender, &read).await else {
+                            return;
+                        };
+                        current = Some(view(item));
                     }
                     _ => {}
                 }
             }
-            if current != last {
-                last = current;
+            if let Some(current) = current.filter(|current| *current != last) {
+                last = current.clone();
                 if sender.send(current).await.is_err() {
                     return;
                 }
@@ -256,11 +346,14 @@ pub(crate) fn item_status(inner: Arc<Inner>, key: RecordKey) -> BoxStream<Option
     })
 }
 
-pub(crate) fn connectivity(inner: Arc<Inner>) -> BoxStream<bool> {
+pub(crate) fn connectivity(context: WatchContext) -> BoxStream<bool> {
     spawn_stream(move |sender| async move {
-        let mut changes = inner.monitor.changes();
-        let mut shutdown = inner.shutdown.subscribe();
-        let mut last = inner.monitor.is_connected().await;
+        let mut changes = context.monitor.changes();
+        let mut shutdown = context.shutdown.clone();
+        // A probe that hangs counts as offline, as in sync runs.
+        let mut last = tokio::time::timeout(context.probe_timeout, context.monitor.is_connected())
+            .await
+            .unwrap_or(false);
         if sender.send(last).await.is_err() {
             return;
         }

@@ -54,6 +54,17 @@ pub(crate) const PAGE_IN_FLIGHT: &str = concat!(
     " FROM queue INDEXED BY queue_in_flight WHERE in_flight IS NOT NULL AND seq > ?1 ORDER BY seq LIMIT ?2"
 );
 
+/// Items not in flight whose timer lies beyond `?1` (only a wall clock
+/// moved back puts them there), at most `?2`: each page is rewritten
+/// before the next is read, so the next read finds the rest.
+pub(crate) const PAGE_TIMERS_BEYOND: &str = concat!(
+    "SELECT seq, ",
+    queue_columns!(),
+    " FROM queue INDEXED BY queue_next_attempt \
+     WHERE next_attempt_at IS NOT NULL AND next_attempt_at > ?1 AND in_flight IS NULL \
+     AND status IN ('pending', 'failed') LIMIT ?2"
+);
+
 /// A page of failed items not in flight: `?1` after seq, `?2` limit.
 pub(crate) const PAGE_FAILED: &str = concat!(
     "SELECT seq, ",
@@ -88,6 +99,7 @@ mod tests {
         let cases = [
             (CLAIM_READY, "queue_ready"),
             (NEXT_ATTEMPT_TIME, "queue_next_attempt"),
+            (PAGE_TIMERS_BEYOND, "queue_next_attempt"),
             (RECORDS_OF_ENTITY, "records_by_updated"),
             (RECORD, "sqlite_autoindex_records_1"),
             (QUEUE_ITEM, "sqlite_autoindex_queue_1"),

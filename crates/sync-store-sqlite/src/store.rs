@@ -500,6 +500,15 @@ impl SyncStore for SqliteStore {
         .await
     }
 
+    async fn rebase_timers(&self, now: Timestamp, latest: Timestamp) -> Result<u64, StoreError> {
+        self.write(|reply| Command::Rewrite {
+            rewrite: Rewrite::RebaseTimers(latest),
+            now,
+            reply,
+        })
+        .await
+    }
+
     async fn rearm_failed(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.write(|reply| Command::Rewrite {
             rewrite: Rewrite::RearmFailed,

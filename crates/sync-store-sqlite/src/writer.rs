@@ -91,6 +91,8 @@ pub struct Diagnostics {
 /// Item-by-item rewrites decided by sync-core.
 pub(crate) enum Rewrite {
     RecoverInterrupted,
+    /// Timers beyond this time come back (see `SyncStore::rebase_timers`).
+    RebaseTimers(Timestamp),
     RearmFailed,
     RetryFailed,
     RetryOne(RecordKey),
@@ -476,10 +478,45 @@ impl Writer {
             Rewrite::RecoverInterrupted => recover_interrupted(item, now),
             Rewrite::RearmFailed => rearm_for_pass(item, now),
             Rewrite::RetryFailed | Rewrite::RetryOne(_) => retry_now(item, now),
+            Rewrite::RebaseTimers(latest) => sync_core::retry::rebase_timers(item, now, *latest),
         };
         let query = match rewrite {
             Rewrite::RecoverInterrupted => queries::PAGE_IN_FLIGHT,
             Rewrite::RearmFailed | Rewrite::RetryFailed => queries::PAGE_FAILED,
+            Rewrite::RebaseTimers(latest) => {
+                // Normally nothing matches: one indexed probe per pass.
+                let mut events = Vec::new();
+                let mut count = 0;
+                loop {
+                    self.statements.add(1);
+                    let page = rows::items_page(
+                        &mut self.connection,
+                        queries::PAGE_TIMERS_BEYOND,
+                        latest.as_millis(),
+                        CHUNK,
+                    )
+                    .await?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    let mut changes = Changes::default();
+                    let before = count;
+                    for (_, item) in &page {
+                        if let Some(updated) = decide(item) {
+                            changes.queue(&item.key(), QueueWrite::Put(updated));
+                            count += 1;
+                        }
+                    }
+                    changes.write(&mut self.connection, &self.statements).await?;
+                    events.append(&mut changes.events);
+                    // Each rewritten item leaves the query; a page the rule
+                    // leaves alone would be read again for ever.
+                    if count == before {
+                        break;
+                    }
+                }
+                return Ok((count, events));
+            }
             Rewrite::RetryOne(key) => {
                 let mut changes = Changes::default();
                 self.load(&mut changes, &[key], false).await?;

@@ -348,6 +348,13 @@ impl SyncStore for MemoryStore {
         Ok(self.update_each(&mut state, |item| recover_interrupted(item, now)))
     }
 
+    async fn rebase_timers(&self, now: Timestamp, latest: Timestamp) -> Result<u64, StoreError> {
+        let mut state = self.lock()?;
+        Ok(self.update_each(&mut state, |item| {
+            sync_core::retry::rebase_timers(item, now, latest)
+        }))
+    }
+
     async fn rearm_failed(&self, now: Timestamp) -> Result<u64, StoreError> {
         let mut state = self.lock()?;
         Ok(self.update_each(&mut state, |item| rearm_for_pass(item, now)))

@@ -1,0 +1,133 @@
+//! [`OfflineSyncEngineBuilder`]: an engine from any store, adapter and
+//! monitor.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use sync_core::{Clock, ConflictResolver, ConnectivityMonitor, SyncApiAdapter, SyncStore};
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinSet;
+
+use crate::engine::OfflineSyncEngine;
+use crate::error::SyncError;
+use crate::lease::StoreLease;
+use crate::link::Link;
+use crate::manager::SyncReport;
+use crate::options::OfflineSyncOptions;
+use crate::shared::Shared;
+
+/// How long probes back off at most while offline when the app set no
+/// `connectivity_check_interval`.
+const DEFAULT_MAX_OFFLINE_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Builds an [`OfflineSyncEngine`] from any store, adapter and monitor.
+#[must_use]
+pub struct OfflineSyncEngineBuilder {
+    store: Arc<dyn SyncStore>,
+    adapter: Arc<dyn SyncApiAdapter>,
+    monitor: Arc<dyn ConnectivityMonitor>,
+    resolver: Option<Arc<dyn ConflictResolver>>,
+    options: OfflineSyncOptions,
+    clock: Arc<dyn Clock>,
+}
+
+impl OfflineSyncEngineBuilder {
+    pub(crate) fn new(
+        store: Arc<dyn SyncStore>,
+        adapter: Arc<dyn SyncApiAdapter>,
+        monitor: Arc<dyn ConnectivityMonitor>,
+    ) -> Self {
+        Self {
+            store,
+            adapter,
+            monitor,
+            resolver: None,
+            options: OfflineSyncOptions::default(),
+            clock: Arc::new(sync_core::SystemClock),
+        }
+    }
+
+    /// Resolves conflicts before every update. Default: none (local wins).
+    pub fn conflict_resolver(mut self, resolver: impl ConflictResolver + 'static) -> Self {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// Like [`Self::conflict_resolver`], for a resolver already shared.
+    pub fn conflict_resolver_arc(mut self, resolver: Arc<dyn ConflictResolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
+    /// Sync options. Default [`OfflineSyncOptions::default`].
+    pub fn options(mut self, options: OfflineSyncOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The clock for timestamps and retry times. Default: the system
+    /// clock. Tests with paused tokio time pass [`crate::TokioClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the engine and recovers items left in flight by a previous
+    /// process. Must run inside a tokio runtime.
+    ///
+    /// Cancel safety: dropping the future before it completes leaves no
+    /// engine and no lease; the recovery it may have run is idempotent.
+    ///
+    /// # Errors
+    /// [`SyncError::Invalid`] for options that cannot work (zero retries or
+    /// zero concurrency); [`SyncError::StoreInUse`] when another engine of
+    /// this process drives the store; [`SyncError::Store`] if recovery
+    /// fails.
+    pub async fn build(self) -> Result<OfflineSyncEngine, SyncError> {
+        let policy = self.options.retry_policy()?;
+        if self.options.concurrency == 0 {
+            return Err(SyncError::Invalid(sync_core::ValidationError::ZeroConcurrency));
+        }
+        // Nothing of this engine is in flight yet: anything marked so was
+        // left by a process that stopped mid-attempt, unless another engine
+        // of this process drives the same store, which the lease refuses.
+        let lease = StoreLease::acquire(&self.store)?;
+        let recovered = self.store.recover_interrupted(self.clock.now()).await?;
+        if recovered > 0 {
+            tracing::info!(recovered, "recovered items interrupted mid-attempt");
+        }
+        let link = Link::new(
+            self.options.connectivity_probe_min_interval_while_online,
+            self.options
+                .connectivity_check_interval
+                .unwrap_or(DEFAULT_MAX_OFFLINE_BACKOFF),
+            self.options.connectivity_probe_timeout,
+        );
+        let shared = Arc::new(Shared {
+            store: self.store,
+            adapter: self.adapter,
+            monitor: self.monitor,
+            resolver: self.resolver,
+            policy,
+            options: self.options,
+            clock: self.clock,
+            link,
+            run_lock: Mutex::new(()),
+            rerun: AtomicBool::new(false),
+            wake: Notify::new(),
+            work: Notify::new(),
+            timers_changed: Notify::new(),
+            background_pending: AtomicBool::new(false),
+            claims_unsettled: AtomicBool::new(false),
+            shutdown: tokio::sync::watch::channel(false).0,
+            last_report: std::sync::Mutex::new(SyncReport::default()),
+            closed: AtomicBool::new(false),
+            tasks: std::sync::Mutex::new(JoinSet::new()),
+            auto_sync: std::sync::Mutex::new(None),
+            closing: tokio::sync::OnceCell::new(),
+            lease: std::sync::Mutex::new(Some(lease)),
+        });
+        Ok(OfflineSyncEngine::from_shared(shared))
+    }
+}

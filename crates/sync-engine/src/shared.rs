@@ -1,0 +1,113 @@
+//! [`Shared`]: the state every part of one engine holds (handles, sync
+//! managers, runs, auto-sync, watch streams).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sync_core::{Clock, ConflictResolver, ConnectivityMonitor, RetryPolicy, SyncApiAdapter, SyncStore};
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinSet;
+
+use crate::error::SyncError;
+use crate::lease::StoreLease;
+use crate::link::Link;
+use crate::manager::SyncReport;
+use crate::options::OfflineSyncOptions;
+
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn SyncStore>,
+    pub(crate) adapter: Arc<dyn SyncApiAdapter>,
+    pub(crate) monitor: Arc<dyn ConnectivityMonitor>,
+    pub(crate) resolver: Option<Arc<dyn ConflictResolver>>,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) options: OfflineSyncOptions,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// What the engine believes about the network.
+    pub(crate) link: Link,
+    /// Held by the one sync run in progress.
+    pub(crate) run_lock: Mutex<()>,
+    /// Set by a request for a full pass; cleared by the run that serves it.
+    pub(crate) rerun: AtomicBool,
+    /// Ends a pass waiting out a retry timer, so a full pass follows
+    /// (`sync_now`, connectivity regained, close).
+    pub(crate) wake: Notify,
+    /// New items were saved: a pass waiting out a timer claims again.
+    pub(crate) work: Notify,
+    /// A pass ended: auto-sync recomputes when to look again.
+    pub(crate) timers_changed: Notify,
+    /// A background run is requested and not started yet.
+    pub(crate) background_pending: AtomicBool,
+    /// Set when a pass starts and cleared when it ends having recorded
+    /// every item it claimed. Still set when the next pass starts, a pass
+    /// was stopped half-way (its task aborted, a store failure), and items
+    /// it claimed may still be marked in flight: no send of this engine
+    /// owns them any more (passes run one at a time, under `run_lock`),
+    /// so the next pass reclaims them.
+    pub(crate) claims_unsettled: AtomicBool,
+    /// Set once on close or drop; watch streams end on it.
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    pub(crate) last_report: std::sync::Mutex<SyncReport>,
+    pub(crate) closed: AtomicBool,
+    /// Runs and background work, owned by the engine rather than by the
+    /// caller's future: a run that claimed items finishes and records
+    /// them even when the caller stops waiting.
+    pub(crate) tasks: std::sync::Mutex<JoinSet<()>>,
+    /// The auto-sync loop and the stop flag of the runs it starts.
+    pub(crate) auto_sync: std::sync::Mutex<Option<AutoSyncTask>>,
+    /// Set when `close` has finished closing.
+    pub(crate) closing: tokio::sync::OnceCell<()>,
+    /// This engine's claim on its store, given back on close (once no run
+    /// is going) or when nothing of the engine is left, sync managers and
+    /// background tasks included.
+    pub(crate) lease: std::sync::Mutex<Option<StoreLease>>,
+}
+
+/// The auto-sync loop's task, and the flag that stops the runs it starts.
+pub(crate) struct AutoSyncTask {
+    pub(crate) task: tokio::task::JoinHandle<()>,
+    pub(crate) stop: Arc<AtomicBool>,
+}
+
+impl AutoSyncTask {
+    /// Stops the loop, and asks the run it started to stop after the
+    /// requests already out (their outcomes are recorded).
+    pub(crate) fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.abort();
+    }
+}
+
+impl Shared {
+    pub(crate) fn ensure_open(&self) -> Result<(), SyncError> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(SyncError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether the network is reachable (see [`Link::is_online`]).
+    pub(crate) async fn is_online(&self, force: bool) -> bool {
+        self.link.is_online(self.monitor.as_ref(), force).await
+    }
+
+    /// Items left to send: pending, syncing or failed.
+    pub(crate) async fn pending(&self) -> Result<u64, SyncError> {
+        let counts = self.store.counts().await?;
+        Ok(counts.pending + counts.failed + counts.syncing)
+    }
+
+    /// Runs `future` as a task of the engine: it finishes even if the
+    /// caller stops waiting, and close waits for it (within its timeout).
+    pub(crate) fn spawn(&self, future: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = lock(&self.tasks);
+        // Finished tasks are reaped so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(future);
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded values stay valid if a holder panicked.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
