@@ -1,9 +1,10 @@
 //! [`OfflineSync::builder`]: an engine with the default layers, a SQLite
 //! file in a directory, the REST adapter at a base URL and the
-//! connectivity monitor.
+//! connectivity monitor probing that same API.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sync_core::ConflictResolver;
 use sync_engine::{OfflineSyncEngine, OfflineSyncOptions, SyncError};
@@ -34,6 +35,13 @@ pub struct OfflineSync;
 impl OfflineSync {
     /// An engine storing `offline_sync.db` in `dir` and sending to the REST
     /// API at `base_url`.
+    ///
+    /// The engine counts as online when that API answers a `GET` of
+    /// `base_url` with any HTTP status (a 404 or a 401 proves it reachable
+    /// as well as a 200); a refused connection, a failed DNS lookup or TLS
+    /// handshake, or no answer within 3 s is offline. No other host is
+    /// contacted unless you ask for it
+    /// ([`OfflineSyncBuilder::probe_public_internet`]).
     pub fn builder(dir: impl Into<PathBuf>, base_url: impl Into<String>) -> OfflineSyncBuilder {
         let base_url = base_url.into();
         OfflineSyncBuilder {
@@ -43,6 +51,7 @@ impl OfflineSync {
             options: OfflineSyncOptions::default(),
             resolver: None,
             health_path: None,
+            public_probes: false,
             store: None,
             root_certificates: Vec::new(),
         }
@@ -58,6 +67,7 @@ pub struct OfflineSyncBuilder {
     options: OfflineSyncOptions,
     resolver: Option<Arc<dyn ConflictResolver>>,
     health_path: Option<String>,
+    public_probes: bool,
     store: Option<SqliteStoreOptions>,
     root_certificates: Vec<Vec<u8>>,
 }
@@ -85,11 +95,22 @@ impl OfflineSyncBuilder {
         self
     }
 
-    /// Probes `base_url + path` (such as `/health`) instead of public
-    /// endpoints to decide whether the API is reachable. Default: the
-    /// public endpoints.
+    /// Probes `GET base_url + path` (such as `/health`) instead of
+    /// `base_url` itself to decide whether the API is reachable; success is
+    /// a 2xx or 3xx status within 3 s, so a server up but unhealthy counts
+    /// as offline. Default: any answer to `GET base_url` counts.
     pub fn probe_api_health(mut self, path: impl Into<String>) -> Self {
         self.health_path = Some(path.into());
+        self
+    }
+
+    /// Also probes public endpoints run by third parties for connectivity
+    /// checks ([`sync_net::public_check_options`]: Cloudflare, Google,
+    /// Apple): online when any of them or your API answers. Each probe
+    /// tells those operators the device's IP address. Default: off, only
+    /// your API is probed.
+    pub fn probe_public_internet(mut self) -> Self {
+        self.public_probes = true;
         self
     }
 
@@ -117,21 +138,15 @@ impl OfflineSyncBuilder {
     /// # Errors
     /// [`OpenError`] naming the layer that failed.
     pub async fn build(self) -> Result<OfflineSyncEngine, OpenError> {
+        // The adapter first: a bad base URL is reported as such.
         let adapter = self.adapter.build()?;
-        let mut monitor = InternetConnectionMonitor::builder();
-        for certificate in self.root_certificates {
-            monitor = monitor.add_root_certificate(certificate);
-        }
-        if let Some(interval) = self.options.connectivity_check_interval {
-            monitor = monitor.check_interval(interval);
-        }
-        if let Some(path) = &self.health_path {
-            let url = format!("{}{path}", self.base_url.trim_end_matches('/'));
-            monitor = monitor
-                .use_default_options(false)
-                .add_option(InternetCheckOption::new(&url)?);
-        }
-        let monitor = monitor.build()?;
+        let monitor = default_monitor(
+            &self.base_url,
+            self.health_path.as_deref(),
+            self.public_probes,
+            &self.root_certificates,
+            self.options.connectivity_check_interval,
+        )?;
         let store = self
             .store
             .unwrap_or_else(|| SqliteStoreOptions::in_dir(&self.dir))
@@ -143,5 +158,139 @@ impl OfflineSyncBuilder {
             engine = engine.conflict_resolver_arc(resolver);
         }
         Ok(engine.build().await?)
+    }
+}
+
+/// The default connectivity monitor: the API's base URL (any answer
+/// counts) or its health path, and the public endpoints only when asked for.
+fn default_monitor(
+    base_url: &str,
+    health_path: Option<&str>,
+    public_probes: bool,
+    root_certificates: &[Vec<u8>],
+    check_interval: Option<Duration>,
+) -> Result<InternetConnectionMonitor, NetError> {
+    let mut monitor = InternetConnectionMonitor::builder();
+    for certificate in root_certificates {
+        monitor = monitor.add_root_certificate(certificate.clone());
+    }
+    if let Some(interval) = check_interval {
+        monitor = monitor.check_interval(interval);
+    }
+    let api = match health_path {
+        Some(path) => InternetCheckOption::new(&format!("{}{path}", base_url.trim_end_matches('/')))?,
+        None => InternetCheckOption::any_answer(base_url)?,
+    };
+    monitor = monitor.add_option(api);
+    if public_probes {
+        monitor = monitor.probe_public_internet();
+    }
+    monitor.build()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
+
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use sync_core::ConnectivityMonitor;
+    use tokio_stream::StreamExt;
+
+    use super::*;
+
+    /// A loopback HTTP server answering 404 to every request, on threads
+    /// of its own; counts the requests.
+    fn not_found_server() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let counter = Arc::clone(&counter);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                        line.clear();
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    );
+                });
+            }
+        });
+        (url, requests)
+    }
+
+    /// A loopback URL where nothing listens.
+    fn closed_port() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        url
+    }
+
+    /// The first connectivity value of the default engine for `base_url`.
+    async fn first_connectivity(base_url: &str) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = OfflineSync::builder(dir.path(), base_url).build().await.unwrap();
+        let online = tokio::time::timeout(Duration::from_secs(30), engine.watch_connectivity().next())
+            .await
+            .expect("the probe took longer than its timeout")
+            .expect("the stream gave a first value");
+        engine.close().await;
+        online
+    }
+
+    #[tokio::test]
+    async fn the_default_engine_is_online_when_its_api_answers_even_404() {
+        let (url, requests) = not_found_server();
+        assert!(first_connectivity(&url).await, "a 404 from the API is online");
+        assert!(requests.load(Ordering::SeqCst) >= 1, "the API itself was probed");
+    }
+
+    #[tokio::test]
+    async fn the_default_engine_is_offline_when_its_api_does_not_answer() {
+        assert!(!first_connectivity(&closed_port()).await);
+    }
+
+    fn hosts(monitor: &InternetConnectionMonitor) -> Vec<String> {
+        monitor
+            .options()
+            .iter()
+            .map(|option| option.uri().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn no_default_probe_names_a_third_party_host() {
+        let base = "https://api.example.com/v2/";
+        let default = default_monitor(base, None, false, &[], None).unwrap();
+        assert_eq!(hosts(&default), ["https://api.example.com/v2/"]);
+        let health = default_monitor(base, Some("/health"), false, &[], None).unwrap();
+        assert_eq!(hosts(&health), ["https://api.example.com/v2/health"]);
+        let public = default_monitor(base, None, true, &[], None).unwrap();
+        let probed = hosts(&public);
+        assert_eq!(probed[0], "https://api.example.com/v2/");
+        assert_eq!(
+            probed.len(),
+            1 + sync_net::public_check_options().len(),
+            "{probed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_health_probe_wants_a_success_status_and_the_default_any_answer() {
+        let (url, _) = not_found_server();
+        let default = default_monitor(&url, None, false, &[], None).unwrap();
+        assert!(default.is_connected().await);
+        let health = default_monitor(&url, Some("/health"), false, &[], None).unwrap();
+        assert!(!health.is_connected().await, "a 404 health check is not healthy");
     }
 }

@@ -1,8 +1,11 @@
-//! [`InternetConnectionMonitor`]: is real internet (or your API) reachable?
+//! [`InternetConnectionMonitor`]: is your API (or the internet) reachable?
 //!
 //! A connected network interface proves nothing (captive portals, dead
-//! uplinks), so the monitor makes real HTTP requests to check options and
-//! reports online as soon as one succeeds.
+//! uplinks, a firewall in the way), so the monitor makes real HTTP requests
+//! to the check options it is given and reports online as soon as one
+//! succeeds. It has no hosts of its own: it probes only the URLs the app
+//! names, and public third-party endpoints only when the app asks for them
+//! ([`InternetConnectionMonitorBuilder::probe_public_internet`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -42,7 +45,8 @@ impl fmt::Debug for InternetCheckOption {
 
 impl InternetCheckOption {
     /// Probes `uri` with a `GET`; success is any 2xx or 3xx status within
-    /// 3 s, until changed.
+    /// 3 s, until changed. Suits a health endpoint such as
+    /// `https://api.example.com/health`.
     ///
     /// # Errors
     /// [`NetError::InvalidCheckOption`] unless `uri` is an absolute
@@ -64,7 +68,24 @@ impl InternetCheckOption {
         })
     }
 
-    /// How long a probe may take before it counts as failed. Default 3 s.
+    /// Probes `uri` with a `GET`; success is any HTTP answer at all within
+    /// 3 s, whatever its status (a 404 or a 401 proves the server is
+    /// reachable just as well as a 200), until changed. A refused
+    /// connection, a failed DNS lookup or TLS handshake, or no answer in
+    /// time is a failure. Suits your API's base URL, which may answer
+    /// anything to a bare `GET` without credentials; this is how
+    /// `OfflineSync::builder` probes the API by default.
+    ///
+    /// # Errors
+    /// [`NetError::InvalidCheckOption`] unless `uri` is an absolute
+    /// `http(s)` URL.
+    pub fn any_answer(uri: &str) -> Result<Self, NetError> {
+        Ok(Self::new(uri)?.response_status(|_| true))
+    }
+
+    /// How long a probe may take before it counts as failed: connecting,
+    /// TLS and the response's status line and headers (the body is not
+    /// read). Default 3 s.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -85,25 +106,31 @@ impl InternetCheckOption {
     }
 }
 
-/// Well-known public endpoints, probed when no option of your own replaces
-/// them ([`InternetConnectionMonitorBuilder::use_default_options`]).
+/// Public endpoints run by third parties for connectivity checks (Cloudflare,
+/// Google, Apple), probed only when the app asks for them
+/// ([`InternetConnectionMonitorBuilder::probe_public_internet`]).
+///
+/// Each probe tells its operator the device's IP address and that the app
+/// is running, so prefer probing your own API; none of these echoes the
+/// address back or serves anything but connectivity checks.
 #[must_use]
-pub fn default_check_options() -> Vec<InternetCheckOption> {
+pub fn public_check_options() -> Vec<InternetCheckOption> {
     [
-        "https://one.one.one.one",
-        "https://icanhazip.com/",
-        "https://jsonplaceholder.typicode.com/todos/1",
-        "https://pokeapi.co/api/v2/ability/?limit=1",
+        "https://one.one.one.one/",
+        "https://connectivitycheck.gstatic.com/generate_204",
+        "https://www.apple.com/library/test/success.html",
     ]
     .into_iter()
     .filter_map(|uri| InternetCheckOption::new(uri).ok())
     .collect()
 }
 
-/// Builds an [`InternetConnectionMonitor`].
+/// Builds an [`InternetConnectionMonitor`]; at least one option is needed
+/// ([`Self::add_option`] or [`Self::probe_public_internet`]), and nothing
+/// is probed that was not named here.
 #[must_use]
 pub struct InternetConnectionMonitorBuilder {
-    use_default_options: bool,
+    probe_public_internet: bool,
     options: Vec<InternetCheckOption>,
     check_interval: Duration,
     trust: Trust,
@@ -111,14 +138,17 @@ pub struct InternetConnectionMonitorBuilder {
 }
 
 impl InternetConnectionMonitorBuilder {
-    /// Whether to probe the public defaults ([`default_check_options`])
-    /// besides your own options. Default `true`.
-    pub fn use_default_options(mut self, enabled: bool) -> Self {
-        self.use_default_options = enabled;
+    /// Also probes the public endpoints of [`public_check_options`]: online
+    /// when any of them or any of your own options answers. Default: off,
+    /// no third-party host is contacted.
+    pub fn probe_public_internet(mut self) -> Self {
+        self.probe_public_internet = true;
         self
     }
 
-    /// Adds an option to probe, such as your API's health URL.
+    /// Adds an option to probe, such as your API's base URL
+    /// ([`InternetCheckOption::any_answer`]) or its health endpoint
+    /// ([`InternetCheckOption::new`]). Default: none.
     pub fn add_option(mut self, option: InternetCheckOption) -> Self {
         self.options.push(option);
         self
@@ -139,18 +169,20 @@ impl InternetConnectionMonitorBuilder {
     /// Builds the monitor.
     ///
     /// # Errors
-    /// [`NetError`] when no option is left to probe, the interval is zero,
-    /// or a certificate is invalid.
+    /// [`NetError::InvalidCheckOption`] when there is no option to probe
+    /// (the builder has no default hosts) or the interval is zero; another
+    /// [`NetError`] when a certificate is invalid.
     pub fn build(mut self) -> Result<InternetConnectionMonitor, NetError> {
-        let mut options = if self.use_default_options {
-            default_check_options()
-        } else {
-            Vec::new()
-        };
-        options.append(&mut self.options);
+        let mut options = std::mem::take(&mut self.options);
+        if self.probe_public_internet {
+            options.extend(public_check_options());
+        }
         if options.is_empty() {
             return Err(NetError::InvalidCheckOption(
-                "no option to probe: add one, or keep the default options".into(),
+                "no option to probe: add your API's URL with \
+                 add_option(InternetCheckOption::any_answer(base_url)?), or call \
+                 probe_public_internet() to probe public third-party endpoints"
+                    .into(),
             ));
         }
         if self.check_interval.is_zero() {
@@ -214,8 +246,9 @@ impl Probe {
     }
 }
 
-/// Probes real internet reachability. Cloning shares the options and the
-/// connection pool; change streams end when the last clone is dropped.
+/// Probes whether the servers of its check options answer over a real
+/// network. Cloning shares the options and the connection pool; change
+/// streams end when the last clone is dropped.
 #[derive(Clone)]
 pub struct InternetConnectionMonitor {
     probe: Arc<Probe>,
@@ -234,10 +267,11 @@ impl fmt::Debug for InternetConnectionMonitor {
 }
 
 impl InternetConnectionMonitor {
-    /// A builder with the public default options and a 10 s interval.
+    /// A builder with no option to probe (add at least one) and a 10 s
+    /// interval.
     pub fn builder() -> InternetConnectionMonitorBuilder {
         InternetConnectionMonitorBuilder {
-            use_default_options: true,
+            probe_public_internet: false,
             options: Vec::new(),
             check_interval: Duration::from_secs(10),
             trust: Trust::default(),
@@ -254,6 +288,9 @@ impl InternetConnectionMonitor {
 
 #[async_trait]
 impl ConnectivityMonitor for InternetConnectionMonitor {
+    /// Probes every option at once: `true` at the first success, `false`
+    /// when all failed. Never takes longer than the longest option's
+    /// timeout (3 s by default), DNS lookup included.
     async fn is_connected(&self) -> bool {
         self.probe.check().await
     }

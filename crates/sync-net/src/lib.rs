@@ -8,8 +8,10 @@
 //!   on every write, and errors classified for the engine (offline,
 //!   transient with `Retry-After`, permanent, conflict, not found).
 //! - [`InternetConnectionMonitor`] implements
-//!   [`sync_core::ConnectivityMonitor`]: concurrent probes of check
-//!   options, first success wins, and a deduplicated change stream.
+//!   [`sync_core::ConnectivityMonitor`]: concurrent probes of the check
+//!   options the app names (no third-party host unless asked for), each
+//!   bounded by its timeout, first success wins, and a deduplicated change
+//!   stream.
 //!
 //! Errors and logs never contain payloads or credentials: header values
 //! are marked sensitive, and request lines carry the path without the query
@@ -28,7 +30,7 @@ mod url;
 pub use adapter::{AuthHook, HttpSyncApiAdapter, HttpSyncApiAdapterBuilder, IDEMPOTENCY_KEY, PathBuilder};
 pub use connectivity::{
     InternetCheckOption, InternetConnectionMonitor, InternetConnectionMonitorBuilder, StatusPredicate,
-    default_check_options,
+    public_check_options,
 };
 pub use error::NetError;
 pub use url::{default_path, encode_query_value, encode_segment};

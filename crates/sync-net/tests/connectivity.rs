@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sync_core::ConnectivityMonitor;
-use sync_net::{InternetCheckOption, InternetConnectionMonitor, default_check_options};
+use sync_net::{InternetCheckOption, InternetConnectionMonitor, NetError, public_check_options};
 use tokio_stream::StreamExt;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -27,10 +27,9 @@ fn option(server: &MockServer) -> InternetCheckOption {
 fn monitor(options: Vec<InternetCheckOption>) -> InternetConnectionMonitor {
     options
         .into_iter()
-        .fold(
-            InternetConnectionMonitor::builder().use_default_options(false),
-            |builder, option| builder.add_option(option),
-        )
+        .fold(InternetConnectionMonitor::builder(), |builder, option| {
+            builder.add_option(option)
+        })
         .check_interval(Duration::from_millis(50))
         .build()
         .unwrap()
@@ -163,25 +162,105 @@ async fn the_stream_ends_when_the_monitor_is_dropped() {
     assert_eq!(end, Ok(None));
 }
 
-#[test]
-fn defaults_and_bad_options() {
-    // The defaults are public endpoints: listed here, never probed in tests.
-    assert_eq!(default_check_options().len(), 4);
+#[tokio::test]
+async fn any_answer_counts_as_online_for_an_api_probe() {
+    for status in [200, 204, 301, 401, 404, 500, 503] {
+        let api = server(status).await;
+        let probe = InternetCheckOption::any_answer(&api.uri()).unwrap();
+        assert!(monitor(vec![probe]).is_connected().await, "HTTP {status}");
+    }
+    let closed = refused_option().uri().to_string();
+    let probe = InternetCheckOption::any_answer(&closed).unwrap();
     assert!(
-        default_check_options()
+        !monitor(vec![probe]).is_connected().await,
+        "a closed port is offline"
+    );
+}
+
+/// A loopback port that accepts connections and never answers.
+async fn silent_listener() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://{address}/")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_without_an_answer_gives_up_at_its_timeout() {
+    let silent = silent_listener().await;
+    for (option, limit) in [
+        (
+            InternetCheckOption::any_answer(&silent).unwrap(),
+            Duration::from_secs(3),
+        ),
+        (
+            InternetCheckOption::new(&silent)
+                .unwrap()
+                .timeout(Duration::from_millis(700)),
+            Duration::from_millis(700),
+        ),
+    ] {
+        let monitor = monitor(vec![option]);
+        let started = tokio::time::Instant::now();
+        let online = tokio::time::timeout(Duration::from_secs(24 * 3600), monitor.is_connected()).await;
+        assert_eq!(online, Ok(false), "the probe hung");
+        assert!(
+            started.elapsed() <= limit,
+            "{:?} over {limit:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn no_host_is_probed_unless_named_and_public_hosts_only_when_asked() {
+    let error = InternetConnectionMonitor::builder().build().unwrap_err();
+    assert!(matches!(error, NetError::InvalidCheckOption(_)), "{error}");
+    let message = error.to_string();
+    for hint in ["add_option", "probe_public_internet"] {
+        assert!(message.contains(hint), "{hint} missing: {message}");
+    }
+
+    let ours = InternetCheckOption::any_answer("https://api.example.com/v2").unwrap();
+    let monitor = InternetConnectionMonitor::builder()
+        .add_option(ours)
+        .build()
+        .unwrap();
+    let hosts: Vec<_> = monitor
+        .options()
+        .iter()
+        .map(|o| o.uri().host().unwrap().to_owned())
+        .collect();
+    assert_eq!(hosts, ["api.example.com"], "only the option given");
+
+    // The public endpoints: listed here, never probed in tests.
+    let public = InternetConnectionMonitor::builder()
+        .probe_public_internet()
+        .build()
+        .unwrap();
+    assert_eq!(public.options().len(), public_check_options().len());
+    assert!(public.options().len() >= 2);
+    assert!(
+        public
+            .options()
             .iter()
             .all(|option| option.uri().scheme_str() == Some("https"))
     );
-    let with_defaults = InternetConnectionMonitor::builder().build().unwrap();
-    assert_eq!(with_defaults.options().len(), 4);
-    let none = InternetConnectionMonitor::builder()
-        .use_default_options(false)
-        .build();
-    assert!(none.is_err());
+}
+
+#[test]
+fn bad_options() {
     for bad in ["", "localhost:80", "ftp://host/", "/health"] {
         assert!(InternetCheckOption::new(bad).is_err(), "{bad}");
+        assert!(InternetCheckOption::any_answer(bad).is_err(), "{bad}");
     }
     let zero = InternetConnectionMonitor::builder()
+        .probe_public_internet()
         .check_interval(Duration::ZERO)
         .build();
     assert!(zero.is_err());

@@ -99,7 +99,6 @@ async fn the_monitor_checks_certificates_too() {
     let (port, pem) = https_server().await;
     let option = || InternetCheckOption::new(&format!("https://localhost:{port}/health")).unwrap();
     let strict = InternetConnectionMonitor::builder()
-        .use_default_options(false)
         .add_option(option())
         .build()
         .unwrap();
@@ -108,7 +107,6 @@ async fn the_monitor_checks_certificates_too() {
         "an untrusted certificate is not connectivity"
     );
     let trusting = InternetConnectionMonitor::builder()
-        .use_default_options(false)
         .add_option(option())
         .add_root_certificate(pem)
         .build()
