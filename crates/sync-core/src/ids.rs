@@ -6,35 +6,19 @@
 use std::fmt;
 use std::str::FromStr;
 
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
 
-/// 16 random bytes from a per-thread generator seeded once from the
-/// operating system: ids need uniqueness, not secrecy, and a system call
-/// per id would cost more than the rest of a save's bookkeeping.
+/// 16 bytes from a cryptographically secure generator: the thread's
+/// ChaCha12 stream (`rand::rng()`), seeded from the operating system and
+/// reseeded every 64 KiB of output. Ids are idempotency keys and attempt
+/// ids, so no observed id may tell anything about another one; the stream
+/// costs tens of nanoseconds per id and no system call.
 fn random_bytes() -> [u8; 16] {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let seed = uuid::Uuid::new_v4().as_u64_pair();
-            seed.0 ^ seed.1.rotate_left(32)
-        });
-    }
-    // SplitMix64: every 64-bit state is visited once, so ids from one
-    // thread never repeat, and seeds are independent across threads.
-    let next = || {
-        STATE.with(|state| {
-            let mut z = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-            state.set(z);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        })
-    };
     let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&next().to_le_bytes());
-    bytes[8..].copy_from_slice(&next().to_le_bytes());
+    rand::rng().fill_bytes(&mut bytes);
     bytes
 }
 
@@ -174,8 +158,10 @@ impl From<u64> for RecordId {
 ///
 /// A new id is generated for every local change; retries of the same change
 /// reuse it, so a server that honours the header applies each change once.
-/// Ids are random UUID v4 strings when generated here; ids read back from a
-/// store may be any 1 to 128 visible ASCII characters.
+/// Ids are random UUID v4 strings when generated here (122 bits from a
+/// cryptographically secure generator, so one key seen on the wire does not
+/// predict another); ids read back from a store may be any 1 to 128 visible
+/// ASCII characters.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct OperationId(String);
@@ -184,7 +170,8 @@ impl OperationId {
     /// The longest accepted operation id, in bytes.
     pub const MAX_BYTES: usize = 128;
 
-    /// A fresh random id (UUID v4).
+    /// A fresh random id (UUID v4, from a cryptographically secure
+    /// generator).
     #[must_use]
     pub fn generate() -> Self {
         Self(
@@ -254,13 +241,11 @@ impl fmt::Debug for OperationId {
 pub struct AttemptId(u64);
 
 impl AttemptId {
-    /// A fresh random id; always below 2^63, so it fits SQLite's INTEGER.
+    /// A fresh random id (63 bits from a cryptographically secure
+    /// generator); always below 2^63, so it fits SQLite's INTEGER.
     #[must_use]
     pub fn generate() -> Self {
-        let bytes = random_bytes();
-        let mut high = [0u8; 8];
-        high.copy_from_slice(&bytes[..8]);
-        Self(u64::from_le_bytes(high) >> 1)
+        Self(rand::rng().next_u64() >> 1)
     }
 
     /// An id from its numeric value, as read back from storage.
@@ -380,28 +365,160 @@ mod tests {
 
     #[test]
     fn attempt_ids_are_unique_and_fit_sqlite_integers() {
-        let ids: std::collections::HashSet<AttemptId> = (0..1000).map(|_| AttemptId::generate()).collect();
-        assert_eq!(ids.len(), 1000);
+        let ids: std::collections::HashSet<AttemptId> = (0..100_000).map(|_| AttemptId::generate()).collect();
+        assert_eq!(ids.len(), 100_000);
         assert!(ids.iter().all(|id| i64::try_from(id.as_u64()).is_ok()));
+        // Below 2^63 but not squeezed further: the top bit left is used.
+        assert!(ids.iter().any(|id| id.as_u64() >= 1 << 62));
         assert_eq!(AttemptId::from_u64(7).as_u64(), 7);
     }
 
     #[test]
-    fn operation_ids_are_unique_and_header_safe() {
+    fn operation_ids_are_unique_v4_uuids_and_header_safe() {
         let a = OperationId::generate();
         let b = OperationId::generate();
         assert_ne!(a, b);
-        let uuid = uuid::Uuid::parse_str(a.as_str()).unwrap();
-        assert_eq!(uuid.get_version_num(), 4, "generated ids are UUID v4");
         let from_another_thread = std::thread::spawn(OperationId::generate).join().unwrap();
         assert_ne!(from_another_thread, a);
         let many: std::collections::HashSet<OperationId> =
-            (0..10_000).map(|_| OperationId::generate()).collect();
-        assert_eq!(many.len(), 10_000);
+            (0..100_000).map(|_| OperationId::generate()).collect();
+        assert_eq!(many.len(), 100_000);
+        for id in &many {
+            let uuid = uuid::Uuid::parse_str(id.as_str()).unwrap();
+            assert_eq!(uuid.get_version(), Some(uuid::Version::Random), "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(
+                id.as_str(),
+                uuid.hyphenated().to_string(),
+                "lowercase, hyphenated"
+            );
+        }
         assert_eq!(OperationId::new(a.as_str()).unwrap(), a);
         for bad in ["", "has space", "tab\t", "ü"] {
             assert_eq!(OperationId::new(bad), Err(ValidationError::InvalidOperationId));
         }
         assert!(OperationId::new("k".repeat(129)).is_err());
+    }
+
+    /// SplitMix64, the generator ids once came from: its output step is a
+    /// bijection that is easy to invert, so one output gives away the state
+    /// and with it every later output.
+    mod splitmix {
+        pub(super) const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+        const M1: u64 = 0xBF58_476D_1CE4_E5B9;
+        const M2: u64 = 0x94D0_49BB_1331_11EB;
+
+        /// The output for a state (the state already advanced by `GAMMA`).
+        pub(super) fn mix(state: u64) -> u64 {
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(M1);
+            z = (z ^ (z >> 27)).wrapping_mul(M2);
+            z ^ (z >> 31)
+        }
+
+        /// The multiplicative inverse of an odd number modulo 2^64.
+        fn inverse(odd: u64) -> u64 {
+            let mut x = odd; // correct to 3 bits; each step doubles that
+            for _ in 0..5 {
+                x = x.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(x)));
+            }
+            x
+        }
+
+        /// `x` from `x ^ (x >> shift)`.
+        fn unshift(value: u64, shift: u32) -> u64 {
+            let mut x = value;
+            for _ in 0..64 / shift {
+                x = value ^ (x >> shift);
+            }
+            x
+        }
+
+        /// The state behind an output.
+        pub(super) fn unmix(output: u64) -> u64 {
+            let z = unshift(output, 31).wrapping_mul(inverse(M2));
+            let z = unshift(z, 27).wrapping_mul(inverse(M1));
+            unshift(z, 30)
+        }
+
+        /// An operation id as the old generator built it from two outputs.
+        pub(super) fn operation_id(first: u64, second: u64) -> String {
+            let mut bytes = [0u8; 16];
+            bytes[..8].copy_from_slice(&first.to_le_bytes());
+            bytes[8..].copy_from_slice(&second.to_le_bytes());
+            uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+        }
+
+        /// The operation id the old generator gives after `id` on the same
+        /// thread, computed from `id` alone; `None` when `id` cannot have
+        /// come from it.
+        pub(super) fn next_operation_id(id: &str) -> Option<String> {
+            let bytes = *uuid::Uuid::parse_str(id).ok()?.as_bytes();
+            let [first, second] = [&bytes[..8], &bytes[8..]].map(|half| {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(half);
+                u64::from_le_bytes(word)
+            });
+            // The version nibble overwrote bits 52..56 of the first output,
+            // the variant bits 6..8 of the second: try the 16 first outputs
+            // and keep the one whose successor matches the second.
+            let variant = !(0b11u64 << 6);
+            (0..16u64).find_map(|hidden| {
+                let state = unmix((first & !(0xF << 52)) | (hidden << 52));
+                let successor = mix(state.wrapping_add(GAMMA));
+                (successor & variant == second & variant).then(|| {
+                    operation_id(
+                        mix(state.wrapping_add(GAMMA.wrapping_mul(2))),
+                        mix(state.wrapping_add(GAMMA.wrapping_mul(3))),
+                    )
+                })
+            })
+        }
+
+        /// The attempt ids the old generator may give after `id` on the same
+        /// thread (an attempt id drops one bit of an output: two candidates).
+        pub(super) fn next_attempt_ids(id: u64) -> [u64; 2] {
+            [0, 1].map(|low| mix(unmix((id << 1) | low).wrapping_add(GAMMA.wrapping_mul(2))) >> 1)
+        }
+    }
+
+    /// The attack the generator must resist, shown on a SplitMix64 stream:
+    /// one observed id predicts the next.
+    #[test]
+    fn one_splitmix_id_predicts_the_next() {
+        let mut state = 0x0123_4567_89AB_CDEF_u64;
+        let mut output = || {
+            state = state.wrapping_add(splitmix::GAMMA);
+            splitmix::mix(state)
+        };
+        let seen = splitmix::operation_id(output(), output());
+        let next = splitmix::operation_id(output(), output());
+        assert_eq!(splitmix::next_operation_id(&seen), Some(next));
+        let seen_attempt = output() >> 1;
+        let _discarded = output();
+        let next_attempt = output() >> 1;
+        assert!(splitmix::next_attempt_ids(seen_attempt).contains(&next_attempt));
+        assert_eq!(splitmix::unmix(splitmix::mix(42)), 42);
+    }
+
+    /// Ids come from a cryptographically secure generator: an observed
+    /// idempotency key or attempt id does not predict the next one.
+    #[test]
+    fn generated_ids_do_not_predict_the_next() {
+        for _ in 0..100 {
+            let seen = OperationId::generate();
+            let next = OperationId::generate();
+            assert_ne!(
+                splitmix::next_operation_id(seen.as_str()).as_deref(),
+                Some(next.as_str()),
+                "operation id {next} was predicted from {seen}"
+            );
+            let seen = AttemptId::generate();
+            let next = AttemptId::generate();
+            assert!(
+                !splitmix::next_attempt_ids(seen.as_u64()).contains(&next.as_u64()),
+                "attempt id {next:?} was predicted from {seen:?}"
+            );
+        }
     }
 }
