@@ -126,3 +126,179 @@ async fn a_sync_now_cut_short_by_a_timeout_leaves_nothing_stuck() {
     ));
     engine.close().await;
 }
+
+/// What the app last did to one record, as far as the engine acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+enum Known {
+    /// The record exists locally with this document (or the save of the
+    /// next one was dropped, and either may be there).
+    Saved(Vec<serde_json::Value>),
+    /// Deleted (or the delete was dropped).
+    Deleted(Vec<serde_json::Value>),
+}
+
+/// Issue 11, item 4: every public async call dropped at random points
+/// (saves, `sync_now`, `retry`, `retry_failed`, `clear_synced`, watch
+/// streams, and `close` followed by a reopen), then the queue, the
+/// documents and the server converge with nothing lost, duplicated or
+/// stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_public_call_dropped_at_random_points_converges() {
+    use tokio_stream::StreamExt;
+
+    let seed = seed_from_env();
+    eprintln!("seed {seed} (SYNC_CHAOS_SEED replays it)");
+    let steps = env_u64("SYNC_CANCEL_STEPS").unwrap_or(400);
+    let mut rng = Rng::new(seed);
+    let server = ReferenceServer::start(ServerConfig::new()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options();
+    options.sync_after_save = true;
+    let mut engine = open(dir.path(), &server, options.clone()).await;
+    // Per id: the documents the local copy may hold (the last
+    // acknowledged one, plus any whose save was dropped since).
+    let mut known: std::collections::BTreeMap<String, Known> = std::collections::BTreeMap::new();
+    let mut dropped = 0u64;
+    for step in 0..steps {
+        let cut = cancel_after(&mut rng);
+        let id = format!("r{}", rng.below(12));
+        match rng.below(9) {
+            0..=3 => {
+                let data = json!({"id": id, "step": step});
+                let operation = match known.get(&id) {
+                    Some(Known::Saved(_)) => SyncOperation::Update,
+                    _ => SyncOperation::Create,
+                };
+                let save = engine.save("tasks", &id, data.clone(), operation);
+                let acknowledged = tokio::time::timeout(cut, save).await.is_ok();
+                let entry = known.entry(id).or_insert_with(|| Known::Deleted(Vec::new()));
+                *entry = match (entry.clone(), acknowledged) {
+                    (_, true) => Known::Saved(vec![data]),
+                    (Known::Saved(mut maybe) | Known::Deleted(mut maybe), false) => {
+                        dropped += 1;
+                        maybe.push(data);
+                        Known::Saved(maybe)
+                    }
+                };
+            }
+            4 => {
+                if let Some(Known::Saved(maybe)) = known.get(&id).cloned() {
+                    let delete = engine.save("tasks", &id, json!({}), SyncOperation::Delete);
+                    let acknowledged = tokio::time::timeout(cut, delete).await.is_ok();
+                    dropped += u64::from(!acknowledged);
+                    known.insert(id, Known::Deleted(if acknowledged { Vec::new() } else { maybe }));
+                }
+            }
+            5 => {
+                dropped += u64::from(tokio::time::timeout(cut, engine.sync_manager().sync_now()).await.is_err());
+            }
+            6 => {
+                let retry = tokio::time::timeout(cut, engine.retry("tasks", &id)).await;
+                let retry_all = tokio::time::timeout(cut, engine.retry_failed()).await;
+                let clear = tokio::time::timeout(cut, engine.clear_synced()).await;
+                dropped += [retry.is_err(), retry_all.is_err(), clear.is_err()]
+                    .into_iter()
+                    .map(u64::from)
+                    .sum::<u64>();
+            }
+            7 => {
+                // A watch stream taken and dropped after a few values.
+                let mut records = engine.watch_records("tasks").unwrap();
+                let mut queue = engine.watch_queue();
+                let mut item = engine.watch_queue_item("tasks", &id).unwrap();
+                let _ = tokio::time::timeout(cut, async {
+                    records.next().await;
+                    queue.next().await;
+                    item.next().await;
+                })
+                .await;
+            }
+            _ => {
+                // An app shutting down under a deadline, then starting again.
+                dropped += u64::from(tokio::time::timeout(cut, engine.close()).await.is_err());
+                drop(engine);
+                engine = reopen(dir.path(), &server, options.clone()).await;
+            }
+        }
+    }
+    engine.sync_manager().start_auto_sync();
+    for _ in 0..3 {
+        tokio::time::timeout(HANG_GUARD, engine.sync_manager().sync_now())
+            .await
+            .expect("sync_now hung")
+            .unwrap();
+    }
+    assert!(
+        engine.wait_until_drained(Duration::from_secs(30)).await.unwrap(),
+        "seed {seed}: still unsynced: {:?}",
+        unsynced(&engine).await
+    );
+    // Local documents: for each id, one of the documents it may hold.
+    for (id, state) in &known {
+        let local = engine.get_record("tasks", id).await.unwrap();
+        match (state, local) {
+            (Known::Saved(maybe), Some(record)) | (Known::Deleted(maybe), Some(record)) => assert!(
+                maybe.contains(&serde_json::Value::Object(record.data.clone())),
+                "seed {seed}: {id} holds {:?}, none of {maybe:?}",
+                record.data
+            ),
+            (Known::Saved(maybe), None) => {
+                panic!("seed {seed}: {id} was saved ({maybe:?}) and is gone locally")
+            }
+            (Known::Deleted(_), None) => {}
+        }
+    }
+    // The server holds exactly the local documents.
+    let local: std::collections::BTreeMap<String, serde_json::Value> = engine
+        .get_records("tasks")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| (record.id.to_string(), serde_json::Value::Object(record.data)))
+        .collect();
+    let remote = server.snapshot().get("tasks").cloned().unwrap_or_default();
+    assert_eq!(remote, local, "seed {seed}: server and local differ");
+    assert_no_record_created_twice_while_alive(&server, seed);
+    assert_each_key_applied_at_most_once(&server, seed);
+    report_line(&format!(
+        r#"{{"scenario":"public calls dropped","seed":{seed},"steps":{steps},"dropped":{dropped},"stuck":0}}"#
+    ));
+    engine.close().await;
+}
+
+/// Opens the engine again after a close, waiting out the store's lock if
+/// a close dropped half-way still holds it.
+async fn reopen(dir: &Path, server: &ReferenceServer, options: OfflineSyncOptions) -> OfflineSyncEngine {
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    loop {
+        match OfflineSync::builder(dir, server.url())
+            .probe_api_health("/health")
+            .options(options.clone())
+            .build()
+            .await
+        {
+            Ok(engine) => return engine,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                eprintln!("reopen: {error}; retrying");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("cannot reopen the engine: {error}"),
+        }
+    }
+}
+
+/// No record was created twice while it existed: a create after a delete
+/// of the same id is a new record, not a duplicate.
+fn assert_no_record_created_twice_while_alive(server: &ReferenceServer, seed: u64) {
+    let mut alive = std::collections::BTreeSet::new();
+    for record in server.applied_requests() {
+        let id = record.id.clone().expect("a write names its record");
+        match record.method.as_str() {
+            "POST" => assert!(alive.insert(id.clone()), "seed {seed}: {id} created twice"),
+            "DELETE" => {
+                alive.remove(&id);
+            }
+            _ => {}
+        }
+    }
+}
