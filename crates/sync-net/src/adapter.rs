@@ -73,7 +73,10 @@ struct Config {
 ///   change. A JSON object in the body is returned as the server's copy of
 ///   the record; any other body (`OK`, `Created`, `[]`, a JSON string,
 ///   nothing, a 204) returns `Ok(None)`, so the change counts as applied
-///   and the local document is kept as it is.
+///   and the local document is kept as it is. The exception is a 2xx
+///   answer whose `Content-Type` is `text/html`: a JSON API does not
+///   answer a write with a web page, but a captive portal on a plain-HTTP
+///   link does, so it is a transient (possibly applied) error, retried.
 /// - **Delete**: any 2xx, 404 or 410 is done.
 /// - **Fetch** (`GET`, to check a create or to resolve a conflict): 404 and
 ///   410 mean no record; a 2xx must carry the record as a JSON object.
@@ -343,6 +346,14 @@ fn redact_id(path: &str, id: &str) -> String {
     redacted
 }
 
+/// Whether the answer says it is a web page.
+fn is_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("text/html"))
+}
+
 /// A response that arrived in full.
 struct Response {
     status: StatusCode,
@@ -593,6 +604,23 @@ impl HttpSyncApiAdapter {
             .await?;
         if !response.status.is_success() {
             return Err(self.status_error(&response, &target.line));
+        }
+        if is_html(&response.headers) {
+            // A JSON API does not answer a write with a web page; a captive
+            // portal or a proxy's login page on a plain-HTTP link does, and
+            // counting that as applied would lose the change.
+            return Err(ApiError::new(
+                ErrorKind::Transient,
+                format!(
+                    "HTTP {} with an HTML page answered {}: a captive portal or a proxy's login \
+                     page? Not counted as applied; retried",
+                    response.status.as_u16(),
+                    target.line
+                ),
+            )
+            .with_status(response.status.as_u16())
+            .with_request(target.line.as_str())
+            .with_possibly_applied(true));
         }
         Ok(Self::write_answer(&response))
     }

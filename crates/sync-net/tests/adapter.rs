@@ -375,6 +375,36 @@ async fn a_write_answered_2xx_with_a_non_object_body_is_applied() {
     }
 }
 
+/// A captive portal on a plain-HTTP link answers a write with its login
+/// page and 200: counted as applied, the change would be lost.
+#[tokio::test]
+async fn a_write_answered_2xx_with_an_html_page_is_not_counted_as_applied() {
+    for content_type in ["text/html", "text/html; charset=utf-8", "TEXT/HTML"] {
+        let server = answering(
+            ResponseTemplate::new(200)
+                .set_body_raw(b"<html>Sign in to the Wi-Fi</html>".to_vec(), content_type),
+        )
+        .await;
+        let adapter = adapter(&server);
+        for result in [
+            adapter
+                .create(&entity("tasks"), &id("1"), &data(), &op("c"))
+                .await,
+            adapter
+                .update(&entity("tasks"), &id("1"), &data(), &op("u"))
+                .await,
+        ] {
+            let error = result.unwrap_err();
+            assert_eq!(
+                (error.kind(), error.possibly_applied(), error.status()),
+                (ErrorKind::Transient, true, Some(200)),
+                "{content_type}: {error}"
+            );
+            assert!(error.message().contains("captive portal"), "{error}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_fetch_answered_2xx_with_a_non_object_body_is_a_permanent_error() {
     for body in NON_OBJECT_BODIES {
