@@ -359,3 +359,179 @@ async fn a_clock_moved_back_does_not_hold_saved_items() {
     assert_eq!(server.methods_for(&key("tasks", "1")), ["POST"]);
     engine.close().await;
 }
+
+/// A store whose reads fail while `failing_reads` is above zero, as a busy
+/// pool or a transient I/O error makes them.
+struct FlakyReads {
+    inner: MemoryStore,
+    failing_reads: AtomicUsize,
+}
+
+impl FlakyReads {
+    fn read_fails(&self) -> Result<(), sync_core::StoreError> {
+        let failing = self
+            .failing_reads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        match failing {
+            Ok(_) => Err(sync_core::StoreError::new(
+                sync_core::StoreErrorKind::Busy,
+                "scripted busy read",
+            )),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl SyncStore for FlakyReads {
+    async fn save(
+        &self,
+        change: sync_core::LocalChange,
+        now: Timestamp,
+    ) -> Result<sync_core::SavedChange, sync_core::StoreError> {
+        self.inner.save(change, now).await
+    }
+    async fn save_batch(
+        &self,
+        changes: Vec<sync_core::LocalChange>,
+        now: Timestamp,
+    ) -> Result<Vec<sync_core::SavedChange>, sync_core::StoreError> {
+        self.inner.save_batch(changes, now).await
+    }
+    async fn record(&self, key: &RecordKey) -> Result<Option<sync_core::LocalRecord>, sync_core::StoreError> {
+        self.inner.record(key).await
+    }
+    async fn records(
+        &self,
+        entity: &sync_core::EntityName,
+    ) -> Result<Vec<sync_core::LocalRecord>, sync_core::StoreError> {
+        self.read_fails()?;
+        self.inner.records(entity).await
+    }
+    async fn queue_item(
+        &self,
+        key: &RecordKey,
+    ) -> Result<Option<sync_core::SyncQueueItem>, sync_core::StoreError> {
+        self.read_fails()?;
+        self.inner.queue_item(key).await
+    }
+    async fn queue(&self) -> Result<Vec<sync_core::SyncQueueItem>, sync_core::StoreError> {
+        self.read_fails()?;
+        self.inner.queue().await
+    }
+    async fn counts(&self) -> Result<sync_core::QueueCounts, sync_core::StoreError> {
+        self.inner.counts().await
+    }
+    async fn claim_ready(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<sync_core::AttemptTicket>, sync_core::StoreError> {
+        self.inner.claim_ready(now, limit).await
+    }
+    async fn next_attempt_time(&self) -> Result<Option<Timestamp>, sync_core::StoreError> {
+        self.inner.next_attempt_time().await
+    }
+    async fn finish_attempts(
+        &self,
+        finished: Vec<sync_core::FinishedAttempt>,
+        now: Timestamp,
+    ) -> Result<Vec<sync_core::FinishResult>, sync_core::StoreError> {
+        self.inner.finish_attempts(finished, now).await
+    }
+    async fn recover_interrupted(&self, now: Timestamp) -> Result<u64, sync_core::StoreError> {
+        self.inner.recover_interrupted(now).await
+    }
+    async fn rebase_timers(&self, now: Timestamp, latest: Timestamp) -> Result<u64, sync_core::StoreError> {
+        self.inner.rebase_timers(now, latest).await
+    }
+    async fn rearm_failed(&self, now: Timestamp) -> Result<u64, sync_core::StoreError> {
+        self.inner.rearm_failed(now).await
+    }
+    async fn retry(&self, key: &RecordKey, now: Timestamp) -> Result<bool, sync_core::StoreError> {
+        self.inner.retry(key, now).await
+    }
+    async fn retry_failed(&self, now: Timestamp) -> Result<u64, sync_core::StoreError> {
+        self.inner.retry_failed(now).await
+    }
+    async fn clear_synced(&self) -> Result<u64, sync_core::StoreError> {
+        self.inner.clear_synced().await
+    }
+    fn subscribe(&self) -> BoxStream<StoreEvent> {
+        self.inner.subscribe()
+    }
+}
+
+/// The next value of a watch stream, within 10 s.
+async fn next<T>(stream: &mut BoxStream<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("no value within 10 s")
+        .expect("the stream ended")
+}
+
+/// Issue 11, item 12: a watch stream whose read failed (a busy pool) just
+/// ended, and the UI's list stopped updating; and a new `last_error` with
+/// an unchanged status was invisible to `watch_item_status`.
+#[tokio::test(start_paused = true)]
+async fn watch_streams_outlive_failed_reads_and_show_every_change_of_an_item() {
+    let store = Arc::new(FlakyReads {
+        inner: MemoryStore::new(),
+        failing_reads: AtomicUsize::new(0),
+    });
+    let server = FakeAdapter::new();
+    let mut options = OfflineSyncOptions::default();
+    options.sync_after_save = false;
+    options.connectivity_check_interval = None;
+    options.max_retries = 1;
+    let engine = OfflineSyncEngine::builder(
+        store.clone(),
+        Arc::new(server.clone()),
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(options)
+    .clock(Arc::new(TokioClock::new()))
+    .build()
+    .await
+    .unwrap();
+    // Every first read of the three streams fails, a few times over.
+    store.failing_reads.store(7, Ordering::SeqCst);
+    let mut queue = engine.watch_queue();
+    let mut records = engine.watch_records("tasks").unwrap();
+    let mut item = engine.watch_queue_item("tasks", "1").unwrap();
+    assert!(next(&mut queue).await.is_empty());
+    assert!(next(&mut records).await.is_empty());
+    assert_eq!(next(&mut item).await, None);
+
+    engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut queue).await.len(), 1);
+    assert_eq!(next(&mut records).await.len(), 1);
+    let saved = next(&mut item).await.unwrap();
+    assert_eq!(saved.status, SyncStatus::Pending);
+
+    // Two failures in a row: the status stays `failed`, the error changes.
+    server.fail_next(
+        Some(key("tasks", "1")),
+        Fault::Fail(ErrorKind::Transient, Some(503)),
+    );
+    engine.sync_manager().sync_now().await.unwrap();
+    let mut first = next(&mut item).await.unwrap();
+    while first.status != SyncStatus::Failed {
+        first = next(&mut item).await.unwrap();
+    }
+    server.fail_next(
+        Some(key("tasks", "1")),
+        Fault::Fail(ErrorKind::Permanent, Some(422)),
+    );
+    engine.sync_manager().sync_now().await.unwrap();
+    let mut second = next(&mut item).await.unwrap();
+    while second.status != SyncStatus::Failed {
+        second = next(&mut item).await.unwrap();
+    }
+    assert_ne!(first.last_error, second.last_error);
+    assert_eq!(second.last_error_kind, Some(ErrorKind::Permanent));
+    engine.close().await;
+}
