@@ -76,7 +76,12 @@ async fn a_sync_now_cut_short_by_a_timeout_leaves_nothing_stuck() {
         for n in 0..20 {
             let id = format!("{round}-{n}");
             engine
-                .save("tasks", &id, json!({"id": id, "round": round}), SyncOperation::Create)
+                .save(
+                    "tasks",
+                    &id,
+                    json!({"id": id, "round": round}),
+                    SyncOperation::Create,
+                )
                 .await
                 .unwrap();
         }
@@ -190,7 +195,11 @@ async fn every_public_call_dropped_at_random_points_converges() {
                 }
             }
             5 => {
-                dropped += u64::from(tokio::time::timeout(cut, engine.sync_manager().sync_now()).await.is_err());
+                dropped += u64::from(
+                    tokio::time::timeout(cut, engine.sync_manager().sync_now())
+                        .await
+                        .is_err(),
+                );
             }
             6 => {
                 let retry = tokio::time::timeout(cut, engine.retry("tasks", &id)).await;
