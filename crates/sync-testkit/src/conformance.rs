@@ -75,6 +75,7 @@ where
     interrupted_attempts_are_recovered(&new_store().await).await;
     clear_synced_keeps_unsynced_items(&new_store().await).await;
     events_describe_each_changed_row(&new_store().await).await;
+    timers_beyond_the_latest_come_back(&new_store().await).await;
 }
 
 /// A save writes the document and a pending queue item.
@@ -696,4 +697,42 @@ pub async fn a_new_entry_goes_to_the_back_of_the_queue(store: &dyn SyncStore) {
         .map(|t| t.key.id.to_string())
         .collect();
     assert_eq!(claimed, ["b", "a"], "claim order");
+}
+
+/// Items saved before the wall clock moved back a day: `rebase_timers`
+/// makes those not in flight eligible now, leaves items in flight and
+/// timers within reach alone, and reports how many changed.
+pub async fn timers_beyond_the_latest_come_back(store: &dyn SyncStore) {
+    let day = 86_400_000;
+    let later = Timestamp::from_millis(T0.as_millis() + day);
+    for id in ["a", "b", "flying"] {
+        store
+            .save(change("tasks", id, SyncOperation::Create), later)
+            .await
+            .unwrap();
+    }
+    let flying = store.claim_ready(later, 1).await.unwrap();
+    assert_eq!(flying.len(), 1);
+    // The clock is back at T0: the saves of "a" and "b" (and the one in
+    // flight) carry timers a day ahead.
+    assert!(
+        store.claim_ready(T0, 10).await.unwrap().is_empty(),
+        "nothing is ready before the rebase"
+    );
+    let latest = Timestamp::from_millis(T0.as_millis() + 60_000);
+    assert_eq!(store.rebase_timers(T0, latest).await.unwrap(), 2);
+    for id in ["a", "b", "flying"] {
+        let item = store.queue_item(&key("tasks", id)).await.unwrap().unwrap();
+        if item.is_in_flight() {
+            assert_eq!(item.status, SyncStatus::Syncing, "{id}: left alone in flight");
+        } else {
+            assert_eq!(item.next_attempt_at, Some(T0), "{id}");
+        }
+    }
+    assert_eq!(store.claim_ready(T0, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store.rebase_timers(T0, latest).await.unwrap(),
+        0,
+        "nothing left beyond reach"
+    );
 }
