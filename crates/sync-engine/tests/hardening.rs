@@ -332,6 +332,58 @@ async fn close_lets_the_attempt_in_progress_report_first() {
     );
 }
 
+/// Issue 11, item 1: `stop_auto_sync` aborted auto-sync's pass mid-request
+/// and left its item `syncing` for the life of the process.
+#[tokio::test(start_paused = true)]
+async fn stopping_auto_sync_mid_request_leaves_nothing_in_flight() {
+    let store = Arc::new(MemoryStore::new());
+    let server = FakeAdapter::new();
+    server.set_latency(Duration::from_millis(500));
+    let mut options = OfflineSyncOptions::default();
+    options.connectivity_check_interval = None;
+    options.sync_after_save = false;
+    let engine = OfflineSyncEngine::builder(
+        store.clone(),
+        Arc::new(server.clone()),
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(options)
+    .clock(Arc::new(TokioClock::new()))
+    .build()
+    .await
+    .unwrap();
+    for id in ["1", "2", "3"] {
+        engine
+            .save("tasks", id, json!({"v": 1}), SyncOperation::Create)
+            .await
+            .unwrap();
+    }
+    engine.sync_manager().start_auto_sync();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        engine.queue_item("tasks", "1").await.unwrap().unwrap().status,
+        SyncStatus::Syncing
+    );
+    engine.sync_manager().stop_auto_sync();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The request out finished and was recorded; nothing else was claimed.
+    let statuses: Vec<SyncStatus> = engine
+        .queue()
+        .await
+        .unwrap()
+        .iter()
+        .map(|item| item.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [SyncStatus::Synced, SyncStatus::Pending, SyncStatus::Pending]
+    );
+    assert_eq!(server.requests().len(), 1);
+    let report = engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!((report.sent, report.still_pending), (2, 0));
+    engine.close().await;
+}
+
 /// Issue 11, item 10: `next_attempt_at` is wall time, so a clock moved
 /// back a day held a saved item for a day.
 #[tokio::test(start_paused = true)]
