@@ -880,7 +880,8 @@ async fn a_server_answering_garbage_fails_the_attempt_and_keeps_the_local_state(
     // change was applied, else the expected kind and words in last_error).
     // A 2xx whose body is not an object (not even JSON) is applied: the
     // server accepted the change, and the local document stays.
-    let cases: Vec<(&str, ResponseTemplate, Option<(ErrorKind, &str)>)> = vec![
+    type Failure = Option<(ErrorKind, &'static str)>;
+    let cases: Vec<(&str, ResponseTemplate, Failure)> = vec![
         ("invalid_json", text(200, "{\"id\": 1,", "application/json"), None),
         ("array", text(201, "[1,2,3]", "application/json"), None),
         (
