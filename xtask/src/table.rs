@@ -71,6 +71,7 @@ fn item(
         updated_at: Timestamp::EPOCH,
         last_error: None,
         last_error_kind: None,
+        last_error_http_status: None,
         version: 1,
         operation_id: OperationId::generate(),
         possibly_applied,

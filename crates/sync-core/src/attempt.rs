@@ -106,6 +106,9 @@ pub enum AttemptOutcome {
         kind: ErrorKind,
         /// A readable reason, without payloads or credentials.
         message: String,
+        /// The HTTP status the server answered with; `None` when the
+        /// attempt got no answer (offline, timeout, a dropped connection).
+        http_status: Option<u16>,
         /// Whether the server may have applied the request anyway.
         possibly_applied: bool,
         /// When to try again; `None` waits for the next pass (or parks the
@@ -179,6 +182,7 @@ pub fn finish_attempt(
         AttemptOutcome::Failed {
             kind,
             message,
+            http_status,
             possibly_applied,
             next_attempt_at,
             not_before,
@@ -190,6 +194,7 @@ pub fn finish_attempt(
                 item.retry_count = item.retry_count.saturating_add(1);
                 item.last_error = Some(message.clone());
                 item.last_error_kind = Some(*kind);
+                item.last_error_http_status = *http_status;
                 item.next_attempt_at = *next_attempt_at;
             }
             item.next_attempt_at = item
@@ -243,6 +248,7 @@ fn mark_synced(item: &mut SyncQueueItem) {
     item.not_before = None;
     item.last_error = None;
     item.last_error_kind = None;
+    item.last_error_http_status = None;
 }
 
 /// Recovers an item left in flight by a process that stopped mid-attempt.

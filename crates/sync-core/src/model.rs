@@ -235,6 +235,13 @@ pub struct SyncQueueItem {
     pub last_error: Option<String>,
     /// The last failure's classification.
     pub last_error_kind: Option<ErrorKind>,
+    /// The HTTP status of the server's answer to the last failed attempt
+    /// (`403`, `409`, `422`, `503`...), so a UI can tell a refused change
+    /// from an invalid one without reading `last_error`. `None` when that
+    /// attempt got no answer (offline, timeout, a dropped connection) and
+    /// whenever `last_error` is `None`: recorded, kept and cleared with it.
+    #[serde(default)]
+    pub last_error_http_status: Option<u16>,
     /// Bumped by every local change; attempt outcomes apply only to the
     /// version they were started for (compare-and-set).
     pub version: u64,

@@ -54,6 +54,7 @@ fn failed(kind: ErrorKind, possibly_applied: bool) -> AttemptOutcome {
     AttemptOutcome::Failed {
         kind,
         message: "HTTP 503 Service Unavailable".into(),
+        http_status: Some(503),
         possibly_applied,
         next_attempt_at: Some(T2),
         not_before: None,
@@ -147,8 +148,13 @@ fn applied_clears_the_last_error_but_keeps_the_failure_count() {
     let (claimed, ticket) = claim(&retry);
     let after = put(finish_attempt(Some(&claimed), &ticket, &applied(None), T2).queue);
     assert_eq!(
-        (after.last_error, after.last_error_kind, after.retry_count),
-        (None, None, 1)
+        (
+            after.last_error,
+            after.last_error_kind,
+            after.last_error_http_status,
+            after.retry_count
+        ),
+        (None, None, None, 1)
     );
 }
 
@@ -165,6 +171,7 @@ fn failed_current_version_counts_a_failure_and_schedules_the_retry() {
     );
     assert_eq!(after.last_error.as_deref(), Some("HTTP 503 Service Unavailable"));
     assert_eq!(after.last_error_kind, Some(ErrorKind::Transient));
+    assert_eq!(after.last_error_http_status, Some(503));
     assert_eq!(after.next_attempt_at, Some(T2));
     assert!(after.possibly_applied);
     assert_eq!(
@@ -414,6 +421,7 @@ fn stale_failure_keeps_the_servers_retry_after_for_the_newer_change() {
     let outcome = AttemptOutcome::Failed {
         kind: ErrorKind::Transient,
         message: "HTTP 429".into(),
+        http_status: Some(429),
         possibly_applied: false,
         next_attempt_at: Some(T2),
         not_before: Some(T2),
@@ -434,7 +442,104 @@ fn stale_success_that_completes_the_newer_change_clears_the_old_error() {
     let newer = save_on(&claimed, SyncOperation::Delete, "gone again");
     let after = put(finish_attempt(Some(&newer), &ticket, &applied(None), T2).queue);
     assert_eq!(
-        (after.status, after.last_error, after.last_error_kind),
+        (
+            after.status,
+            after.last_error,
+            after.last_error_kind,
+            after.last_error_http_status
+        ),
+        (SyncStatus::Synced, None, None, None)
+    );
+}
+
+/// A failure answered with `status` (or not answered, `None`).
+fn failed_with(kind: ErrorKind, message: &str, status: Option<u16>) -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        kind,
+        message: message.into(),
+        http_status: status,
+        possibly_applied: false,
+        next_attempt_at: Some(T2),
+        not_before: None,
+    }
+}
+
+/// Fails the item's next attempt with `outcome` (made ready first).
+fn fail_next(item: &SyncQueueItem, outcome: &AttemptOutcome) -> SyncQueueItem {
+    let mut ready = item.clone();
+    ready.next_attempt_at = Some(T0);
+    let (claimed, ticket) = claim(&ready);
+    put(finish_attempt(Some(&claimed), &ticket, outcome, T1).queue)
+}
+
+#[test]
+fn the_http_status_goes_with_the_last_error_recorded_replaced_kept_and_cleared() {
+    let item = saved(SyncOperation::Update, "a");
+    let refused = fail_next(&item, &failed_with(ErrorKind::Permanent, "HTTP 403", Some(403)));
+    assert_eq!(
+        (refused.last_error_kind, refused.last_error_http_status),
+        (Some(ErrorKind::Permanent), Some(403))
+    );
+    let invalid = fail_next(
+        &refused,
+        &failed_with(ErrorKind::Permanent, "HTTP 422", Some(422)),
+    );
+    assert_eq!(invalid.last_error_http_status, Some(422), "tells 422 from 403");
+    let unanswered = fail_next(&invalid, &failed_with(ErrorKind::Transient, "timed out", None));
+    assert_eq!(
+        (
+            unanswered.last_error.as_deref(),
+            unanswered.last_error_http_status
+        ),
+        (Some("timed out"), None),
+        "a failure without an answer replaces the status with none"
+    );
+    let conflict = fail_next(
+        &unanswered,
+        &failed_with(ErrorKind::Conflict, "HTTP 409", Some(409)),
+    );
+
+    // A newer change folds into the failed item: its failure history stays.
+    let newer = save_on(&conflict, SyncOperation::Update, "b");
+    assert_eq!(
+        (newer.last_error.as_deref(), newer.last_error_http_status),
+        (Some("HTTP 409"), Some(409))
+    );
+
+    // A stale failure (the item changed meanwhile) records nothing.
+    let mut ready = conflict.clone();
+    ready.next_attempt_at = Some(T0);
+    let (claimed, ticket) = claim(&ready);
+    let newer = save_on(&claimed, SyncOperation::Update, "c");
+    let outcome = failed_with(ErrorKind::Transient, "HTTP 500", Some(500));
+    let after_stale = put(finish_attempt(Some(&newer), &ticket, &outcome, T1).queue);
+    assert_eq!(
+        (
+            after_stale.last_error.as_deref(),
+            after_stale.last_error_http_status
+        ),
+        (Some("HTTP 409"), Some(409))
+    );
+
+    // Recovery, re-arming and the app's retry leave it; syncing clears it.
+    let recovered = recover_interrupted(&claimed, T1).unwrap();
+    assert_eq!(recovered.last_error_http_status, Some(409));
+    let mut waiting = conflict.clone();
+    waiting.next_attempt_at = Some(T2);
+    assert_eq!(
+        rearm_for_pass(&waiting, T1).unwrap().last_error_http_status,
+        Some(409)
+    );
+    assert_eq!(
+        retry_now(&conflict, T1).unwrap().last_error_http_status,
+        Some(409)
+    );
+    let mut ready = conflict;
+    ready.next_attempt_at = Some(T0);
+    let (claimed, ticket) = claim(&ready);
+    let synced = put(finish_attempt(Some(&claimed), &ticket, &applied(None), T2).queue);
+    assert_eq!(
+        (synced.status, synced.last_error, synced.last_error_http_status),
         (SyncStatus::Synced, None, None)
     );
 }

@@ -54,6 +54,7 @@ fn item(
         updated_at: CREATED,
         last_error: failed.then(|| "HTTP 503".to_owned()),
         last_error_kind: failed.then_some(ErrorKind::Transient),
+        last_error_http_status: failed.then_some(503),
         version: 7,
         operation_id: OperationId::new("old-op").unwrap(),
         possibly_applied,
@@ -144,12 +145,20 @@ fn check(row: Row, operation: SyncOperation, view: ServerView, expected: Expect)
                     );
                     assert_eq!(after.retry_count, before.retry_count, "failure history is kept");
                     assert_eq!(after.last_error, before.last_error);
+                    assert_eq!(
+                        (after.last_error_kind, after.last_error_http_status),
+                        (before.last_error_kind, before.last_error_http_status)
+                    );
                     assert_eq!(after.in_flight, before.in_flight, "an attempt out stays out");
                 }
                 (Some(before), None) => {
                     assert_eq!(after.version, before.version + 1, "version keeps rising");
                     assert_eq!(after.created_at, NOW, "a new entry after a synced one");
                     assert_eq!((after.retry_count, after.last_error.as_deref()), (0, None));
+                    assert_eq!(
+                        (after.last_error_kind, after.last_error_http_status),
+                        (None, None)
+                    );
                     assert!(!after.is_in_flight());
                 }
                 (None, _) => {

@@ -176,6 +176,11 @@ impl World {
     fn apply_queue(&mut self, key: u8, write: QueueWrite) {
         match write {
             QueueWrite::Put(item) => {
+                assert!(
+                    item.last_error.is_some()
+                        || (item.last_error_kind, item.last_error_http_status) == (None, None),
+                    "the error's kind and HTTP status outlived the error: {item:?}"
+                );
                 self.queue.insert(key, item);
             }
             QueueWrite::Remove => {
@@ -278,6 +283,11 @@ impl World {
         let failed = |kind, possibly_applied: bool| AttemptOutcome::Failed {
             kind,
             message: format!("{kind:?}"),
+            http_status: match kind {
+                ErrorKind::Conflict => Some(409),
+                ErrorKind::Permanent => Some(422),
+                _ => None,
+            },
             possibly_applied,
             next_attempt_at: if kind == ErrorKind::Permanent {
                 None
@@ -304,6 +314,7 @@ impl World {
             Ending::TransientPassExhausted => AttemptOutcome::Failed {
                 kind: ErrorKind::Transient,
                 message: "HTTP 503".into(),
+                http_status: Some(503),
                 possibly_applied: true,
                 next_attempt_at: None,
                 not_before: Some(Timestamp::from_millis(self.now + 1_500)),

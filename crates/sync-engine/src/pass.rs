@@ -370,6 +370,7 @@ impl<'a> Pass<'a> {
         AttemptOutcome::Failed {
             kind: error.kind(),
             message: error.to_string(),
+            http_status: error.status(),
             possibly_applied: error.possibly_applied(),
             next_attempt_at: schedule.next_attempt_at,
             not_before: schedule.not_before,

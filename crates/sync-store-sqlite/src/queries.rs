@@ -6,7 +6,8 @@
 macro_rules! queue_columns {
     () => {
         "entity, id, operation, payload, status, retry_count, created_at, updated_at, last_error, \
-         last_error_kind, version, operation_id, possibly_applied, in_flight, next_attempt_at, not_before"
+         last_error_kind, last_error_http_status, version, operation_id, possibly_applied, in_flight, \
+         next_attempt_at, not_before"
     };
 }
 pub(crate) use queue_columns;

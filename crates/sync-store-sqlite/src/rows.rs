@@ -16,7 +16,7 @@ use crate::error::{corrupt_row, map_sqlx};
 
 /// The queue columns, in the order `bind_item` binds them.
 pub(crate) const QUEUE_COLUMNS: &str = crate::queries::queue_columns!();
-const QUEUE_WIDTH: usize = 16;
+const QUEUE_WIDTH: usize = 17;
 const RECORD_WIDTH: usize = 5;
 
 /// Whether a statement for `rows` rows stays prepared: small groups recur
@@ -77,6 +77,9 @@ fn bind_item(
         .add(item.last_error_kind.map(ErrorKind::as_str))
         .map_err(bind_error)?;
     arguments
+        .add(item.last_error_http_status.map(i64::from))
+        .map_err(bind_error)?;
+    arguments
         .add(i64::try_from(item.version).unwrap_or(i64::MAX))
         .map_err(bind_error)?;
     arguments
@@ -131,6 +134,12 @@ pub(crate) fn item_from_row(row: &SqliteRow) -> Result<SyncQueueItem, StoreError
         updated_at: Timestamp::from_millis(row.try_get("updated_at").map_err(get_err)?),
         last_error: row.try_get("last_error").map_err(get_err)?,
         last_error_kind,
+        last_error_http_status: row
+            .try_get::<Option<i64>, _>("last_error_http_status")
+            .map_err(get_err)?
+            .map(u16::try_from)
+            .transpose()
+            .map_err(|e| corrupt_row("queue item", e))?,
         version: u64::try_from(row.try_get::<i64, _>("version").map_err(get_err)?)
             .map_err(|e| corrupt_row("queue item", e))?,
         operation_id: OperationId::new(text("operation_id")?).map_err(|e| corrupt_row("queue item", e))?,

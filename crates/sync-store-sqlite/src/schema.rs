@@ -33,10 +33,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 3,
         sql: include_str!("../migrations/0003_records_rowid.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/0004_queue_http_status.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 async fn pragma_value(connection: &mut SqliteConnection, pragma: &'static str) -> Result<i64, StoreError> {
     sqlx::query_scalar::<_, i64>(pragma)
@@ -119,4 +123,68 @@ async fn migrate_in_transaction(connection: &mut SqliteConnection, target: i64) 
             .map_err(|error| map_sqlx(error, "recording the schema version"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sqlx::{Connection, SqliteConnection};
+
+    use super::*;
+
+    /// A database at version 3 with a failed item upgrades to 4 with every
+    /// column kept and no HTTP status invented for the old failure; new
+    /// rows take one.
+    #[tokio::test]
+    async fn version_3_upgrades_to_4_keeping_every_item() {
+        let mut connection = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        migrate(&mut connection, 3).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO queue (entity, id, operation, payload, status, retry_count, created_at, updated_at, \
+             last_error, last_error_kind, version, operation_id, possibly_applied, in_flight, next_attempt_at, \
+             not_before) VALUES ('notes', '1', 'update', '{\"text\":\"x\"}', 'failed', 2, 4000, 4500, \
+             'HTTP 403', 'permanent', 3, 'op-3', 0, NULL, NULL, NULL)",
+        )
+        .execute(&mut connection)
+        .await
+        .unwrap();
+        migrate(&mut connection, SCHEMA_VERSION).await.unwrap();
+        assert_eq!(
+            pragma_value(&mut connection, "PRAGMA user_version")
+                .await
+                .unwrap(),
+            4
+        );
+        let row = sqlx::query(crate::queries::QUEUE)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        let item = crate::rows::item_from_row(&row).unwrap();
+        assert_eq!(
+            (
+                item.last_error.as_deref(),
+                item.last_error_kind,
+                item.last_error_http_status,
+                item.retry_count,
+                item.version
+            ),
+            (
+                Some("HTTP 403"),
+                Some(sync_core::ErrorKind::Permanent),
+                None,
+                2,
+                3
+            )
+        );
+        // The column takes a status and refuses what no u16 holds.
+        sqlx::raw_sql("UPDATE queue SET last_error_http_status = 403")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let out_of_range = sqlx::raw_sql("UPDATE queue SET last_error_http_status = 70000")
+            .execute(&mut connection)
+            .await;
+        assert!(out_of_range.is_err(), "{out_of_range:?}");
+    }
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use sqlx::{ConnectOptions, Connection};
+use sync_core::attempt::AttemptOutcome;
 use sync_core::{
-    LocalRecord, StoreErrorKind, StoreEvent, SyncOperation, SyncQueueItem, SyncStatus, SyncStore, Timestamp,
+    ErrorKind, FinishedAttempt, LocalRecord, StoreErrorKind, StoreEvent, SyncOperation, SyncQueueItem,
+    SyncStatus, SyncStore, Timestamp,
 };
 use sync_store_sqlite::{DEFAULT_FILE_NAME, Durability, SCHEMA_VERSION, SqliteStore, SqliteStoreOptions};
 use sync_testkit::conformance::{change, change_with, key};
@@ -105,6 +107,56 @@ async fn default_durability_is_full_and_normal_only_on_request() {
         ),
         ("wal", 1, 0, 10_000),
         "NORMAL on request"
+    );
+}
+
+/// The HTTP status of the last failure is stored in its own column: it
+/// survives a reopen, and is gone (NULL) once the item syncs.
+#[tokio::test]
+async fn the_last_failures_http_status_survives_reopen_until_the_item_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_in_dir(dir.path()).await.unwrap();
+    store
+        .save(change("tasks", "1", SyncOperation::Create), T)
+        .await
+        .unwrap();
+    let ticket = store.claim_ready(T, 1).await.unwrap().remove(0);
+    let outcome = AttemptOutcome::Failed {
+        kind: ErrorKind::Permanent,
+        message: "HTTP 403".into(),
+        http_status: Some(403),
+        possibly_applied: false,
+        next_attempt_at: None,
+        not_before: None,
+    };
+    store
+        .finish_attempts(vec![FinishedAttempt { ticket, outcome }], T)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let store = SqliteStore::open_in_dir(dir.path()).await.unwrap();
+    let item = store.queue_item(&key("tasks", "1")).await.unwrap().unwrap();
+    assert_eq!(
+        (item.last_error_kind, item.last_error_http_status),
+        (Some(ErrorKind::Permanent), Some(403))
+    );
+    assert!(store.retry(&key("tasks", "1"), T).await.unwrap());
+    let ticket = store.claim_ready(T, 1).await.unwrap().remove(0);
+    let outcome = AttemptOutcome::Applied {
+        replace_local_with: None,
+    };
+    store
+        .finish_attempts(vec![FinishedAttempt { ticket, outcome }], T)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let store = SqliteStore::open_in_dir(dir.path()).await.unwrap();
+    let item = store.queue_item(&key("tasks", "1")).await.unwrap().unwrap();
+    assert_eq!(
+        (item.status, item.last_error_http_status),
+        (SyncStatus::Synced, None)
     );
 }
 
@@ -240,6 +292,10 @@ async fn a_v1_database_is_upgraded_with_its_data() {
     let note = store.record(&key("notes", "1")).await.unwrap().unwrap();
     assert_eq!(note.data["text"], "failed note");
     assert_eq!(queue[2].last_error.as_deref(), Some("HTTP 503"));
+    assert_eq!(
+        queue[2].last_error_http_status, None,
+        "no status is invented for a failure recorded before it was kept"
+    );
     assert_eq!(store.recover_interrupted(T).await.unwrap(), 1);
     let claimed = store.claim_ready(T, 10).await.unwrap();
     assert_eq!(

@@ -75,6 +75,7 @@ where
     interrupted_attempts_are_recovered(&new_store().await).await;
     clear_synced_keeps_unsynced_items(&new_store().await).await;
     events_describe_each_changed_row(&new_store().await).await;
+    the_last_failures_http_status_goes_with_its_error(&new_store().await).await;
     timers_beyond_the_latest_come_back(&new_store().await).await;
 }
 
@@ -320,6 +321,7 @@ pub async fn stale_outcome_never_overwrites_a_newer_change(store: &dyn SyncStore
     let outcome = AttemptOutcome::Failed {
         kind: ErrorKind::Transient,
         message: "timeout".into(),
+        http_status: None,
         possibly_applied: true,
         next_attempt_at: Some(T3),
         not_before: None,
@@ -374,6 +376,7 @@ pub async fn failures_schedule_park_and_rearm(store: &dyn SyncStore) {
                 } else {
                     "HTTP 503".into()
                 },
+                http_status: Some(if permanent { 422 } else { 503 }),
                 possibly_applied: !permanent,
                 next_attempt_at: (!permanent).then_some(T3),
                 not_before: None,
@@ -387,6 +390,7 @@ pub async fn failures_schedule_park_and_rearm(store: &dyn SyncStore) {
     assert_eq!((transient.status, transient.retry_count), (SyncStatus::Failed, 1));
     assert_eq!(transient.last_error.as_deref(), Some("HTTP 503"));
     assert_eq!(transient.last_error_kind, Some(ErrorKind::Transient));
+    assert_eq!(transient.last_error_http_status, Some(503));
     assert!(
         store.claim_ready(T2, 10).await.unwrap().is_empty(),
         "backoff not over"
@@ -534,6 +538,7 @@ pub async fn next_attempt_time_is_the_earliest_timer(store: &dyn SyncStore) {
             let outcome = AttemptOutcome::Failed {
                 kind: ErrorKind::Transient,
                 message: "HTTP 503".into(),
+                http_status: Some(503),
                 possibly_applied: false,
                 next_attempt_at: later.then_some(T3),
                 not_before: None,
@@ -735,4 +740,147 @@ pub async fn timers_beyond_the_latest_come_back(store: &dyn SyncStore) {
         0,
         "nothing left beyond reach"
     );
+}
+
+/// The item's `last_error` and `last_error_http_status`, read both ways.
+async fn error_and_status(store: &dyn SyncStore, k: &RecordKey) -> (Option<String>, Option<u16>) {
+    let item = store.queue_item(k).await.unwrap().unwrap();
+    let from_queue = store
+        .queue()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.key() == *k)
+        .unwrap();
+    assert_eq!(item, from_queue, "queue_item and queue agree");
+    (item.last_error, item.last_error_http_status)
+}
+
+/// Fails every claimable item with `status` (`None`: no answer).
+async fn fail_all(store: &dyn SyncStore, at: Timestamp, status: Option<u16>) {
+    let tickets = store.claim_ready(at, 10).await.unwrap();
+    assert!(!tickets.is_empty(), "something to fail at {at:?}");
+    let finished = tickets
+        .into_iter()
+        .map(|ticket| FinishedAttempt {
+            ticket,
+            outcome: AttemptOutcome::Failed {
+                kind: ErrorKind::Permanent,
+                message: status.map_or_else(|| "no answer".to_owned(), |status| format!("HTTP {status}")),
+                http_status: status,
+                possibly_applied: false,
+                next_attempt_at: None,
+                not_before: None,
+            },
+        })
+        .collect();
+    store.finish_attempts(finished, at).await.unwrap();
+}
+
+/// The HTTP status of the last failed attempt is kept in its own field,
+/// beside `last_error`, and follows it exactly: recorded by a failure,
+/// replaced by the next (with none when that one got no answer), kept when
+/// a newer change folds into the item, untouched by a stale outcome, and
+/// cleared when the item syncs.
+pub async fn the_last_failures_http_status_goes_with_its_error(store: &dyn SyncStore) {
+    let k = key("tasks", "1");
+    store
+        .save(change("tasks", "1", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    assert_eq!(error_and_status(store, &k).await, (None, None));
+
+    fail_all(store, T0, Some(403)).await;
+    assert_eq!(
+        error_and_status(store, &k).await,
+        (Some("HTTP 403".into()), Some(403))
+    );
+    assert!(store.retry(&k, T1).await.unwrap());
+    assert_eq!(error_and_status(store, &k).await.1, Some(403), "a retry keeps it");
+    fail_all(store, T1, Some(422)).await;
+    assert_eq!(
+        error_and_status(store, &k).await,
+        (Some("HTTP 422".into()), Some(422)),
+        "403 and 422 told apart"
+    );
+    assert!(store.retry(&k, T1).await.unwrap());
+    fail_all(store, T1, None).await;
+    assert_eq!(
+        error_and_status(store, &k).await,
+        (Some("no answer".into()), None),
+        "replaced by none"
+    );
+    assert_eq!(store.retry_failed(T1).await.unwrap(), 1);
+    fail_all(store, T1, Some(409)).await;
+
+    // A newer change folds into the failed item: the failure history stays.
+    let saved = store
+        .save(change("tasks", "1", SyncOperation::Update), T2)
+        .await
+        .unwrap();
+    assert_eq!(saved.item.unwrap().last_error_http_status, Some(409));
+    assert_eq!(
+        error_and_status(store, &k).await,
+        (Some("HTTP 409".into()), Some(409))
+    );
+
+    // A stale failure (a newer change saved while it was out) records nothing.
+    let ticket = store.claim_ready(T2, 1).await.unwrap().remove(0);
+    store
+        .save(change("tasks", "1", SyncOperation::Update), T2)
+        .await
+        .unwrap();
+    let stale = AttemptOutcome::Failed {
+        kind: ErrorKind::Transient,
+        message: "HTTP 500".into(),
+        http_status: Some(500),
+        possibly_applied: false,
+        next_attempt_at: Some(T3),
+        not_before: None,
+    };
+    let results = store
+        .finish_attempts(
+            vec![FinishedAttempt {
+                ticket,
+                outcome: stale,
+            }],
+            T2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(results, [FinishResult::Stale]);
+    assert_eq!(
+        error_and_status(store, &k).await,
+        (Some("HTTP 409".into()), Some(409))
+    );
+
+    // Synced: gone with the error, from reads and from the event.
+    let mut events = store.subscribe();
+    let ticket = store.claim_ready(T2, 1).await.unwrap().remove(0);
+    let applied = AttemptOutcome::Applied {
+        replace_local_with: None,
+    };
+    store
+        .finish_attempts(
+            vec![FinishedAttempt {
+                ticket,
+                outcome: applied,
+            }],
+            T3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(error_and_status(store, &k).await, (None, None));
+    loop {
+        match events.next().await.expect("stream open") {
+            StoreEvent::QueueItem {
+                key: changed,
+                item: Some(item),
+            } if changed == k && item.status == SyncStatus::Synced => {
+                assert_eq!(item.last_error_http_status, None);
+                break;
+            }
+            _ => {}
+        }
+    }
 }
