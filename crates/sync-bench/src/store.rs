@@ -19,7 +19,8 @@ use tokio_stream::StreamExt;
 use crate::report::{Report, Row, Target};
 
 const QUEUE_COLUMNS: &str = "entity, id, operation, payload, status, retry_count, created_at, updated_at, \
-     last_error, last_error_kind, version, operation_id, possibly_applied, in_flight, next_attempt_at, not_before";
+     last_error, last_error_kind, last_error_http_status, version, operation_id, possibly_applied, in_flight, \
+     next_attempt_at, not_before";
 
 fn payload(index: usize) -> serde_json::Value {
     json!({ "title": format!("task {index}"), "done": false, "notes": "n".repeat(150) })
@@ -98,7 +99,7 @@ fn queue_upsert_sql(rows: usize) -> String {
         .filter(|c| !matches!(*c, "entity" | "id"))
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
-    let group = format!("({})", vec!["?"; 16].join(", "));
+    let group = format!("({})", vec!["?"; 17].join(", "));
     format!(
         "INSERT INTO queue ({QUEUE_COLUMNS}) VALUES {} ON CONFLICT (entity, id) DO UPDATE SET {}",
         vec![group; rows].join(", "),
@@ -142,6 +143,7 @@ fn bind_queue(arguments: &mut SqliteArguments, row: &Written) -> Result<(), Stri
     arguments.add(now).map_err(add)?;
     arguments.add(None::<String>).map_err(add)?;
     arguments.add(None::<String>).map_err(add)?;
+    arguments.add(None::<i64>).map_err(add)?;
     arguments.add(1i64).map_err(add)?;
     arguments.add(row.operation_id.clone()).map_err(add)?;
     arguments.add(false).map_err(add)?;
@@ -278,6 +280,7 @@ fn rusqlite_saves(path: &Path, durability: Durability, batch: usize, count: usiz
                         now,
                         None::<String>,
                         None::<String>,
+                        None::<i64>,
                         1,
                         row.operation_id,
                         false,
