@@ -106,22 +106,25 @@ impl RetryPolicy {
         self.backoff
     }
 
-    /// The longest any failure makes an item wait: the backoff after the
-    /// last attempt of a pass (jitter at its most) or a capped
-    /// `Retry-After`, whichever is longer. A timer further ahead than this
-    /// can only come from a wall clock moved back since it was set (see
-    /// [`timer_is_beyond_any_rule`]).
+    /// The longest backoff any failure sets (jitter at its most), without
+    /// a server's `Retry-After`.
     #[must_use]
-    pub fn longest_wait(&self) -> Duration {
+    pub fn longest_backoff(&self) -> Duration {
         let attempt = self.max_retries();
-        let backoff = match self.backoff {
+        match self.backoff {
             Backoff::Linear => self.base_delay.saturating_mul(attempt),
             Backoff::ExponentialJitter { cap } => {
                 let factor = 1u32.checked_shl(attempt - 1).unwrap_or(u32::MAX);
                 self.base_delay.saturating_mul(factor).min(cap)
             }
-        };
-        backoff.max(self.max_retry_after)
+        }
+    }
+
+    /// The longest any failure makes an item wait: the longest backoff or
+    /// the cap on a server's `Retry-After`, whichever is longer.
+    #[must_use]
+    pub fn longest_wait(&self) -> Duration {
+        self.longest_backoff().max(self.max_retry_after)
     }
 
     /// The delay after the `attempt`-th failure of a pass (1-based).
@@ -181,42 +184,51 @@ impl RetryPolicy {
     }
 }
 
-/// Whether a timer set for `at` lies further ahead of `now` than any rule
-/// of `policy` could have put it: the wall clock moved back since it was
-/// set. Such a timer is due now (a `Retry-After` is then held to the
-/// policy's cap from now), so a clock change never holds an item longer
-/// than [`RetryPolicy::longest_wait`].
-#[must_use]
-pub fn timer_is_beyond_any_rule(at: Timestamp, now: Timestamp, policy: &RetryPolicy) -> bool {
-    at > now.saturating_add(policy.longest_wait())
-}
-
-/// The item with its timers brought back within `latest`, or `None` when
-/// nothing changes: the rule of [`crate::SyncStore::rebase_timers`]. An item in
-/// flight is left alone (its attempt sets its timers when it reports).
+/// The item with its timers brought back within the policy's reach, or
+/// `None` when nothing changes: the rule of
+/// [`crate::SyncStore::rebase_timers`], for a wall clock moved back.
+///
+/// No rule sets a `not_before` further than the `Retry-After` cap from
+/// now, nor a `next_attempt_at` further than the longest backoff past
+/// `not_before` (or now): a timer beyond that was set before the clock
+/// moved back. Such a `not_before` is held to the cap from `now`, and such
+/// a `next_attempt_at` becomes due at `not_before` (or now). So a clock
+/// change never holds an item longer than the longest backoff, or a
+/// server's capped `Retry-After`. An item in flight is left alone (its
+/// attempt sets its timers when it reports).
 #[must_use]
 pub fn rebase_timers(
     item: &crate::SyncQueueItem,
     now: Timestamp,
-    latest: Timestamp,
+    policy: &RetryPolicy,
 ) -> Option<crate::SyncQueueItem> {
     if item.in_flight.is_some() {
         return None;
     }
-    let next_beyond = item.next_attempt_at.is_some_and(|at| at > latest);
-    let not_before_beyond = item.not_before.is_some_and(|at| at > latest);
-    if !next_beyond && !not_before_beyond {
+    let not_before_cap = now.saturating_add(policy.max_retry_after());
+    let not_before = item.not_before.map(|at| at.min(not_before_cap));
+    let floor = not_before.map_or(now, |at| at.max(now));
+    let next_attempt_at = item.next_attempt_at.map(|at| {
+        if at > floor.saturating_add(policy.longest_backoff()) {
+            floor
+        } else {
+            at
+        }
+    });
+    if (not_before, next_attempt_at) == (item.not_before, item.next_attempt_at) {
         return None;
     }
     let mut item = item.clone();
-    if not_before_beyond {
-        item.not_before = Some(latest);
-    }
-    if next_beyond {
-        // Never earlier than `not_before` (the item's invariant).
-        item.next_attempt_at = Some(item.not_before.map_or(now, |at| at.max(now)));
-    }
+    item.not_before = not_before;
+    item.next_attempt_at = next_attempt_at;
     Some(item)
+}
+
+/// Every item [`rebase_timers`] may change has a `next_attempt_at` after
+/// this time (stores select candidates with it, through an index).
+#[must_use]
+pub fn rebase_candidates_after(now: Timestamp, policy: &RetryPolicy) -> Timestamp {
+    now.saturating_add(policy.longest_backoff().min(policy.max_retry_after()))
 }
 
 #[cfg(test)]
@@ -229,42 +241,66 @@ mod tests {
         Some(Timestamp::from_millis(NOW.as_millis() + ms))
     }
 
+    fn item_with_timers(
+        next_attempt_at: Option<Timestamp>,
+        not_before: Option<Timestamp>,
+    ) -> crate::SyncQueueItem {
+        use crate::coalesce::{QueueWrite, SaveContext, plan_save};
+        let change =
+            crate::LocalChange::new("tasks", "1", serde_json::json!({}), crate::SyncOperation::Create)
+                .unwrap();
+        let QueueWrite::Put(mut item) = plan_save(None, false, change, SaveContext::at(NOW)).queue else {
+            unreachable!("a first save queues its change")
+        };
+        item.next_attempt_at = next_attempt_at;
+        item.not_before = not_before;
+        item
+    }
+
     #[test]
-    fn the_longest_wait_bounds_every_schedule_and_flags_a_clock_moved_back() {
-        let linear = RetryPolicy::new(3, Duration::from_secs(2), Backoff::Linear)
+    fn no_schedule_is_rebased_but_a_clock_moved_back_is() {
+        let policy = RetryPolicy::new(3, Duration::from_secs(2), Backoff::Linear)
             .unwrap()
-            .with_max_retry_after(Duration::from_secs(5));
-        assert_eq!(linear.longest_wait(), Duration::from_secs(6));
-        let jitter = RetryPolicy::new(
-            4,
-            Duration::from_secs(1),
-            Backoff::ExponentialJitter {
-                cap: Duration::from_secs(60),
-            },
-        )
-        .unwrap()
-        .with_max_retry_after(Duration::from_secs(1));
-        assert_eq!(jitter.longest_wait(), Duration::from_secs(8));
-        for policy in [&linear, &jitter] {
-            for attempt in 1..policy.max_retries() {
-                for random in [0, 7, u64::MAX / 3, u64::MAX] {
-                    let schedule = policy.after_failure(attempt, ErrorKind::Transient, None, NOW, random);
-                    let at = schedule.next_attempt_at.unwrap();
-                    assert!(!timer_is_beyond_any_rule(at, NOW, policy), "{attempt} {random}");
-                }
+            .with_max_retry_after(Duration::from_secs(3600));
+        assert_eq!(policy.longest_backoff(), Duration::from_secs(6));
+        assert_eq!(policy.longest_wait(), Duration::from_secs(3600));
+        // Every schedule the policy makes is left alone.
+        for attempt in 1..=policy.max_retries() {
+            for retry_after in [
+                None,
+                Some(Duration::from_secs(1800)),
+                Some(Duration::from_secs(86_400)),
+            ] {
+                let schedule = policy.after_failure(attempt, ErrorKind::Transient, retry_after, NOW, 7);
+                let item = item_with_timers(schedule.next_attempt_at, schedule.not_before);
+                assert_eq!(
+                    rebase_timers(&item, NOW, &policy),
+                    None,
+                    "{attempt} {retry_after:?}"
+                );
             }
-            let throttled =
-                policy.after_failure(1, ErrorKind::Transient, Some(Duration::from_secs(86_400)), NOW, 0);
-            assert!(!timer_is_beyond_any_rule(
-                throttled.not_before.unwrap(),
-                NOW,
-                policy
-            ));
         }
-        // A timer set before the clock moved back a day.
-        let moved_back = Timestamp::from_millis(NOW.as_millis() - 86_400_000);
-        assert!(timer_is_beyond_any_rule(NOW, moved_back, &linear));
-        assert!(!timer_is_beyond_any_rule(NOW, NOW, &linear));
+        // The clock moved back 30 minutes: a saved item is due now, not in
+        // 30 minutes; a Retry-After keeps its own wait, capped.
+        let back = Timestamp::from_millis(NOW.as_millis() - 1_800_000);
+        let saved = item_with_timers(Some(NOW), None);
+        let rebased = rebase_timers(&saved, back, &policy).unwrap();
+        assert_eq!(rebased.next_attempt_at, Some(back));
+        let throttled = item_with_timers(at(3_600_000), at(3_600_000));
+        let rebased = rebase_timers(&throttled, back, &policy).unwrap();
+        let cap = back.saturating_add(Duration::from_secs(3600));
+        assert_eq!(
+            (rebased.next_attempt_at, rebased.not_before),
+            (Some(cap), Some(cap))
+        );
+        // In flight: left alone.
+        let mut flying = saved.clone();
+        flying.in_flight = Some(crate::AttemptId::generate());
+        assert_eq!(rebase_timers(&flying, back, &policy), None);
+        // Candidates: everything the rule changed lies after the bound.
+        let bound = rebase_candidates_after(back, &policy);
+        assert!(saved.next_attempt_at.unwrap() > bound);
+        assert!(throttled.next_attempt_at.unwrap() > bound);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::clock::Timestamp;
 use crate::error::{ApiError, StoreError};
 use crate::ids::{EntityName, OperationId, RecordId, RecordKey};
 use crate::model::{JsonObject, LocalChange, LocalRecord, SyncQueueItem};
+use crate::retry::RetryPolicy;
 
 /// A `Send` stream that owns its state.
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send + 'static>>;
@@ -193,13 +194,12 @@ pub trait SyncStore: Send + Sync {
     /// eligible and are flagged as possibly applied. Returns how many.
     async fn recover_interrupted(&self, now: Timestamp) -> Result<u64, StoreError>;
 
-    /// Brings back timers a wall clock moved back has pushed out of reach:
-    /// every item not in flight whose `next_attempt_at` lies after
-    /// `latest` becomes eligible at `now`, and a `not_before` after
-    /// `latest` becomes `latest` (see
-    /// [`crate::retry::timer_is_beyond_any_rule`]; the engine passes
-    /// `now` + the policy's longest wait). Returns how many items changed.
-    async fn rebase_timers(&self, now: Timestamp, latest: Timestamp) -> Result<u64, StoreError>;
+    /// Brings back timers a wall clock moved back has pushed out of reach,
+    /// by [`crate::retry::rebase_timers`] for every item not in flight (the
+    /// candidates are the items whose `next_attempt_at` lies after
+    /// [`crate::retry::rebase_candidates_after`]). Returns how many items
+    /// changed. The engine calls it when it sees the clock move back.
+    async fn rebase_timers(&self, now: Timestamp, policy: RetryPolicy) -> Result<u64, StoreError>;
 
     /// Starts a new pass: failed items waiting out a backoff become eligible
     /// now (`Retry-After` still holds; parked items stay parked).

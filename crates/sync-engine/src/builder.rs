@@ -2,7 +2,7 @@
 //! monitor.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::time::Duration;
 
 use sync_core::{Clock, ConflictResolver, ConnectivityMonitor, SyncApiAdapter, SyncStore};
@@ -97,6 +97,8 @@ impl OfflineSyncEngineBuilder {
         if recovered > 0 {
             tracing::info!(recovered, "recovered items interrupted mid-attempt");
         }
+        // The clock may have moved back while no engine ran.
+        let now = self.clock.now();
         let link = Link::new(
             self.options.connectivity_probe_min_interval_while_online,
             self.options
@@ -120,6 +122,7 @@ impl OfflineSyncEngineBuilder {
             timers_changed: Notify::new(),
             background_pending: AtomicBool::new(false),
             claims_unsettled: AtomicBool::new(false),
+            latest_now: AtomicI64::new(now.as_millis()),
             shutdown: tokio::sync::watch::channel(false).0,
             last_report: std::sync::Mutex::new(SyncReport::default()),
             closed: AtomicBool::new(false),
@@ -128,6 +131,7 @@ impl OfflineSyncEngineBuilder {
             closing: tokio::sync::OnceCell::new(),
             lease: std::sync::Mutex::new(Some(lease)),
         });
+        shared.rebase_timers(now).await?;
         Ok(OfflineSyncEngine::from_shared(shared))
     }
 }

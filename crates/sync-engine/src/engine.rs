@@ -116,7 +116,8 @@ impl OfflineSyncEngine {
     ) -> Result<SavedChange, SyncError> {
         self.shared.ensure_open()?;
         let change = LocalChange::new(entity, id, data, operation)?;
-        let saved = self.shared.store.save(change, self.shared.clock.now()).await?;
+        let (now, _) = self.shared.observe_clock();
+        let saved = self.shared.store.save(change, now).await?;
         if self.shared.options.sync_after_save {
             self.sync_in_background();
         }

@@ -85,11 +85,13 @@ impl<'a> Pass<'a> {
         (self.shared.options.concurrency * 4).clamp(MIN_PAGE, MAX_PAGE)
     }
 
-    /// Before claiming: reclaims what a stopped pass left in flight, and
-    /// brings timers a clock moved back has pushed out of reach back in.
+    /// Before claiming: reclaims what a stopped pass left in flight,
+    /// re-arms failed items for a full pass, and brings back timers a clock
+    /// moved back has pushed out of reach (after re-arming, which may set
+    /// a timer from a `Retry-After` the jump stretched).
     async fn prepare(&self) -> Result<(), SyncError> {
         let shared = self.shared;
-        let now = shared.clock.now();
+        let (now, moved_back) = shared.observe_clock();
         if shared.claims_unsettled.load(Ordering::SeqCst) {
             let reclaimed = shared.store.recover_interrupted(now).await?;
             if reclaimed > 0 {
@@ -97,16 +99,11 @@ impl<'a> Pass<'a> {
             }
         }
         shared.claims_unsettled.store(true, Ordering::SeqCst);
-        let latest = now.saturating_add(shared.policy.longest_wait());
-        let rebased = shared.store.rebase_timers(now, latest).await?;
-        if rebased > 0 {
-            tracing::warn!(
-                rebased,
-                "the clock moved back: retry timers beyond any retry rule are due now"
-            );
-        }
         if self.rearm {
             shared.store.rearm_failed(now).await?;
+        }
+        if moved_back {
+            shared.rebase_timers(now).await?;
         }
         Ok(())
     }

@@ -2,9 +2,11 @@
 //! managers, runs, auto-sync, watch streams).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use sync_core::{Clock, ConflictResolver, ConnectivityMonitor, RetryPolicy, SyncApiAdapter, SyncStore};
+use sync_core::{
+    Clock, ConflictResolver, ConnectivityMonitor, RetryPolicy, SyncApiAdapter, SyncStore, Timestamp,
+};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinSet;
 
@@ -44,6 +46,9 @@ pub(crate) struct Shared {
     /// owns them any more (passes run one at a time, under `run_lock`),
     /// so the next pass reclaims them.
     pub(crate) claims_unsettled: AtomicBool,
+    /// The latest wall time this engine has seen (milliseconds), to notice
+    /// a clock moved back.
+    pub(crate) latest_now: AtomicI64,
     /// Set once on close or drop; watch streams end on it.
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
     pub(crate) last_report: std::sync::Mutex<SyncReport>,
@@ -84,6 +89,27 @@ impl Shared {
         } else {
             Ok(())
         }
+    }
+
+    /// The wall time now, and whether the clock moved back since the
+    /// latest time this engine saw.
+    pub(crate) fn observe_clock(&self) -> (Timestamp, bool) {
+        let now = self.clock.now();
+        let latest = self.latest_now.fetch_max(now.as_millis(), Ordering::SeqCst);
+        (now, now.as_millis() < latest)
+    }
+
+    /// Brings back timers a clock moved back put out of reach (see
+    /// [`sync_core::retry::rebase_timers`]).
+    pub(crate) async fn rebase_timers(&self, now: Timestamp) -> Result<(), SyncError> {
+        let rebased = self.store.rebase_timers(now, self.policy).await?;
+        if rebased > 0 {
+            tracing::warn!(
+                rebased,
+                "the clock moved back: retry timers beyond any retry rule are due again"
+            );
+        }
+        Ok(())
     }
 
     /// Whether the network is reachable (see [`Link::is_online`]).

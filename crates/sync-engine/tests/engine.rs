@@ -2,12 +2,16 @@
 //! monitor) in paused tokio time: deterministic and instant.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sync_core::{ErrorKind, RecordKey, RemoteWins, SyncOperation, SyncStatus, SyncStore};
+use sync_core::{
+    ApiError, EntityName, ErrorKind, JsonObject, OperationId, RecordId, RecordKey, RemoteWins, StoreEvent,
+    SyncApiAdapter, SyncOperation, SyncQueueItem, SyncStatus, SyncStore, ValidationError,
+};
 use sync_engine::{BackgroundSyncScheduler, OfflineSyncEngine, OfflineSyncOptions, SyncError, TokioClock};
 use sync_testkit::{FakeAdapter, FakeMonitor, Fault, MemoryStore};
 use tokio_stream::StreamExt;
@@ -101,23 +105,46 @@ async fn saves_are_local_first_and_offline_sends_nothing() {
 #[tokio::test(start_paused = true)]
 async fn bad_input_is_a_typed_error_and_saves_nothing() {
     let rig = rig().await;
+    let empty = rig
+        .engine
+        .save("", "1", json!({}), SyncOperation::Create)
+        .await
+        .unwrap_err();
     assert!(
-        rig.engine
-            .save("", "1", json!({}), SyncOperation::Create)
-            .await
-            .is_err()
+        matches!(
+            empty,
+            SyncError::Invalid(ValidationError::Empty { what: "entity name" })
+        ),
+        "{empty:?}"
     );
+    let control = rig
+        .engine
+        .save("tasks", "a\0b", json!({}), SyncOperation::Create)
+        .await
+        .unwrap_err();
     assert!(
-        rig.engine
-            .save("tasks", "a\0b", json!({}), SyncOperation::Create)
-            .await
-            .is_err()
+        matches!(
+            control,
+            SyncError::Invalid(ValidationError::ControlCharacter {
+                what: "record id",
+                position: 1,
+                code: 0
+            })
+        ),
+        "{control:?}"
     );
     let error = rig
         .engine
         .save("tasks", "1", json!([1]), SyncOperation::Create)
         .await
         .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            SyncError::Invalid(ValidationError::PayloadNotObject { found: "an array" })
+        ),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("must be a JSON object"), "{error}");
     assert!(rig.engine.queue().await.unwrap().is_empty());
 }
@@ -620,29 +647,185 @@ async fn typed_helpers_round_trip() {
         Some(task)
     );
     assert_eq!(rig.engine.get_records_as::<Task>("tasks").await.unwrap().len(), 1);
+    let error = rig
+        .engine
+        .save_as("tasks", "x", &42, SyncOperation::Create)
+        .await
+        .unwrap_err();
     assert!(
-        rig.engine
-            .save_as("tasks", "x", &42, SyncOperation::Create)
-            .await
-            .is_err()
+        matches!(
+            error,
+            SyncError::Invalid(ValidationError::PayloadNotObject { found: "a number" })
+        ),
+        "{error:?}"
     );
+}
+
+/// Requests out at once, overall and per record, and the payloads each
+/// record's writes carried, in the order they reached the server.
+#[derive(Debug, Default)]
+struct InFlight {
+    now: usize,
+    max: usize,
+    per_record: HashMap<RecordKey, usize>,
+    max_per_record: usize,
+    sent: HashMap<RecordKey, Vec<i64>>,
+}
+
+/// The fake server behind an adapter that measures [`InFlight`].
+#[derive(Clone)]
+struct Measured {
+    server: FakeAdapter,
+    in_flight: Arc<Mutex<InFlight>>,
+}
+
+/// One request out; dropping it (answered or cancelled) takes it back.
+struct Out {
+    in_flight: Arc<Mutex<InFlight>>,
+    key: RecordKey,
+}
+
+impl Measured {
+    fn start(&self, entity: &EntityName, id: &RecordId, data: Option<&JsonObject>) -> Out {
+        let key = RecordKey::new(entity.clone(), id.clone());
+        let mut in_flight = self.in_flight.lock().unwrap();
+        in_flight.now += 1;
+        in_flight.max = in_flight.max.max(in_flight.now);
+        let of_record = in_flight.per_record.entry(key.clone()).or_insert(0);
+        *of_record += 1;
+        let of_record = *of_record;
+        in_flight.max_per_record = in_flight.max_per_record.max(of_record);
+        if let Some(version) = data.and_then(|data| data["v"].as_i64()) {
+            in_flight.sent.entry(key.clone()).or_default().push(version);
+        }
+        Out {
+            in_flight: Arc::clone(&self.in_flight),
+            key,
+        }
+    }
+}
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        let mut in_flight = self.in_flight.lock().unwrap();
+        in_flight.now -= 1;
+        *in_flight.per_record.get_mut(&self.key).unwrap() -= 1;
+    }
+}
+
+#[async_trait::async_trait]
+impl SyncApiAdapter for Measured {
+    async fn create(
+        &self,
+        entity: &EntityName,
+        id: &RecordId,
+        data: &JsonObject,
+        operation_id: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError> {
+        let _out = self.start(entity, id, Some(data));
+        self.server.create(entity, id, data, operation_id).await
+    }
+
+    async fn update(
+        &self,
+        entity: &EntityName,
+        id: &RecordId,
+        data: &JsonObject,
+        operation_id: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError> {
+        let _out = self.start(entity, id, Some(data));
+        self.server.update(entity, id, data, operation_id).await
+    }
+
+    async fn delete(
+        &self,
+        entity: &EntityName,
+        id: &RecordId,
+        operation_id: &OperationId,
+    ) -> Result<(), ApiError> {
+        let _out = self.start(entity, id, None);
+        self.server.delete(entity, id, operation_id).await
+    }
+
+    async fn fetch_remote(&self, entity: &EntityName, id: &RecordId) -> Result<Option<JsonObject>, ApiError> {
+        let _out = self.start(entity, id, None);
+        self.server.fetch_remote(entity, id).await
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn concurrency_sends_several_records_and_keeps_each_records_order() {
+    const RECORDS: i64 = 20;
+    const EDITS: i64 = 4;
     let mut options = options();
     options.concurrency = 4;
-    let rig = rig_with(options, true).await;
-    for id in 0..20 {
-        rig.engine
-            .save("tasks", &id.to_string(), json!({"v": id}), SyncOperation::Create)
+    let server = FakeAdapter::new();
+    server.set_latency(Duration::from_millis(100));
+    let adapter = Measured {
+        server: server.clone(),
+        in_flight: Arc::default(),
+    };
+    let engine = OfflineSyncEngine::builder(
+        Arc::new(MemoryStore::new()),
+        Arc::new(adapter.clone()),
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(options)
+    .clock(Arc::new(TokioClock::new()))
+    .build()
+    .await
+    .unwrap();
+    for id in 0..RECORDS {
+        engine
+            .save("tasks", &id.to_string(), json!({"v": 0}), SyncOperation::Create)
             .await
             .unwrap();
     }
-    rig.engine.sync_manager().sync_now().await.unwrap();
-    assert_eq!(rig.server.records().len(), 20);
+    // Each record is edited while the drain runs, so records have newer
+    // versions waiting while older ones are out.
+    let run = tokio::spawn({
+        let manager = engine.sync_manager();
+        async move { manager.sync_now().await }
+    });
+    for edit in 1..=EDITS {
+        tokio::time::sleep(Duration::from_millis(70)).await;
+        for id in 0..RECORDS {
+            engine
+                .save(
+                    "tasks",
+                    &id.to_string(),
+                    json!({"v": edit}),
+                    SyncOperation::Update,
+                )
+                .await
+                .unwrap();
+        }
+    }
+    run.await.unwrap().unwrap();
+    let mut passes = 0;
+    while engine.sync_manager().sync_now().await.unwrap().still_pending > 0 {
+        passes += 1;
+        assert!(passes < 10, "the queue never drained");
+    }
+
+    let in_flight = adapter.in_flight.lock().unwrap();
+    assert_eq!(
+        in_flight.max, 4,
+        "as many requests out at once as the concurrency allows"
+    );
+    assert_eq!(in_flight.max_per_record, 1, "one request per record at a time");
+    for id in 0..RECORDS {
+        let key = key("tasks", &id.to_string());
+        let sent = &in_flight.sent[&key];
+        assert!(
+            sent.windows(2).all(|pair| pair[0] <= pair[1]),
+            "record {id}: an older version went out after a newer one: {sent:?}"
+        );
+        assert_eq!(sent.last(), Some(&EDITS), "record {id}: {sent:?}");
+        assert_eq!(server.records()[&key]["v"], EDITS, "record {id}");
+    }
     assert!(
-        rig.engine
+        engine
             .queue()
             .await
             .unwrap()
@@ -665,13 +848,14 @@ async fn a_background_scheduler_runs_one_pass_and_close_stops_everything() {
     assert_eq!((report.sent, report.still_pending), (1, 0));
     rig.engine.sync_manager().start_auto_sync();
     rig.engine.close().await;
-    assert!(
-        rig.engine
-            .save("tasks", "2", json!({}), SyncOperation::Create)
-            .await
-            .is_err()
-    );
-    assert!(rig.engine.sync_manager().sync_now().await.is_err());
+    let save = rig
+        .engine
+        .save("tasks", "2", json!({}), SyncOperation::Create)
+        .await
+        .unwrap_err();
+    assert!(matches!(save, SyncError::Closed), "{save:?}");
+    let sync = rig.engine.sync_manager().sync_now().await.unwrap_err();
+    assert!(matches!(sync, SyncError::Closed), "{sync:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -689,10 +873,18 @@ async fn zero_retries_or_concurrency_are_rejected() {
         .clock(Arc::new(TokioClock::new()))
         .build()
     };
-    assert!(build(bad).await.is_err());
+    let error = build(bad).await.unwrap_err();
+    assert!(
+        matches!(error, SyncError::Invalid(ValidationError::ZeroMaxRetries)),
+        "{error:?}"
+    );
     let mut bad = options();
     bad.concurrency = 0;
-    assert!(build(bad).await.is_err());
+    let error = build(bad).await.unwrap_err();
+    assert!(
+        matches!(error, SyncError::Invalid(ValidationError::ZeroConcurrency)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -992,6 +1184,46 @@ async fn a_list_that_keeps_changing_still_gets_a_value_every_second() {
     assert!(waited <= Duration::from_millis(1050), "{waited:?}");
 }
 
+/// Keys of the queue items the store reports claimed (`syncing`) from now
+/// on, collected in a task of their own until it is aborted.
+fn watch_claims(store: &MemoryStore) -> (Arc<Mutex<BTreeSet<RecordKey>>>, tokio::task::JoinHandle<()>) {
+    let claimed = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut events = store.subscribe();
+    let task = tokio::spawn({
+        let claimed = Arc::clone(&claimed);
+        async move {
+            while let Some(event) = events.next().await {
+                match event {
+                    StoreEvent::QueueItem {
+                        key,
+                        item: Some(item),
+                    } if item.status == SyncStatus::Syncing => {
+                        claimed.lock().unwrap().insert(key);
+                    }
+                    StoreEvent::Lagged => panic!("the claims watcher fell behind"),
+                    _ => {}
+                }
+            }
+        }
+    });
+    (claimed, task)
+}
+
+/// Whether an item is back as it was before any attempt: pending, no
+/// attempt used, nothing uncertain, nothing out.
+fn untouched(item: &SyncQueueItem) -> bool {
+    item.status == SyncStatus::Pending
+        && item.retry_count == 0
+        && !item.possibly_applied
+        && item.last_error.is_none()
+        && item.in_flight.is_none()
+}
+
+/// The link drops mid-drain, with items claimed (the rest of the page on
+/// the wire and the page claimed ahead) but not sent: each comes back
+/// untouched, and the next pass sends every record exactly once. Nothing
+/// here depends on the page sizes: every item is either sent once and
+/// synced, or untouched and never sent.
 #[tokio::test(start_paused = true)]
 async fn a_drain_cut_by_the_link_returns_the_page_claimed_ahead_unsent_and_resumes_exactly_once() {
     const ITEMS: usize = 100;
@@ -1004,28 +1236,51 @@ async fn a_drain_cut_by_the_link_returns_the_page_claimed_ahead_unsent_and_resum
             .await
             .unwrap();
     }
-    // The pass's probe plus one before each request: 29 requests go out,
-    // the 30th check finds the link gone, mid-page, with the next page
-    // already claimed.
+    let (claimed, watcher) = watch_claims(&rig.store);
+    // The pass probes once, then before each request: the link is gone at
+    // the 30th probe, mid-drain.
     rig.monitor.go_offline_after(30);
     let report = rig.engine.sync_manager().sync_now().await.unwrap();
-    assert!(report.offline);
-    assert_eq!(report.sent, 29, "{report:?}");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    watcher.abort();
+    assert!(report.offline, "{report:?}");
+    let sent_before = report.sent as usize;
+    assert!(0 < sent_before && sent_before < ITEMS, "{report:?}");
     let queue = rig.engine.queue().await.unwrap();
+    let mut returned_unsent = 0;
     for item in &queue {
-        assert!(item.in_flight.is_none(), "left in flight: {item:#?}");
-        if item.status != SyncStatus::Synced {
-            assert_eq!(
-                (item.status, item.retry_count, item.possibly_applied),
-                (SyncStatus::Pending, 0, false),
+        let methods = rig.server.methods_for(&item.key());
+        if item.status == SyncStatus::Synced {
+            assert_eq!(methods, ["POST"], "sent once: {item:#?}");
+        } else {
+            assert!(
+                untouched(item),
                 "an unsent item must come back as it was: {item:#?}"
             );
+            assert!(methods.is_empty(), "{methods:?}: {item:#?}");
+            if claimed.lock().unwrap().contains(&item.key()) {
+                returned_unsent += 1;
+            }
         }
     }
+    let synced = queue
+        .iter()
+        .filter(|item| item.status == SyncStatus::Synced)
+        .count();
+    assert_eq!(synced, sent_before, "{report:?}");
+    assert!(
+        returned_unsent > 0,
+        "the cut left no claimed item unsent: nothing was claimed ahead"
+    );
+
     rig.monitor.go_offline_after(1_000_000);
     rig.monitor.set_online(true);
     let report = rig.engine.sync_manager().sync_now().await.unwrap();
-    assert_eq!((report.sent, report.still_pending), (71, 0), "{report:?}");
+    assert_eq!(
+        (report.sent as usize, report.still_pending),
+        (ITEMS - sent_before, 0),
+        "{report:?}"
+    );
     for id in 0..ITEMS {
         assert_eq!(
             rig.server.methods_for(&key("tasks", &id.to_string())),
@@ -1035,6 +1290,12 @@ async fn a_drain_cut_by_the_link_returns_the_page_claimed_ahead_unsent_and_resum
     }
 }
 
+/// The store fails to record a page's outcomes while the next page is on
+/// the wire and a third is claimed ahead: the outcomes that can be
+/// recorded are (the page on the wire), the page whose recording failed
+/// stays in flight until the next pass reclaims it, and the page claimed
+/// ahead comes back untouched. Every item is in exactly one of those
+/// states, whatever the page sizes, and the next pass posts nothing twice.
 #[tokio::test(start_paused = true)]
 async fn a_store_failure_mid_drain_keeps_the_outcomes_it_can_and_loses_or_duplicates_nothing() {
     const ITEMS: usize = 100;
@@ -1045,25 +1306,43 @@ async fn a_store_failure_mid_drain_keeps_the_outcomes_it_can_and_loses_or_duplic
             .await
             .unwrap();
     }
-    // The first recording (page 1's outcomes, while page 2 is sent and
-    // page 3 claimed ahead) fails.
+    // The first recording of outcomes fails.
     rig.store.fail_next_finishes(1);
     let error = rig.engine.sync_manager().sync_now().await.unwrap_err();
     assert!(matches!(error, SyncError::Store(_)), "{error:?}");
     let queue = rig.engine.queue().await.unwrap();
-    let synced = queue
-        .iter()
-        .filter(|item| item.status == SyncStatus::Synced)
-        .count();
-    let unsent = queue
-        .iter()
-        .filter(|item| item.status == SyncStatus::Pending && !item.possibly_applied && item.retry_count == 0)
-        .count();
-    let in_flight = queue.iter().filter(|item| item.in_flight.is_some()).count();
-    // Page 2 (8 items) was recorded after the failure; page 1 (4) stays in
-    // flight until the next pass; page 3 (16, claimed ahead) went back unsent.
-    assert_eq!((synced, in_flight), (8, 4), "{queue:#?}");
-    assert_eq!(unsent, ITEMS - 12, "{queue:#?}");
+    let (mut synced, mut in_flight, mut unsent) = (0, 0, 0);
+    for item in &queue {
+        let methods = rig.server.methods_for(&item.key());
+        if item.status == SyncStatus::Synced && item.in_flight.is_none() {
+            synced += 1;
+            assert_eq!(methods, ["POST"], "recorded after the failure: {item:#?}");
+        } else if item.in_flight.is_some() {
+            in_flight += 1;
+            assert_eq!(methods, ["POST"], "sent, its outcome not recorded: {item:#?}");
+        } else {
+            unsent += 1;
+            assert!(
+                untouched(item),
+                "an unsent item must come back as it was: {item:#?}"
+            );
+            assert!(methods.is_empty(), "{methods:?}: {item:#?}");
+        }
+    }
+    assert!(
+        synced > 0,
+        "the outcomes of the page on the wire were dropped: {queue:#?}"
+    );
+    assert!(
+        in_flight > 0,
+        "the failed recording's page must wait for the next pass: {queue:#?}"
+    );
+    assert!(
+        unsent > 0,
+        "the page claimed ahead must come back unsent: {queue:#?}"
+    );
+    assert_eq!(synced + in_flight + unsent, ITEMS);
+
     let report = rig.engine.sync_manager().sync_now().await.unwrap();
     assert_eq!(report.still_pending, 0, "{report:?}");
     for id in 0..ITEMS {

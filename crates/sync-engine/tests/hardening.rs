@@ -405,10 +405,24 @@ async fn a_clock_moved_back_does_not_hold_saved_items() {
         .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
         .await
         .unwrap();
-    clock.set(Timestamp::from_millis(1_800_000_000_000 - 86_400_000));
+    // Back half an hour: less than the hour a server's Retry-After may
+    // ask for, more than any backoff (6 s here).
+    clock.set(Timestamp::from_millis(1_800_000_000_000 - 1_800_000));
     let report = engine.sync_manager().sync_now().await.unwrap();
     assert_eq!(report.sent, 1, "the saved item waited for the clock to catch up");
     assert_eq!(server.methods_for(&key("tasks", "1")), ["POST"]);
+    // Back a whole day, with a save made before and one after the jump.
+    engine
+        .save("tasks", "2", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    clock.set(Timestamp::from_millis(1_800_000_000_000 - 86_400_000));
+    engine
+        .save("tasks", "3", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    let report = engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!((report.sent, report.still_pending), (2, 0));
     engine.close().await;
 }
 
@@ -494,8 +508,12 @@ impl SyncStore for FlakyReads {
     async fn recover_interrupted(&self, now: Timestamp) -> Result<u64, sync_core::StoreError> {
         self.inner.recover_interrupted(now).await
     }
-    async fn rebase_timers(&self, now: Timestamp, latest: Timestamp) -> Result<u64, sync_core::StoreError> {
-        self.inner.rebase_timers(now, latest).await
+    async fn rebase_timers(
+        &self,
+        now: Timestamp,
+        policy: sync_core::RetryPolicy,
+    ) -> Result<u64, sync_core::StoreError> {
+        self.inner.rebase_timers(now, policy).await
     }
     async fn rearm_failed(&self, now: Timestamp) -> Result<u64, sync_core::StoreError> {
         self.inner.rearm_failed(now).await

@@ -32,12 +32,13 @@ pub enum Durability {
     #[default]
     Full,
     /// `synchronous = NORMAL`: commits do not wait for the device; the WAL
-    /// is flushed only when it is checkpointed into the database. Survives
-    /// a crash of the app exactly as [`Durability::Full`] does, but an OS
-    /// crash or a power cut may lose the last commits before it, saves
-    /// that had already returned `Ok` (the file stays consistent: they are
-    /// lost whole, never half-written). Faster per commit; choose it only
-    /// when losing the last seconds of saves to a power cut is acceptable.
+    /// is flushed only when it is checkpointed into the database (about
+    /// every 4 MiB of writes). Survives a crash of the app exactly as
+    /// [`Durability::Full`] does, but an OS crash or a power cut may lose
+    /// the commits since the last checkpoint, saves that had already
+    /// returned `Ok` (the file stays consistent: they are lost whole, never
+    /// half-written). Faster per commit; choose it only when losing the
+    /// most recent saves to a power cut is acceptable.
     Normal,
 }
 

@@ -402,3 +402,28 @@ pub(crate) async fn items_page(
         })
         .collect()
 }
+
+/// A page of rebase candidates: items not in flight whose timer lies after
+/// `after` (milliseconds), after seq `after_seq`.
+pub(crate) async fn timers_beyond_page(
+    connection: &mut SqliteConnection,
+    after: i64,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<(i64, SyncQueueItem)>, StoreError> {
+    let rows = sqlx::query(crate::queries::PAGE_TIMERS_BEYOND)
+        .bind(after)
+        .bind(after_seq)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(|error| map_sqlx(error, "reading queue items"))?;
+    rows.iter()
+        .map(|row| {
+            let seq: i64 = row
+                .try_get("seq")
+                .map_err(|e| map_sqlx(e, "reading queue items"))?;
+            Ok((seq, item_from_row(row)?))
+        })
+        .collect()
+}

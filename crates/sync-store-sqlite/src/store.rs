@@ -500,9 +500,9 @@ impl SyncStore for SqliteStore {
         .await
     }
 
-    async fn rebase_timers(&self, now: Timestamp, latest: Timestamp) -> Result<u64, StoreError> {
+    async fn rebase_timers(&self, now: Timestamp, policy: sync_core::RetryPolicy) -> Result<u64, StoreError> {
         self.write(|reply| Command::Rewrite {
-            rewrite: Rewrite::RebaseTimers(latest),
+            rewrite: Rewrite::RebaseTimers(policy),
             now,
             reply,
         })

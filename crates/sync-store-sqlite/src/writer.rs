@@ -91,8 +91,9 @@ pub struct Diagnostics {
 /// Item-by-item rewrites decided by sync-core.
 pub(crate) enum Rewrite {
     RecoverInterrupted,
-    /// Timers beyond this time come back (see `SyncStore::rebase_timers`).
-    RebaseTimers(Timestamp),
+    /// Timers a clock moved back put out of reach come back (see
+    /// `SyncStore::rebase_timers`).
+    RebaseTimers(sync_core::RetryPolicy),
     RearmFailed,
     RetryFailed,
     RetryOne(RecordKey),
@@ -478,29 +479,25 @@ impl Writer {
             Rewrite::RecoverInterrupted => recover_interrupted(item, now),
             Rewrite::RearmFailed => rearm_for_pass(item, now),
             Rewrite::RetryFailed | Rewrite::RetryOne(_) => retry_now(item, now),
-            Rewrite::RebaseTimers(latest) => sync_core::retry::rebase_timers(item, now, *latest),
+            Rewrite::RebaseTimers(policy) => sync_core::retry::rebase_timers(item, now, policy),
         };
         let query = match rewrite {
             Rewrite::RecoverInterrupted => queries::PAGE_IN_FLIGHT,
             Rewrite::RearmFailed | Rewrite::RetryFailed => queries::PAGE_FAILED,
-            Rewrite::RebaseTimers(latest) => {
-                // Normally nothing matches: one indexed probe per pass.
+            Rewrite::RebaseTimers(policy) => {
+                // Candidates through an index: normally none.
+                let after = sync_core::retry::rebase_candidates_after(now, policy);
                 let mut events = Vec::new();
                 let mut count = 0;
+                let mut after_seq = 0;
                 loop {
                     self.statements.add(1);
-                    let page = rows::items_page(
-                        &mut self.connection,
-                        queries::PAGE_TIMERS_BEYOND,
-                        latest.as_millis(),
-                        CHUNK,
-                    )
-                    .await?;
-                    if page.is_empty() {
-                        break;
-                    }
+                    let page =
+                        rows::timers_beyond_page(&mut self.connection, after.as_millis(), after_seq, CHUNK)
+                            .await?;
+                    let Some((last_seq, _)) = page.last() else { break };
+                    after_seq = *last_seq;
                     let mut changes = Changes::default();
-                    let before = count;
                     for (_, item) in &page {
                         if let Some(updated) = decide(item) {
                             changes.queue(&item.key(), QueueWrite::Put(updated));
@@ -509,11 +506,6 @@ impl Writer {
                     }
                     changes.write(&mut self.connection, &self.statements).await?;
                     events.append(&mut changes.events);
-                    // Each rewritten item leaves the query; a page the rule
-                    // leaves alone would be read again for ever.
-                    if count == before {
-                        break;
-                    }
                 }
                 return Ok((count, events));
             }

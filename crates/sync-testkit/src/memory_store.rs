@@ -9,8 +9,8 @@ use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
 use sync_core::model::check_payload_size;
 use sync_core::{
     AttemptTicket, BoxStream, DEFAULT_MAX_PAYLOAD_BYTES, EntityName, FinishResult, FinishedAttempt,
-    LocalChange, LocalRecord, QueueCounts, RecordKey, SavedChange, StoreError, StoreErrorKind, StoreEvent,
-    SyncQueueItem, SyncStatus, SyncStore, Timestamp,
+    LocalChange, LocalRecord, QueueCounts, RecordKey, RetryPolicy, SavedChange, StoreError, StoreErrorKind,
+    StoreEvent, SyncQueueItem, SyncStatus, SyncStore, Timestamp,
 };
 use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
@@ -348,10 +348,10 @@ impl SyncStore for MemoryStore {
         Ok(self.update_each(&mut state, |item| recover_interrupted(item, now)))
     }
 
-    async fn rebase_timers(&self, now: Timestamp, latest: Timestamp) -> Result<u64, StoreError> {
+    async fn rebase_timers(&self, now: Timestamp, policy: RetryPolicy) -> Result<u64, StoreError> {
         let mut state = self.lock()?;
         Ok(self.update_each(&mut state, |item| {
-            sync_core::retry::rebase_timers(item, now, latest)
+            sync_core::retry::rebase_timers(item, now, &policy)
         }))
     }
 
