@@ -269,6 +269,16 @@ async fn no_payload_token_or_auth_header_reaches_the_logs_below_trace() {
             .any(|error| error.contains("HTTP 422") && error.contains("/unprocessable")),
         "{errors:#?}"
     );
+    // The status has a field of its own, so a UI tells 403 from 422
+    // without parsing the message.
+    let status_of = |entity: &str| {
+        queue
+            .iter()
+            .find(|item| item.entity.as_str() == entity)
+            .and_then(|item| item.last_error_http_status)
+    };
+    assert_eq!(status_of("unprocessable"), Some(422));
+    assert_eq!(status_of("rejected"), Some(400));
     // Updates and deletes of the records the server accepted or may hold.
     for entity in &entities {
         engine
