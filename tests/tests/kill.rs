@@ -8,7 +8,15 @@
 //! Checked after every kill: the local records are exactly the effect of a
 //! prefix of the script that includes every acknowledged save. Checked at
 //! the end: the server holds exactly the local records, no create was
-//! applied twice for a record, no idempotency key took effect twice.
+//! applied twice for a record nor sent again for a record the server held,
+//! and no idempotency key took effect twice.
+//!
+//! The scenario runs twice: against a server that honours `Idempotency-Key`
+//! and against one that ignores it, as json-server and most real APIs do
+//! (`IdempotencyMode::Ignore`), so that only the engine can prevent a
+//! duplicate. There a retried write of one change may take effect twice
+//! with the same payload: harmless, since the final data is compared with
+//! the model, and counted (`repeated_writes`) rather than failed on.
 //!
 //! `SYNC_CHAOS_KILLS` (default 50) sets the number of kills,
 //! `SYNC_CHAOS_SEED` replays a run (the seed prints at the start and in
@@ -21,12 +29,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chaos_support::{
-    Model, Rng, assert_each_key_applied_at_most_once, assert_no_record_created_twice, env_u64, local_records,
-    report_line, seed_from_env, server_records,
+    Model, Rng, assert_no_duplicates, env_u64, local_records, mode_label, report_line, seed_from_env,
+    server_records,
 };
 use sync_facade::prelude::*;
 use sync_facade::{SqliteStore, SqliteStoreOptions, SyncStore};
-use sync_reference_server::{ReferenceServer, ServerConfig};
+use sync_reference_server::{IdempotencyMode, ReferenceServer, ServerConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CHILD_DIR: &str = "SYNC_KILL_CHILD_DIR";
@@ -47,7 +55,7 @@ const HANG_GUARD: Duration = Duration::from_secs(120);
 /// The child: opens the engine on `CHILD_DIR`, saves the script from
 /// `CHILD_START` on (printing `ack i` once save `i` returned), then syncs
 /// until nothing is pending and prints `drained`. Does nothing unless
-/// spawned by `sigkill_at_random_moments_loses_and_duplicates_nothing`.
+/// spawned by `sigkill_at_random_moments`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_child_entry_point() {
     let Ok(dir) = std::env::var(CHILD_DIR) else { return };
@@ -95,16 +103,30 @@ async fn kill_child_entry_point() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
+    sigkill_at_random_moments(IdempotencyMode::Replay).await;
+}
+
+/// The same against a server that ignores `Idempotency-Key`: no replay
+/// masks a duplicate, the engine alone prevents it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_duplicates_nothing_on_a_server_that_ignores_idempotency_keys() {
+    sigkill_at_random_moments(IdempotencyMode::Ignore).await;
+}
+
+async fn sigkill_at_random_moments(mode: IdempotencyMode) {
     let seed = seed_from_env();
     let kills_wanted = env_u64("SYNC_CHAOS_KILLS").unwrap_or(50);
     let len = kills_wanted * OPS_PER_KILL;
+    let label = format!("kill{}", mode_label(mode));
     println!(
-        "kill test: seed {seed}, {kills_wanted} kills wanted, script of {len} saves (SYNC_CHAOS_SEED replays)"
+        "{label}: seed {seed}, {kills_wanted} kills wanted, script of {len} saves (SYNC_CHAOS_SEED replays)"
     );
     let script = Model::script(seed, len);
     let mut rng = Rng::new(seed ^ 0x4B11);
 
-    let server = ReferenceServer::start(ServerConfig::new()).await.unwrap();
+    let server = ReferenceServer::start(ServerConfig::new().with_idempotency(mode))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut committed: u64 = 0;
@@ -227,22 +249,22 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         local,
         "seed {seed}: the server differs from the local state"
     );
-    assert_no_record_created_twice(&server, seed);
-    let keys = assert_each_key_applied_at_most_once(&server, seed);
+    let writes = assert_no_duplicates(&server, seed);
     assert!(
         kills >= kills_wanted,
         "seed {seed}: only {kills} kills happened, {kills_wanted} wanted"
     );
     let requests = server.request_log().len();
     println!(
-        "kill test: seed {seed}: {kills} kills in {round} rounds, {len} saves, {} applied writes ({} keys), \
-         {requests} requests, {:.1} s; lost 0, duplicated 0",
-        server.applied_requests().len(),
-        keys.len(),
+        "{label}: seed {seed}: {kills} kills in {round} rounds, {len} saves, {} applied writes ({} keys, \
+         {} the same change again), {requests} requests, {:.1} s; lost 0, duplicated 0",
+        writes.applied,
+        writes.keys,
+        writes.repeated_writes,
         started.elapsed().as_secs_f64()
     );
     report_line(&format!(
-        r#"{{"scenario":"kill","seed":{seed},"kills":{kills},"operations":{len},"applied_writes":{},"requests":{requests},"lost":0,"duplicated":0}}"#,
-        server.applied_requests().len()
+        r#"{{"scenario":"{label}","seed":{seed},"kills":{kills},"operations":{len},"applied_writes":{},"repeated_writes":{},"requests":{requests},"lost":0,"duplicated":0}}"#,
+        writes.applied, writes.repeated_writes
     ));
 }

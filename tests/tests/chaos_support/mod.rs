@@ -8,7 +8,7 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 use sync_facade::{EntityName, SyncOperation, SyncStore};
-use sync_reference_server::ReferenceServer;
+use sync_reference_server::{IdempotencyMode, ReferenceServer, RequestRecord};
 
 /// Collection → id → object, for the local store and the server alike.
 pub(crate) type Records = BTreeMap<String, BTreeMap<String, Value>>;
@@ -186,25 +186,111 @@ pub(crate) fn server_records(server: &ReferenceServer) -> Records {
         .collect()
 }
 
-/// No record was created twice on the server (scripts never re-create an
-/// id).
-pub(crate) fn assert_no_record_created_twice(server: &ReferenceServer, seed: u64) {
+/// What the reference server's request log shows about writes that took
+/// effect more than once, in either [`IdempotencyMode`].
+#[derive(Debug, Default)]
+pub(crate) struct WriteLog {
+    /// Writes that took effect.
+    pub(crate) applied: usize,
+    /// The idempotency keys they carried.
+    pub(crate) keys: usize,
+    /// Records created more than once: two creates of one id took effect.
+    pub(crate) created_twice: Vec<(String, String)>,
+    /// Creates that reached the server after a create of the same record
+    /// had taken effect there (and no delete of it since): the engine sent
+    /// a create for a record that may have existed without checking first.
+    /// With keys honoured the server replays such a create, with keys
+    /// ignored it refuses it (409): either way the server masks it, so the
+    /// log is where it shows.
+    pub(crate) creates_resent: Vec<(String, String)>,
+    /// Keys under which more than one write took effect.
+    pub(crate) keys_applied_twice: Vec<String>,
+    /// Writes that took effect beyond the first under their key: one change
+    /// applied again (its payload is the same; a create followed by the
+    /// update that a check chose counts too). Harmless for the data, and
+    /// only possible when the server ignores the keys.
+    pub(crate) repeated_writes: usize,
+}
+
+/// Reads the request log (see [`WriteLog`]).
+pub(crate) fn write_log(server: &ReferenceServer) -> WriteLog {
+    let log = server.request_log();
+    let applied: Vec<_> = log.iter().filter(|record| record.applied).collect();
+    let mut by_key: HashMap<&str, usize> = HashMap::new();
     let mut creates: HashMap<(String, String), usize> = HashMap::new();
-    for record in server.applied_requests() {
+    for record in &applied {
+        if let Some(key) = record.idempotency_key.as_deref() {
+            *by_key.entry(key).or_default() += 1;
+        }
         if record.method.as_str() == "POST" {
             let id = record.id.clone().expect("a create names its record");
             *creates.entry((record.collection.clone(), id)).or_default() += 1;
         }
     }
-    let twice: Vec<_> = creates.iter().filter(|(_, count)| **count > 1).collect();
+    let mut creates_resent = Vec::new();
+    for sent in log.iter().filter(|sent| sent.method.as_str() == "POST") {
+        if server_held_it(&applied, sent) {
+            creates_resent.push((sent.collection.clone(), sent.id.clone().unwrap_or_default()));
+        }
+    }
+    let mut keys_applied_twice: Vec<String> = by_key
+        .iter()
+        .filter(|(_, count)| **count > 1)
+        .map(|(key, _)| (*key).to_owned())
+        .collect();
+    keys_applied_twice.sort();
+    let mut created_twice: Vec<_> = creates
+        .into_iter()
+        .filter(|(_, count)| *count > 1)
+        .map(|(record, _)| record)
+        .collect();
+    created_twice.sort();
+    WriteLog {
+        applied: applied.len(),
+        keys: by_key.len(),
+        repeated_writes: by_key.values().map(|count| count - 1).sum(),
+        created_twice,
+        creates_resent,
+        keys_applied_twice,
+    }
+}
+
+/// Whether the server held `sent`'s record when `sent` arrived: the last
+/// write of it that took effect before then was a create or an update.
+fn server_held_it(applied: &[&RequestRecord], sent: &RequestRecord) -> bool {
+    applied
+        .iter()
+        .filter(|earlier| {
+            earlier.collection == sent.collection
+                && earlier.id == sent.id
+                && earlier.handled_at <= sent.received_at
+                && !std::ptr::eq(**earlier, sent)
+        })
+        .max_by_key(|earlier| earlier.handled_at)
+        .is_some_and(|earlier| earlier.method.as_str() != "DELETE")
+}
+
+/// No record was created twice on the server (scripts never re-create an
+/// id), and no create was sent for a record the server already held (which
+/// the server would mask, by a replay or a 409).
+pub(crate) fn assert_no_record_created_twice(server: &ReferenceServer, seed: u64) {
+    let writes = write_log(server);
     assert!(
-        twice.is_empty(),
-        "seed {seed}: records created more than once: {twice:?}"
+        writes.created_twice.is_empty(),
+        "seed {seed}: records created more than once: {:?}",
+        writes.created_twice
+    );
+    assert!(
+        writes.creates_resent.is_empty(),
+        "seed {seed}: creates sent again for records the server already held (no check first): {:?}",
+        writes.creates_resent
     );
 }
 
 /// Every applied write carried an idempotency key and no key took effect
-/// twice; returns each key with its count (1).
+/// twice; returns each key with its count (1). For a server that honours
+/// the keys: one that ignores them may apply a retried write again (see
+/// [`assert_no_duplicates`]).
 pub(crate) fn assert_each_key_applied_at_most_once(
     server: &ReferenceServer,
     seed: u64,
@@ -222,4 +308,44 @@ pub(crate) fn assert_each_key_applied_at_most_once(
         "seed {seed}: idempotency keys applied more than once: {twice:?}"
     );
     by_key
+}
+
+/// The duplicate checks that fit the server's [`IdempotencyMode`]:
+///
+/// - always: no record created twice, no create sent for a record the
+///   server held ([`assert_no_record_created_twice`]), every applied write
+///   carried a key;
+/// - keys honoured ([`IdempotencyMode::Replay`]): no key took effect twice;
+/// - keys ignored ([`IdempotencyMode::Ignore`]): a change applied again
+///   under its key (a retried write of the same payload: harmless, since
+///   the scenarios compare the final data with the model) is counted in
+///   [`WriteLog::repeated_writes`], not failed on; a create applied twice
+///   still fails above.
+///
+/// The caller also compares the server with the local state and the
+/// model: that is what makes a repeated write harmless.
+pub(crate) fn assert_no_duplicates(server: &ReferenceServer, seed: u64) -> WriteLog {
+    assert_no_record_created_twice(server, seed);
+    match server.idempotency() {
+        IdempotencyMode::Replay => {
+            assert_each_key_applied_at_most_once(server, seed);
+        }
+        _ => {
+            for record in server.applied_requests() {
+                assert!(
+                    record.idempotency_key.is_some(),
+                    "seed {seed}: an applied write without an idempotency key: {record:?}"
+                );
+            }
+        }
+    }
+    write_log(server)
+}
+
+/// The label scenarios add for a server that ignores idempotency keys.
+pub(crate) fn mode_label(mode: IdempotencyMode) -> &'static str {
+    match mode {
+        IdempotencyMode::Replay => "",
+        _ => ", keys ignored",
+    }
 }
