@@ -808,6 +808,14 @@ async fn concurrency_sends_several_records_and_keeps_each_records_order() {
         assert!(passes < 10, "the queue never drained");
     }
 
+    assert!(
+        engine
+            .queue()
+            .await
+            .unwrap()
+            .iter()
+            .all(|i| i.status == SyncStatus::Synced)
+    );
     let in_flight = adapter.in_flight.lock().unwrap();
     assert_eq!(
         in_flight.max, 4,
@@ -824,14 +832,6 @@ async fn concurrency_sends_several_records_and_keeps_each_records_order() {
         assert_eq!(sent.last(), Some(&EDITS), "record {id}: {sent:?}");
         assert_eq!(server.records()[&key]["v"], EDITS, "record {id}");
     }
-    assert!(
-        engine
-            .queue()
-            .await
-            .unwrap()
-            .iter()
-            .all(|i| i.status == SyncStatus::Synced)
-    );
 }
 
 #[tokio::test(start_paused = true)]
