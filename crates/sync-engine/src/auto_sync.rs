@@ -17,6 +17,7 @@ use tokio_stream::StreamExt;
 
 use crate::error::SyncError;
 use crate::manager::{RunResult, SyncManager};
+use crate::sends::{CatchPanic, Panicked};
 
 /// After a failed run, the first wait before the next (a full disk would
 /// otherwise fail every run at once, forever); it doubles up to
@@ -69,7 +70,10 @@ pub(crate) async fn auto_sync_loop(manager: SyncManager, stop: Arc<AtomicBool>) 
         };
         let wait = [poll_in, timer, cooldown].into_iter().flatten().min();
         let wake = tokio::select! {
-            change = changes.next() => Wake::Monitor(change),
+            change = CatchPanic::new(changes.next()) => Wake::Monitor(change.unwrap_or_else(|Panicked| {
+                tracing::error!("the connectivity monitor's change stream panicked: polling only");
+                None
+            })),
             result = async {
                 match running.as_mut() {
                     Some(run) => run.await,
@@ -104,7 +108,8 @@ pub(crate) async fn auto_sync_loop(manager: SyncManager, stop: Arc<AtomicBool>) 
                 None
             }
             Wake::Monitor(None) => {
-                // The monitor ended: keep polling only.
+                // The monitor ended (or its stream panicked): keep polling
+                // only.
                 changes = Box::pin(tokio_stream::pending());
                 None
             }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use sync_core::ConnectivityMonitor;
 use tokio::time::Instant;
 
+use crate::sends::{CatchPanic, Panicked};
 use crate::shared::lock;
 
 /// The first wait after a failed probe; it doubles after each further
@@ -70,14 +71,20 @@ impl Link {
     }
 
     /// Probes now, bounded by the probe timeout (a monitor is app code and
-    /// may hang), and records the answer.
+    /// may hang or panic: either counts as offline), and records the answer.
     pub(crate) async fn probe(&self, monitor: &dyn ConnectivityMonitor) -> bool {
-        let online = tokio::time::timeout(self.probe_timeout, monitor.is_connected())
-            .await
-            .unwrap_or_else(|_| {
+        let probe = CatchPanic::new(monitor.is_connected());
+        let online = match tokio::time::timeout(self.probe_timeout, probe).await {
+            Ok(Ok(online)) => online,
+            Ok(Err(Panicked)) => {
+                tracing::error!("the connectivity monitor panicked: counted as offline");
+                false
+            }
+            Err(_) => {
                 tracing::warn!(timeout = ?self.probe_timeout, "connectivity probe timed out: counted as offline");
                 false
-            });
+            }
+        };
         if online {
             self.mark_online();
         } else {
@@ -143,6 +150,33 @@ mod tests {
         fn changes(&self) -> BoxStream<bool> {
             Box::pin(tokio_stream::pending())
         }
+    }
+
+    struct Panicking;
+
+    #[async_trait]
+    impl ConnectivityMonitor for Panicking {
+        async fn is_connected(&self) -> bool {
+            #[allow(clippy::panic)] // The panic under test.
+            if true {
+                panic!("a bug in the app's monitor");
+            }
+            true
+        }
+        fn changes(&self) -> BoxStream<bool> {
+            Box::pin(tokio_stream::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_probe_counts_as_offline() {
+        let link = Link::new(
+            Duration::from_secs(5),
+            Duration::from_secs(8),
+            Duration::from_secs(1),
+        );
+        assert!(!link.is_online(&Panicking, true).await);
+        assert!(link.believed_offline());
     }
 
     #[tokio::test(start_paused = true)]

@@ -33,6 +33,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::relay::Relay;
+use crate::sends::CatchPanic;
 use crate::shared::Shared;
 
 /// What watch streams need of an engine.
@@ -350,10 +351,12 @@ pub(crate) fn connectivity(context: WatchContext) -> BoxStream<bool> {
     spawn_stream(move |sender| async move {
         let mut changes = context.monitor.changes();
         let mut shutdown = context.shutdown.clone();
-        // A probe that hangs counts as offline, as in sync runs.
-        let mut last = tokio::time::timeout(context.probe_timeout, context.monitor.is_connected())
-            .await
-            .unwrap_or(false);
+        // A probe that hangs or panics counts as offline, as in sync runs.
+        let probe = CatchPanic::new(context.monitor.is_connected());
+        let mut last = matches!(
+            tokio::time::timeout(context.probe_timeout, probe).await,
+            Ok(Ok(true))
+        );
         if sender.send(last).await.is_err() {
             return;
         }

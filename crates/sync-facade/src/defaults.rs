@@ -135,6 +135,11 @@ impl OfflineSyncBuilder {
     /// Opens the store, builds the adapter and monitor, and builds the
     /// engine (recovering items interrupted mid-attempt).
     ///
+    /// Cancel safety: cancel-safe. Dropped before it returns, it leaves no
+    /// engine; a store it had opened is closed as it is dropped, and its
+    /// file lock goes once the store's writer task has ended (an open
+    /// right after may briefly get `StoreErrorKind::InUse`: retry).
+    ///
     /// # Errors
     /// [`OpenError`] naming the layer that failed.
     pub async fn build(self) -> Result<OfflineSyncEngine, OpenError> {

@@ -1,6 +1,8 @@
 //! Offline-first sync for Rust apps: save every change locally first, send
 //! it to your REST API when the network allows, and never lose or duplicate
-//! it on the way.
+//! it on the way (through kills, lost answers and cancelled calls; a server
+//! that applies a request after the engine gave up on it is the one case
+//! the guide's "Requests applied late" describes).
 //!
 //! This is the crate apps depend on. It re-exports the engine
 //! ([`OfflineSyncEngine`]), the core types, and, behind features, the
