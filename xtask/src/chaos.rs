@@ -1,7 +1,7 @@
 //! `cargo xtask chaos [--kills N] [--seed S]`: the reliability suite at a
 //! chosen strength, and its report in `docs/reliability.md`.
 //!
-//! The suite's tests (`tests/tests/{kill,faults,bad_input,security}.rs`)
+//! The suite's tests (`tests/tests/{kill,faults,cancellation,bad_input,security}.rs`)
 //! run in CI too, with 50 kills and a fresh seed each run; here they run
 //! with the given number of kills and one seed for every scenario, and
 //! each scenario appends a JSON line with its figures to a report file
@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::{cargo, run, workspace_root};
 
 /// The test files of the suite.
-const SUITE: [&str; 4] = ["kill", "faults", "bad_input", "security"];
+const SUITE: [&str; 5] = ["kill", "faults", "cancellation", "bad_input", "security"];
 
 /// The kills of a run when `--kills` is not given: as in CI.
 const DEFAULT_KILLS: u64 = 50;
@@ -116,6 +116,25 @@ struct Figures {
     bad_inputs: u64,
     lost: u64,
     duplicated: u64,
+    /// Writes that took effect again under their key, with the same
+    /// payload (possible only on a server that ignores the keys).
+    repeated_writes: u64,
+    /// Records whose server copy ended older than the local one (delayed
+    /// apply: a held write landed after a newer one).
+    older_state: u64,
+    /// Public calls cut short at random points.
+    cancelled: u64,
+    /// Rounds of the cancellation scenario (20 saves, a cut-short
+    /// `sync_now` and two whole ones each).
+    rounds: u64,
+    /// Items left unsynced after a scenario that only counts them.
+    stuck: u64,
+    /// Probes while the API was down without a monitor event, and for how
+    /// long it was down.
+    offline_probes: u64,
+    offline_ms: u64,
+    /// The longest time from the API's return to a drained queue.
+    drained_after_ms: u64,
 }
 
 fn parse_lines(lines: &str) -> Result<BTreeMap<String, Figures>, String> {
@@ -142,6 +161,14 @@ fn parse_lines(lines: &str) -> Result<BTreeMap<String, Figures>, String> {
         figures.bad_inputs += number("cases");
         figures.lost += number("lost");
         figures.duplicated += number("duplicated");
+        figures.repeated_writes += number("repeated_writes");
+        figures.older_state += number("older_state");
+        figures.cancelled += number("cancelled");
+        figures.rounds += number("rounds");
+        figures.stuck += number("stuck");
+        figures.offline_probes += number("offline_probes");
+        figures.offline_ms += number("offline_ms");
+        figures.drained_after_ms = figures.drained_after_ms.max(number("drained_after_ms"));
     }
     if scenarios.is_empty() {
         return Err("the suite reported no scenario: were the tests filtered out?".to_owned());
@@ -154,7 +181,8 @@ fn render(options: &Options, scenarios: &BTreeMap<String, Figures>, date: &str) 
     let mut out = String::new();
     out.push_str("# Reliability report\n\n");
     out.push_str(
-        "Written by `cargo xtask chaos` (the suite of issue 6: `tests/tests/{kill,faults,bad_input,security}.rs`).\n\
+        "Written by `cargo xtask chaos` (the suite of issues 6 and 11: \
+         `tests/tests/{kill,faults,cancellation,bad_input,security}.rs`).\n\
          CI runs the same tests on every change, with 50 kills and a fresh seed.\n\n",
     );
     out.push_str(&format!(
@@ -163,28 +191,111 @@ fn render(options: &Options, scenarios: &BTreeMap<String, Figures>, date: &str) 
     ));
     out.push_str(&format!(
         "- kills survived: {}\n- operations checked: {}\n- faults injected: {}\n- bad inputs tried: {}\n\
-         - **lost: {}, duplicated: {}**\n\n",
+         - public calls cut short at random points: {} (and {} rounds of cancelled `sync_now`)\n\
+         - **lost: {}, duplicated: {}**; items left stuck: {}\n\
+         - changes applied again with the same payload, on servers that ignore `Idempotency-Key`: {}\n\
+         - records left with an older server state by writes applied after the client gave up: {}\n\n",
         total(|f| f.kills),
         total(|f| f.operations),
         total(|f| f.faults),
         total(|f| f.bad_inputs),
+        total(|f| f.cancelled),
+        total(|f| f.rounds),
         total(|f| f.lost),
         total(|f| f.duplicated),
+        total(|f| f.stuck),
+        total(|f| f.repeated_writes),
+        total(|f| f.older_state),
     ));
-    out.push_str("| scenario | runs | kills | operations | faults injected | requests | bad inputs | lost | duplicated |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str(
+        "| scenario | runs | kills | operations | faults injected | requests | bad inputs | lost | duplicated \
+         | applied again | older server state |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (name, f) in scenarios {
         out.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            f.runs, f.kills, f.operations, f.faults, f.requests, f.bad_inputs, f.lost, f.duplicated
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            f.runs,
+            f.kills,
+            f.operations,
+            f.faults,
+            f.requests,
+            f.bad_inputs,
+            f.lost,
+            f.duplicated,
+            f.repeated_writes,
+            f.older_state
         ));
     }
     out.push_str(
         "\nLost and duplicated are checked, not counted: each scenario compares the server with the local \
-         records and with the script's model, and counts every applied write per idempotency key and every \
-         create per record on the reference server's request log; a scenario with a loss or a duplicate \
-         fails, and then this report is not written.\n",
+         records and with the script's model, and reads the reference server's request log for every create \
+         that took effect twice for a record, every create sent for a record the server already held (which \
+         the server masks, by a replay or a `409`: only the log shows that the engine did not check first), \
+         and, where the server honours the keys, every idempotency key that took effect twice; a scenario \
+         with a loss or a duplicate fails, and then this report is not written.\n",
     );
+    out.push_str(
+        "\n**Keys ignored.** The rows marked \"keys ignored\" run against a server that ignores \
+         `Idempotency-Key`, as json-server and most real APIs do, so no replay masks a duplicate: the engine \
+         alone prevents it. Ids are set by the client, and a create whose outcome is unknown (a lost answer, \
+         a timeout, a kill mid-request) is checked with a `GET` before anything is sent again, then sent as \
+         an update if the record is there: no record is created twice. A retried update (or the update a \
+         check chose after a create) may take effect a second time with the same payload; that leaves the \
+         same data, so it is counted in \"applied again\", not failed on.\n",
+    );
+    let delayed: Vec<&Figures> = scenarios
+        .iter()
+        .filter(|(name, _)| name.starts_with("delayed apply"))
+        .map(|(_, f)| f)
+        .collect();
+    if !delayed.is_empty() {
+        let held: u64 = delayed.iter().map(|f| f.faults).sum();
+        let older: u64 = delayed.iter().map(|f| f.older_state).sum();
+        out.push_str(&format!(
+            "\n**Writes applied after the client gave up** (\"delayed apply\": the server holds a write past \
+             the adapter's request timeout, then applies it anyway). What the engine promises there, and the \
+             scenario asserts: no create is duplicated (the retry checks first, and the held create that \
+             lands on the record the retry made is refused with `409`, or replayed when keys are honoured); \
+             every item ends `synced`, nothing is stuck, nothing saved is lost locally, and the server holds \
+             only states the app saved. What it cannot promise: a held older write that lands after a newer \
+             one wins on the server. An update applied after the record's next update puts the older \
+             document back, a create applied after the record's delete brings the record back, and a delete \
+             applied after the id was created again removes it; the engine has recorded those items \
+             `synced` by then and cannot tell. Only preconditions on the wire (a version the server checks, such as `If-Match`) can \
+             refuse such a write, which a separate issue brings; a server that honours `Idempotency-Key` \
+             refuses most of them (the retry stored the key), but not a held write whose retry was replaced \
+             by a newer save. This run: {held} writes held, {older} records left with an older server \
+             state (measured, not failed on).\n",
+        ));
+    }
+    if let Some(mixed) = scenarios.get("mixed faults").filter(|f| f.cancelled > 0) {
+        out.push_str(&format!(
+            "\n**Calls cut short.** In \"mixed faults\", {} saves and `sync_now` calls were dropped after \
+             50 µs to 3 ms (an app's timeout or a UI \"cancel\"); \"cancelled sync_now\" does it for {} rounds \
+             with the real SQLite store. Afterwards nothing was stuck `syncing`, the server equalled the local \
+             state, and nothing was created twice.\n",
+            mixed.cancelled,
+            total(|f| f.rounds),
+        ));
+    }
+    if let Some(deaf) = scenarios.get("missed monitor transitions") {
+        let seconds = deaf.offline_ms as f64 / 1000.0;
+        out.push_str(&format!(
+            "\n**A monitor that misses transitions.** With auto-sync on and a monitor whose change stream \
+             never reports anything, the API went down for {seconds:.1} s and came back: {} probes meanwhile \
+             ({:.1} a second; they back off from 1 s, up to `connectivity_check_interval`), and the queue \
+             drained {} ms after the API was back (polls every 500 ms; while offline a probe first waits out \
+             the backoff, 1 s here).\n",
+            deaf.offline_probes,
+            if seconds > 0.0 {
+                deaf.offline_probes as f64 / seconds
+            } else {
+                0.0
+            },
+            deaf.drained_after_ms,
+        ));
+    }
     out
 }
 
@@ -235,6 +346,10 @@ mod tests {
 {"scenario":"fault LoseResponse","seed":1,"operations":40,"faults":20,"lost":0,"duplicated":0}
 {"scenario":"fault Delay(2s)","seed":1,"operations":16,"faults":8,"lost":0,"duplicated":0}
 {"scenario":"bad input","seed":1,"cases":31}
+{"scenario":"kill, keys ignored","seed":1,"kills":50,"operations":550,"repeated_writes":12,"lost":0,"duplicated":0}
+{"scenario":"delayed apply, keys ignored","seed":1,"operations":200,"faults":30,"repeated_writes":3,"older_state":4,"lost":0,"duplicated":0}
+{"scenario":"cancelled sync_now","seed":1,"rounds":200,"stuck":0}
+{"scenario":"missed monitor transitions","seed":1,"operations":90,"offline_probes":4,"offline_ms":4000,"drained_after_ms":1010,"lost":0,"duplicated":0}
 "#;
         let scenarios = parse_lines(lines).unwrap();
         assert_eq!(scenarios["kill"].kills, 50);
@@ -242,10 +357,28 @@ mod tests {
         assert_eq!(scenarios["each fault alone"].faults, 28);
         assert_eq!(scenarios["bad input"].bad_inputs, 31);
         let text = render(&Options { kills: 50, seed: 1 }, &scenarios, "2026-11-25");
-        assert!(text.contains("- kills survived: 50\n"), "{text}");
         assert!(text.contains("- bad inputs tried: 31\n"), "{text}");
         assert!(text.contains("**lost: 0, duplicated: 0**"), "{text}");
         assert!(text.contains("| each fault alone | 2 | 0 | 56 | 28 |"), "{text}");
+        assert!(text.contains("- kills survived: 100\n"), "{text}");
+        assert!(
+            text.contains("| delayed apply, keys ignored | 1 | 0 | 200 | 30 | 0 | 0 | 0 | 0 | 3 | 4 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("same payload, on servers that ignore `Idempotency-Key`: 15\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("older server state by writes applied after the client gave up: 4\n"),
+            "{text}"
+        );
+        assert!(text.contains("30 writes held, 4 records left"), "{text}");
+        assert!(text.contains("4 probes meanwhile (1.0 a second"), "{text}");
+        assert!(
+            text.contains("(and 200 rounds of cancelled `sync_now`)"),
+            "{text}"
+        );
     }
 
     #[test]
