@@ -155,7 +155,8 @@ fn parse_lines(lines: &str) -> Result<BTreeMap<String, Figures>, String> {
         let number = |field: &str| value[field].as_u64().unwrap_or(0);
         figures.runs += 1;
         figures.kills += number("kills");
-        figures.operations += number("operations");
+        // The cancellation scenarios count public calls as steps.
+        figures.operations += number("operations") + number("steps");
         figures.faults += number("faults");
         figures.requests += number("requests");
         figures.bad_inputs += number("cases");
@@ -163,7 +164,7 @@ fn parse_lines(lines: &str) -> Result<BTreeMap<String, Figures>, String> {
         figures.duplicated += number("duplicated");
         figures.repeated_writes += number("repeated_writes");
         figures.older_state += number("older_state");
-        figures.cancelled += number("cancelled");
+        figures.cancelled += number("cancelled") + number("dropped");
         figures.rounds += number("rounds");
         figures.stuck += number("stuck");
         figures.offline_probes += number("offline_probes");
@@ -269,14 +270,26 @@ fn render(options: &Options, scenarios: &BTreeMap<String, Figures>, date: &str) 
              state (measured, not failed on).\n",
         ));
     }
-    if let Some(mixed) = scenarios.get("mixed faults").filter(|f| f.cancelled > 0) {
+    let cut: Vec<String> = scenarios
+        .iter()
+        .filter(|(_, f)| f.cancelled > 0)
+        .map(|(name, f)| format!("{} in \"{name}\"", f.cancelled))
+        .collect();
+    if !cut.is_empty() || total(|f| f.rounds) > 0 {
         out.push_str(&format!(
-            "\n**Calls cut short.** In \"mixed faults\", {} saves and `sync_now` calls were dropped after \
-             50 µs to 3 ms (an app's timeout or a UI \"cancel\"); \"cancelled sync_now\" does it for {} rounds \
-             with the real SQLite store. Afterwards nothing was stuck `syncing`, the server equalled the local \
-             state, and nothing was created twice.\n",
-            mixed.cancelled,
+            "\n**Calls cut short.** Public calls were dropped after 50 µs to 3 ms, as an app's timeout or a \
+             UI \"cancel\" drops them: {} (\"mixed faults\": saves and `sync_now` under every fault; \
+             \"public calls dropped\": every public async call, `close` included), and \"cancelled \
+             sync_now\" cut `sync_now` short in {} rounds, with the real SQLite store. Afterwards nothing was \
+             stuck `syncing` ({} items left), the server equalled the local state, and nothing was created \
+             twice.\n",
+            if cut.is_empty() {
+                "none".to_owned()
+            } else {
+                cut.join(", ")
+            },
             total(|f| f.rounds),
+            total(|f| f.stuck),
         ));
     }
     if let Some(deaf) = scenarios.get("missed monitor transitions") {
@@ -349,6 +362,7 @@ mod tests {
 {"scenario":"kill, keys ignored","seed":1,"kills":50,"operations":550,"repeated_writes":12,"lost":0,"duplicated":0}
 {"scenario":"delayed apply, keys ignored","seed":1,"operations":200,"faults":30,"repeated_writes":3,"older_state":4,"lost":0,"duplicated":0}
 {"scenario":"cancelled sync_now","seed":1,"rounds":200,"stuck":0}
+{"scenario":"public calls dropped","seed":1,"steps":400,"dropped":90,"stuck":0}
 {"scenario":"missed monitor transitions","seed":1,"operations":90,"offline_probes":4,"offline_ms":4000,"drained_after_ms":1010,"lost":0,"duplicated":0}
 "#;
         let scenarios = parse_lines(lines).unwrap();
