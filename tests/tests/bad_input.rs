@@ -1050,11 +1050,15 @@ async fn garbage_answers_to_fetches_and_updates_keep_the_local_state() {
         .unwrap();
     assert_eq!(with_resolver.get_records("fetched").await.unwrap(), before);
     // A fetch answered 2xx without a record is a wrong route: asking again
-    // gets the same answer, so the item is parked with the reason.
-    for (id, words) in [("1", "not JSON"), ("2", "empty body")] {
+    // gets the same answer, so the item is parked with the reason; an HTML
+    // page (a captive portal's) is retried.
+    for (id, kind, words) in [
+        ("1", ErrorKind::Transient, "captive portal"),
+        ("2", ErrorKind::Permanent, "empty body"),
+    ] {
         let item = with_resolver.queue_item("fetched", id).await.unwrap().unwrap();
         assert_eq!(item.status, SyncStatus::Failed, "{item:#?}");
-        assert_eq!(item.last_error_kind, Some(ErrorKind::Permanent), "{item:#?}");
+        assert_eq!(item.last_error_kind, Some(kind), "{item:#?}");
         assert!(
             item.last_error.as_deref().unwrap_or_default().contains(words),
             "{item:#?}"

@@ -80,9 +80,10 @@ struct Config {
 /// - **Delete**: any 2xx, 404 or 410 is done.
 /// - **Fetch** (`GET`, to check a create or to resolve a conflict): 404 and
 ///   410 mean no record; a 2xx must carry the record as a JSON object.
-///   Any other 2xx body is a [`ErrorKind::Permanent`] error, not applied:
-///   it is the answer of a wrong route (a web app's catch-all page, say),
-///   and asking again would get the same answer.
+///   An HTML page (`text/html`, a captive portal's) is a transient error;
+///   any other 2xx body is a [`ErrorKind::Permanent`] error, not applied:
+///   it is the answer of a wrong route, and asking again would get the
+///   same answer.
 /// - Other statuses are classified for the engine: 408, 425, 429 and 5xx
 ///   transient (with `Retry-After`), 409 and 412 conflict, 404 and 410 not
 ///   found (permanent on a create: the collection's route is missing), a
@@ -569,6 +570,21 @@ impl HttpSyncApiAdapter {
     /// parked with this message) rather than a transient one retried
     /// forever. Nothing was written, so it was not applied.
     fn fetch_answer(&self, response: &Response, line: &str) -> Result<JsonObject, ApiError> {
+        if is_html(&response.headers) {
+            // A captive portal's page, not the API's answer: ask again later
+            // rather than park the item.
+            return Err(ApiError::new(
+                ErrorKind::Transient,
+                format!(
+                    "HTTP {} with an HTML page answered {line}: a captive portal or a proxy's login \
+                     page? Retried",
+                    response.status.as_u16()
+                ),
+            )
+            .with_status(response.status.as_u16())
+            .with_request(line)
+            .with_possibly_applied(false));
+        }
         let found = match serde_json::from_slice::<serde_json::Value>(&response.body) {
             Ok(serde_json::Value::Object(object)) => return Ok(object),
             _ if response.body.iter().all(u8::is_ascii_whitespace) => "an empty body".to_owned(),

@@ -402,6 +402,17 @@ async fn a_write_answered_2xx_with_an_html_page_is_not_counted_as_applied() {
             );
             assert!(error.message().contains("captive portal"), "{error}");
         }
+        // The check before a create, or a resolver's read: retried, not
+        // parked, and nothing was written.
+        let error = adapter
+            .fetch_remote(&entity("tasks"), &id("1"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (error.kind(), error.possibly_applied()),
+            (ErrorKind::Transient, false),
+            "{error}"
+        );
     }
 }
 
