@@ -34,7 +34,8 @@ tasks:
          benchmarks with baselines measured in the same run, printed as ratios;
          a full run rewrites docs/benchmarks.md; peers (benches/peers) never run in --smoke
   chaos [--kills N] [--seed S]
-         the reliability suite (kills, faults, lost responses, bad input, security);
+         the reliability suite (kills and lost responses with server keys honoured and
+         ignored, faults, delayed applies, cancelled calls, bad input, security);
          writes docs/reliability.md";
 
 fn main() -> ExitCode {
