@@ -51,24 +51,35 @@ pub(crate) async fn auto_sync_loop(manager: SyncManager, stop: Arc<AtomicBool>) 
         tokio::pin!(timers_changed);
         timers_changed.as_mut().enable();
         let offline = shared.link.believed_offline();
+        // A clock moved back: a run now rebases the timers it pushed away.
+        let (now, moved_back) = shared.observe_clock();
         // Retry timers matter only while the network is believed there and
-        // no run of this loop is going. A timer further ahead than any
-        // retry could set comes from a clock moved back: it is due by the
-        // longest wait at the latest.
+        // no run of this loop is going (timers are capped as a safety net;
+        // a clock moved back is caught above).
         let timer = if offline || cooldown.is_some() || running.is_some() {
             None
+        } else if moved_back {
+            Some(Duration::ZERO)
         } else {
             match shared.store.next_attempt_time().await {
-                Ok(Some(at)) => Some(at.saturating_duration_since(shared.clock.now()).min(longest_wait)),
+                Ok(Some(at)) => Some(at.saturating_duration_since(now).min(longest_wait)),
                 _ => None,
             }
         };
-        // While offline, the next poll waits out the link's backoff.
-        let poll_in = match (poll, shared.link.next_probe_in()) {
-            (Some(poll), Some(backoff)) => Some(poll.min(backoff)),
-            (poll, _) => poll,
+        // While a run of this loop goes, only its end, the monitor and
+        // timer changes matter: nothing would happen on waking. Otherwise,
+        // while offline, the next probe waits out the link's backoff (with
+        // or without polling, so a missed transition is found again).
+        let wait = if running.is_some() {
+            None
+        } else {
+            let poll_in = match (poll, shared.link.next_probe_in()) {
+                (Some(poll), Some(backoff)) => Some(poll.min(backoff)),
+                (None, Some(backoff)) => Some(backoff),
+                (poll, None) => poll,
+            };
+            [poll_in, timer, cooldown].into_iter().flatten().min()
         };
-        let wait = [poll_in, timer, cooldown].into_iter().flatten().min();
         let wake = tokio::select! {
             change = CatchPanic::new(changes.next()) => Wake::Monitor(change.unwrap_or_else(|Panicked| {
                 tracing::error!("the connectivity monitor's change stream panicked: polling only");
@@ -98,7 +109,7 @@ pub(crate) async fn auto_sync_loop(manager: SyncManager, stop: Arc<AtomicBool>) 
                 } else {
                     if came_back {
                         // End the run's retry waits: a full pass follows.
-                        manager.request_full_pass();
+                        let _request = manager.request_full_pass();
                     }
                     None
                 }
@@ -117,7 +128,8 @@ pub(crate) async fn auto_sync_loop(manager: SyncManager, stop: Arc<AtomicBool>) 
                 running = None;
                 match result {
                     Ok(_) => cooldown = None,
-                    Err(SyncError::Closed | SyncError::Interrupted) => return,
+                    Err(_) if shared.closed.load(std::sync::atomic::Ordering::SeqCst) => return,
+                    Err(SyncError::Closed) => return,
                     Err(error) => {
                         tracing::warn!(%error, "auto-sync run failed");
                         let next = cooldown.map_or(FIRST_COOLDOWN, |previous| previous * 2);
@@ -128,7 +140,8 @@ pub(crate) async fn auto_sync_loop(manager: SyncManager, stop: Arc<AtomicBool>) 
             }
             Wake::TimersChanged => None,
             Wake::Slept { due } => {
-                let cooled = cooldown.take().is_some();
+                // After a failed run, the next one is a full pass.
+                let cooled = cooldown.is_some();
                 // A fresh "online" is reused; while offline, this is the
                 // probe the backoff allowed.
                 (running.is_none() && shared.is_online(false).await).then_some(!due || cooled)

@@ -2,7 +2,7 @@
 //! monitor.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::time::Duration;
 
 use sync_core::{Clock, ConflictResolver, ConnectivityMonitor, SyncApiAdapter, SyncStore};
@@ -116,13 +116,16 @@ impl OfflineSyncEngineBuilder {
             clock: self.clock,
             link,
             run_lock: Mutex::new(()),
-            rerun: AtomicBool::new(false),
+            full_requested: AtomicU64::new(0),
+            full_claimed: AtomicU64::new(0),
+            full_served: AtomicU64::new(0),
             wake: Notify::new(),
             work: Notify::new(),
             timers_changed: Notify::new(),
             background_pending: AtomicBool::new(false),
             claims_unsettled: AtomicBool::new(false),
             latest_now: AtomicI64::new(now.as_millis()),
+            clock_moved_back: AtomicBool::new(false),
             shutdown: tokio::sync::watch::channel(false).0,
             last_report: std::sync::Mutex::new(SyncReport::default()),
             closed: AtomicBool::new(false),

@@ -98,16 +98,16 @@ impl SyncManager {
         shared.ensure_open()?;
         // Registered now, not when the task first runs: a run in progress
         // sees the request at once.
-        if full {
-            shared.rerun.store(true, Ordering::SeqCst);
-            shared.wake.notify_waiters();
+        let request = if full {
+            self.request_full_pass()
         } else {
             shared.work.notify_waiters();
-        }
+            0
+        };
         let (report, result) = oneshot::channel();
         let manager = self.clone();
         shared.spawn(async move {
-            let result = manager.run(full, stop).await;
+            let result = manager.run(request, stop).await;
             // Nobody waits for the report (a background run, or a caller
             // that stopped waiting): a failure goes to the log instead.
             if let Err(Err(error)) = report.send(result)
@@ -115,16 +115,21 @@ impl SyncManager {
             {
                 tracing::warn!(%error, "sync run failed");
             }
-        });
+        })?;
         Ok(result)
     }
 
-    /// A run: passes until no full pass is requested any more.
-    async fn run(&self, full: bool, mut stop: Option<Arc<AtomicBool>>) -> Result<SyncReport, SyncError> {
+    /// A run: passes until no full pass is asked for any more. `request`
+    /// is the number of the full pass this run was asked for (0: a run
+    /// for newly saved items).
+    async fn run(&self, request: u64, mut stop: Option<Arc<AtomicBool>>) -> Result<SyncReport, SyncError> {
         let shared = &self.shared;
         let _running = shared.run_lock.lock().await;
-        if full && !shared.rerun.swap(false, Ordering::SeqCst) {
-            // The run we waited for served this request.
+        shared.ensure_open()?;
+        let full = request > 0;
+        if full && shared.full_served.load(Ordering::SeqCst) >= request {
+            // A full pass that started after this request, and succeeded,
+            // served it (a failed one did not: this run tries itself).
             return Ok(*lock(&shared.last_report));
         }
         if !full {
@@ -133,17 +138,25 @@ impl SyncManager {
         // The run's report adds up its passes; what is left and whether
         // the network was reachable come from the last one.
         let mut total = SyncReport::default();
-        let mut rearm = full;
+        let mut rearm = full || shared.full_pass_pending();
         loop {
+            // A full pass serves every request made before it starts.
+            let serving = shared.full_requested.load(Ordering::SeqCst);
+            if rearm {
+                shared.full_claimed.fetch_max(serving, Ordering::SeqCst);
+            }
             let report = Pass::new(shared, rearm, stop.as_deref()).run().await;
             shared.timers_changed.notify_waiters();
             let report = report?;
+            if rearm {
+                shared.full_served.fetch_max(serving, Ordering::SeqCst);
+            }
             total.sent += report.sent;
             total.failed += report.failed;
             total.still_pending = report.still_pending;
             total.offline = report.offline;
             *lock(&shared.last_report) = total;
-            if shared.closed.load(Ordering::SeqCst) || !shared.rerun.swap(false, Ordering::SeqCst) {
+            if shared.closed.load(Ordering::SeqCst) || !shared.full_pass_pending() {
                 return Ok(total);
             }
             rearm = true;
@@ -153,11 +166,12 @@ impl SyncManager {
         }
     }
 
-    /// Asks for a full pass after the current one (and ends its retry
-    /// waits), as `sync_now` does, without waiting for it.
-    pub(crate) fn request_full_pass(&self) {
-        self.shared.rerun.store(true, Ordering::SeqCst);
+    /// Asks for a full pass (it ends retry waits of a pass in progress),
+    /// without waiting for it; returns the request's number.
+    pub(crate) fn request_full_pass(&self) -> u64 {
+        let request = self.shared.full_requested.fetch_add(1, Ordering::SeqCst) + 1;
         self.shared.wake.notify_waiters();
+        request
     }
 
     pub(crate) fn request_in_background(&self) {

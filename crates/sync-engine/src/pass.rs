@@ -166,11 +166,18 @@ impl<'a> Pass<'a> {
                     report.sent += self.record(std::mem::take(&mut unrecorded)).await?;
                     continue;
                 }
+                // The clock moved back while this pass ran: timers set
+                // before may be out of reach; bring them back and look again.
+                let (_, moved_back) = shared.observe_clock();
+                if moved_back {
+                    shared.rebase_timers(shared.clock.now()).await?;
+                    continue;
+                }
                 let Some(at) = shared.store.next_attempt_time().await? else {
                     break;
                 };
                 let delay = at.saturating_duration_since(shared.clock.now());
-                if delay > horizon || shared.rerun.load(Ordering::SeqCst) {
+                if delay > horizon || shared.full_pass_pending() {
                     break;
                 }
                 let ended = tokio::select! {

@@ -2,7 +2,7 @@
 //! managers, runs, auto-sync, watch streams).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use sync_core::{
     Clock, ConflictResolver, ConnectivityMonitor, RetryPolicy, SyncApiAdapter, SyncStore, Timestamp,
@@ -28,8 +28,14 @@ pub(crate) struct Shared {
     pub(crate) link: Link,
     /// Held by the one sync run in progress.
     pub(crate) run_lock: Mutex<()>,
-    /// Set by a request for a full pass; cleared by the run that serves it.
-    pub(crate) rerun: AtomicBool,
+    /// Full passes asked for so far (`sync_now`, connectivity regained):
+    /// each request takes the next number.
+    pub(crate) full_requested: AtomicU64,
+    /// The latest request number a full pass has started to serve.
+    pub(crate) full_claimed: AtomicU64,
+    /// The latest request number a full pass has served without an error:
+    /// a caller whose number is at most this was served.
+    pub(crate) full_served: AtomicU64,
     /// Ends a pass waiting out a retry timer, so a full pass follows
     /// (`sync_now`, connectivity regained, close).
     pub(crate) wake: Notify,
@@ -49,6 +55,8 @@ pub(crate) struct Shared {
     /// The latest wall time this engine has seen (milliseconds), to notice
     /// a clock moved back.
     pub(crate) latest_now: AtomicI64,
+    /// The clock was seen moving back and timers are not rebased yet.
+    pub(crate) clock_moved_back: AtomicBool,
     /// Set once on close or drop; watch streams end on it.
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
     pub(crate) last_report: std::sync::Mutex<SyncReport>,
@@ -91,18 +99,39 @@ impl Shared {
         }
     }
 
-    /// The wall time now, and whether the clock moved back since the
-    /// latest time this engine saw.
+    /// The wall time now; notes whether the clock moved back since the
+    /// latest time this engine saw (kept until timers are rebased), and
+    /// returns whether a rebase is due.
     pub(crate) fn observe_clock(&self) -> (Timestamp, bool) {
         let now = self.clock.now();
         let latest = self.latest_now.fetch_max(now.as_millis(), Ordering::SeqCst);
-        (now, now.as_millis() < latest)
+        if now.as_millis() < latest {
+            self.clock_moved_back.store(true, Ordering::SeqCst);
+        }
+        (now, self.clock_moved_back.load(Ordering::SeqCst))
+    }
+
+    /// Whether a full pass was asked for that no full pass has started to
+    /// serve yet.
+    pub(crate) fn full_pass_pending(&self) -> bool {
+        self.full_requested.load(Ordering::SeqCst) > self.full_claimed.load(Ordering::SeqCst)
     }
 
     /// Brings back timers a clock moved back put out of reach (see
     /// [`sync_core::retry::rebase_timers`]).
     pub(crate) async fn rebase_timers(&self, now: Timestamp) -> Result<(), SyncError> {
-        let rebased = self.store.rebase_timers(now, self.policy).await?;
+        // The clock reads `now` from here on: later reads compare with it,
+        // not with the time before the jump.
+        self.latest_now.store(now.as_millis(), Ordering::SeqCst);
+        self.clock_moved_back.store(false, Ordering::SeqCst);
+        let rebased = match self.store.rebase_timers(now, self.policy).await {
+            Ok(rebased) => rebased,
+            Err(error) => {
+                // Still to do.
+                self.clock_moved_back.store(true, Ordering::SeqCst);
+                return Err(error.into());
+            }
+        };
         if rebased > 0 {
             tracing::warn!(
                 rebased,
@@ -125,11 +154,20 @@ impl Shared {
 
     /// Runs `future` as a task of the engine: it finishes even if the
     /// caller stops waiting, and close waits for it (within its timeout).
-    pub(crate) fn spawn(&self, future: impl std::future::Future<Output = ()> + Send + 'static) {
+    ///
+    /// # Errors
+    /// [`SyncError::Closed`] once closing began: checked under the lock
+    /// `close` takes the tasks with, so no task escapes it.
+    pub(crate) fn spawn(
+        &self,
+        future: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), SyncError> {
         let mut tasks = lock(&self.tasks);
+        self.ensure_open()?;
         // Finished tasks are reaped so the set does not grow.
         while tasks.try_join_next().is_some() {}
         tasks.spawn(future);
+        Ok(())
     }
 }
 

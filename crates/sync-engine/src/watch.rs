@@ -362,9 +362,11 @@ pub(crate) fn connectivity(context: WatchContext) -> BoxStream<bool> {
         }
         loop {
             let online = tokio::select! {
-                change = changes.next() => match change {
-                    Some(online) => online,
-                    None => return,
+                // A change stream that panics ends the watch, as one that
+                // ends does.
+                change = CatchPanic::new(changes.next()) => match change {
+                    Ok(Some(online)) => online,
+                    Ok(None) | Err(_) => return,
                 },
                 () = sender.closed() => return,
                 _ = shutdown.wait_for(|closed| *closed) => return,

@@ -605,3 +605,182 @@ async fn watch_streams_outlive_failed_reads_and_show_every_change_of_an_item() {
     assert_eq!(second.last_error_kind, Some(ErrorKind::Permanent));
     engine.close().await;
 }
+
+/// A change stream that counts how often it is polled: how often the
+/// auto-sync loop wakes up.
+struct CountedPolls {
+    inner: BoxStream<bool>,
+    polls: Arc<AtomicUsize>,
+}
+
+impl tokio_stream::Stream for CountedPolls {
+    type Item = bool;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<bool>> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        self.inner.as_mut().poll_next(context)
+    }
+}
+
+/// A [`FakeMonitor`] whose change stream counts its polls.
+#[derive(Clone)]
+struct PollCountingMonitor {
+    inner: FakeMonitor,
+    polls: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl ConnectivityMonitor for PollCountingMonitor {
+    async fn is_connected(&self) -> bool {
+        self.inner.is_connected().await
+    }
+
+    fn changes(&self) -> BoxStream<bool> {
+        Box::pin(CountedPolls {
+            inner: self.inner.changes(),
+            polls: Arc::clone(&self.polls),
+        })
+    }
+}
+
+/// Review of issue 11, item 2: with the monitor reporting offline while
+/// auto-sync's own run waited out a retry, the loop woke about a thousand
+/// times a second (the probe backoff had passed, but nothing probes while
+/// a run goes). Real time: paused time cannot measure a loop that never
+/// sleeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_sync_sleeps_while_its_own_run_waits_offline() {
+    let server = FakeAdapter::new();
+    let monitor = PollCountingMonitor {
+        inner: FakeMonitor::new(true),
+        polls: Arc::default(),
+    };
+    let mut options = OfflineSyncOptions::default();
+    options.sync_after_save = false;
+    options.retry_base_delay = Duration::from_secs(10);
+    let engine = OfflineSyncEngine::builder(
+        Arc::new(MemoryStore::new()),
+        Arc::new(server.clone()),
+        Arc::new(monitor.clone()),
+    )
+    .options(options)
+    .build()
+    .await
+    .unwrap();
+    engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    server.fail_next(
+        Some(key("tasks", "1")),
+        Fault::Fail(ErrorKind::Transient, Some(503)),
+    );
+    engine.sync_manager().start_auto_sync();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.methods_for(&key("tasks", "1")),
+        ["POST"],
+        "the run waits out its retry"
+    );
+    monitor.inner.set_online(false);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = monitor.polls.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let wakeups = monitor.polls.load(Ordering::SeqCst) - before;
+    assert!(wakeups <= 10, "auto-sync woke {wakeups} times in 2.5 s");
+    engine.close().await;
+}
+
+/// Review of issue 11, item 2: with `connectivity_check_interval = None`
+/// and a monitor that missed the link coming back, nothing ever probed
+/// again after one failed probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_polling_a_missed_reconnection_is_still_found() {
+    let server = FakeAdapter::new();
+    let monitor = Arc::new(SilentMonitor::default());
+    let mut options = OfflineSyncOptions::default();
+    options.connectivity_check_interval = None;
+    options.connectivity_probe_min_interval_while_online = Duration::from_millis(10);
+    let engine = OfflineSyncEngine::builder(
+        Arc::new(MemoryStore::new()),
+        Arc::new(server.clone()),
+        monitor.clone(),
+    )
+    .options(options)
+    .build()
+    .await
+    .unwrap();
+    engine.sync_manager().start_auto_sync();
+    monitor.offline.store(true, Ordering::SeqCst);
+    engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(server.requests().is_empty(), "offline: nothing sent");
+    monitor.offline.store(false, Ordering::SeqCst);
+    assert!(
+        engine.wait_until_drained(Duration::from_secs(5)).await.unwrap(),
+        "the link came back and nothing probed it"
+    );
+    engine.close().await;
+}
+
+/// Wall time that follows tokio's clock, shifted by a settable offset.
+#[derive(Debug, Default)]
+struct ShiftedClock {
+    base: TokioClock,
+    shift_ms: std::sync::atomic::AtomicI64,
+}
+
+impl sync_core::Clock for ShiftedClock {
+    fn now(&self) -> Timestamp {
+        use sync_core::Clock as _;
+        Timestamp::from_millis(self.base.now().as_millis() + self.shift_ms.load(Ordering::SeqCst))
+    }
+}
+
+/// Review of issue 11, item 10: with auto-sync only (no `sync_now`), a
+/// clock moved back half an hour while a retry waited held the item for
+/// the half hour.
+#[tokio::test(start_paused = true)]
+async fn auto_sync_alone_does_not_wait_for_a_clock_moved_back() {
+    let server = FakeAdapter::new();
+    let clock = Arc::new(ShiftedClock::default());
+    let mut options = OfflineSyncOptions::default();
+    options.sync_after_save = false;
+    options.connectivity_check_interval = None;
+    let engine = OfflineSyncEngine::builder(
+        Arc::new(MemoryStore::new()),
+        Arc::new(server.clone()),
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(options)
+    .clock(clock.clone())
+    .build()
+    .await
+    .unwrap();
+    engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    server.fail_next(
+        Some(key("tasks", "1")),
+        Fault::Fail(ErrorKind::Transient, Some(503)),
+    );
+    engine.sync_manager().start_auto_sync();
+    // The first attempt fails; the retry is due 2 s later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(server.methods_for(&key("tasks", "1")).len(), 1);
+    clock.shift_ms.store(-1_800_000, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        engine.queue_item("tasks", "1").await.unwrap().unwrap().status,
+        SyncStatus::Synced,
+        "the retry waited for the clock to catch up"
+    );
+    engine.close().await;
+}

@@ -74,9 +74,11 @@ struct Config {
 ///   the record; any other body (`OK`, `Created`, `[]`, a JSON string,
 ///   nothing, a 204) returns `Ok(None)`, so the change counts as applied
 ///   and the local document is kept as it is. The exception is a 2xx
-///   answer whose `Content-Type` is `text/html`: a JSON API does not
-///   answer a write with a web page, but a captive portal on a plain-HTTP
-///   link does, so it is a transient (possibly applied) error, retried.
+///   answer that is a web page (`Content-Type: text/html` and a body
+///   starting with markup; a plain `OK` typed `text/html` is an
+///   acknowledgement): a JSON API does not answer a write with a page, but
+///   a captive portal on a plain-HTTP link does, so it is a transient
+///   (possibly applied) error, retried.
 /// - **Delete**: any 2xx, 404 or 410 is done.
 /// - **Fetch** (`GET`, to check a create or to resolve a conflict): 404 and
 ///   410 mean no record; a 2xx must carry the record as a JSON object.
@@ -347,12 +349,21 @@ fn redact_id(path: &str, id: &str) -> String {
     redacted
 }
 
-/// Whether the answer says it is a web page.
-fn is_html(headers: &HeaderMap) -> bool {
-    headers
+/// Whether the answer is a web page: typed `text/html` and starting with
+/// markup. Many frameworks type a plain `OK` as `text/html` too (Express's
+/// `res.send`, Flask, Django, PHP): that is an acknowledgement, not a page.
+fn is_html_page(headers: &HeaderMap, body: &[u8]) -> bool {
+    let typed_html = headers
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("text/html"))
+        .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("text/html"));
+    let markup = body
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(body)
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|first| *first == b'<');
+    typed_html && markup
 }
 
 /// A response that arrived in full.
@@ -570,7 +581,7 @@ impl HttpSyncApiAdapter {
     /// parked with this message) rather than a transient one retried
     /// forever. Nothing was written, so it was not applied.
     fn fetch_answer(&self, response: &Response, line: &str) -> Result<JsonObject, ApiError> {
-        if is_html(&response.headers) {
+        if is_html_page(&response.headers, &response.body) {
             // A captive portal's page, not the API's answer: ask again later
             // rather than park the item.
             return Err(ApiError::new(
@@ -621,7 +632,7 @@ impl HttpSyncApiAdapter {
         if !response.status.is_success() {
             return Err(self.status_error(&response, &target.line));
         }
-        if is_html(&response.headers) {
+        if is_html_page(&response.headers, &response.body) {
             // A JSON API does not answer a write with a web page; a captive
             // portal or a proxy's login page on a plain-HTTP link does, and
             // counting that as applied would lose the change.
