@@ -387,12 +387,8 @@ async fn a_write_answered_2xx_with_an_html_page_is_not_counted_as_applied() {
         .await;
         let client = adapter(&server);
         for result in [
-            client
-                .create(&entity("tasks"), &id("1"), &data(), &op("c"))
-                .await,
-            client
-                .update(&entity("tasks"), &id("1"), &data(), &op("u"))
-                .await,
+            client.create(&entity("tasks"), &id("1"), &data(), &op("c")).await,
+            client.update(&entity("tasks"), &id("1"), &data(), &op("u")).await,
         ] {
             let error = result.unwrap_err();
             assert_eq!(
@@ -411,10 +407,7 @@ async fn a_write_answered_2xx_with_an_html_page_is_not_counted_as_applied() {
         assert!(matches!(created, Ok(None)), "{content_type} OK: {created:?}");
         // The check before a create, or a resolver's read: retried, not
         // parked, and nothing was written.
-        let error = client
-            .fetch_remote(&entity("tasks"), &id("1"))
-            .await
-            .unwrap_err();
+        let error = client.fetch_remote(&entity("tasks"), &id("1")).await.unwrap_err();
         assert_eq!(
             (error.kind(), error.possibly_applied()),
             (ErrorKind::Transient, false),
