@@ -738,7 +738,6 @@ struct ShiftedClock {
 
 impl sync_core::Clock for ShiftedClock {
     fn now(&self) -> Timestamp {
-        use sync_core::Clock as _;
         Timestamp::from_millis(self.base.now().as_millis() + self.shift_ms.load(Ordering::SeqCst))
     }
 }
