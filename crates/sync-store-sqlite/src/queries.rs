@@ -55,16 +55,16 @@ pub(crate) const PAGE_IN_FLIGHT: &str = concat!(
     " FROM queue INDEXED BY queue_in_flight WHERE in_flight IS NOT NULL AND seq > ?1 ORDER BY seq LIMIT ?2"
 );
 
-/// Items not in flight whose timer lies beyond `?1` (candidates of a
-/// rebase after the clock moved back), after seq `?2`, at most `?3`. Not a
+/// Items not in flight whose timer lies beyond `?3` (candidates of a
+/// rebase after the clock moved back), after seq `?1`, at most `?2`. Not a
 /// hot query (it runs when the clock moved back): it may sort the few
 /// candidates the index finds.
 pub(crate) const PAGE_TIMERS_BEYOND: &str = concat!(
     "SELECT seq, ",
     queue_columns!(),
     " FROM queue INDEXED BY queue_next_attempt \
-     WHERE next_attempt_at IS NOT NULL AND next_attempt_at > ?1 AND in_flight IS NULL \
-     AND status IN ('pending', 'failed') AND seq > ?2 ORDER BY seq LIMIT ?3"
+     WHERE next_attempt_at IS NOT NULL AND next_attempt_at > ?3 AND in_flight IS NULL \
+     AND status IN ('pending', 'failed') AND seq > ?1 ORDER BY seq LIMIT ?2"
 );
 
 /// A page of failed items not in flight: `?1` after seq, `?2` limit.

@@ -380,41 +380,22 @@ pub(crate) async fn load_keys(
     Ok(states)
 }
 
-/// Reads a page of queue items with `query` (`?1` after seq, `?2` limit).
+/// Reads a page of queue items with `query` (`?1` after seq, `?2` limit,
+/// and `?3` a bound for queries that take one).
 pub(crate) async fn items_page(
     connection: &mut SqliteConnection,
     query: &'static str,
     after_seq: i64,
     limit: usize,
+    bound: Option<i64>,
 ) -> Result<Vec<(i64, SyncQueueItem)>, StoreError> {
-    let rows = sqlx::query(query)
+    let mut statement = sqlx::query(query)
         .bind(after_seq)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(|error| map_sqlx(error, "reading queue items"))?;
-    rows.iter()
-        .map(|row| {
-            let seq: i64 = row
-                .try_get("seq")
-                .map_err(|e| map_sqlx(e, "reading queue items"))?;
-            Ok((seq, item_from_row(row)?))
-        })
-        .collect()
-}
-
-/// A page of rebase candidates: items not in flight whose timer lies after
-/// `after` (milliseconds), after seq `after_seq`.
-pub(crate) async fn timers_beyond_page(
-    connection: &mut SqliteConnection,
-    after: i64,
-    after_seq: i64,
-    limit: usize,
-) -> Result<Vec<(i64, SyncQueueItem)>, StoreError> {
-    let rows = sqlx::query(crate::queries::PAGE_TIMERS_BEYOND)
-        .bind(after)
-        .bind(after_seq)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    if let Some(bound) = bound {
+        statement = statement.bind(bound);
+    }
+    let rows = statement
         .fetch_all(&mut *connection)
         .await
         .map_err(|error| map_sqlx(error, "reading queue items"))?;

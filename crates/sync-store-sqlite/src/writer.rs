@@ -481,34 +481,14 @@ impl Writer {
             Rewrite::RetryFailed | Rewrite::RetryOne(_) => retry_now(item, now),
             Rewrite::RebaseTimers(policy) => sync_core::retry::rebase_timers(item, now, policy),
         };
-        let query = match rewrite {
-            Rewrite::RecoverInterrupted => queries::PAGE_IN_FLIGHT,
-            Rewrite::RearmFailed | Rewrite::RetryFailed => queries::PAGE_FAILED,
-            Rewrite::RebaseTimers(policy) => {
-                // Candidates through an index: normally none.
-                let after = sync_core::retry::rebase_candidates_after(now, policy);
-                let mut events = Vec::new();
-                let mut count = 0;
-                let mut after_seq = 0;
-                loop {
-                    self.statements.add(1);
-                    let page =
-                        rows::timers_beyond_page(&mut self.connection, after.as_millis(), after_seq, CHUNK)
-                            .await?;
-                    let Some((last_seq, _)) = page.last() else { break };
-                    after_seq = *last_seq;
-                    let mut changes = Changes::default();
-                    for (_, item) in &page {
-                        if let Some(updated) = decide(item) {
-                            changes.queue(&item.key(), QueueWrite::Put(updated));
-                            count += 1;
-                        }
-                    }
-                    changes.write(&mut self.connection, &self.statements).await?;
-                    events.append(&mut changes.events);
-                }
-                return Ok((count, events));
-            }
+        let (query, bound) = match rewrite {
+            Rewrite::RecoverInterrupted => (queries::PAGE_IN_FLIGHT, None),
+            Rewrite::RearmFailed | Rewrite::RetryFailed => (queries::PAGE_FAILED, None),
+            // Candidates through an index: normally none.
+            Rewrite::RebaseTimers(policy) => (
+                queries::PAGE_TIMERS_BEYOND,
+                Some(sync_core::retry::rebase_candidates_after(now, policy).as_millis()),
+            ),
             Rewrite::RetryOne(key) => {
                 let mut changes = Changes::default();
                 self.load(&mut changes, &[key], false).await?;
@@ -528,7 +508,7 @@ impl Writer {
         let mut after_seq = 0;
         loop {
             self.statements.add(1);
-            let page = rows::items_page(&mut self.connection, query, after_seq, CHUNK).await?;
+            let page = rows::items_page(&mut self.connection, query, after_seq, CHUNK, bound).await?;
             let Some((last_seq, _)) = page.last() else { break };
             after_seq = *last_seq;
             let mut changes = Changes::default();
