@@ -21,6 +21,21 @@ fn key(entity: &str, id: &str) -> RecordKey {
     RecordKey::new(entity.parse().unwrap(), id.parse().unwrap())
 }
 
+/// An engine over the seams with tokio's clock (exact under paused time).
+async fn engine_over(
+    store: Arc<dyn SyncStore>,
+    adapter: Arc<dyn sync_core::SyncApiAdapter>,
+    monitor: Arc<dyn ConnectivityMonitor>,
+    options: OfflineSyncOptions,
+) -> OfflineSyncEngine {
+    OfflineSyncEngine::builder(store, adapter, monitor)
+        .options(options)
+        .clock(Arc::new(TokioClock::new()))
+        .build()
+        .await
+        .unwrap()
+}
+
 /// A monitor whose change stream misses every transition: only probes
 /// see the link, as on platforms that drop connectivity events.
 #[derive(Debug, Default)]
@@ -105,12 +120,13 @@ async fn connectivity_coming_back_ends_auto_syncs_own_retry_wait() {
     options.sync_after_save = false;
     options.connectivity_check_interval = None;
     options.retry_base_delay = Duration::from_secs(86_400);
-    let engine = OfflineSyncEngine::builder(store, Arc::new(server.clone()), Arc::new(monitor.clone()))
-        .options(options)
-        .clock(Arc::new(TokioClock::new()))
-        .build()
-        .await
-        .unwrap();
+    let engine = engine_over(
+        store,
+        Arc::new(server.clone()),
+        Arc::new(monitor.clone()),
+        options,
+    )
+    .await;
     engine
         .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
         .await
@@ -255,12 +271,13 @@ async fn a_hung_probe_counts_as_offline() {
     let store = Arc::new(MemoryStore::new());
     let mut options = OfflineSyncOptions::default();
     options.sync_after_save = false;
-    let engine = OfflineSyncEngine::builder(store, Arc::new(FakeAdapter::new()), Arc::new(HungMonitor))
-        .options(options)
-        .clock(Arc::new(TokioClock::new()))
-        .build()
-        .await
-        .unwrap();
+    let engine = engine_over(
+        store,
+        Arc::new(FakeAdapter::new()),
+        Arc::new(HungMonitor),
+        options,
+    )
+    .await;
     engine
         .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
         .await
@@ -286,16 +303,13 @@ async fn close_lets_the_attempt_in_progress_report_first() {
     let mut options = OfflineSyncOptions::default();
     options.connectivity_check_interval = None;
     options.sync_after_save = false;
-    let engine = OfflineSyncEngine::builder(
+    let engine = engine_over(
         store.clone(),
         Arc::new(server.clone()),
         Arc::new(FakeMonitor::new(true)),
+        options,
     )
-    .options(options)
-    .clock(Arc::new(TokioClock::new()))
-    .build()
-    .await
-    .unwrap();
+    .await;
     engine
         .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
         .await
@@ -342,16 +356,13 @@ async fn stopping_auto_sync_mid_request_leaves_nothing_in_flight() {
     let mut options = OfflineSyncOptions::default();
     options.connectivity_check_interval = None;
     options.sync_after_save = false;
-    let engine = OfflineSyncEngine::builder(
+    let engine = engine_over(
         store.clone(),
         Arc::new(server.clone()),
         Arc::new(FakeMonitor::new(true)),
+        options,
     )
-    .options(options)
-    .clock(Arc::new(TokioClock::new()))
-    .build()
-    .await
-    .unwrap();
+    .await;
     for id in ["1", "2", "3"] {
         engine
             .save("tasks", id, json!({"v": 1}), SyncOperation::Create)
@@ -554,16 +565,13 @@ async fn watch_streams_outlive_failed_reads_and_show_every_change_of_an_item() {
     options.sync_after_save = false;
     options.connectivity_check_interval = None;
     options.max_retries = 1;
-    let engine = OfflineSyncEngine::builder(
+    let engine = engine_over(
         store.clone(),
         Arc::new(server.clone()),
         Arc::new(FakeMonitor::new(true)),
+        options,
     )
-    .options(options)
-    .clock(Arc::new(TokioClock::new()))
-    .build()
-    .await
-    .unwrap();
+    .await;
     // Every first read of the three streams fails, a few times over.
     store.failing_reads.store(7, Ordering::SeqCst);
     let mut queue = engine.watch_queue();
