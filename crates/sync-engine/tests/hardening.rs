@@ -791,3 +791,63 @@ async fn auto_sync_alone_does_not_wait_for_a_clock_moved_back() {
     );
     engine.close().await;
 }
+
+/// Review of issue 11, item 4: a `sync_now` made while a background run
+/// went returned `Ok` with that run's earlier report when the pass that
+/// should have served it failed, though its items were not sent.
+#[tokio::test(start_paused = true)]
+async fn sync_now_is_not_answered_by_a_pass_that_failed() {
+    let store = Arc::new(MemoryStore::new());
+    let server = FakeAdapter::new();
+    let mut options = OfflineSyncOptions::default();
+    options.connectivity_check_interval = None;
+    options.retry_base_delay = Duration::from_millis(10);
+    let engine = engine_over(
+        store.clone(),
+        Arc::new(server.clone()),
+        Arc::new(FakeMonitor::new(true)),
+        options,
+    )
+    .await;
+    let status = |id: &'static str| {
+        let engine = engine.clone();
+        async move { engine.queue_item("tasks", id).await.unwrap().unwrap().status }
+    };
+    // B fails every attempt of its background run: it waits for the next
+    // full pass.
+    for _ in 0..3 {
+        server.fail_next(
+            Some(key("tasks", "b")),
+            Fault::Fail(ErrorKind::Transient, Some(503)),
+        );
+    }
+    engine
+        .save("tasks", "b", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status("b").await, SyncStatus::Failed);
+    // A's background run (not a full pass: B stays waiting) sends A for
+    // a second; meanwhile the app asks for a full pass, which that run
+    // serves next, and that pass's recording of B fails.
+    server.set_latency(Duration::from_secs(1));
+    engine
+        .save("tasks", "a", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = tokio::spawn({
+        let manager = engine.sync_manager();
+        async move { manager.sync_now().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(status("b").await, SyncStatus::Syncing, "the full pass sends B");
+    store.fail_next_finishes(1);
+    let report = asked.await.unwrap().unwrap();
+    assert_eq!(
+        status("b").await,
+        SyncStatus::Synced,
+        "sync_now returned Ok ({report:?}) while the pass that was to serve it failed"
+    );
+    engine.close().await;
+}
