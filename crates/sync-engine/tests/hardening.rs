@@ -442,6 +442,8 @@ async fn a_clock_moved_back_does_not_hold_saved_items() {
 struct FlakyReads {
     inner: MemoryStore,
     failing_reads: AtomicUsize,
+    /// The next claim panics (a bug in a custom store).
+    panic_next_claim: AtomicBool,
 }
 
 impl FlakyReads {
@@ -504,6 +506,9 @@ impl SyncStore for FlakyReads {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<sync_core::AttemptTicket>, sync_core::StoreError> {
+        if self.panic_next_claim.swap(false, Ordering::SeqCst) {
+            panic!("a bug in the app's store");
+        }
         self.inner.claim_ready(now, limit).await
     }
     async fn next_attempt_time(&self) -> Result<Option<Timestamp>, sync_core::StoreError> {
@@ -559,6 +564,7 @@ async fn watch_streams_outlive_failed_reads_and_show_every_change_of_an_item() {
     let store = Arc::new(FlakyReads {
         inner: MemoryStore::new(),
         failing_reads: AtomicUsize::new(0),
+        panic_next_claim: AtomicBool::new(false),
     });
     let server = FakeAdapter::new();
     let mut options = OfflineSyncOptions::default();
@@ -849,5 +855,41 @@ async fn sync_now_is_not_answered_by_a_pass_that_failed() {
         SyncStatus::Synced,
         "sync_now returned Ok ({report:?}) while the pass that was to serve it failed"
     );
+    engine.close().await;
+}
+
+/// Review of issue 11, item 5: a run task that panicked (a bug in a
+/// custom store) ended auto-sync for good, with the engine still open.
+#[tokio::test(start_paused = true)]
+async fn auto_sync_outlives_a_run_that_panicked() {
+    let store = Arc::new(FlakyReads {
+        inner: MemoryStore::new(),
+        failing_reads: AtomicUsize::new(0),
+        panic_next_claim: AtomicBool::new(true),
+    });
+    let server = FakeAdapter::new();
+    let mut options = OfflineSyncOptions::default();
+    options.sync_after_save = false;
+    options.connectivity_check_interval = None;
+    let engine = engine_over(
+        store,
+        Arc::new(server.clone()),
+        Arc::new(FakeMonitor::new(true)),
+        options,
+    )
+    .await;
+    engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    // The monitor's first value starts a run, whose claim panics.
+    engine.sync_manager().start_auto_sync();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        engine.queue_item("tasks", "1").await.unwrap().unwrap().status,
+        SyncStatus::Synced,
+        "auto-sync stopped after a run panicked"
+    );
+    assert_eq!(server.methods_for(&key("tasks", "1")), ["POST"]);
     engine.close().await;
 }
