@@ -149,7 +149,8 @@ impl HttpSyncApiAdapter {
 }
 
 impl HttpSyncApiAdapterBuilder {
-    /// Adds a header sent with every request.
+    /// Adds a header sent with every request. An `Accept` given here
+    /// replaces the adapter's own `application/json`.
     pub fn default_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.default_headers.push((name.into(), value.into()));
         self
@@ -439,7 +440,11 @@ impl HttpSyncApiAdapter {
         let mut request = Request::builder().method(method.clone()).uri(uri);
         if let Some(headers) = request.headers_mut() {
             headers.extend(self.config.default_headers.clone());
-            headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+            // The app's own `Accept` (a vendor or versioned media type)
+            // stands; JSON otherwise.
+            if !headers.contains_key(ACCEPT) {
+                headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+            }
             if body.is_some() {
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }

@@ -970,6 +970,32 @@ async fn default_headers_and_user_agent_are_sent() {
     assert_eq!(seen[0].headers.get("accept").unwrap(), "application/json");
 }
 
+/// Issue 13: the adapter replaced an app's own `Accept` (a vendor media
+/// type such as JSON:API's, or a versioned one) with `application/json`.
+#[tokio::test]
+async fn the_apps_own_accept_header_is_kept() {
+    let server = answering(ResponseTemplate::new(200)).await;
+    let client = HttpSyncApiAdapter::builder(server.uri())
+        .default_header("accept", "application/vnd.api+json")
+        .build()
+        .unwrap();
+    client
+        .update(&entity("tasks"), &id("1"), &data(), &op("k"))
+        .await
+        .unwrap();
+    client.fetch_remote(&entity("tasks"), &id("1")).await.ok();
+    for request in requests(&server).await {
+        let accepts: Vec<_> = request.headers.get_all("accept").iter().collect();
+        assert_eq!(
+            accepts,
+            ["application/vnd.api+json"],
+            "{} {}",
+            request.method,
+            request.url
+        );
+    }
+}
+
 #[test]
 fn bad_settings_are_reported_by_build() {
     for url in [
