@@ -29,6 +29,29 @@ fn applied(server: Option<JsonObject>, resolved: Option<JsonObject>, local: &Jso
     Sent::Applied(AttemptOutcome::Applied { replace_local_with })
 }
 
+/// A GET found the record, then its update was answered 404: the two
+/// answers contradict each other, so the 404 proves nothing (the update
+/// route or method differs from the adapter's: a server that only knows
+/// `PATCH`, ids compared as numbers). Re-creating the record would put a
+/// copy on the server per edit; the attempt parks instead, with the
+/// record held to be on the server.
+fn contradiction(error: &sync_core::ApiError) -> Sent {
+    let request = error.request().unwrap_or("the update");
+    Sent::Failed(
+        sync_core::ApiError::new(
+            ErrorKind::Permanent,
+            format!(
+                "the server holds the record (a GET found it) but answered 404 to {request}: its \
+                 update route or method differs from the adapter's (PATCH only? ids compared as \
+                 numbers?). Nothing was re-created; fix the route, then retry the item"
+            ),
+        )
+        .with_status(404)
+        .with_request(request)
+        .with_possibly_applied(true),
+    )
+}
+
 /// Sends `ticket` according to its plan.
 pub(crate) async fn send(
     adapter: &dyn SyncApiAdapter,
@@ -46,10 +69,10 @@ pub(crate) async fn send(
             // An earlier attempt (ours) may have created it: send the local
             // state over it. The resolver is not asked, since the copy found
             // is most likely our own older write, not someone else's.
-            Ok(Some(_)) => adapter
-                .update(entity, id, local, &ticket.operation_id)
-                .await
-                .map(|data| (data, None)),
+            Ok(Some(_)) => match adapter.update(entity, id, local, &ticket.operation_id).await {
+                Err(error) if error.kind() == ErrorKind::NotFound => return contradiction(&error),
+                updated => updated.map(|data| (data, None)),
+            },
             Ok(None) => adapter
                 .create(entity, id, local, &ticket.operation_id)
                 .await
@@ -64,10 +87,10 @@ pub(crate) async fn send(
             Some(resolver) => match adapter.fetch_remote(entity, id).await {
                 Ok(None) => return Sent::NotFound,
                 Ok(Some(remote)) => match resolver.resolve(local, &remote).await {
-                    Ok(resolved) => adapter
-                        .update(entity, id, &resolved, &ticket.operation_id)
-                        .await
-                        .map(|data| (data, Some(resolved))),
+                    Ok(resolved) => match adapter.update(entity, id, &resolved, &ticket.operation_id).await {
+                        Err(error) if error.kind() == ErrorKind::NotFound => return contradiction(&error),
+                        updated => updated.map(|data| (data, Some(resolved))),
+                    },
                     Err(error) => {
                         return Sent::Failed(sync_core::ApiError::new(
                             ErrorKind::Permanent,
@@ -114,6 +137,101 @@ mod tests {
             Sent::Applied(AttemptOutcome::Applied { replace_local_with }) => replace_local_with,
             _ => Some(object(json!({"unexpected": true}))),
         }
+    }
+
+    /// A server whose GET finds every record and whose update route
+    /// answers 404 (json-server comparing a numeric id as a string, a
+    /// server that only knows PATCH).
+    #[derive(Default)]
+    struct FoundThenNotFound {
+        creates: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl SyncApiAdapter for FoundThenNotFound {
+        async fn create(
+            &self,
+            _: &sync_core::EntityName,
+            _: &sync_core::RecordId,
+            _: &JsonObject,
+            _: &sync_core::OperationId,
+        ) -> Result<Option<JsonObject>, sync_core::ApiError> {
+            self.creates.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(None)
+        }
+        async fn update(
+            &self,
+            _: &sync_core::EntityName,
+            _: &sync_core::RecordId,
+            _: &JsonObject,
+            _: &sync_core::OperationId,
+        ) -> Result<Option<JsonObject>, sync_core::ApiError> {
+            Err(sync_core::ApiError::new(ErrorKind::NotFound, "HTTP 404")
+                .with_status(404)
+                .with_request("PUT /tasks/{id}"))
+        }
+        async fn delete(
+            &self,
+            _: &sync_core::EntityName,
+            _: &sync_core::RecordId,
+            _: &sync_core::OperationId,
+        ) -> Result<(), sync_core::ApiError> {
+            Ok(())
+        }
+        async fn fetch_remote(
+            &self,
+            _: &sync_core::EntityName,
+            _: &sync_core::RecordId,
+        ) -> Result<Option<JsonObject>, sync_core::ApiError> {
+            Ok(Some(object(json!({"id": "1"}))))
+        }
+    }
+
+    fn ticket(plan: SendPlan) -> AttemptTicket {
+        let change =
+            sync_core::LocalChange::new("tasks", "1", json!({"id": "1"}), sync_core::SyncOperation::Create)
+                .unwrap();
+        let sync_core::coalesce::QueueWrite::Put(item) = sync_core::coalesce::plan_save(
+            None,
+            false,
+            change,
+            sync_core::coalesce::SaveContext::at(sync_core::Timestamp::from_millis(1)),
+        )
+        .queue
+        else {
+            unreachable!("a first save queues its change")
+        };
+        let (_, mut ticket) =
+            sync_core::attempt::begin_attempt(&item, sync_core::Timestamp::from_millis(1)).unwrap();
+        ticket.plan = plan;
+        ticket
+    }
+
+    /// Issue 13: a GET that found the record and an update answered 404
+    /// contradict each other; trusting the 404 re-created the record (a
+    /// copy on the server per edit) or, on a server refusing the create,
+    /// left a create "surely not applied" that a later delete then dropped.
+    #[tokio::test]
+    async fn a_404_after_a_get_found_the_record_parks_instead_of_re_creating() {
+        let server = FoundThenNotFound::default();
+        let resolver = sync_core::RemoteWins;
+        for (plan, resolver) in [
+            (SendPlan::CreateIfAbsent, None),
+            (SendPlan::Update, Some(&resolver as &dyn ConflictResolver)),
+        ] {
+            let sent = send(&server, resolver, &ticket(plan)).await;
+            let Sent::Failed(error) = sent else {
+                panic!("{plan:?}: not a failure");
+            };
+            assert_eq!(
+                (error.kind(), error.possibly_applied(), error.status()),
+                (ErrorKind::Permanent, true, Some(404)),
+                "{plan:?}: {error}"
+            );
+            assert!(error.message().contains("a GET found it"), "{error}");
+            assert!(!error.to_string().contains("/1"), "no record id: {error}");
+        }
+        assert_eq!(server.creates.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     #[test]
