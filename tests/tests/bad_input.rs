@@ -897,6 +897,31 @@ async fn a_server_answering_garbage_fails_the_attempt_and_keeps_the_local_state(
             ResponseTemplate::new(200).set_body_bytes(vec![0xff, 0xfe, 0, 1, 2]),
             None,
         ),
+        // JSON objects that are not the record (issue 13): applied, and
+        // never adopted as the local document.
+        (
+            "status_object",
+            text(201, "{\"success\": true}", "application/json"),
+            None,
+        ),
+        (
+            "envelope",
+            text(
+                200,
+                "{\"data\": {\"id\": \"1\", \"entity\": \"envelope\"}}",
+                "application/json",
+            ),
+            None,
+        ),
+        (
+            "other_record",
+            text(
+                200,
+                "{\"id\": \"2\", \"entity\": \"other_record\"}",
+                "application/json",
+            ),
+            None,
+        ),
         (
             "html_500",
             text(500, "<h1>Internal Server Error</h1>", "text/html"),

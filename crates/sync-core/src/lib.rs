@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod answer;
 pub mod attempt;
 pub mod clock;
 pub mod coalesce;

@@ -1,6 +1,7 @@
 //! Performing one attempt through the adapter: the requests of its send
 //! plan, then the outcome for the store.
 
+use sync_core::answer::answer_replaces_document;
 use sync_core::{
     AttemptOutcome, AttemptTicket, ConflictResolver, ErrorKind, JsonObject, SendPlan, SyncApiAdapter,
 };
@@ -16,15 +17,22 @@ pub(crate) enum Sent {
 }
 
 /// The document to keep locally, if it must change: the server's answer
-/// when it sent a non-empty one other than the local copy, else the
-/// resolver's choice when it differs from the local copy.
-fn applied(server: Option<JsonObject>, resolved: Option<JsonObject>, local: &JsonObject) -> Sent {
-    let replace_local_with = match server.filter(|data| !data.is_empty()) {
-        // An echo of what was sent leaves the document as it is: rewriting
-        // it would cost a store write per synced item for nothing.
-        Some(data) if data == *local => None,
-        Some(data) => Some(data),
-        None => resolved.filter(|data| data != local),
+/// when it is the record ([`answer_replaces_document`]: not an envelope, a
+/// status or another record), else the resolver's choice when it differs
+/// from the local copy.
+fn applied(
+    server: Option<JsonObject>,
+    resolved: Option<JsonObject>,
+    local: &JsonObject,
+    id: &sync_core::RecordId,
+) -> Sent {
+    let sent = resolved.as_ref().unwrap_or(local);
+    let replace_local_with = match server {
+        Some(answer) if answer_replaces_document(&answer, sent, id) => Some(answer),
+        // An echo of what was sent leaves the document as it is (no store
+        // write per synced item for nothing); any other answer is not the
+        // record and is not adopted.
+        _ => resolved.filter(|data| data != local),
     };
     Sent::Applied(AttemptOutcome::Applied { replace_local_with })
 }
@@ -107,7 +115,7 @@ pub(crate) async fn send(
             .map(|()| (None, None)),
     };
     match result {
-        Ok((server, resolved)) => applied(server, resolved, local),
+        Ok((server, resolved)) => applied(server, resolved, local, id),
         // An update (or the update of a checked create) found nothing.
         Err(error)
             if error.kind() == ErrorKind::NotFound
@@ -234,12 +242,52 @@ mod tests {
         assert_eq!(server.creates.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
+    fn one() -> sync_core::RecordId {
+        "1".parse().unwrap()
+    }
+
+    /// Issue 13: an answer that is not the record (a status, an envelope,
+    /// another record, a partial one) replaced the local document.
+    #[test]
+    fn an_answer_that_is_not_the_record_is_not_adopted() {
+        let local = object(json!({"id": "1", "title": "a"}));
+        for answer in [
+            json!({"success": true}),
+            json!({"data": {"id": "1", "title": "a", "at": 2}}),
+            json!({"id": "2", "title": "a", "at": 2}),
+            json!({"id": "1", "at": 2}),
+        ] {
+            assert_eq!(
+                replacement(applied(Some(object(answer.clone())), None, &local, &one())),
+                None,
+                "{answer}"
+            );
+        }
+        // Not adopted, the resolver's merge still is.
+        let merged = object(json!({"id": "1", "title": "merged"}));
+        assert_eq!(
+            replacement(applied(
+                Some(object(json!({"ok": true}))),
+                Some(merged.clone()),
+                &local,
+                &one()
+            )),
+            Some(merged)
+        );
+    }
+
     #[test]
     fn an_echo_of_the_local_copy_leaves_the_document_alone() {
         let local = object(json!({"id": "1", "title": "a"}));
-        assert_eq!(replacement(applied(Some(local.clone()), None, &local)), None);
-        assert_eq!(replacement(applied(Some(JsonObject::new()), None, &local)), None);
-        assert_eq!(replacement(applied(None, None, &local)), None);
+        assert_eq!(
+            replacement(applied(Some(local.clone()), None, &local, &one())),
+            None
+        );
+        assert_eq!(
+            replacement(applied(Some(JsonObject::new()), None, &local, &one())),
+            None
+        );
+        assert_eq!(replacement(applied(None, None, &local, &one())), None);
     }
 
     #[test]
@@ -247,17 +295,22 @@ mod tests {
         let local = object(json!({"id": "1", "title": "a"}));
         let server = object(json!({"id": "1", "title": "a", "updatedAt": "2026-11-25T00:00:00Z"}));
         assert_eq!(
-            replacement(applied(Some(server.clone()), None, &local)),
+            replacement(applied(Some(server.clone()), None, &local, &one())),
             Some(server)
         );
         let merged = object(json!({"id": "1", "title": "merged"}));
         assert_eq!(
-            replacement(applied(None, Some(merged.clone()), &local)),
+            replacement(applied(None, Some(merged.clone()), &local, &one())),
             Some(merged.clone())
         );
         // The server echoing the merged copy we sent: keep the merge.
         assert_eq!(
-            replacement(applied(Some(merged.clone()), Some(merged.clone()), &local)),
+            replacement(applied(
+                Some(merged.clone()),
+                Some(merged.clone()),
+                &local,
+                &one()
+            )),
             Some(merged)
         );
     }
