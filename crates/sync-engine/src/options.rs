@@ -192,18 +192,19 @@ mod tests {
             .attempt_timeout(second * 9)
             .connectivity_probe_timeout(second * 11)
             .close_timeout(second * 13);
-        let mut by_field = OfflineSyncOptions::default();
-        by_field.max_retries = 5;
-        by_field.retry_base_delay = second;
-        by_field.backoff = Backoff::ExponentialJitter { cap: second * 60 };
-        by_field.max_retry_after = second * 120;
-        by_field.sync_after_save = false;
-        by_field.connectivity_check_interval = None;
-        by_field.connectivity_probe_min_interval_while_online = second * 7;
-        by_field.concurrency = 4;
-        by_field.attempt_timeout = second * 9;
-        by_field.connectivity_probe_timeout = second * 11;
-        by_field.close_timeout = second * 13;
+        let by_field = OfflineSyncOptions {
+            max_retries: 5,
+            retry_base_delay: second,
+            backoff: Backoff::ExponentialJitter { cap: second * 60 },
+            max_retry_after: second * 120,
+            sync_after_save: false,
+            connectivity_check_interval: None,
+            connectivity_probe_min_interval_while_online: second * 7,
+            concurrency: 4,
+            attempt_timeout: second * 9,
+            connectivity_probe_timeout: second * 11,
+            close_timeout: second * 13,
+        };
         assert_eq!(chained, by_field);
         // Every field moved away from its default: none was forgotten.
         let default = OfflineSyncOptions::default();
