@@ -61,7 +61,13 @@ pub struct SqliteStore {
     events: broadcast::Sender<StoreEvent>,
     statements: Arc<Statements>,
     max_payload_bytes: usize,
+    /// Real and tokio time at open: a read that times out while tokio's
+    /// clock ran far ahead of the real one was tripped by a paused clock.
+    opened_at: (Instant, tokio::time::Instant),
 }
+
+/// How long a read waits for a free read connection (sqlx's default).
+const READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The mode of every file of a store on Unix: read and write for the owner
 /// only, since the files hold the app's documents.
@@ -271,6 +277,7 @@ impl SqliteStore {
         tighten(&path);
         let readers = SqlitePoolOptions::new()
             .max_connections(options.read_connections)
+            .acquire_timeout(READ_ACQUIRE_TIMEOUT)
             .min_connections(0)
             .connect_lazy_with(base.synchronous(synchronous));
 
@@ -293,7 +300,29 @@ impl SqliteStore {
             events,
             statements,
             max_payload_bytes: options.max_payload_bytes,
+            opened_at: (Instant::now(), tokio::time::Instant::now()),
         })
+    }
+
+    /// A read's error. A pool timeout while tokio's clock has run ahead of
+    /// the real one by more than the timeout is no busy pool: tokio's time
+    /// is paused (a test with `start_paused`, or `time::advance`), and the
+    /// acquire timeout fired as virtual time jumped.
+    fn read_error(&self, error: sqlx::Error, context: &str) -> StoreError {
+        let (real, virtual_time) = self.opened_at;
+        let ahead = virtual_time.elapsed().saturating_sub(real.elapsed());
+        if matches!(error, sqlx::Error::PoolTimedOut) && ahead >= READ_ACQUIRE_TIMEOUT / 2 {
+            return StoreError::new(
+                sync_core::StoreErrorKind::Busy,
+                format!(
+                    "{context}: tokio's clock is paused or advanced by hand ({ahead:?} ahead of real \
+                     time), so the read pool's acquire timeout fired as virtual time jumped: use the \
+                     in-memory store in paused-time tests, or real time"
+                ),
+            )
+            .with_source(error);
+        }
+        map_sqlx(error, context)
     }
 
     /// The database file's path.
@@ -406,7 +435,7 @@ impl SyncStore for SqliteStore {
             .bind(key.id.as_str())
             .fetch_optional(&self.readers)
             .await
-            .map_err(|error| map_sqlx(error, "reading a record"))?;
+            .map_err(|error| self.read_error(error, "reading a record"))?;
         row.as_ref().map(record_from_row).transpose()
     }
 
@@ -416,7 +445,7 @@ impl SyncStore for SqliteStore {
             .bind(entity.as_str())
             .fetch_all(&self.readers)
             .await
-            .map_err(|error| map_sqlx(error, "reading records"))?;
+            .map_err(|error| self.read_error(error, "reading records"))?;
         rows.iter().map(record_from_row).collect()
     }
 
@@ -427,7 +456,7 @@ impl SyncStore for SqliteStore {
             .bind(key.id.as_str())
             .fetch_optional(&self.readers)
             .await
-            .map_err(|error| map_sqlx(error, "reading a queue item"))?;
+            .map_err(|error| self.read_error(error, "reading a queue item"))?;
         row.as_ref().map(item_from_row).transpose()
     }
 
@@ -436,7 +465,7 @@ impl SyncStore for SqliteStore {
         let rows = sqlx::query(queries::QUEUE)
             .fetch_all(&self.readers)
             .await
-            .map_err(|error| map_sqlx(error, "reading the queue"))?;
+            .map_err(|error| self.read_error(error, "reading the queue"))?;
         rows.iter().map(item_from_row).collect()
     }
 
@@ -445,7 +474,7 @@ impl SyncStore for SqliteStore {
         let rows = sqlx::query(queries::COUNTS)
             .fetch_all(&self.readers)
             .await
-            .map_err(|error| map_sqlx(error, "counting the queue"))?;
+            .map_err(|error| self.read_error(error, "counting the queue"))?;
         let mut counts = QueueCounts::default();
         for row in rows {
             let status: String = row
@@ -476,7 +505,7 @@ impl SyncStore for SqliteStore {
         let earliest: Option<i64> = sqlx::query_scalar(queries::NEXT_ATTEMPT_TIME)
             .fetch_one(&self.readers)
             .await
-            .map_err(|error| map_sqlx(error, "reading the next attempt time"))?;
+            .map_err(|error| self.read_error(error, "reading the next attempt time"))?;
         Ok(earliest.map(Timestamp::from_millis))
     }
 
