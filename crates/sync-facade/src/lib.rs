@@ -10,7 +10,9 @@
 //! connectivity monitor, TLS by rustls), both on by default. With both,
 //! [`OfflineSync::builder`] opens an engine in one call; without them, plug
 //! in your own [`SyncStore`], [`SyncApiAdapter`] and [`ConnectivityMonitor`]
-//! through [`OfflineSyncEngine::builder`].
+//! through [`OfflineSyncEngine::builder`]. The feature `memory-store` (off
+//! by default) adds `MemoryStore`, an in-memory store for your own tests
+//! with tokio's paused time.
 //!
 //! # Quick start
 //!
@@ -78,6 +80,11 @@ pub use sync_net::{
 };
 #[cfg(feature = "sqlite")]
 pub use sync_store_sqlite::{Durability, SqliteStore, SqliteStoreOptions};
+/// An in-memory [`SyncStore`] for the app's own tests (feature
+/// `memory-store`): unlike the SQLite store it works with tokio's paused
+/// time, so retry timers and auto-sync can be tested instantly.
+#[cfg(feature = "memory-store")]
+pub use sync_testkit::MemoryStore;
 
 /// The names most apps need, for `use sync_facade::prelude::*`.
 pub mod prelude {

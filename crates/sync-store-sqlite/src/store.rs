@@ -317,7 +317,8 @@ impl SqliteStore {
                 format!(
                     "{context}: tokio's clock is paused or advanced by hand ({ahead:?} ahead of real \
                      time), so the read pool's acquire timeout fired as virtual time jumped: use the \
-                     in-memory store in paused-time tests, or real time"
+                     in-memory store in paused-time tests (sync_facade::MemoryStore, feature \
+                     memory-store), or real time"
                 ),
             )
             .with_source(error);
