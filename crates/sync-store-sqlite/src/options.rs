@@ -133,6 +133,8 @@ impl SqliteStoreOptions {
 
     /// Opens (or creates) the database and applies pending migrations.
     ///
+    /// Cancel safety: as [`SqliteStore::open_with`].
+    ///
     /// # Errors
     /// See [`SqliteStore::open_with`].
     pub async fn open(self) -> Result<SqliteStore, StoreError> {

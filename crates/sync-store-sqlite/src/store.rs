@@ -174,6 +174,8 @@ async fn acquire_lock(database: &Path, timeout: Duration) -> Result<File, StoreE
 impl SqliteStore {
     /// Opens (or creates) the database at `path` with default options.
     ///
+    /// Cancel safety: as [`SqliteStore::open_with`].
+    ///
     /// # Errors
     /// See [`SqliteStore::open_with`].
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
@@ -181,6 +183,8 @@ impl SqliteStore {
     }
 
     /// Opens (or creates) `offline_sync.db` in the directory `dir`.
+    ///
+    /// Cancel safety: as [`SqliteStore::open_with`].
     ///
     /// # Errors
     /// See [`SqliteStore::open_with`].
@@ -198,6 +202,12 @@ impl SqliteStore {
     /// - `SchemaTooNew`: a newer version of this library wrote the file.
     ///
     /// In every case the file is left as it was.
+    ///
+    /// Cancel safety: safe to drop, though not free of traces. Dropped
+    /// mid-way, it leaves no open store and its lock goes with the future;
+    /// a database file it was creating may stay behind, either empty or
+    /// fully migrated (each migration is one transaction), which a later
+    /// open accepts as it would its own.
     pub async fn open_with(options: SqliteStoreOptions) -> Result<Self, StoreError> {
         options.validate()?;
         let path = options.path.clone();
@@ -341,6 +351,8 @@ impl SqliteStore {
 
     /// The settings in force on the writer connection.
     ///
+    /// Cancel safety: cancel-safe (it only reads settings).
+    ///
     /// # Errors
     /// `Closed` after [`SqliteStore::close`]; a mapped SQLite error otherwise.
     pub async fn diagnostics(&self) -> Result<Diagnostics, StoreError> {
@@ -350,6 +362,12 @@ impl SqliteStore {
     /// Finishes pending writes, closes every connection and releases the
     /// lock, so the database can be reopened at once. Later calls fail with
     /// [`StoreErrorKind::Closed`].
+    ///
+    /// Cancel safety: cancel-safe in effect, not in timing. The store stops
+    /// taking calls at the first poll; dropped after that, the writer still
+    /// finishes the pending writes in its own task and then releases the
+    /// lock, but nobody waits for it, so an open right after may briefly
+    /// get `InUse` (a second `close` does not wait for it either).
     pub async fn close(&self) {
         let sender = self.commands.lock().ok().and_then(|mut sender| sender.take());
         drop(sender);
