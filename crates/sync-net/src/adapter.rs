@@ -367,6 +367,27 @@ fn is_html_page(headers: &HeaderMap, body: &[u8]) -> bool {
     typed_html && markup
 }
 
+/// The transient error for a 2xx answer that is a web page (see
+/// [`is_html_page`]), `None` for any other answer.
+fn captive_portal(response: &Response, line: &str, possibly_applied: bool) -> Option<ApiError> {
+    if !is_html_page(&response.headers, &response.body) {
+        return None;
+    }
+    let status = response.status.as_u16();
+    Some(
+        ApiError::new(
+            ErrorKind::Transient,
+            format!(
+                "HTTP {status} with an HTML page: a captive portal or a proxy's login page? Not \
+                 counted as an answer of the API; retried"
+            ),
+        )
+        .with_status(status)
+        .with_request(line)
+        .with_possibly_applied(possibly_applied),
+    )
+}
+
 /// A response that arrived in full.
 struct Response {
     status: StatusCode,
@@ -586,20 +607,10 @@ impl HttpSyncApiAdapter {
     /// parked with this message) rather than a transient one retried
     /// forever. Nothing was written, so it was not applied.
     fn fetch_answer(&self, response: &Response, line: &str) -> Result<JsonObject, ApiError> {
-        if is_html_page(&response.headers, &response.body) {
-            // A captive portal's page, not the API's answer: ask again later
-            // rather than park the item.
-            return Err(ApiError::new(
-                ErrorKind::Transient,
-                format!(
-                    "HTTP {} with an HTML page answered {line}: a captive portal or a proxy's login \
-                     page? Retried",
-                    response.status.as_u16()
-                ),
-            )
-            .with_status(response.status.as_u16())
-            .with_request(line)
-            .with_possibly_applied(false));
+        // A captive portal's page, not the API's answer: ask again later
+        // rather than park the item (nothing was written).
+        if let Some(error) = captive_portal(response, line, false) {
+            return Err(error);
         }
         let found = match serde_json::from_slice::<serde_json::Value>(&response.body) {
             Ok(serde_json::Value::Object(object)) => return Ok(object),
@@ -637,22 +648,11 @@ impl HttpSyncApiAdapter {
         if !response.status.is_success() {
             return Err(self.status_error(&response, &target.line));
         }
-        if is_html_page(&response.headers, &response.body) {
-            // A JSON API does not answer a write with a web page; a captive
-            // portal or a proxy's login page on a plain-HTTP link does, and
-            // counting that as applied would lose the change.
-            return Err(ApiError::new(
-                ErrorKind::Transient,
-                format!(
-                    "HTTP {} with an HTML page answered {}: a captive portal or a proxy's login \
-                     page? Not counted as applied; retried",
-                    response.status.as_u16(),
-                    target.line
-                ),
-            )
-            .with_status(response.status.as_u16())
-            .with_request(target.line.as_str())
-            .with_possibly_applied(true));
+        // A JSON API does not answer a write with a web page; a captive
+        // portal or a proxy's login page on a plain-HTTP link does, and
+        // counting that as applied would lose the change.
+        if let Some(error) = captive_portal(&response, &target.line, true) {
+            return Err(error);
         }
         Ok(Self::write_answer(&response))
     }
