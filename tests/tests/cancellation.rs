@@ -27,11 +27,10 @@ fn options() -> OfflineSyncOptions {
     options
 }
 
-async fn open(dir: &Path, server: &ReferenceServer, options: OfflineSyncOptions) -> OfflineSyncEngine {
-    OfflineSync::builder(dir, server.url())
-        .probe_api_health("/health")
-        .options(options)
-        .build()
+/// A reference server that ignores idempotency keys, as most real APIs
+/// do: the engine's own checks must keep every change single.
+async fn server_ignoring_keys() -> ReferenceServer {
+    ReferenceServer::start(ServerConfig::new().with_idempotency(IdempotencyMode::Ignore))
         .await
         .unwrap()
 }
@@ -64,13 +63,7 @@ async fn a_sync_now_cut_short_by_a_timeout_leaves_nothing_stuck() {
     eprintln!("seed {seed} (SYNC_CHAOS_SEED replays it)");
     let rounds = env_u64("SYNC_CANCEL_ROUNDS").unwrap_or(200);
     let mut rng = Rng::new(seed);
-    let server = ReferenceServer::start(
-        // A server that ignores idempotency keys, as most real APIs do: the
-        // engine's own checks must keep every change single.
-        ServerConfig::new().with_idempotency(IdempotencyMode::Ignore),
-    )
-    .await
-    .unwrap();
+    let server = server_ignoring_keys().await;
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path(), &server, options()).await;
     let manager = engine.sync_manager();
@@ -158,13 +151,7 @@ async fn every_public_call_dropped_at_random_points_converges() {
     eprintln!("seed {seed} (SYNC_CHAOS_SEED replays it)");
     let steps = env_u64("SYNC_CANCEL_STEPS").unwrap_or(400);
     let mut rng = Rng::new(seed);
-    let server = ReferenceServer::start(
-        // A server that ignores idempotency keys, as most real APIs do: the
-        // engine's own checks must keep every change single.
-        ServerConfig::new().with_idempotency(IdempotencyMode::Ignore),
-    )
-    .await
-    .unwrap();
+    let server = server_ignoring_keys().await;
     let dir = tempfile::tempdir().unwrap();
     let mut options = options();
     options.sync_after_save = true;
@@ -235,7 +222,7 @@ async fn every_public_call_dropped_at_random_points_converges() {
                 // An app shutting down under a deadline, then starting again.
                 dropped += u64::from(tokio::time::timeout(cut, engine.close()).await.is_err());
                 drop(engine);
-                engine = reopen(dir.path(), &server, options.clone()).await;
+                engine = open(dir.path(), &server, options.clone()).await;
             }
         }
     }
@@ -290,9 +277,9 @@ async fn every_public_call_dropped_at_random_points_converges() {
     engine.close().await;
 }
 
-/// Opens the engine again after a close, waiting out the store's lock if
-/// a close dropped half-way still holds it.
-async fn reopen(dir: &Path, server: &ReferenceServer, options: OfflineSyncOptions) -> OfflineSyncEngine {
+/// Opens the engine (again, after a close), waiting out the store's lock
+/// if a close dropped half-way still holds it.
+async fn open(dir: &Path, server: &ReferenceServer, options: OfflineSyncOptions) -> OfflineSyncEngine {
     let deadline = tokio::time::Instant::now() + HANG_GUARD;
     loop {
         match OfflineSync::builder(dir, server.url())
