@@ -21,6 +21,14 @@ fn key(entity: &str, id: &str) -> RecordKey {
     RecordKey::new(entity.parse().unwrap(), id.parse().unwrap())
 }
 
+/// Options of a test that drives syncing itself: no run after saves, no
+/// polling.
+fn manual() -> OfflineSyncOptions {
+    OfflineSyncOptions::default()
+        .sync_after_save(false)
+        .connectivity_check_interval(None)
+}
+
 /// An engine over the seams with tokio's clock (exact under paused time).
 async fn engine_over(
     store: Arc<dyn SyncStore>,
@@ -116,9 +124,7 @@ async fn connectivity_coming_back_ends_auto_syncs_own_retry_wait() {
     let store = Arc::new(MemoryStore::new());
     let server = FakeAdapter::new();
     let monitor = FakeMonitor::new(true);
-    let mut options = OfflineSyncOptions::default();
-    options.sync_after_save = false;
-    options.connectivity_check_interval = None;
+    let mut options = manual();
     options.retry_base_delay = Duration::from_secs(86_400);
     let engine = engine_over(
         store,
@@ -186,9 +192,7 @@ async fn engine_with_resolver(
     let store = Arc::new(MemoryStore::new());
     let server = FakeAdapter::new();
     server.insert(key("tasks", "1"), JsonObject::new());
-    let mut options = OfflineSyncOptions::default();
-    options.sync_after_save = false;
-    options.connectivity_check_interval = None;
+    let options = manual();
     let engine = OfflineSyncEngine::builder(
         store.clone(),
         Arc::new(server.clone()),
@@ -300,9 +304,7 @@ async fn close_lets_the_attempt_in_progress_report_first() {
     let store = Arc::new(MemoryStore::new());
     let server = FakeAdapter::new();
     server.set_latency(Duration::from_millis(500));
-    let mut options = OfflineSyncOptions::default();
-    options.connectivity_check_interval = None;
-    options.sync_after_save = false;
+    let options = manual();
     let engine = engine_over(
         store.clone(),
         Arc::new(server.clone()),
@@ -353,9 +355,7 @@ async fn stopping_auto_sync_mid_request_leaves_nothing_in_flight() {
     let store = Arc::new(MemoryStore::new());
     let server = FakeAdapter::new();
     server.set_latency(Duration::from_millis(500));
-    let mut options = OfflineSyncOptions::default();
-    options.connectivity_check_interval = None;
-    options.sync_after_save = false;
+    let options = manual();
     let engine = engine_over(
         store.clone(),
         Arc::new(server.clone()),
@@ -402,9 +402,7 @@ async fn a_clock_moved_back_does_not_hold_saved_items() {
     let store = Arc::new(MemoryStore::new());
     let server = FakeAdapter::new();
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)));
-    let mut options = OfflineSyncOptions::default();
-    options.sync_after_save = false;
-    options.connectivity_check_interval = None;
+    let options = manual();
     let engine =
         OfflineSyncEngine::builder(store, Arc::new(server.clone()), Arc::new(FakeMonitor::new(true)))
             .options(options)
@@ -567,9 +565,7 @@ async fn watch_streams_outlive_failed_reads_and_show_every_change_of_an_item() {
         panic_next_claim: AtomicBool::new(false),
     });
     let server = FakeAdapter::new();
-    let mut options = OfflineSyncOptions::default();
-    options.sync_after_save = false;
-    options.connectivity_check_interval = None;
+    let mut options = manual();
     options.max_retries = 1;
     let engine = engine_over(
         store.clone(),
@@ -763,9 +759,7 @@ impl sync_core::Clock for ShiftedClock {
 async fn auto_sync_alone_does_not_wait_for_a_clock_moved_back() {
     let server = FakeAdapter::new();
     let clock = Arc::new(ShiftedClock::default());
-    let mut options = OfflineSyncOptions::default();
-    options.sync_after_save = false;
-    options.connectivity_check_interval = None;
+    let options = manual();
     let engine = OfflineSyncEngine::builder(
         Arc::new(MemoryStore::new()),
         Arc::new(server.clone()),
@@ -868,9 +862,7 @@ async fn auto_sync_outlives_a_run_that_panicked() {
         panic_next_claim: AtomicBool::new(true),
     });
     let server = FakeAdapter::new();
-    let mut options = OfflineSyncOptions::default();
-    options.sync_after_save = false;
-    options.connectivity_check_interval = None;
+    let options = manual();
     let engine = engine_over(
         store,
         Arc::new(server.clone()),
