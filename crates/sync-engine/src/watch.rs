@@ -306,38 +306,42 @@ where
         let mut events = context.store.subscribe();
         let mut shutdown = context.shutdown.clone();
         let read = || context.store.queue_item(&key);
-        let Some(item) = read_until_ok(&context, &sender, &read).await else {
+        // The item as last seen: a `clear_synced` removes it exactly when
+        // it is synced, with no read.
+        let Some(mut item) = read_until_ok(&context, &sender, &read).await else {
             return;
         };
-        let mut last = view(item);
+        let mut last = view(item.clone());
         if sender.send(last.clone()).await.is_err() {
             return;
         }
         while let Some(burst) = next_or_end(next_burst(&mut events), &sender, &mut shutdown).await {
-            let mut current = None;
             for event in &burst {
                 match event {
-                    StoreEvent::QueueItem { key: changed, item } if *changed == key => {
-                        current = Some(view(item.clone()));
+                    StoreEvent::QueueItem {
+                        key: changed,
+                        item: now,
+                    } if *changed == key => {
+                        item = now.clone();
                     }
-                    StoreEvent::SyncedCleared => {
-                        // Only synced items were removed: re-read whether
-                        // this one was among them.
-                        let Some(item) = read_until_ok(&context, &sender, &read).await else {
-                            return;
-                        };
-                        current = Some(view(item));
+                    StoreEvent::SyncedCleared
+                        if item
+                            .as_ref()
+                            .is_some_and(|item| item.status == SyncStatus::Synced) =>
+                    {
+                        item = None;
                     }
                     StoreEvent::Lagged => {
-                        let Some(item) = read_until_ok(&context, &sender, &read).await else {
+                        let Some(fresh) = read_until_ok(&context, &sender, &read).await else {
                             return;
                         };
-                        current = Some(view(item));
+                        item = fresh;
                     }
                     _ => {}
                 }
             }
-            if let Some(current) = current.filter(|current| *current != last) {
+            let current = view(item.clone());
+            if current != last {
                 last = current.clone();
                 if sender.send(current).await.is_err() {
                     return;

@@ -885,3 +885,41 @@ async fn auto_sync_outlives_a_run_that_panicked() {
     assert_eq!(server.methods_for(&key("tasks", "1")), ["POST"]);
     engine.close().await;
 }
+
+/// `clear_synced` removes a synced item from its item streams (`None`) and
+/// leaves an unsynced one alone.
+#[tokio::test(start_paused = true)]
+async fn item_streams_follow_clear_synced() {
+    let engine = engine_over(
+        Arc::new(MemoryStore::new()),
+        Arc::new(FakeAdapter::new()),
+        Arc::new(FakeMonitor::new(true)),
+        manual(),
+    )
+    .await;
+    engine
+        .save("tasks", "1", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    engine.sync_manager().sync_now().await.unwrap();
+    engine
+        .save("tasks", "2", json!({"v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    let mut synced = engine.watch_queue_item("tasks", "1").unwrap();
+    let mut synced_status = engine.watch_item_status("tasks", "1").unwrap();
+    let mut pending = engine.watch_item_status("tasks", "2").unwrap();
+    assert_eq!(next(&mut synced).await.unwrap().status, SyncStatus::Synced);
+    assert_eq!(next(&mut synced_status).await, Some(SyncStatus::Synced));
+    assert_eq!(next(&mut pending).await, Some(SyncStatus::Pending));
+    assert_eq!(engine.clear_synced().await.unwrap(), 1);
+    assert_eq!(next(&mut synced).await, None);
+    assert_eq!(next(&mut synced_status).await, None);
+    // The pending item's stream has nothing new to say.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), pending.next())
+            .await
+            .is_err()
+    );
+    engine.close().await;
+}
