@@ -14,15 +14,22 @@ use crate::model::{JsonObject, SyncOperation, SyncQueueItem, SyncStatus};
 /// The requests an attempt makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendPlan {
-    /// `POST` the payload: the server is known not to have the record.
+    /// `POST` the payload: the server is known not to have the record. An
+    /// "already exists" answer means it has it after all: the payload is
+    /// sent as an update in the same attempt.
     Create,
     /// Fetch the record first; `PUT` if it exists, `POST` if not. Used when
     /// an earlier attempt may have created it, so no duplicate is posted.
     CreateIfAbsent,
     /// `PUT` the payload.
     Update,
-    /// `DELETE` the record; "not found" counts as done.
+    /// `DELETE` a record the server is known to hold. A "not found" answer
+    /// is checked with a fetch, since a wrong route answers 404 too: done
+    /// when the fetch finds nothing, parked when it finds the record.
     Delete,
+    /// `DELETE` again after an attempt that may have applied: "not found"
+    /// counts as done.
+    RepeatDelete,
 }
 
 impl SendPlan {
@@ -33,6 +40,7 @@ impl SendPlan {
             SyncOperation::Create if possibly_applied => Self::CreateIfAbsent,
             SyncOperation::Create => Self::Create,
             SyncOperation::Update => Self::Update,
+            SyncOperation::Delete if possibly_applied => Self::RepeatDelete,
             SyncOperation::Delete => Self::Delete,
         }
     }
@@ -98,7 +106,8 @@ pub enum AttemptOutcome {
     },
     /// The server answered that the record does not exist (an update
     /// answered 404): the record is re-created from the local state, since
-    /// the server must end up holding it. Not counted as a failure.
+    /// the server must end up holding it, after a fetch confirms the 404
+    /// (a wrong update route answers 404 too). Not counted as a failure.
     NotFound,
     /// The attempt failed and counts as one.
     Failed {
@@ -178,7 +187,10 @@ pub fn finish_attempt(
             }
         }
         AttemptOutcome::Applied { .. } => relearn(&mut item, view_after(ticket.operation), now),
-        AttemptOutcome::NotFound => relearn(&mut item, ServerView::Absent, now),
+        // A 404 alone proves nothing (a wrong route answers it too), so the
+        // server's state becomes unknown: the re-create fetches first, and
+        // parks if the fetch finds the record.
+        AttemptOutcome::NotFound => relearn(&mut item, ServerView::Unknown, now),
         AttemptOutcome::Failed {
             kind,
             message,

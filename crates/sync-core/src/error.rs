@@ -99,15 +99,22 @@ pub enum ErrorKind {
     /// The server reported a conflict (409, 412): fetch, resolve, retry.
     Conflict,
     /// The server has no such record (an update answered 404 or 410): the
-    /// engine re-creates it from the local state.
+    /// engine checks with a fetch, then re-creates it from the local state.
+    /// A delete answered so is done when it repeats one that may have
+    /// applied, and checked with a fetch otherwise.
     NotFound,
+    /// A create was refused because the server already holds a record with
+    /// this id (a 409 by default; a request shape can declare its own
+    /// answer, such as a 400 with a code in the body). The server has the
+    /// record, so the engine updates it instead, in the same attempt.
+    AlreadyExists,
 }
 
 impl ErrorKind {
     /// Whether retrying the same request can succeed.
     #[must_use]
     pub fn is_retryable(self) -> bool {
-        !matches!(self, Self::Permanent | Self::NotFound)
+        !matches!(self, Self::Permanent | Self::NotFound | Self::AlreadyExists)
     }
 
     /// The lowercase name used in storage and logs.
@@ -119,6 +126,7 @@ impl ErrorKind {
             Self::Permanent => "permanent",
             Self::Conflict => "conflict",
             Self::NotFound => "not_found",
+            Self::AlreadyExists => "already_exists",
         }
     }
 }
@@ -138,6 +146,7 @@ impl std::str::FromStr for ErrorKind {
             "permanent" => Ok(Self::Permanent),
             "conflict" => Ok(Self::Conflict),
             "not_found" => Ok(Self::NotFound),
+            "already_exists" => Ok(Self::AlreadyExists),
             other => Err(ValidationError::UnknownErrorKind(other.to_owned())),
         }
     }
@@ -165,7 +174,8 @@ impl ApiError {
     /// Whether the server may have applied the request defaults from the
     /// kind: `Offline` and `Permanent` were not applied; `Transient` and
     /// `Conflict` may have been (a timeout can hide a success, and a 409 on
-    /// a create usually means the record exists).
+    /// a create usually means the record exists); `AlreadyExists` means the
+    /// server holds the record.
     #[must_use]
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
@@ -174,7 +184,10 @@ impl ApiError {
             status: None,
             retry_after: None,
             request: None,
-            possibly_applied: matches!(kind, ErrorKind::Transient | ErrorKind::Conflict),
+            possibly_applied: matches!(
+                kind,
+                ErrorKind::Transient | ErrorKind::Conflict | ErrorKind::AlreadyExists
+            ),
             source: None,
         }
     }
@@ -490,6 +503,7 @@ mod tests {
             ErrorKind::Permanent,
             ErrorKind::Conflict,
             ErrorKind::NotFound,
+            ErrorKind::AlreadyExists,
         ] {
             assert_eq!(kind.as_str().parse::<ErrorKind>().unwrap(), kind);
         }

@@ -105,7 +105,11 @@ fn send_plan_follows_operation_and_uncertainty() {
         SendPlan::CreateIfAbsent
     );
     assert_eq!(SendPlan::for_item(SyncOperation::Update, true), SendPlan::Update);
-    assert_eq!(SendPlan::for_item(SyncOperation::Delete, true), SendPlan::Delete);
+    assert_eq!(
+        SendPlan::for_item(SyncOperation::Delete, true),
+        SendPlan::RepeatDelete
+    );
+    assert_eq!(SendPlan::for_item(SyncOperation::Delete, false), SendPlan::Delete);
 }
 
 #[test]
@@ -387,15 +391,18 @@ fn late_outcome_of_a_replaced_attempt_changes_nothing() {
     assert_eq!(put(current.queue).status, SyncStatus::Synced);
 }
 
+/// Issue 13: a 404 is not proof that the record is gone (a wrong update
+/// route answers it too), so the re-create fetches first: it parks if the
+/// record is there, and a later delete is sent rather than dropped.
 #[test]
-fn update_answered_not_found_becomes_a_create() {
+fn update_answered_not_found_becomes_a_checked_create() {
     let (claimed, ticket) = claim(&saved(SyncOperation::Update, "a"));
     let plan = finish_attempt(Some(&claimed), &ticket, &AttemptOutcome::NotFound, T1);
     assert!(!plan.stale);
     let after = put(plan.queue);
     assert_eq!(
         (after.operation, after.possibly_applied),
-        (SyncOperation::Create, false)
+        (SyncOperation::Create, true)
     );
     assert_eq!(
         (after.status, after.retry_count),
@@ -403,15 +410,29 @@ fn update_answered_not_found_becomes_a_create() {
         "not a failure"
     );
     assert!(after.is_ready(T1));
-    assert_eq!(begin_attempt(&after, T1).unwrap().1.plan, SendPlan::Create);
+    assert_eq!(
+        begin_attempt(&after, T1).unwrap().1.plan,
+        SendPlan::CreateIfAbsent
+    );
+    // The user deletes the record before the re-create went out: the
+    // delete is sent (the server may hold the record), never dropped.
+    let deleted = save_on(&after, SyncOperation::Delete, "gone");
+    assert_eq!(
+        (deleted.operation, deleted.possibly_applied),
+        (SyncOperation::Delete, true)
+    );
 }
 
 #[test]
-fn not_found_while_a_newer_delete_waits_makes_it_synced() {
+fn not_found_while_a_newer_delete_waits_repeats_the_delete() {
     let (claimed, ticket) = claim(&saved(SyncOperation::Update, "a"));
     let newer = save_on(&claimed, SyncOperation::Delete, "gone");
     let after = put(finish_attempt(Some(&newer), &ticket, &AttemptOutcome::NotFound, T2).queue);
-    assert_eq!((after.status, after.is_in_flight()), (SyncStatus::Synced, false));
+    assert_eq!(
+        (after.status, after.is_in_flight(), after.operation),
+        (SyncStatus::Pending, false, SyncOperation::Delete)
+    );
+    assert_eq!(begin_attempt(&after, T2).unwrap().1.plan, SendPlan::RepeatDelete);
 }
 
 #[test]

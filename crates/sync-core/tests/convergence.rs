@@ -134,7 +134,10 @@ impl Server {
                 *newest = written.max(*newest);
                 self.records.insert(key, ticket.payload.clone());
             }
-            SendPlan::Delete => {
+            SendPlan::Delete if !exists => self.violations.push(format!(
+                "a delete of record {key} not known to be on the server was sent unchecked"
+            )),
+            SendPlan::Delete | SendPlan::RepeatDelete => {
                 self.records.remove(&key);
             }
         }

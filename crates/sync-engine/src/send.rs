@@ -37,27 +37,112 @@ fn applied(
     Sent::Applied(AttemptOutcome::Applied { replace_local_with })
 }
 
-/// A GET found the record, then its update was answered 404: the two
-/// answers contradict each other, so the 404 proves nothing (the update
+/// A GET found the record, then its update (or delete) was answered 404:
+/// the two answers contradict each other, so the 404 proves nothing (the
 /// route or method differs from the adapter's: a server that only knows
 /// `PATCH`, ids compared as numbers). Re-creating the record would put a
-/// copy on the server per edit; the attempt parks instead, with the
+/// copy on the server per edit, and counting the delete as done would
+/// leave the record on the server; the attempt parks instead, with the
 /// record held to be on the server.
-fn contradiction(error: &sync_core::ApiError) -> Sent {
-    let request = error.request().unwrap_or("the update");
+fn contradiction(error: &sync_core::ApiError, operation: &str) -> Sent {
+    let request = error.request().unwrap_or(operation);
     Sent::Failed(
         sync_core::ApiError::new(
             ErrorKind::Permanent,
             format!(
-                "the server holds the record (a GET found it) but answered 404 to {request}: its \
-                 update route or method differs from the adapter's (PATCH only? ids compared as \
-                 numbers?). Nothing was re-created; fix the route, then retry the item"
+                "the server holds the record (a GET found it) but answered {} to {request}: its \
+                 {operation} route or method differs from the adapter's (PATCH only? ids compared \
+                 as numbers? a request shape that declares the wrong \"absent\" answer?). Nothing \
+                 was re-created or counted as done; fix the route, then retry the item",
+                error
+                    .status()
+                    .map_or_else(|| "\"not found\"".to_owned(), |status| status.to_string()),
             ),
         )
-        .with_status(404)
+        .with_status(error.status().unwrap_or(404))
         .with_request(request)
         .with_possibly_applied(true),
     )
+}
+
+/// The result of the requests, before it becomes an outcome: the server's
+/// answer and the resolver's choice, if any.
+type Answer = Result<(Option<JsonObject>, Option<JsonObject>), sync_core::ApiError>;
+
+/// `PUT`s the local state of a record the server holds (a GET found it, or
+/// a create was answered "already exists"); a 404 then contradicts the
+/// earlier answer.
+async fn update_found(adapter: &dyn SyncApiAdapter, ticket: &AttemptTicket) -> Result<Answer, Sent> {
+    let (entity, id) = (&ticket.key.entity, &ticket.key.id);
+    match adapter
+        .update(entity, id, &ticket.payload, &ticket.operation_id)
+        .await
+    {
+        Err(error) if error.kind() == ErrorKind::NotFound => Err(contradiction(&error, "update")),
+        updated => Ok(updated.map(|data| (data, None))),
+    }
+}
+
+/// `POST`s the record; an "already exists" answer means the server holds
+/// it after all (an earlier attempt whose answer was lost, a server that
+/// ignores idempotency keys), so the local state is sent as an update.
+///
+/// Should that update be answered "not found", the server contradicts
+/// itself; a GET decides: found, the update route is wrong (parked, as
+/// after any GET that found the record); absent, the "already exists" was
+/// about something else (another unique field, a record deleted since),
+/// so the attempt fails as a conflict, possibly applied, and the next one
+/// checks before it creates.
+async fn create(adapter: &dyn SyncApiAdapter, ticket: &AttemptTicket) -> Result<Answer, Sent> {
+    let (entity, id) = (&ticket.key.entity, &ticket.key.id);
+    let exists = match adapter
+        .create(entity, id, &ticket.payload, &ticket.operation_id)
+        .await
+    {
+        Err(error) if error.kind() == ErrorKind::AlreadyExists => error,
+        created => return Ok(created.map(|data| (data, None))),
+    };
+    match adapter
+        .update(entity, id, &ticket.payload, &ticket.operation_id)
+        .await
+    {
+        Err(error) if error.kind() == ErrorKind::NotFound => match adapter.fetch_remote(entity, id).await {
+            Ok(Some(_)) => Err(contradiction(&error, "update")),
+            Ok(None) => Ok(Err(sync_core::ApiError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{}, yet an update found no such record: the server's \"already exists\" was \
+                     about something else; retried, checking first",
+                    exists.message()
+                ),
+            )
+            .with_status(exists.status().unwrap_or(409))
+            .with_request(exists.request().unwrap_or("the create").to_owned())
+            .with_possibly_applied(true))),
+            Err(fetch_error) => Ok(Err(fetch_error.with_possibly_applied(true))),
+        },
+        updated => Ok(updated.map(|data| (data, None))),
+    }
+}
+
+/// `DELETE`s the record. A "not found" answer counts as done when it
+/// repeats a delete that may have applied; otherwise a GET must confirm
+/// it, since a wrong route answers 404 too.
+async fn delete(adapter: &dyn SyncApiAdapter, ticket: &AttemptTicket) -> Result<Answer, Sent> {
+    let (entity, id) = (&ticket.key.entity, &ticket.key.id);
+    match adapter.delete(entity, id, &ticket.operation_id).await {
+        Err(error) if error.kind() == ErrorKind::NotFound => {
+            if ticket.plan == SendPlan::RepeatDelete {
+                return Ok(Ok((None, None)));
+            }
+            match adapter.fetch_remote(entity, id).await {
+                Ok(None) => Ok(Ok((None, None))),
+                Ok(Some(_)) => Err(contradiction(&error, "delete")),
+                Err(fetch_error) => Ok(Err(fetch_error)),
+            }
+        }
+        deleted => Ok(deleted.map(|()| (None, None))),
+    }
 }
 
 /// Sends `ticket` according to its plan.
@@ -69,35 +154,28 @@ pub(crate) async fn send(
     let (entity, id) = (&ticket.key.entity, &ticket.key.id);
     let local = &ticket.payload;
     let result = match ticket.plan {
-        SendPlan::Create => adapter
-            .create(entity, id, local, &ticket.operation_id)
-            .await
-            .map(|data| (data, None)),
+        SendPlan::Create => create(adapter, ticket).await,
         SendPlan::CreateIfAbsent => match adapter.fetch_remote(entity, id).await {
             // An earlier attempt (ours) may have created it: send the local
             // state over it. The resolver is not asked, since the copy found
             // is most likely our own older write, not someone else's.
-            Ok(Some(_)) => match adapter.update(entity, id, local, &ticket.operation_id).await {
-                Err(error) if error.kind() == ErrorKind::NotFound => return contradiction(&error),
-                updated => updated.map(|data| (data, None)),
-            },
-            Ok(None) => adapter
-                .create(entity, id, local, &ticket.operation_id)
-                .await
-                .map(|data| (data, None)),
-            Err(error) => Err(error),
+            Ok(Some(_)) => update_found(adapter, ticket).await,
+            Ok(None) => create(adapter, ticket).await,
+            Err(error) => Ok(Err(error)),
         },
         SendPlan::Update => match resolver {
-            None => adapter
+            None => Ok(adapter
                 .update(entity, id, local, &ticket.operation_id)
                 .await
-                .map(|data| (data, None)),
+                .map(|data| (data, None))),
             Some(resolver) => match adapter.fetch_remote(entity, id).await {
                 Ok(None) => return Sent::NotFound,
                 Ok(Some(remote)) => match resolver.resolve(local, &remote).await {
                     Ok(resolved) => match adapter.update(entity, id, &resolved, &ticket.operation_id).await {
-                        Err(error) if error.kind() == ErrorKind::NotFound => return contradiction(&error),
-                        updated => updated.map(|data| (data, Some(resolved))),
+                        Err(error) if error.kind() == ErrorKind::NotFound => {
+                            Err(contradiction(&error, "update"))
+                        }
+                        updated => Ok(updated.map(|data| (data, Some(resolved)))),
                     },
                     Err(error) => {
                         return Sent::Failed(sync_core::ApiError::new(
@@ -106,24 +184,22 @@ pub(crate) async fn send(
                         ));
                     }
                 },
-                Err(error) => Err(error),
+                Err(error) => Ok(Err(error)),
             },
         },
-        SendPlan::Delete => adapter
-            .delete(entity, id, &ticket.operation_id)
-            .await
-            .map(|()| (None, None)),
+        SendPlan::Delete | SendPlan::RepeatDelete => delete(adapter, ticket).await,
     };
     match result {
-        Ok((server, resolved)) => applied(server, resolved, local, id),
+        Err(decided) => decided,
+        Ok(Ok((server, resolved))) => applied(server, resolved, local, id),
         // An update (or the update of a checked create) found nothing.
-        Err(error)
+        Ok(Err(error))
             if error.kind() == ErrorKind::NotFound
                 && matches!(ticket.plan, SendPlan::Update | SendPlan::CreateIfAbsent) =>
         {
             Sent::NotFound
         }
-        Err(error) => Sent::Failed(error),
+        Ok(Err(error)) => Sent::Failed(error),
     }
 }
 

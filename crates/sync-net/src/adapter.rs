@@ -2,18 +2,19 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::header::USER_AGENT;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use sync_core::{ApiError, EntityName, ErrorKind, JsonObject, OperationId, RecordId, SyncApiAdapter};
 
+use crate::answers::captive_portal;
 use crate::client::{self, HttpClient, Trust};
-use crate::error::{NetError, classify_status, classify_transport, excerpt, parse_retry_after};
-use crate::url::{BaseUrl, default_path, encode_query_value, encode_segment};
+use crate::error::NetError;
+use crate::shape::{AnswerShape, RequestKind, RequestShape};
+use crate::url::BaseUrl;
 
 /// Supplies per-request headers (such as `Authorization`) and refreshes
 /// credentials when the server answers 401.
@@ -50,17 +51,19 @@ pub type PathBuilder = dyn Fn(&EntityName, Option<&RecordId>) -> String + Send +
 /// The default `Idempotency-Key` header name.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
-struct Config {
-    base: BaseUrl,
-    default_headers: HeaderMap,
-    request_timeout: Duration,
-    auth: Option<Arc<dyn AuthHook>>,
-    auth_hook_timeout: Duration,
-    path_builder: Arc<PathBuilder>,
-    default_routes: bool,
-    idempotency_header: Option<HeaderName>,
-    max_response_bytes: usize,
-    include_response_body: bool,
+pub(crate) struct Config {
+    pub(crate) base: BaseUrl,
+    pub(crate) default_headers: HeaderMap,
+    pub(crate) request_timeout: Duration,
+    pub(crate) auth: Option<Arc<dyn AuthHook>>,
+    pub(crate) auth_hook_timeout: Duration,
+    /// The shape of every entity without one of its own.
+    pub(crate) shape: Arc<RequestShape>,
+    /// Entities with a shape of their own.
+    pub(crate) entity_shapes: std::collections::HashMap<String, Arc<RequestShape>>,
+    pub(crate) idempotency_header: Option<HeaderName>,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) include_response_body: bool,
 }
 
 /// REST adapter: `POST /{entity}`, `PUT /{entity}/{id}`,
@@ -95,8 +98,8 @@ struct Config {
 /// Cloning is cheap and shares the connection pool.
 #[derive(Clone)]
 pub struct HttpSyncApiAdapter {
-    client: HttpClient,
-    config: Arc<Config>,
+    pub(crate) client: HttpClient,
+    pub(crate) config: Arc<Config>,
 }
 
 impl fmt::Debug for HttpSyncApiAdapter {
@@ -119,7 +122,8 @@ pub struct HttpSyncApiAdapterBuilder {
     user_agent: String,
     auth: Option<Arc<dyn AuthHook>>,
     auth_hook_timeout: Duration,
-    path_builder: Option<Arc<PathBuilder>>,
+    shape: RequestShape,
+    entity_shapes: Vec<(String, RequestShape)>,
     idempotency_header: Option<String>,
     trust: Trust,
     root_certificates: Vec<Vec<u8>>,
@@ -138,7 +142,8 @@ impl HttpSyncApiAdapter {
             user_agent: concat!("offline-sync/", env!("CARGO_PKG_VERSION")).to_owned(),
             auth: None,
             auth_hook_timeout: Duration::from_secs(30),
-            path_builder: None,
+            shape: RequestShape::rest(),
+            entity_shapes: Vec::new(),
             idempotency_header: Some(IDEMPOTENCY_KEY.to_owned()),
             trust: Trust::default(),
             root_certificates: Vec::new(),
@@ -192,12 +197,29 @@ impl HttpSyncApiAdapterBuilder {
         self
     }
 
-    /// Replaces the default routes. Default [`default_path`].
+    /// Replaces the routes of every request of every entity without a
+    /// shape of its own. Default [`crate::default_path`]. A shorthand for a
+    /// [`RequestShape::route_fn`] that ignores the request kind.
     pub fn path_builder(
         mut self,
         builder: impl Fn(&EntityName, Option<&RecordId>) -> String + Send + Sync + 'static,
     ) -> Self {
-        self.path_builder = Some(Arc::new(builder));
+        self.shape = self.shape.route_fn(move |_, entity, id| builder(entity, id));
+        self
+    }
+
+    /// How every entity without a shape of its own is spoken to (methods,
+    /// routes, headers per request, the answers meaning "absent" and
+    /// "already exists", body, answer, id field). Default
+    /// [`RequestShape::rest`]; the presets name the servers they fit.
+    pub fn shape(mut self, shape: RequestShape) -> Self {
+        self.shape = shape;
+        self
+    }
+
+    /// How one entity is spoken to, overriding [`Self::shape`] for it.
+    pub fn entity_shape(mut self, entity: impl Into<String>, shape: RequestShape) -> Self {
+        self.entity_shapes.push((entity.into(), shape));
         self
     }
 
@@ -281,6 +303,17 @@ impl HttpSyncApiAdapterBuilder {
                 .extra_roots
                 .extend(client::parse_certificates(certificate)?);
         }
+        let bad_shape = |entity: Option<&str>, reason: String| NetError::InvalidShape {
+            entity: entity.map(str::to_owned),
+            reason,
+        };
+        self.shape.check().map_err(|reason| bad_shape(None, reason))?;
+        let mut entity_shapes = std::collections::HashMap::new();
+        for (entity, shape) in self.entity_shapes {
+            EntityName::new(entity.as_str()).map_err(|error| bad_shape(Some(&entity), error.to_string()))?;
+            shape.check().map_err(|reason| bad_shape(Some(&entity), reason))?;
+            entity_shapes.insert(entity, Arc::new(shape));
+        }
         let client = client::build(&self.trust, self.connect_timeout)?;
         Ok(HttpSyncApiAdapter {
             client,
@@ -290,8 +323,8 @@ impl HttpSyncApiAdapterBuilder {
                 request_timeout: self.request_timeout,
                 auth: self.auth,
                 auth_hook_timeout: self.auth_hook_timeout,
-                default_routes: self.path_builder.is_none(),
-                path_builder: self.path_builder.unwrap_or_else(|| Arc::new(default_path)),
+                shape: Arc::new(self.shape),
+                entity_shapes,
                 idempotency_header,
                 max_response_bytes: self.max_response_bytes,
                 include_response_body: self.include_response_body,
@@ -300,342 +333,28 @@ impl HttpSyncApiAdapterBuilder {
     }
 }
 
-/// A request's method and path, and its line for errors and logs.
-struct Target {
-    method: Method,
-    /// Relative to the base URL, query included.
-    path: String,
-    /// The method and the path without the query (it may carry secrets)
-    /// and with the record id replaced by `{id}` (ids are personal data in
-    /// many apps), such as `PUT /tasks/{id}`.
-    line: String,
-}
-
-/// What stands for the record id in request lines.
-const ID_PLACEHOLDER: &str = "{id}";
-
-/// Ids this short are replaced only where they make up a whole path
-/// segment: inside a longer segment they would match unrelated text (the
-/// id `1` in `/v1`).
-const MIN_ID_INSIDE_SEGMENT: usize = 4;
-
-/// `path` without its query string.
-fn without_query(path: &str) -> &str {
-    path.split('?').next().unwrap_or(path)
-}
-
-/// `path` (from a path builder of the app's own) with `id` replaced by
-/// [`ID_PLACEHOLDER`], as it stands, percent-encoded or raw: every path
-/// segment equal to it, and for ids of [`MIN_ID_INSIDE_SEGMENT`] bytes or
-/// more every occurrence (`/notes/{id}.json`). Replacing too much only
-/// makes the line less precise; leaving the id would leak it.
-fn redact_id(path: &str, id: &str) -> String {
-    let forms = [encode_segment(id), encode_query_value(id), id.to_owned()];
-    let mut redacted = path
-        .split('/')
-        .map(|segment| {
-            if forms.iter().any(|form| form == segment) {
-                ID_PLACEHOLDER
-            } else {
-                segment
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/");
-    for form in &forms {
-        if form.len() >= MIN_ID_INSIDE_SEGMENT {
-            redacted = redacted.replace(form.as_str(), ID_PLACEHOLDER);
-        }
-    }
-    redacted
-}
-
-/// Whether the answer is a web page: typed `text/html` and starting with
-/// markup. Many frameworks type a plain `OK` as `text/html` too (Express's
-/// `res.send`, Flask, Django, PHP): that is an acknowledgement, not a page.
-fn is_html_page(headers: &HeaderMap, body: &[u8]) -> bool {
-    let typed_html = headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("text/html"));
-    let markup = body
-        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
-        .unwrap_or(body)
-        .iter()
-        .find(|byte| !byte.is_ascii_whitespace())
-        .is_some_and(|first| *first == b'<');
-    typed_html && markup
-}
-
-/// The transient error for a 2xx answer that is a web page (see
-/// [`is_html_page`]), `None` for any other answer.
-fn captive_portal(response: &Response, line: &str, possibly_applied: bool) -> Option<ApiError> {
-    if !is_html_page(&response.headers, &response.body) {
-        return None;
-    }
-    let status = response.status.as_u16();
-    Some(
-        ApiError::new(
-            ErrorKind::Transient,
-            format!(
-                "HTTP {status} with an HTML page: a captive portal or a proxy's login page? Not \
-                 counted as an answer of the API; retried"
-            ),
-        )
-        .with_status(status)
-        .with_request(line)
-        .with_possibly_applied(possibly_applied),
-    )
-}
-
-/// A response that arrived in full.
-struct Response {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
 impl HttpSyncApiAdapter {
-    /// Where a request for `entity` (and `id`) goes, and how errors name it.
-    fn target(&self, method: Method, entity: &EntityName, id: Option<&RecordId>) -> Result<Target, ApiError> {
-        if self.config.default_routes {
-            // Many servers resolve `%2E%2E` as `..`: no encoding keeps these
-            // inside their entity's path, so they are refused.
-            let dot = |value: &str| value == "." || value == "..";
-            if dot(entity.as_str()) || id.is_some_and(|id| dot(id.as_str())) {
-                return Err(ApiError::new(
-                    ErrorKind::Permanent,
-                    "the entity name or id \".\" or \"..\" cannot be sent as a URL path segment: \
-                     rename it, or configure a path builder that sends it in the query string",
-                ));
-            }
-        }
-        let path = (self.config.path_builder)(entity, id);
-        let shown = match id {
-            None => without_query(&path).to_owned(),
-            // The default route ends with the id and holds it nowhere else.
-            Some(_) if self.config.default_routes => {
-                format!("{}/{ID_PLACEHOLDER}", default_path(entity, None))
-            }
-            Some(id) => redact_id(without_query(&path), id.as_str()),
-        };
-        Ok(Target {
-            line: format!("{method} {shown}"),
-            method,
-            path,
-        })
+    /// The shape `entity` is spoken to with.
+    fn shape_of(&self, entity: &EntityName) -> &RequestShape {
+        self.config
+            .entity_shapes
+            .get(entity.as_str())
+            .unwrap_or(&self.config.shape)
     }
 
-    /// Sends one request, retrying once after a 401 if an auth hook can
-    /// refresh; returns the response whatever its status.
-    async fn send(
-        &self,
-        target: &Target,
-        body: Option<Bytes>,
-        operation_id: Option<&OperationId>,
-    ) -> Result<Response, ApiError> {
-        let response = self.send_once(target, body.clone(), operation_id).await?;
-        if response.status != StatusCode::UNAUTHORIZED {
-            return Ok(response);
-        }
-        let Some(auth) = &self.config.auth else {
-            return Ok(response);
-        };
-        self.bounded_hook("refresh()", &target.line, auth.refresh())
-            .await?;
-        self.send_once(target, body, operation_id).await
-    }
-
-    async fn send_once(
-        &self,
-        target: &Target,
-        body: Option<Bytes>,
-        operation_id: Option<&OperationId>,
-    ) -> Result<Response, ApiError> {
-        let Target { method, path, line } = target;
-        let uri = self
-            .config
-            .base
-            .join(path)
-            .map_err(|reason| ApiError::new(ErrorKind::Permanent, reason).with_request(line.as_str()))?;
-        let mut request = Request::builder().method(method.clone()).uri(uri);
-        if let Some(headers) = request.headers_mut() {
-            headers.extend(self.config.default_headers.clone());
-            // The app's own `Accept` (a vendor or versioned media type)
-            // stands; JSON otherwise.
-            if !headers.contains_key(ACCEPT) {
-                headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-            }
-            if body.is_some() {
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            }
-            if let (Some(name), Some(id)) = (&self.config.idempotency_header, operation_id)
-                && let Ok(value) = HeaderValue::try_from(id.as_str())
-            {
-                headers.insert(name.clone(), value);
-            }
-            if let Some(auth) = &self.config.auth {
-                let mut extra = self.bounded_hook("headers()", line, auth.headers()).await?;
-                for value in extra.values_mut() {
-                    value.set_sensitive(true);
-                }
-                headers.extend(extra);
-            }
-        }
-        let request = request
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|error| {
-                ApiError::new(ErrorKind::Permanent, format!("cannot build the request: {error}"))
-                    .with_request(line.as_str())
-            })?;
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|error| classify_transport(&error, line))?;
-            let (parts, body) = response.into_parts();
-            let collected = Limited::new(body, self.config.max_response_bytes).collect().await.map_err(|error| {
-                let too_large = error.downcast_ref::<http_body_util::LengthLimitError>().is_some();
-                let message = if too_large {
-                    format!(
-                        "the response is larger than {} bytes: raise max_response_bytes or fix the server",
-                        self.config.max_response_bytes
-                    )
-                } else {
-                    format!("the response body broke off: {error}")
-                };
-                ApiError::new(ErrorKind::Transient, message).with_status(parts.status.as_u16()).with_request(line.as_str())
-            })?;
-            Ok(Response {
-                status: parts.status,
-                headers: parts.headers,
-                body: collected.to_bytes(),
-            })
-        };
-        match tokio::time::timeout(self.config.request_timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(ApiError::new(
-                ErrorKind::Transient,
-                format!(
-                    "no complete response within {} ms; the server may have applied the request",
-                    self.config.request_timeout.as_millis()
-                ),
-            )
-            .with_request(line.as_str())),
-        }
-    }
-
-    /// Runs a call of the auth hook within its time limit.
-    async fn bounded_hook<T>(
-        &self,
-        call: &str,
-        line: &str,
-        hook: impl Future<Output = Result<T, ApiError>>,
-    ) -> Result<T, ApiError> {
-        let limit = self.config.auth_hook_timeout;
-        tokio::time::timeout(limit, hook).await.unwrap_or_else(|_| {
-            Err(ApiError::new(
-                ErrorKind::Transient,
-                format!(
-                    "the auth hook's {call} did not return within {} ms, so the request was not \
-                     sent with its credentials and nothing was applied (raise auth_hook_timeout if \
-                     getting credentials takes longer)",
-                    limit.as_millis()
-                ),
-            )
-            .with_request(line)
-            .with_possibly_applied(false))
-        })
-    }
-
-    /// Appends the start of a response body to an error message, when the
-    /// app opted in ([`HttpSyncApiAdapterBuilder::include_response_body_in_errors`]).
-    fn append_body(&self, message: &mut String, body: &[u8]) {
-        if self.config.include_response_body && !body.iter().all(u8::is_ascii_whitespace) {
-            message.push_str(": ");
-            message.push_str(&excerpt(body));
-        }
-    }
-
-    /// The error for a non-success response: its status, and the start of
-    /// its body only when the app opted in.
-    fn status_error(&self, response: &Response, line: &str) -> ApiError {
-        let status = response.status.as_u16();
-        let (kind, possibly_applied) = classify_status(status).unwrap_or((ErrorKind::Permanent, false));
-        let reason = response.status.canonical_reason().unwrap_or("unknown status");
-        let mut message = format!("HTTP {status} {reason}");
-        self.append_body(&mut message, &response.body);
-        let mut error = ApiError::new(kind, message)
-            .with_status(status)
-            .with_request(line)
-            .with_possibly_applied(possibly_applied);
-        if kind == ErrorKind::Transient
-            && let Some(delay) = response
-                .headers
-                .get(RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| parse_retry_after(value, SystemTime::now()))
-        {
-            error = error.with_retry_after(delay);
-        }
-        error
-    }
-
-    /// The server's data from a success response to a write: its JSON
-    /// object, or `None` for any other body.
-    ///
-    /// A 2xx status means the server accepted the change, whatever it
-    /// answered with: many servers send `OK`, `Created`, `[]`, a JSON
-    /// string or nothing at all. Treating such an answer as a failure would
-    /// resend an applied change forever, so it counts as applied and the
-    /// local document is kept as it is.
-    fn write_answer(response: &Response) -> Option<JsonObject> {
-        match serde_json::from_slice::<serde_json::Value>(&response.body) {
-            Ok(serde_json::Value::Object(object)) => Some(object),
-            _ => None,
-        }
-    }
-
-    /// The record from a success response to a fetch: it must be a JSON
-    /// object.
-    ///
-    /// Anything else (an empty body, text, an array) is a server or route
-    /// that does not follow the contract, such as a web app's catch-all page
-    /// answering 200 at the record's path. Sending the same `GET` again
-    /// would get the same answer, so it is a permanent error (the item is
-    /// parked with this message) rather than a transient one retried
-    /// forever. Nothing was written, so it was not applied.
-    fn fetch_answer(&self, response: &Response, line: &str) -> Result<JsonObject, ApiError> {
-        // A captive portal's page, not the API's answer: ask again later
-        // rather than park the item (nothing was written).
-        if let Some(error) = captive_portal(response, line, false) {
-            return Err(error);
-        }
-        let found = match serde_json::from_slice::<serde_json::Value>(&response.body) {
-            Ok(serde_json::Value::Object(object)) => return Ok(object),
-            _ if response.body.iter().all(u8::is_ascii_whitespace) => "an empty body".to_owned(),
-            Ok(other) => format!("JSON that is {}", sync_core::model::json_type_name(&other)),
-            Err(_) => "a body that is not JSON".to_owned(),
-        };
-        let mut message = format!(
-            "the server answered a fetch with {found}: it must answer with the record as a JSON \
-             object (check the route and the base URL)"
-        );
-        self.append_body(&mut message, &response.body);
-        Err(ApiError::new(ErrorKind::Permanent, message)
-            .with_status(response.status.as_u16())
-            .with_request(line)
-            .with_possibly_applied(false))
-    }
-
+    /// Sends a create or an update of `data` for record `id`.
     async fn write(
         &self,
-        target: &Target,
+        kind: RequestKind,
+        entity: &EntityName,
+        id: &RecordId,
         data: &JsonObject,
         operation_id: &OperationId,
     ) -> Result<Option<JsonObject>, ApiError> {
-        let body = serde_json::to_vec(data).map_err(|error| {
+        let shape = self.shape_of(entity);
+        let route_id = (kind != RequestKind::Create).then_some(id);
+        let target = self.target(shape, kind, entity, route_id)?;
+        let body = serde_json::to_vec(&shape.write_body(data)).map_err(|error| {
             ApiError::new(
                 ErrorKind::Permanent,
                 format!("the payload cannot be serialised: {error}"),
@@ -643,10 +362,10 @@ impl HttpSyncApiAdapter {
             .with_request(target.line.as_str())
         })?;
         let response = self
-            .send(target, Some(Bytes::from(body)), Some(operation_id))
+            .send(&target, Some(Bytes::from(body)), Some(operation_id))
             .await?;
         if !response.status.is_success() {
-            return Err(self.status_error(&response, &target.line));
+            return Err(self.refusal(shape, kind, &response, &target.line));
         }
         // A JSON API does not answer a write with a web page; a captive
         // portal or a proxy's login page on a plain-HTTP link does, and
@@ -654,7 +373,7 @@ impl HttpSyncApiAdapter {
         if let Some(error) = captive_portal(&response, &target.line, true) {
             return Err(error);
         }
-        Ok(Self::write_answer(&response))
+        Self::write_answer(shape, kind, &response, data, id, &target.line)
     }
 }
 
@@ -663,25 +382,12 @@ impl SyncApiAdapter for HttpSyncApiAdapter {
     async fn create(
         &self,
         entity: &EntityName,
-        _id: &RecordId,
+        id: &RecordId,
         data: &JsonObject,
         operation_id: &OperationId,
     ) -> Result<Option<JsonObject>, ApiError> {
-        let target = self.target(Method::POST, entity, None)?;
-        self.write(&target, data, operation_id).await.map_err(|error| {
-            // A missing collection route is a configuration problem, not a
-            // missing record.
-            if error.kind() == ErrorKind::NotFound {
-                ApiError::new(
-                    ErrorKind::Permanent,
-                    format!("{}: check the base URL and routes", error.message()),
-                )
-                .with_status(error.status().unwrap_or(404))
-                .with_request(error.request().unwrap_or_default().to_owned())
-            } else {
-                error
-            }
-        })
+        self.write(RequestKind::Create, entity, id, data, operation_id)
+            .await
     }
 
     async fn update(
@@ -691,8 +397,8 @@ impl SyncApiAdapter for HttpSyncApiAdapter {
         data: &JsonObject,
         operation_id: &OperationId,
     ) -> Result<Option<JsonObject>, ApiError> {
-        let target = self.target(Method::PUT, entity, Some(id))?;
-        self.write(&target, data, operation_id).await
+        self.write(RequestKind::Update, entity, id, data, operation_id)
+            .await
     }
 
     async fn delete(
@@ -701,24 +407,42 @@ impl SyncApiAdapter for HttpSyncApiAdapter {
         id: &RecordId,
         operation_id: &OperationId,
     ) -> Result<(), ApiError> {
-        let target = self.target(Method::DELETE, entity, Some(id))?;
+        let shape = self.shape_of(entity);
+        let target = self.target(shape, RequestKind::Delete, entity, Some(id))?;
         let response = self.send(&target, None, Some(operation_id)).await?;
-        // Gone already is what was asked.
-        if response.status.is_success() || matches!(response.status.as_u16(), 404 | 410) {
-            return Ok(());
+        if !response.status.is_success() {
+            return Err(self.refusal(shape, RequestKind::Delete, &response, &target.line));
         }
-        Err(self.status_error(&response, &target.line))
+        // An array-shaped API answers a delete that matched no row with an
+        // empty array.
+        if shape.answer == AnswerShape::FirstOfArray
+            && matches!(serde_json::from_slice::<serde_json::Value>(&response.body), Ok(serde_json::Value::Array(rows)) if rows.is_empty())
+        {
+            return Err(ApiError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "HTTP {} with an empty array: no record matched",
+                    response.status.as_u16()
+                ),
+            )
+            .with_status(response.status.as_u16())
+            .with_request(target.line.as_str())
+            .with_possibly_applied(false));
+        }
+        Ok(())
     }
 
     async fn fetch_remote(&self, entity: &EntityName, id: &RecordId) -> Result<Option<JsonObject>, ApiError> {
-        let target = self.target(Method::GET, entity, Some(id))?;
+        let shape = self.shape_of(entity);
+        let target = self.target(shape, RequestKind::Fetch, entity, Some(id))?;
         let response = self.send(&target, None, None).await?;
-        if matches!(response.status.as_u16(), 404 | 410) {
-            return Ok(None);
-        }
         if !response.status.is_success() {
-            return Err(self.status_error(&response, &target.line));
+            let error = self.refusal(shape, RequestKind::Fetch, &response, &target.line);
+            return match error.kind() {
+                ErrorKind::NotFound => Ok(None),
+                _ => Err(error),
+            };
         }
-        self.fetch_answer(&response, &target.line).map(Some)
+        self.fetch_answer(shape, &response, &target.line)
     }
 }

@@ -26,6 +26,14 @@ pub enum NetError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A request shape cannot work.
+    #[error("invalid request shape{}: {reason}", entity.as_ref().map(|name| format!(" for entity {name:?}")).unwrap_or_default())]
+    InvalidShape {
+        /// The entity it was given for; `None` for the default shape.
+        entity: Option<String>,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A root certificate could not be parsed.
     #[error("invalid root certificate: {0}: pass a PEM or DER encoded X.509 certificate")]
     InvalidCertificate(String),

@@ -22,9 +22,12 @@
 #![deny(missing_docs)]
 
 mod adapter;
+mod answers;
 mod client;
 mod connectivity;
 mod error;
+mod exchange;
+mod shape;
 mod url;
 
 pub use adapter::{AuthHook, HttpSyncApiAdapter, HttpSyncApiAdapterBuilder, IDEMPOTENCY_KEY, PathBuilder};
@@ -33,4 +36,7 @@ pub use connectivity::{
     public_check_options,
 };
 pub use error::NetError;
+pub use shape::{
+    AnswerMatch, AnswerShape, BodyShape, HttpMethod, IdType, RequestKind, RequestShape, RouteFn,
+};
 pub use url::{default_path, encode_query_value, encode_segment};

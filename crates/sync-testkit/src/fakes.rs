@@ -98,6 +98,11 @@ impl FakeAdapter {
         self.lock().records.insert(key, data);
     }
 
+    /// Removes a record from the server, as another client would.
+    pub fn remove(&self, key: &RecordKey) {
+        self.lock().records.remove(key);
+    }
+
     /// The server's records.
     #[must_use]
     pub fn records(&self) -> BTreeMap<RecordKey, JsonObject> {
@@ -204,7 +209,7 @@ impl SyncApiAdapter for FakeAdapter {
         let record = key(entity, id);
         self.handle("POST", record.clone(), Some(operation_id), |records, stamped| {
             if records.contains_key(&record) {
-                return Err(ApiError::new(ErrorKind::Conflict, "duplicate id").with_status(409));
+                return Err(ApiError::new(ErrorKind::AlreadyExists, "duplicate id").with_status(409));
             }
             let stored = stamped(data);
             records.insert(record, stored.clone());
@@ -239,10 +244,15 @@ impl SyncApiAdapter for FakeAdapter {
     ) -> Result<(), ApiError> {
         self.delay().await;
         let record = key(entity, id);
-        self.handle("DELETE", record.clone(), Some(operation_id), |records, _| {
-            records.remove(&record);
-            Ok(None)
-        })
+        self.handle(
+            "DELETE",
+            record.clone(),
+            Some(operation_id),
+            |records, _| match records.remove(&record) {
+                Some(_) => Ok(None),
+                None => Err(ApiError::new(ErrorKind::NotFound, "no such record").with_status(404)),
+            },
+        )
         .map(drop)
     }
 

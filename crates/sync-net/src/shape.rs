@@ -1,0 +1,953 @@
+//! [`RequestShape`]: how one entity is spoken to, declared per request kind
+//! (method, route, headers, the answers that mean "absent" and "already
+//! exists"), with the body, the answer and the id field; and presets for
+//! the servers apps meet most.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+use sync_core::{EntityName, JsonObject, RecordId};
+
+use crate::url::{encode_query_value, encode_segment};
+
+/// What a request is for.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// Creating a record (`POST /{entity}` by default).
+    Create,
+    /// Updating a record (`PUT /{entity}/{id}` by default).
+    Update,
+    /// Deleting a record (`DELETE /{entity}/{id}` by default).
+    Delete,
+    /// Fetching one record (`GET /{entity}/{id}` by default), to check
+    /// whether an earlier create reached the server or to resolve a
+    /// conflict.
+    Fetch,
+}
+
+impl RequestKind {
+    /// All kinds, in a fixed order.
+    pub const ALL: [Self; 4] = [Self::Create, Self::Update, Self::Delete, Self::Fetch];
+
+    /// The lowercase name used in messages.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Fetch => "fetch",
+        }
+    }
+}
+
+impl fmt::Display for RequestKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An HTTP method a request shape can use.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpMethod {
+    /// `GET`.
+    Get,
+    /// `POST`.
+    Post,
+    /// `PUT`.
+    Put,
+    /// `PATCH`.
+    Patch,
+    /// `DELETE`.
+    Delete,
+}
+
+impl HttpMethod {
+    pub(crate) fn to_http(self) -> http::Method {
+        match self {
+            Self::Get => http::Method::GET,
+            Self::Post => http::Method::POST,
+            Self::Put => http::Method::PUT,
+            Self::Patch => http::Method::PATCH,
+            Self::Delete => http::Method::DELETE,
+        }
+    }
+}
+
+/// What the body of a declared answer must hold, beyond its status.
+#[derive(Debug, Clone, PartialEq)]
+enum BodyTest {
+    /// The JSON value at a pointer (RFC 6901) is this string, or a number
+    /// or boolean written the same way.
+    FieldEquals(String, String),
+    /// The JSON body has a value at this pointer.
+    FieldPresent(String),
+    /// The body contains this text.
+    Contains(String),
+}
+
+/// A server answer a shape declares: a status, optionally with something in
+/// its body (a code, a field, a phrase), so that only the server's own
+/// "absent" or "already exists" answer counts, not a wrong route's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnswerMatch {
+    status: u16,
+    body: Option<BodyTest>,
+}
+
+impl AnswerMatch {
+    /// Any answer with this status.
+    #[must_use]
+    pub fn status(status: u16) -> Self {
+        Self { status, body: None }
+    }
+
+    /// Only when the JSON value at `pointer` (RFC 6901, such as
+    /// `/errors/0/extensions/code`) is `value` (a string, or a number or
+    /// boolean written the same way).
+    #[must_use]
+    pub fn with_body_field(mut self, pointer: impl Into<String>, value: impl Into<String>) -> Self {
+        self.body = Some(BodyTest::FieldEquals(pointer.into(), value.into()));
+        self
+    }
+
+    /// Only when the JSON body has a value at `pointer` (such as DRF's
+    /// `/detail`, which a wrong route's HTML page lacks).
+    #[must_use]
+    pub fn with_body_field_present(mut self, pointer: impl Into<String>) -> Self {
+        self.body = Some(BodyTest::FieldPresent(pointer.into()));
+        self
+    }
+
+    /// Only when the body contains `text`.
+    #[must_use]
+    pub fn with_body_containing(mut self, text: impl Into<String>) -> Self {
+        self.body = Some(BodyTest::Contains(text.into()));
+        self
+    }
+
+    /// Whether an answer is this one.
+    #[must_use]
+    pub fn matches(&self, status: u16, body: &[u8]) -> bool {
+        if status != self.status {
+            return false;
+        }
+        let json = || serde_json::from_slice::<Value>(body).ok();
+        match &self.body {
+            None => true,
+            Some(BodyTest::Contains(text)) => String::from_utf8_lossy(body).contains(text.as_str()),
+            Some(BodyTest::FieldPresent(pointer)) => {
+                json().is_some_and(|value| value.pointer(pointer).is_some())
+            }
+            Some(BodyTest::FieldEquals(pointer, expected)) => json().is_some_and(|value| {
+                value
+                    .pointer(pointer)
+                    .is_some_and(|found| scalar_text(found).as_deref() == Some(expected.as_str()))
+            }),
+        }
+    }
+}
+
+/// A string, number or boolean as text; `None` for anything else.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+/// Maps an entity and an optional id to a path (with an optional query),
+/// relative to the base URL, knowing the request it builds for; it must
+/// start with `/`. Use [`crate::encode_segment`] and
+/// [`crate::encode_query_value`] on the parts.
+pub type RouteFn = dyn Fn(RequestKind, &EntityName, Option<&RecordId>) -> String + Send + Sync;
+
+/// Where a request goes, relative to the base URL.
+#[derive(Clone)]
+pub(crate) enum Route {
+    /// A template such as `/{entity}/records/{id}` or
+    /// `/{entity}?id=eq.{id}`: the placeholders are percent-encoded, as a
+    /// path segment before the `?` and as a query value after it.
+    Template(String),
+    /// The app's own function.
+    Custom(Arc<RouteFn>),
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Template(template) => f.debug_tuple("Template").field(template).finish(),
+            Self::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+impl Route {
+    /// The path for `entity` and `id`, and the same path with the id shown
+    /// as `{id}` (for error messages), or `None` when this route renders the
+    /// id in a way only the adapter's redaction can hide.
+    pub(crate) fn render(&self, kind: RequestKind, entity: &EntityName, id: Option<&RecordId>) -> Rendered {
+        match self {
+            Self::Custom(route) => Rendered {
+                path: route(kind, entity, id),
+                shown: None,
+            },
+            Self::Template(template) => {
+                let fill = |id_text: Option<&str>, encode_id: bool| {
+                    let (path, query) = match template.split_once('?') {
+                        Some((path, query)) => (path, Some(query)),
+                        None => (template.as_str(), None),
+                    };
+                    let entity_segment = encode_segment(entity.as_str());
+                    let id_value = |encode: fn(&str) -> String| match (id_text, encode_id) {
+                        (Some(text), true) => encode(text),
+                        (Some(text), false) => text.to_owned(),
+                        (None, _) => String::new(),
+                    };
+                    let mut out = path
+                        .replace("{entity}", &entity_segment)
+                        .replace("{id}", &id_value(encode_segment));
+                    if let Some(query) = query {
+                        out.push('?');
+                        out.push_str(
+                            &query
+                                .replace("{entity}", &encode_query_value(entity.as_str()))
+                                .replace("{id}", &id_value(encode_query_value)),
+                        );
+                    }
+                    out
+                };
+                Rendered {
+                    path: fill(id.map(RecordId::as_str), true),
+                    shown: Some(fill(id.map(|_| "{id}"), false)),
+                }
+            }
+        }
+    }
+}
+
+/// A rendered route.
+pub(crate) struct Rendered {
+    pub(crate) path: String,
+    /// The path with `{id}` in place of the id; `None` for custom routes.
+    pub(crate) shown: Option<String>,
+}
+
+/// How one kind of request is sent and its answers read.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestSpec {
+    pub(crate) method: HttpMethod,
+    pub(crate) route: Route,
+    /// Extra headers, sent on this kind of request only.
+    pub(crate) headers: Vec<(String, String)>,
+    /// Answers meaning the server has no such record.
+    pub(crate) absent: Vec<AnswerMatch>,
+    /// Answers meaning the server already holds a record with this id
+    /// (creates only).
+    pub(crate) already_exists: Vec<AnswerMatch>,
+}
+
+impl RequestSpec {
+    fn new(method: HttpMethod, route: &str) -> Self {
+        Self {
+            method,
+            route: Route::Template(route.to_owned()),
+            headers: Vec::new(),
+            absent: Vec::new(),
+            already_exists: Vec::new(),
+        }
+    }
+
+    fn absent(mut self, answers: impl IntoIterator<Item = AnswerMatch>) -> Self {
+        self.absent = answers.into_iter().collect();
+        self
+    }
+}
+
+/// What a write's body holds.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyShape {
+    /// The whole local document (the default).
+    Document,
+    /// The whole document under one key, such as `{"data": {...}}`.
+    Wrapped(String),
+}
+
+/// Where the record is in the server's answers to writes and fetches.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerShape {
+    /// The whole answer is the record (the default).
+    Document,
+    /// The record is under a JSON pointer (RFC 6901), such as `/data` for
+    /// an envelope.
+    Pointer(String),
+    /// The answer is an array holding the record (PostgREST and other
+    /// query-filtered APIs): an empty array means the server has no such
+    /// record.
+    FirstOfArray,
+    /// Answers to writes are never adopted as the local document; fetches
+    /// read the whole answer as the record.
+    Nothing,
+}
+
+/// How the server compares ids.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdType {
+    /// The id is sent as the document holds it (the default).
+    AsSent,
+    /// The server compares ids as strings (json-server: a numeric id in the
+    /// body is stored as a number but never matched by the URL's text), so
+    /// a numeric id in the body is sent as a string.
+    String,
+    /// The server wants numeric ids: an id string of digits in the body is
+    /// sent as a number.
+    Number,
+}
+
+/// How one entity is spoken to: per request kind, the method, the route,
+/// extra headers, and which answers mean "absent" and "already exists";
+/// what a write's body holds; where the record is in an answer; and the
+/// id field.
+///
+/// Start from a preset ([`RequestShape::rest`], the default, or the one for
+/// your server) and change what differs with the chained methods; give it
+/// to [`crate::HttpSyncApiAdapterBuilder::shape`] (every entity) or
+/// [`crate::HttpSyncApiAdapterBuilder::entity_shape`] (one entity). Every
+/// setting is checked by [`crate::HttpSyncApiAdapterBuilder::build`].
+///
+/// ```
+/// use sync_net::{AnswerMatch, HttpMethod, RequestKind, RequestShape};
+///
+/// // An API that updates with PATCH and answers a missing record with
+/// // 404 {"error": "not_found"} (any other 404 is a wrong route).
+/// let shape = RequestShape::rest()
+///     .method(RequestKind::Update, HttpMethod::Patch)
+///     .absent_answers(
+///         [RequestKind::Update, RequestKind::Delete, RequestKind::Fetch],
+///         [AnswerMatch::status(404).with_body_field("/error", "not_found")],
+///     );
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequestShape {
+    pub(crate) name: &'static str,
+    pub(crate) create: RequestSpec,
+    pub(crate) update: RequestSpec,
+    pub(crate) delete: RequestSpec,
+    pub(crate) fetch: RequestSpec,
+    pub(crate) body: BodyShape,
+    pub(crate) answer: AnswerShape,
+    pub(crate) id_field: String,
+    pub(crate) id_type: IdType,
+}
+
+impl Default for RequestShape {
+    fn default() -> Self {
+        Self::rest()
+    }
+}
+
+impl RequestShape {
+    /// The default: `POST /{entity}`, `PUT /{entity}/{id}`,
+    /// `DELETE /{entity}/{id}`, `GET /{entity}/{id}`; the whole document as
+    /// the body and the whole answer as the record; 404 and 410 mean
+    /// absent, a 409 to a create means the id is taken; the id field is
+    /// `id`. The reference server's shape.
+    #[must_use]
+    pub fn rest() -> Self {
+        let absent = || [AnswerMatch::status(404), AnswerMatch::status(410)];
+        let mut create = RequestSpec::new(HttpMethod::Post, "/{entity}");
+        create.already_exists = vec![AnswerMatch::status(409)];
+        Self {
+            name: "rest",
+            create,
+            update: RequestSpec::new(HttpMethod::Put, "/{entity}/{id}").absent(absent()),
+            delete: RequestSpec::new(HttpMethod::Delete, "/{entity}/{id}").absent(absent()),
+            fetch: RequestSpec::new(HttpMethod::Get, "/{entity}/{id}").absent(absent()),
+            body: BodyShape::Document,
+            answer: AnswerShape::Document,
+            id_field: sync_core::answer::ID_FIELD.to_owned(),
+            id_type: IdType::AsSent,
+        }
+    }
+
+    /// json-server (1.0): the default routes, with ids sent as strings,
+    /// since json-server stores a numeric id as a number but matches the
+    /// id in a URL as a string (a numeric id would never be found again,
+    /// and every edit would re-create the record). It never answers
+    /// "already exists" (it keeps duplicate ids), so a create that may
+    /// have been applied is always checked with a `GET` first.
+    #[must_use]
+    pub fn json_server() -> Self {
+        let mut shape = Self::rest().id_type(IdType::String);
+        shape.name = "json-server";
+        shape
+    }
+
+    /// Django REST framework's router: `/{entity}/` and `/{entity}/{id}/`
+    /// (trailing slashes: without one, Django answers a write with a
+    /// redirect that drops its body), `PUT` updates; a missing record is
+    /// a 404 with a `detail` field (a wrong route's 404 is an HTML page and
+    /// proves nothing); a taken id is a 400 saying "already exists". The
+    /// model's key must be a client-set field for the app's ids to be kept.
+    #[must_use]
+    pub fn django_rest_framework() -> Self {
+        let absent = || [AnswerMatch::status(404).with_body_field_present("/detail")];
+        let mut create = RequestSpec::new(HttpMethod::Post, "/{entity}/");
+        create.already_exists = vec![AnswerMatch::status(400).with_body_containing("already exists")];
+        Self {
+            name: "django-rest-framework",
+            create,
+            update: RequestSpec::new(HttpMethod::Put, "/{entity}/{id}/").absent(absent()),
+            delete: RequestSpec::new(HttpMethod::Delete, "/{entity}/{id}/").absent(absent()),
+            fetch: RequestSpec::new(HttpMethod::Get, "/{entity}/{id}/").absent(absent()),
+            ..Self::rest()
+        }
+    }
+
+    /// PocketBase, with the base URL ending in `/api/collections`:
+    /// `/{entity}/records` and `/{entity}/records/{id}`, `PATCH` updates
+    /// (PocketBase has no `PUT`); a missing record is a 404 with its JSON
+    /// error body; a taken id is a 400 whose `data.id.code` is
+    /// `validation_not_unique`. Ids must be 15 lowercase letters and digits.
+    #[must_use]
+    pub fn pocketbase() -> Self {
+        let absent = || [AnswerMatch::status(404).with_body_field("/status", "404")];
+        let mut create = RequestSpec::new(HttpMethod::Post, "/{entity}/records");
+        create.already_exists =
+            vec![AnswerMatch::status(400).with_body_field("/data/id/code", "validation_not_unique")];
+        Self {
+            name: "pocketbase",
+            create,
+            update: RequestSpec::new(HttpMethod::Patch, "/{entity}/records/{id}").absent(absent()),
+            delete: RequestSpec::new(HttpMethod::Delete, "/{entity}/records/{id}").absent(absent()),
+            fetch: RequestSpec::new(HttpMethod::Get, "/{entity}/records/{id}").absent(absent()),
+            ..Self::rest()
+        }
+    }
+
+    /// Directus, with the base URL ending in `/items`: `/{entity}` and
+    /// `/{entity}/{id}`, `PATCH` updates, every answer wrapped in
+    /// `{"data": ...}`. Directus answers a missing record with 403
+    /// `FORBIDDEN` (it never says 404, so as not to reveal what exists):
+    /// that is read as absent. A taken id is a 400 `RECORD_NOT_UNIQUE`.
+    /// Give the token with a default `Authorization` header or an auth
+    /// hook.
+    #[must_use]
+    pub fn directus() -> Self {
+        let code = "/errors/0/extensions/code";
+        let absent = || {
+            [
+                AnswerMatch::status(403).with_body_field(code, "FORBIDDEN"),
+                AnswerMatch::status(404).with_body_field(code, "ROUTE_NOT_FOUND"),
+            ]
+        };
+        let mut create = RequestSpec::new(HttpMethod::Post, "/{entity}");
+        create.already_exists = vec![AnswerMatch::status(400).with_body_field(code, "RECORD_NOT_UNIQUE")];
+        Self {
+            name: "directus",
+            create,
+            update: RequestSpec::new(HttpMethod::Patch, "/{entity}/{id}").absent(absent()),
+            delete: RequestSpec::new(HttpMethod::Delete, "/{entity}/{id}").absent(absent()),
+            fetch: RequestSpec::new(HttpMethod::Get, "/{entity}/{id}").absent(absent()),
+            answer: AnswerShape::Pointer("/data".to_owned()),
+            ..Self::rest()
+        }
+    }
+
+    /// PostgREST and APIs shaped like it: rows filtered by query
+    /// (`/{entity}?id=eq.{id}`), `PATCH` updates, answers are arrays (an
+    /// empty one means no such row), and every write asks for the row back
+    /// with `Prefer: return=representation` (so an update or delete of a
+    /// missing row is told apart from a done one). A taken id is a 409.
+    #[must_use]
+    pub fn postgrest() -> Self {
+        let represent = || vec![("Prefer".to_owned(), "return=representation".to_owned())];
+        let mut create = RequestSpec::new(HttpMethod::Post, "/{entity}");
+        create.headers = represent();
+        create.already_exists = vec![AnswerMatch::status(409)];
+        let mut update = RequestSpec::new(HttpMethod::Patch, "/{entity}?id=eq.{id}");
+        update.headers = represent();
+        let mut delete = RequestSpec::new(HttpMethod::Delete, "/{entity}?id=eq.{id}");
+        delete.headers = represent();
+        Self {
+            name: "postgrest",
+            create,
+            update,
+            delete,
+            fetch: RequestSpec::new(HttpMethod::Get, "/{entity}?id=eq.{id}"),
+            answer: AnswerShape::FirstOfArray,
+            ..Self::rest()
+        }
+    }
+
+    pub(crate) fn spec(&self, kind: RequestKind) -> &RequestSpec {
+        match kind {
+            RequestKind::Create => &self.create,
+            RequestKind::Update => &self.update,
+            RequestKind::Delete => &self.delete,
+            RequestKind::Fetch => &self.fetch,
+        }
+    }
+
+    fn spec_mut(&mut self, kind: RequestKind) -> &mut RequestSpec {
+        match kind {
+            RequestKind::Create => &mut self.create,
+            RequestKind::Update => &mut self.update,
+            RequestKind::Delete => &mut self.delete,
+            RequestKind::Fetch => &mut self.fetch,
+        }
+    }
+
+    /// The method of one kind of request. A fetch must be `GET`.
+    #[must_use]
+    pub fn method(mut self, kind: RequestKind, method: HttpMethod) -> Self {
+        self.spec_mut(kind).method = method;
+        self
+    }
+
+    /// The route of one kind of request, relative to the base URL: a
+    /// template with `{entity}` and (required for update, delete and
+    /// fetch) `{id}`, percent-encoded as a path segment before the `?` and
+    /// as a query value after it: `/{entity}/{id}/`,
+    /// `/{entity}/records/{id}`, `/{entity}?id=eq.{id}`.
+    #[must_use]
+    pub fn route(mut self, kind: RequestKind, template: impl Into<String>) -> Self {
+        self.spec_mut(kind).route = Route::Template(template.into());
+        self
+    }
+
+    /// The route of every kind of request, computed by the app's own
+    /// function (which must percent-encode what it inserts).
+    #[must_use]
+    pub fn route_fn(
+        mut self,
+        route: impl Fn(RequestKind, &EntityName, Option<&RecordId>) -> String + Send + Sync + 'static,
+    ) -> Self {
+        let route: Arc<RouteFn> = Arc::new(route);
+        for kind in RequestKind::ALL {
+            self.spec_mut(kind).route = Route::Custom(Arc::clone(&route));
+        }
+        self
+    }
+
+    /// Adds a header sent on this kind of request only (it replaces a
+    /// default header of the same name there), such as `Prefer` on writes.
+    #[must_use]
+    pub fn header(mut self, kind: RequestKind, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.spec_mut(kind).headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The answers that mean "the server has no such record" for these
+    /// kinds of request, replacing the ones declared before. For a fetch
+    /// it means no record; for an update, the record is re-created (after
+    /// a fetch confirms it); for a delete, done (checked with a fetch on a
+    /// first delete). Any other 404 or 410 is then a permanent error (a
+    /// wrong route proves nothing). Not allowed for creates.
+    #[must_use]
+    pub fn absent_answers(
+        mut self,
+        kinds: impl IntoIterator<Item = RequestKind>,
+        answers: impl IntoIterator<Item = AnswerMatch>,
+    ) -> Self {
+        let answers: Vec<AnswerMatch> = answers.into_iter().collect();
+        for kind in kinds {
+            self.spec_mut(kind).absent.clone_from(&answers);
+        }
+        self
+    }
+
+    /// The answers to a create that mean "the server already holds a
+    /// record with this id", replacing the ones declared before: the
+    /// engine then updates the record in the same attempt.
+    #[must_use]
+    pub fn already_exists_answers(mut self, answers: impl IntoIterator<Item = AnswerMatch>) -> Self {
+        self.create.already_exists = answers.into_iter().collect();
+        self
+    }
+
+    /// What a write's body holds. Default [`BodyShape::Document`].
+    #[must_use]
+    pub fn body(mut self, body: BodyShape) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// Where the record is in answers. Default [`AnswerShape::Document`].
+    #[must_use]
+    pub fn answer(mut self, answer: AnswerShape) -> Self {
+        self.answer = answer;
+        self
+    }
+
+    /// The field of the document that holds the record's id. Default `id`.
+    /// An answer to a write is adopted as the local document only when it
+    /// holds this field with the record's id (or, when the document has no
+    /// such field, none).
+    #[must_use]
+    pub fn id_field(mut self, field: impl Into<String>) -> Self {
+        self.id_field = field.into();
+        self
+    }
+
+    /// How the server compares ids. Default [`IdType::AsSent`].
+    #[must_use]
+    pub fn id_type(mut self, id_type: IdType) -> Self {
+        self.id_type = id_type;
+        self
+    }
+
+    /// Checks the shape; the reason names the setting that cannot work.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.fetch.method != HttpMethod::Get {
+            return Err("the fetch request must use GET".to_owned());
+        }
+        if !self.create.absent.is_empty() {
+            return Err(
+                "a create has no \"absent\" answers: a 404 to a create is a missing route".to_owned(),
+            );
+        }
+        if self.id_field.is_empty() {
+            return Err("the id field name is empty".to_owned());
+        }
+        if let AnswerShape::Pointer(pointer) = &self.answer
+            && !pointer.is_empty()
+            && !pointer.starts_with('/')
+        {
+            return Err(format!(
+                "the answer pointer {pointer:?} must start with '/' (RFC 6901)"
+            ));
+        }
+        if let BodyShape::Wrapped(key) = &self.body
+            && key.is_empty()
+        {
+            return Err("the body's wrapping key is empty".to_owned());
+        }
+        for kind in RequestKind::ALL {
+            let spec = self.spec(kind);
+            if let Route::Template(template) = &spec.route {
+                check_template(kind, template)?;
+            }
+            for (name, value) in &spec.headers {
+                http::HeaderName::try_from(name.as_str())
+                    .map_err(|_| format!("the {kind} header {name:?} is not a valid header name"))?;
+                http::HeaderValue::try_from(value.as_str()).map_err(|_| {
+                    format!("the {kind} header {name:?} has characters a header cannot carry")
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The body to send for a write of `data`.
+    pub(crate) fn write_body(&self, data: &JsonObject) -> Value {
+        let mut data = data.clone();
+        if let Some(id) = data.get_mut(&self.id_field) {
+            match (self.id_type, &*id) {
+                (IdType::String, Value::Number(number)) => *id = Value::String(number.to_string()),
+                (IdType::Number, Value::String(text)) => {
+                    if let Ok(number) = text.parse::<u64>() {
+                        *id = Value::from(number);
+                    } else if let Ok(number) = text.parse::<i64>() {
+                        *id = Value::from(number);
+                    }
+                }
+                _ => {}
+            }
+        }
+        match &self.body {
+            BodyShape::Document => Value::Object(data),
+            BodyShape::Wrapped(key) => {
+                let mut wrapper = JsonObject::new();
+                wrapper.insert(key.clone(), Value::Object(data));
+                Value::Object(wrapper)
+            }
+        }
+    }
+
+    /// The record in an answer, where the shape says it is: `Ok(None)` for
+    /// an answer that says "no record" (an empty array), `Err` with what
+    /// was found instead when there is no record where it should be.
+    pub(crate) fn record_in(&self, answer: Value, for_fetch: bool) -> Result<Option<JsonObject>, String> {
+        let located = match &self.answer {
+            AnswerShape::Document => answer,
+            AnswerShape::Nothing if for_fetch => answer,
+            AnswerShape::Nothing => return Err("an answer the shape does not read".to_owned()),
+            AnswerShape::Pointer(pointer) => match answer.pointer(pointer) {
+                Some(found) => found.clone(),
+                None => return Err(format!("JSON without a value at {pointer}")),
+            },
+            AnswerShape::FirstOfArray => match answer {
+                Value::Array(mut rows) if rows.len() <= 1 => match rows.pop() {
+                    Some(row) => row,
+                    None => return Ok(None),
+                },
+                Value::Array(rows) => return Err(format!("an array of {} rows, not one", rows.len())),
+                other => {
+                    return Err(format!(
+                        "JSON that is {}, not an array",
+                        sync_core::model::json_type_name(&other)
+                    ));
+                }
+            },
+        };
+        match located {
+            Value::Object(record) => Ok(Some(record)),
+            other => Err(format!(
+                "JSON that is {}",
+                sync_core::model::json_type_name(&other)
+            )),
+        }
+    }
+
+    /// The answer to a write of `sent` for record `id`, as a local document
+    /// to adopt: only when it is that record (its id field holds `id`, or
+    /// both lack the field). The id keeps the form the document gave it.
+    pub(crate) fn adoptable(
+        &self,
+        mut record: JsonObject,
+        sent: &JsonObject,
+        id: &RecordId,
+    ) -> Option<JsonObject> {
+        match record.get(&self.id_field) {
+            None if sent.contains_key(&self.id_field) => return None,
+            None => {}
+            Some(value) => {
+                if scalar_text(value).as_deref() != Some(id.as_str()) {
+                    return None;
+                }
+                if let Some(original) = sent.get(&self.id_field) {
+                    record.insert(self.id_field.clone(), original.clone());
+                }
+            }
+        }
+        Some(record)
+    }
+}
+
+/// Checks a route template: it starts with `/`, holds only the
+/// `{entity}` and `{id}` placeholders, and `{id}` where the request needs
+/// one.
+fn check_template(kind: RequestKind, template: &str) -> Result<(), String> {
+    if !template.starts_with('/') {
+        return Err(format!("the {kind} route {template:?} must start with '/'"));
+    }
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let Some(length) = rest[start..].find('}') else {
+            return Err(format!("the {kind} route {template:?} has an unclosed '{{'"));
+        };
+        let placeholder = &rest[start..=start + length];
+        if !matches!(placeholder, "{entity}" | "{id}") {
+            return Err(format!(
+                "the {kind} route {template:?} has the unknown placeholder {placeholder} (use {{entity}} and {{id}})"
+            ));
+        }
+        rest = &rest[start + length + 1..];
+    }
+    if kind != RequestKind::Create && !template.contains("{id}") {
+        return Err(format!("the {kind} route {template:?} must hold {{id}}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(value: Value) -> JsonObject {
+        match value {
+            Value::Object(object) => object,
+            _ => JsonObject::new(),
+        }
+    }
+
+    fn entity() -> EntityName {
+        EntityName::new("my tasks").unwrap()
+    }
+
+    #[test]
+    fn templates_encode_ids_for_where_they_stand() {
+        let id: RecordId = "a/b c".parse().unwrap();
+        let rendered = Route::Template("/{entity}/records/{id}/".into()).render(
+            RequestKind::Update,
+            &entity(),
+            Some(&id),
+        );
+        assert_eq!(rendered.path, "/my%20tasks/records/a%2Fb%20c/");
+        assert_eq!(rendered.shown.as_deref(), Some("/my%20tasks/records/{id}/"));
+        let query =
+            Route::Template("/{entity}?id=eq.{id}".into()).render(RequestKind::Fetch, &entity(), Some(&id));
+        assert_eq!(query.path, "/my%20tasks?id=eq.a%2Fb%20c");
+        assert_eq!(query.shown.as_deref(), Some("/my%20tasks?id=eq.{id}"));
+    }
+
+    #[test]
+    fn every_preset_passes_its_own_checks() {
+        for shape in [
+            RequestShape::rest(),
+            RequestShape::json_server(),
+            RequestShape::django_rest_framework(),
+            RequestShape::pocketbase(),
+            RequestShape::directus(),
+            RequestShape::postgrest(),
+        ] {
+            assert_eq!(shape.check(), Ok(()), "{}", shape.name);
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let cases = [
+            (
+                RequestShape::rest().route(RequestKind::Update, "/{entity}"),
+                "must hold {id}",
+            ),
+            (
+                RequestShape::rest().route(RequestKind::Fetch, "tasks/{id}"),
+                "must start with '/'",
+            ),
+            (
+                RequestShape::rest().route(RequestKind::Fetch, "/{entity}/{key}"),
+                "unknown placeholder {key}",
+            ),
+            (
+                RequestShape::rest().method(RequestKind::Fetch, HttpMethod::Post),
+                "must use GET",
+            ),
+            (
+                RequestShape::rest().absent_answers([RequestKind::Create], [AnswerMatch::status(404)]),
+                "missing route",
+            ),
+            (
+                RequestShape::rest().header(RequestKind::Create, "Pre fer", "x"),
+                "not a valid header name",
+            ),
+            (
+                RequestShape::rest().answer(AnswerShape::Pointer("data".into())),
+                "must start with '/'",
+            ),
+        ];
+        for (shape, reason) in cases {
+            let error = shape.check().unwrap_err();
+            assert!(error.contains(reason), "{error}");
+        }
+    }
+
+    #[test]
+    fn declared_answers_need_their_body() {
+        let forbidden = AnswerMatch::status(403).with_body_field("/errors/0/extensions/code", "FORBIDDEN");
+        assert!(forbidden.matches(
+            403,
+            br#"{"errors":[{"message":"no","extensions":{"code":"FORBIDDEN"}}]}"#
+        ));
+        assert!(!forbidden.matches(403, b"<html>Forbidden</html>"));
+        assert!(!forbidden.matches(404, br#"{"errors":[{"extensions":{"code":"FORBIDDEN"}}]}"#));
+        let detail = AnswerMatch::status(404).with_body_field_present("/detail");
+        assert!(detail.matches(404, br#"{"detail":"Not found."}"#));
+        assert!(!detail.matches(404, b"<h1>Not Found</h1>"));
+        let status = AnswerMatch::status(404).with_body_field("/status", "404");
+        assert!(status.matches(404, br#"{"status":404,"message":"x"}"#));
+        let phrase = AnswerMatch::status(400).with_body_containing("already exists");
+        assert!(phrase.matches(400, br#"{"id":["task with this id already exists."]}"#));
+        assert!(!phrase.matches(400, br#"{"title":["This field is required."]}"#));
+        assert!(AnswerMatch::status(410).matches(410, b""));
+    }
+
+    #[test]
+    fn bodies_follow_the_shape() {
+        let data = object(json!({"id": 7, "title": "a"}));
+        assert_eq!(
+            RequestShape::json_server().write_body(&data),
+            json!({"id": "7", "title": "a"})
+        );
+        let text = object(json!({"id": "7"}));
+        assert_eq!(
+            RequestShape::rest().id_type(IdType::Number).write_body(&text),
+            json!({"id": 7})
+        );
+        assert_eq!(
+            RequestShape::rest()
+                .id_type(IdType::Number)
+                .write_body(&object(json!({"id": "x7"}))),
+            json!({"id": "x7"})
+        );
+        assert_eq!(
+            RequestShape::rest()
+                .body(BodyShape::Wrapped("data".into()))
+                .write_body(&text),
+            json!({"data": {"id": "7"}})
+        );
+        assert_eq!(
+            RequestShape::rest().write_body(&data),
+            json!({"id": 7, "title": "a"})
+        );
+    }
+
+    #[test]
+    fn records_are_found_where_the_shape_says() {
+        let record = json!({"id": "1", "title": "a"});
+        let directus = RequestShape::directus();
+        assert_eq!(
+            directus.record_in(json!({"data": record.clone()}), false),
+            Ok(Some(object(record.clone())))
+        );
+        assert!(directus.record_in(json!({"success": true}), false).is_err());
+        let postgrest = RequestShape::postgrest();
+        assert_eq!(
+            postgrest.record_in(json!([record.clone()]), true),
+            Ok(Some(object(record.clone())))
+        );
+        assert_eq!(postgrest.record_in(json!([]), true), Ok(None));
+        assert!(
+            postgrest
+                .record_in(json!([record.clone(), record.clone()]), true)
+                .is_err()
+        );
+        assert!(postgrest.record_in(record.clone(), true).is_err());
+        let nothing = RequestShape::rest().answer(AnswerShape::Nothing);
+        assert!(nothing.record_in(record.clone(), false).is_err());
+        assert_eq!(nothing.record_in(record.clone(), true), Ok(Some(object(record))));
+    }
+
+    #[test]
+    fn only_the_record_itself_is_adopted() {
+        let id: RecordId = "7".parse().unwrap();
+        let shape = RequestShape::json_server();
+        let sent = object(json!({"id": 7, "title": "a"}));
+        // json-server answers the string it stored: the document keeps its
+        // number.
+        assert_eq!(
+            shape.adoptable(object(json!({"id": "7", "title": "a", "at": 1})), &sent, &id),
+            Some(object(json!({"id": 7, "title": "a", "at": 1})))
+        );
+        assert_eq!(
+            shape.adoptable(object(json!({"id": "8", "title": "a"})), &sent, &id),
+            None
+        );
+        assert_eq!(shape.adoptable(object(json!({"title": "a"})), &sent, &id), None);
+        let keyed = RequestShape::rest().id_field("key");
+        assert_eq!(
+            keyed.adoptable(
+                object(json!({"key": "7", "v": 2})),
+                &object(json!({"key": "7"})),
+                &id
+            ),
+            Some(object(json!({"key": "7", "v": 2})))
+        );
+        assert_eq!(
+            keyed.adoptable(object(json!({"v": 2})), &object(json!({"v": 1})), &id),
+            Some(object(json!({"v": 2})))
+        );
+    }
+}
