@@ -10,6 +10,7 @@ use sync_core::ConflictResolver;
 use sync_engine::{OfflineSyncEngine, OfflineSyncOptions, SyncError};
 use sync_net::{
     HttpSyncApiAdapter, HttpSyncApiAdapterBuilder, InternetCheckOption, InternetConnectionMonitor, NetError,
+    RequestShape,
 };
 use sync_store_sqlite::SqliteStoreOptions;
 
@@ -85,7 +86,23 @@ impl OfflineSyncBuilder {
         self
     }
 
-    /// Adjusts the REST adapter (headers, auth hook, path builder, TLS
+    /// How every entity is spoken to: a preset for your server
+    /// ([`RequestShape::json_server`], [`RequestShape::django_rest_framework`],
+    /// [`RequestShape::pocketbase`], [`RequestShape::directus`],
+    /// [`RequestShape::postgrest`]) or your own. Default
+    /// [`RequestShape::rest`], the reference server's shape.
+    pub fn shape(mut self, shape: RequestShape) -> Self {
+        self.adapter = self.adapter.shape(shape);
+        self
+    }
+
+    /// How one entity is spoken to, overriding [`Self::shape`] for it.
+    pub fn entity_shape(mut self, entity: impl Into<String>, shape: RequestShape) -> Self {
+        self.adapter = self.adapter.entity_shape(entity, shape);
+        self
+    }
+
+    /// Adjusts the REST adapter (headers, auth hook, request shapes, TLS
     /// roots, timeouts).
     pub fn adapter(
         mut self,

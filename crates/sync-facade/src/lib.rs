@@ -75,8 +75,9 @@ pub use sync_engine::{
 };
 #[cfg(feature = "http")]
 pub use sync_net::{
-    AuthHook, HttpSyncApiAdapter, HttpSyncApiAdapterBuilder, InternetCheckOption, InternetConnectionMonitor,
-    InternetConnectionMonitorBuilder, NetError, default_path, encode_query_value, encode_segment,
+    AnswerMatch, AnswerShape, AuthHook, BodyShape, HttpMethod, HttpSyncApiAdapter, HttpSyncApiAdapterBuilder,
+    IdType, InternetCheckOption, InternetConnectionMonitor, InternetConnectionMonitorBuilder, NetError,
+    RequestKind, RequestShape, default_path, encode_query_value, encode_segment,
 };
 #[cfg(feature = "sqlite")]
 pub use sync_store_sqlite::{Durability, SqliteStore, SqliteStoreOptions};
@@ -90,6 +91,8 @@ pub use sync_testkit::MemoryStore;
 pub mod prelude {
     #[cfg(all(feature = "sqlite", feature = "http"))]
     pub use crate::OfflineSync;
+    #[cfg(feature = "http")]
+    pub use crate::RequestShape;
     pub use crate::{
         ConflictResolver, LastWriteWins, LocalRecord, LocalWins, OfflineSyncEngine, OfflineSyncOptions,
         RemoteWins, SyncError, SyncOperation, SyncQueueItem, SyncStatus,
