@@ -61,6 +61,7 @@ async fn offline_changes_drain_to_the_last_local_state() {
             ticket,
             outcome: AttemptOutcome::Applied {
                 replace_local_with: None,
+                server_version: None,
             },
         })
         .collect();

@@ -536,6 +536,7 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
                 ticket,
                 outcome: AttemptOutcome::Applied {
                     replace_local_with: None,
+                    server_version: None,
                 },
             })
             .collect();
@@ -558,6 +559,7 @@ pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> 
             ticket,
             outcome: AttemptOutcome::Applied {
                 replace_local_with: None,
+                server_version: None,
             },
         })
         .collect();

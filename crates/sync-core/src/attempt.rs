@@ -9,7 +9,7 @@ use crate::clock::Timestamp;
 use crate::coalesce::{Desired, DocumentWrite, QueueWrite, ServerView, operation_for, view_after};
 use crate::error::ErrorKind;
 use crate::ids::{AttemptId, OperationId, RecordKey};
-use crate::model::{JsonObject, SyncOperation, SyncQueueItem, SyncStatus};
+use crate::model::{JsonObject, ServerCopy, SyncOperation, SyncQueueItem, SyncStatus};
 
 /// The requests an attempt makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,10 @@ pub struct AttemptTicket {
     pub payload: JsonObject,
     /// Failed attempts before this one, over the item's life.
     pub retry_count: u32,
+    /// The copy of the record the server last confirmed, if known: the
+    /// base of conditional writes, merge patches and three-way resolution.
+    /// Stores fill it in when they claim the item.
+    pub base: Option<ServerCopy>,
 }
 
 /// Claims an item for an attempt at `now`: the item becomes `syncing` and
@@ -86,6 +90,7 @@ pub fn begin_attempt(item: &SyncQueueItem, now: Timestamp) -> Option<(SyncQueueI
         plan: SendPlan::for_item(item.operation, item.possibly_applied),
         payload: item.payload.clone(),
         retry_count: item.retry_count,
+        base: None,
     };
     let mut claimed = item.clone();
     claimed.status = SyncStatus::Syncing;
@@ -103,6 +108,9 @@ pub enum AttemptOutcome {
         /// server's response, or what a conflict resolver chose). Ignored
         /// for deletes and when a newer local change exists.
         replace_local_with: Option<JsonObject>,
+        /// The server's version of the record after the write (a strong
+        /// `ETag`, or a version field), if it gave one.
+        server_version: Option<String>,
     },
     /// The server answered that the record does not exist (an update
     /// answered 404): the record is re-created from the local state, since
@@ -134,13 +142,28 @@ pub enum AttemptOutcome {
     },
 }
 
-/// The decision for one finished attempt: apply both writes atomically.
+/// What happens to the record's server copy (see [`ServerCopy`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CopyWrite {
+    /// It is unchanged (nothing was learned, or the attempt failed).
+    Keep,
+    /// The server now holds this copy.
+    Put(ServerCopy),
+    /// The server no longer holds the record.
+    Remove,
+}
+
+/// The decision for one finished attempt: apply all writes atomically.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishPlan {
     /// The queue row's fate.
     pub queue: QueueWrite,
     /// The local document's fate, if it changes.
     pub document: Option<DocumentWrite>,
+    /// The server copy's fate. It follows what the server answered, even
+    /// when a newer local change superseded the attempt: the server's
+    /// state is what it is.
+    pub copy: CopyWrite,
     /// Whether a newer local change (or a recovery) superseded the attempt,
     /// so its outcome only refined what we know of the server.
     pub stale: bool,
@@ -171,6 +194,7 @@ pub fn finish_attempt(
         return FinishPlan {
             queue: QueueWrite::Keep,
             document: None,
+            copy: CopyWrite::Keep,
             stale: true,
         };
     };
@@ -179,8 +203,11 @@ pub fn finish_attempt(
     item.updated_at = now;
     let fresh = current.version == ticket.version;
     let mut document = None;
+    let copy = copy_after(ticket, outcome);
     match outcome {
-        AttemptOutcome::Applied { replace_local_with } if fresh => {
+        AttemptOutcome::Applied {
+            replace_local_with, ..
+        } if fresh => {
             mark_synced(&mut item);
             if item.operation != SyncOperation::Delete {
                 document = replace_local_with.clone().map(DocumentWrite::Upsert);
@@ -224,7 +251,30 @@ pub fn finish_attempt(
     FinishPlan {
         queue: QueueWrite::Put(item),
         document,
+        copy,
         stale: !fresh,
+    }
+}
+
+/// What the server holds after an attempt that reported `outcome`: the
+/// document written (the server's answer, the resolver's choice, or the
+/// payload sent) with the server's version after an applied create or
+/// update; nothing after an applied delete or a "not found"; unchanged
+/// otherwise.
+fn copy_after(ticket: &AttemptTicket, outcome: &AttemptOutcome) -> CopyWrite {
+    match outcome {
+        AttemptOutcome::Applied { .. } if ticket.operation == SyncOperation::Delete => CopyWrite::Remove,
+        AttemptOutcome::Applied {
+            replace_local_with,
+            server_version,
+        } => CopyWrite::Put(ServerCopy {
+            data: replace_local_with
+                .clone()
+                .unwrap_or_else(|| ticket.payload.clone()),
+            version: server_version.clone(),
+        }),
+        AttemptOutcome::NotFound => CopyWrite::Remove,
+        AttemptOutcome::Failed { .. } | AttemptOutcome::Released { .. } => CopyWrite::Keep,
     }
 }
 

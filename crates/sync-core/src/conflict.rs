@@ -28,6 +28,69 @@ pub trait ConflictResolver: Send + Sync {
     /// [`ResolveError`] when no document can be chosen; the engine then
     /// records the attempt as failed and leaves both copies untouched.
     async fn resolve(&self, local: &JsonObject, remote: &JsonObject) -> Result<JsonObject, ResolveError>;
+
+    /// Returns the document to send, given the local and remote copies and
+    /// the base: the copy the server last confirmed to this device, from
+    /// which both sides changed (`None` when no copy is known). The engine
+    /// calls this one; the default ignores the base and calls
+    /// [`Self::resolve`].
+    ///
+    /// # Errors
+    /// As [`Self::resolve`].
+    async fn resolve_three_way(
+        &self,
+        local: &JsonObject,
+        remote: &JsonObject,
+        base: Option<&JsonObject>,
+    ) -> Result<JsonObject, ResolveError> {
+        let _ = base;
+        self.resolve(local, remote).await
+    }
+}
+
+/// A field-level three-way merge: every field this device changed since
+/// the base (the copy the server last confirmed) keeps its local value,
+/// every other field takes the server's; fields removed on one side stay
+/// removed. Without a base, the local copy wins whole, like [`LocalWins`].
+///
+/// So two devices editing different fields of one record both keep their
+/// edits, and a field both edited keeps this device's value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MergeFields;
+
+#[async_trait]
+impl ConflictResolver for MergeFields {
+    async fn resolve(&self, local: &JsonObject, _remote: &JsonObject) -> Result<JsonObject, ResolveError> {
+        Ok(local.clone())
+    }
+
+    async fn resolve_three_way(
+        &self,
+        local: &JsonObject,
+        remote: &JsonObject,
+        base: Option<&JsonObject>,
+    ) -> Result<JsonObject, ResolveError> {
+        let Some(base) = base else {
+            return Ok(local.clone());
+        };
+        let mut merged = remote.clone();
+        let fields = local.keys().chain(base.keys());
+        for field in fields {
+            let (mine, before) = (local.get(field), base.get(field));
+            if mine == before {
+                continue; // unchanged here: the server's value stands
+            }
+            match mine {
+                Some(value) => {
+                    merged.insert(field.clone(), value.clone());
+                }
+                None => {
+                    merged.remove(field);
+                }
+            }
+        }
+        Ok(merged)
+    }
 }
 
 /// The local copy always wins.
@@ -152,6 +215,55 @@ where
 {
     async fn resolve(&self, local: &JsonObject, remote: &JsonObject) -> Result<JsonObject, ResolveError> {
         (self.resolve)(local, remote)
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn object(value: Value) -> JsonObject {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    fn merge(local: Value, remote: Value, base: Option<Value>) -> Value {
+        let (local, remote, base) = (object(local), object(remote), base.map(object));
+        let future = MergeFields.resolve_three_way(&local, &remote, base.as_ref());
+        let mut future = std::pin::pin!(future);
+        match future
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(Ok(merged)) => Value::Object(merged),
+            other => panic!("the merge did not finish: {other:?}"),
+        }
+    }
+
+    use std::future::Future;
+
+    #[test]
+    fn each_side_keeps_the_fields_it_changed() {
+        let base = json!({"id": "1", "title": "a", "done": false, "note": "n", "tag": "x"});
+        // Here: title changed, note removed. There: done changed, a field added.
+        let local = json!({"id": "1", "title": "A", "done": false, "tag": "x"});
+        let remote = json!({"id": "1", "title": "a", "done": true, "note": "n", "tag": "x", "by": "server"});
+        assert_eq!(
+            merge(local, remote, Some(base)),
+            json!({"id": "1", "title": "A", "done": true, "tag": "x", "by": "server"})
+        );
+        // Both changed one field: this device's value.
+        assert_eq!(
+            merge(json!({"t": 1}), json!({"t": 2}), Some(json!({"t": 0}))),
+            json!({"t": 1})
+        );
+        // A field added here survives; without a base, the local copy wins.
+        assert_eq!(
+            merge(json!({"t": 0, "new": 1}), json!({"t": 2}), Some(json!({"t": 0}))),
+            json!({"t": 2, "new": 1})
+        );
+        assert_eq!(merge(json!({"t": 1}), json!({"t": 2}), None), json!({"t": 1}));
     }
 }
 

@@ -29,16 +29,17 @@ pub mod retry;
 pub mod seams;
 pub mod snapshot;
 
-pub use attempt::{AttemptOutcome, AttemptTicket, SendPlan};
+pub use attempt::{AttemptOutcome, AttemptTicket, CopyWrite, SendPlan};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use conflict::{ConflictResolver, FnResolver, LastWriteWins, LocalWins, RemoteWins};
+pub use conflict::{ConflictResolver, FnResolver, LastWriteWins, LocalWins, MergeFields, RemoteWins};
 pub use error::{ApiError, Error, ErrorKind, ResolveError, StoreError, StoreErrorKind, ValidationError};
 pub use ids::{AttemptId, EntityName, MAX_NAME_BYTES, OperationId, RecordId, RecordKey};
 pub use model::{
-    DEFAULT_MAX_PAYLOAD_BYTES, JsonObject, LocalChange, LocalRecord, SyncOperation, SyncQueueItem, SyncStatus,
+    DEFAULT_MAX_PAYLOAD_BYTES, JsonObject, LocalChange, LocalRecord, ServerCopy, SyncOperation,
+    SyncQueueItem, SyncStatus,
 };
 pub use retry::{Backoff, RetryPolicy, RetrySchedule};
 pub use seams::{
     BoxStream, ConnectivityMonitor, FinishResult, FinishedAttempt, QueueCounts, SavedChange, StoreEvent,
-    SyncApiAdapter, SyncStore,
+    SyncApiAdapter, SyncStore, WriteAnswer, WriteKind, WriteRequest,
 };

@@ -160,6 +160,20 @@ impl FromStr for SyncStatus {
     }
 }
 
+/// The copy of a record the server last confirmed: the document it held
+/// after this device's last applied write (or as its answer showed it),
+/// with the version it gave it (a strong `ETag`, or a version field).
+///
+/// It is the base of conditional writes (`If-Match`), of merge patches
+/// (the fields changed since) and of three-way conflict resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerCopy {
+    /// The document the server holds, as far as this device knows.
+    pub data: JsonObject,
+    /// The server's version of it, if the server gives one.
+    pub version: Option<String>,
+}
+
 /// A document kept locally for offline reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

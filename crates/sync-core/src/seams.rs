@@ -14,11 +14,51 @@ use crate::attempt::{AttemptOutcome, AttemptTicket};
 use crate::clock::Timestamp;
 use crate::error::{ApiError, StoreError};
 use crate::ids::{EntityName, OperationId, RecordId, RecordKey};
-use crate::model::{JsonObject, LocalChange, LocalRecord, SyncQueueItem};
+use crate::model::{JsonObject, LocalChange, LocalRecord, ServerCopy, SyncQueueItem};
 use crate::retry::RetryPolicy;
 
 /// A `Send` stream that owns its state.
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send + 'static>>;
+
+/// What a write asks of the server.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// Create the record.
+    Create,
+    /// Replace (or patch) the record.
+    Update,
+    /// Delete the record.
+    Delete,
+}
+
+/// One write, with what the engine knows of the server's copy.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteRequest<'a> {
+    /// What to do.
+    pub kind: WriteKind,
+    /// The record's entity.
+    pub entity: &'a EntityName,
+    /// The record's id.
+    pub id: &'a RecordId,
+    /// The document to write (empty for a delete).
+    pub data: &'a JsonObject,
+    /// The copy the server last confirmed, if known: its version makes an
+    /// update or delete conditional (`If-Match`), its document is the base
+    /// of a merge patch.
+    pub base: Option<&'a ServerCopy>,
+    /// The idempotency key.
+    pub operation_id: &'a OperationId,
+}
+
+/// The server's answer to a write.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteAnswer {
+    /// The server's copy of the record, when its answer held it.
+    pub record: Option<JsonObject>,
+    /// The record's version after the write, when the server gave one.
+    pub version: Option<String>,
+}
 
 /// The app's server, as the engine sees it.
 ///
@@ -57,6 +97,45 @@ pub trait SyncApiAdapter: Send + Sync {
 
     /// Fetches the server's copy; `None` when the server has no such record.
     async fn fetch_remote(&self, entity: &EntityName, id: &RecordId) -> Result<Option<JsonObject>, ApiError>;
+
+    /// Sends one write knowing the copy the server last confirmed, so it
+    /// can be conditional: a server that changed the record since answers
+    /// with a [`crate::ErrorKind::Conflict`] error with status 412, not
+    /// applied, and the engine fetches, resolves and sends again. The
+    /// engine calls this one; the default ignores the base and calls
+    /// [`Self::create`], [`Self::update`] or [`Self::delete`].
+    async fn write(&self, request: WriteRequest<'_>) -> Result<WriteAnswer, ApiError> {
+        let WriteRequest {
+            kind,
+            entity,
+            id,
+            data,
+            operation_id,
+            ..
+        } = request;
+        let record = match kind {
+            WriteKind::Create => self.create(entity, id, data, operation_id).await?,
+            WriteKind::Update => self.update(entity, id, data, operation_id).await?,
+            WriteKind::Delete => {
+                self.delete(entity, id, operation_id).await?;
+                None
+            }
+        };
+        Ok(WriteAnswer {
+            record,
+            version: None,
+        })
+    }
+
+    /// Fetches the server's copy with its version; `None` when the server
+    /// has no such record. The engine calls this one; the default calls
+    /// [`Self::fetch_remote`] and knows no version.
+    async fn fetch_copy(&self, entity: &EntityName, id: &RecordId) -> Result<Option<ServerCopy>, ApiError> {
+        Ok(self
+            .fetch_remote(entity, id)
+            .await?
+            .map(|data| ServerCopy { data, version: None }))
+    }
 }
 
 /// Whether real internet (or the app's API) is reachable.
@@ -166,6 +245,16 @@ pub trait SyncStore: Send + Sync {
 
     /// One record's queue item.
     async fn queue_item(&self, key: &RecordKey) -> Result<Option<SyncQueueItem>, StoreError>;
+
+    /// The copy of the record the server last confirmed, if known (see
+    /// [`ServerCopy`]). Stores keep it with each attempt's outcome
+    /// ([`crate::attempt::FinishPlan::copy`]) and hand it to the next
+    /// attempt in [`AttemptTicket::base`]. The default knows none, so the
+    /// engine's writes are never conditional with such a store.
+    async fn server_copy(&self, key: &RecordKey) -> Result<Option<ServerCopy>, StoreError> {
+        let _ = key;
+        Ok(None)
+    }
 
     /// The whole queue in `created_at` order.
     async fn queue(&self) -> Result<Vec<SyncQueueItem>, StoreError>;

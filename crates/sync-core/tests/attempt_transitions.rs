@@ -64,6 +64,7 @@ fn failed(kind: ErrorKind, possibly_applied: bool) -> AttemptOutcome {
 fn applied(data: Option<JsonObject>) -> AttemptOutcome {
     AttemptOutcome::Applied {
         replace_local_with: data,
+        server_version: None,
     }
 }
 

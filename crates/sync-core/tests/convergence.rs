@@ -304,6 +304,7 @@ impl World {
                 deliver(&mut self.server);
                 AttemptOutcome::Applied {
                     replace_local_with: echo.then(|| self.server.records.get(&key).cloned()).flatten(),
+                    server_version: None,
                 }
             }
             Ending::LostResponse => {

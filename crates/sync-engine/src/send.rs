@@ -1,9 +1,18 @@
 //! Performing one attempt through the adapter: the requests of its send
 //! plan, then the outcome for the store.
+//!
+//! Updates and deletes carry the copy the server last confirmed
+//! ([`sync_core::ServerCopy`]), so an adapter can make them conditional
+//! (`If-Match`). A server that changed the record since answers 412: the
+//! engine fetches its current copy and sends again over it, after asking
+//! the resolver (three-way, with the base) when one is configured. With a
+//! version known, an update with a resolver takes one request when nobody
+//! else changed the record, instead of a `GET` and a `PUT`.
 
 use sync_core::answer::answer_replaces_document;
 use sync_core::{
-    AttemptOutcome, AttemptTicket, ConflictResolver, ErrorKind, JsonObject, SendPlan, SyncApiAdapter,
+    ApiError, AttemptOutcome, AttemptTicket, ConflictResolver, ErrorKind, JsonObject, SendPlan, ServerCopy,
+    SyncApiAdapter, WriteAnswer, WriteKind, WriteRequest,
 };
 
 /// What the requests of one attempt produced.
@@ -13,7 +22,7 @@ pub(crate) enum Sent {
     /// The server has no such record (an update answered 404).
     NotFound,
     /// A request failed.
-    Failed(sync_core::ApiError),
+    Failed(ApiError),
 }
 
 /// The document to keep locally, if it must change: the server's answer
@@ -21,20 +30,23 @@ pub(crate) enum Sent {
 /// status or another record), else the resolver's choice when it differs
 /// from the local copy.
 fn applied(
-    server: Option<JsonObject>,
+    server: WriteAnswer,
     resolved: Option<JsonObject>,
     local: &JsonObject,
     id: &sync_core::RecordId,
 ) -> Sent {
     let sent = resolved.as_ref().unwrap_or(local);
-    let replace_local_with = match server {
+    let replace_local_with = match server.record {
         Some(answer) if answer_replaces_document(&answer, sent, id) => Some(answer),
         // An echo of what was sent leaves the document as it is (no store
         // write per synced item for nothing); any other answer is not the
         // record and is not adopted.
         _ => resolved.filter(|data| data != local),
     };
-    Sent::Applied(AttemptOutcome::Applied { replace_local_with })
+    Sent::Applied(AttemptOutcome::Applied {
+        replace_local_with,
+        server_version: server.version,
+    })
 }
 
 /// A GET found the record, then its update (or delete) was answered 404:
@@ -44,10 +56,10 @@ fn applied(
 /// copy on the server per edit, and counting the delete as done would
 /// leave the record on the server; the attempt parks instead, with the
 /// record held to be on the server.
-fn contradiction(error: &sync_core::ApiError, operation: &str) -> Sent {
+fn contradiction(error: &ApiError, operation: &str) -> Sent {
     let request = error.request().unwrap_or(operation);
     Sent::Failed(
-        sync_core::ApiError::new(
+        ApiError::new(
             ErrorKind::Permanent,
             format!(
                 "the server holds the record (a GET found it) but answered {} to {request}: its \
@@ -65,83 +77,175 @@ fn contradiction(error: &sync_core::ApiError, operation: &str) -> Sent {
     )
 }
 
+/// Whether the server refused a conditional write because the record
+/// changed since the base (412).
+fn precondition_failed(error: &ApiError) -> bool {
+    error.kind() == ErrorKind::Conflict && error.status() == Some(412)
+}
+
 /// The result of the requests, before it becomes an outcome: the server's
 /// answer and the resolver's choice, if any.
-type Answer = Result<(Option<JsonObject>, Option<JsonObject>), sync_core::ApiError>;
+type Answer = Result<(WriteAnswer, Option<JsonObject>), ApiError>;
 
-/// `PUT`s the local state of a record the server holds (a GET found it, or
-/// a create was answered "already exists"); a 404 then contradicts the
-/// earlier answer.
-async fn update_found(adapter: &dyn SyncApiAdapter, ticket: &AttemptTicket) -> Result<Answer, Sent> {
-    let (entity, id) = (&ticket.key.entity, &ticket.key.id);
-    match adapter
-        .update(entity, id, &ticket.payload, &ticket.operation_id)
-        .await
-    {
-        Err(error) if error.kind() == ErrorKind::NotFound => Err(contradiction(&error, "update")),
-        updated => Ok(updated.map(|data| (data, None))),
-    }
+/// One attempt's requests for `ticket`.
+struct Requests<'a> {
+    adapter: &'a dyn SyncApiAdapter,
+    resolver: Option<&'a dyn ConflictResolver>,
+    ticket: &'a AttemptTicket,
 }
 
-/// `POST`s the record; an "already exists" answer means the server holds
-/// it after all (an earlier attempt whose answer was lost, a server that
-/// ignores idempotency keys), so the local state is sent as an update.
-///
-/// Should that update be answered "not found", the server contradicts
-/// itself; a GET decides: found, the update route is wrong (parked, as
-/// after any GET that found the record); absent, the "already exists" was
-/// about something else (another unique field, a record deleted since),
-/// so the attempt fails as a conflict, possibly applied, and the next one
-/// checks before it creates.
-async fn create(adapter: &dyn SyncApiAdapter, ticket: &AttemptTicket) -> Result<Answer, Sent> {
-    let (entity, id) = (&ticket.key.entity, &ticket.key.id);
-    let exists = match adapter
-        .create(entity, id, &ticket.payload, &ticket.operation_id)
-        .await
-    {
-        Err(error) if error.kind() == ErrorKind::AlreadyExists => error,
-        created => return Ok(created.map(|data| (data, None))),
-    };
-    match adapter
-        .update(entity, id, &ticket.payload, &ticket.operation_id)
-        .await
-    {
-        Err(error) if error.kind() == ErrorKind::NotFound => match adapter.fetch_remote(entity, id).await {
-            Ok(Some(_)) => Err(contradiction(&error, "update")),
-            Ok(None) => Ok(Err(sync_core::ApiError::new(
-                ErrorKind::Conflict,
-                format!(
-                    "{}, yet an update found no such record: the server's \"already exists\" was \
-                     about something else; retried, checking first",
-                    exists.message()
-                ),
-            )
-            .with_status(exists.status().unwrap_or(409))
-            .with_request(exists.request().unwrap_or("the create").to_owned())
-            .with_possibly_applied(true))),
-            Err(fetch_error) => Ok(Err(fetch_error.with_possibly_applied(true))),
-        },
-        updated => Ok(updated.map(|data| (data, None))),
+impl Requests<'_> {
+    async fn write(
+        &self,
+        kind: WriteKind,
+        data: &JsonObject,
+        base: Option<&ServerCopy>,
+    ) -> Result<WriteAnswer, ApiError> {
+        self.adapter
+            .write(WriteRequest {
+                kind,
+                entity: &self.ticket.key.entity,
+                id: &self.ticket.key.id,
+                data,
+                base,
+                operation_id: &self.ticket.operation_id,
+            })
+            .await
     }
-}
 
-/// `DELETE`s the record. A "not found" answer counts as done when it
-/// repeats a delete that may have applied; otherwise a GET must confirm
-/// it, since a wrong route answers 404 too.
-async fn delete(adapter: &dyn SyncApiAdapter, ticket: &AttemptTicket) -> Result<Answer, Sent> {
-    let (entity, id) = (&ticket.key.entity, &ticket.key.id);
-    match adapter.delete(entity, id, &ticket.operation_id).await {
-        Err(error) if error.kind() == ErrorKind::NotFound => {
-            if ticket.plan == SendPlan::RepeatDelete {
-                return Ok(Ok((None, None)));
-            }
-            match adapter.fetch_remote(entity, id).await {
-                Ok(None) => Ok(Ok((None, None))),
-                Ok(Some(_)) => Err(contradiction(&error, "delete")),
-                Err(fetch_error) => Ok(Err(fetch_error)),
-            }
+    async fn fetch(&self) -> Result<Option<ServerCopy>, ApiError> {
+        self.adapter
+            .fetch_copy(&self.ticket.key.entity, &self.ticket.key.id)
+            .await
+    }
+
+    /// Updates a record the server holds (a GET found `found`, or a create
+    /// was answered "already exists"); a 404 then contradicts the earlier
+    /// answer.
+    async fn update_found(&self, found: Option<&ServerCopy>) -> Result<Answer, Sent> {
+        match self.write(WriteKind::Update, &self.ticket.payload, found).await {
+            Err(error) if error.kind() == ErrorKind::NotFound => Err(contradiction(&error, "update")),
+            updated => Ok(updated.map(|answer| (answer, None))),
         }
-        deleted => Ok(deleted.map(|()| (None, None))),
+    }
+
+    /// Creates the record; an "already exists" answer means the server
+    /// holds it after all (an earlier attempt whose answer was lost, a
+    /// server that ignores idempotency keys), so the local state is sent as
+    /// an update.
+    ///
+    /// Should that update be answered "not found", the server contradicts
+    /// itself; a GET decides: found, the update route is wrong (parked, as
+    /// after any GET that found the record); absent, the "already exists"
+    /// was about something else (another unique field, a record deleted
+    /// since), so the attempt fails as a conflict, possibly applied, and
+    /// the next one checks before it creates.
+    async fn create(&self) -> Result<Answer, Sent> {
+        let exists = match self.write(WriteKind::Create, &self.ticket.payload, None).await {
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => error,
+            created => return Ok(created.map(|answer| (answer, None))),
+        };
+        match self.write(WriteKind::Update, &self.ticket.payload, None).await {
+            Err(error) if error.kind() == ErrorKind::NotFound => match self.fetch().await {
+                Ok(Some(_)) => Err(contradiction(&error, "update")),
+                Ok(None) => Ok(Err(ApiError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{}, yet an update found no such record: the server's \"already exists\" was \
+                         about something else; retried, checking first",
+                        exists.message()
+                    ),
+                )
+                .with_status(exists.status().unwrap_or(409))
+                .with_request(exists.request().unwrap_or("the create").to_owned())
+                .with_possibly_applied(true))),
+                Err(fetch_error) => Ok(Err(fetch_error.with_possibly_applied(true))),
+            },
+            updated => Ok(updated.map(|answer| (answer, None))),
+        }
+    }
+
+    /// Updates the record. With a version known, the update goes out
+    /// conditionally at once; without one, a resolver needs the server's
+    /// copy first. A 412 means the server changed the record since the
+    /// base: fetch, resolve (or let the local copy win without a
+    /// resolver), send again over the copy fetched.
+    async fn update(&self) -> Result<Answer, Sent> {
+        let base = self.ticket.base.as_ref();
+        let versioned = base.is_some_and(|copy| copy.version.is_some());
+        if self.resolver.is_some() && !versioned {
+            return self.resolve_and_update().await;
+        }
+        match self.write(WriteKind::Update, &self.ticket.payload, base).await {
+            Err(error) if precondition_failed(&error) => self.resolve_and_update().await,
+            updated => Ok(updated.map(|answer| (answer, None))),
+        }
+    }
+
+    /// Fetches the server's copy, resolves against it (three-way, with the
+    /// base), and sends the result over it.
+    async fn resolve_and_update(&self) -> Result<Answer, Sent> {
+        let local = &self.ticket.payload;
+        let remote = match self.fetch().await {
+            Ok(Some(remote)) => remote,
+            Ok(None) => return Err(Sent::NotFound),
+            Err(error) => return Ok(Err(error)),
+        };
+        let resolved = match self.resolver {
+            None => None,
+            Some(resolver) => {
+                let base = self.ticket.base.as_ref().map(|copy| &copy.data);
+                match resolver.resolve_three_way(local, &remote.data, base).await {
+                    Ok(resolved) => Some(resolved),
+                    Err(error) => {
+                        return Err(Sent::Failed(ApiError::new(
+                            ErrorKind::Permanent,
+                            error.to_string(),
+                        )));
+                    }
+                }
+            }
+        };
+        let sending = resolved.as_ref().unwrap_or(local);
+        match self.write(WriteKind::Update, sending, Some(&remote)).await {
+            Err(error) if error.kind() == ErrorKind::NotFound => Err(contradiction(&error, "update")),
+            // Changed again in between: the next attempt tries again.
+            updated => Ok(updated.map(|answer| (answer, resolved))),
+        }
+    }
+
+    /// Deletes the record, conditionally when a version is known (a 412:
+    /// the server changed it since; the delete goes out again over the
+    /// copy fetched). A "not found" answer counts as done when it repeats
+    /// a delete that may have applied; otherwise a GET must confirm it,
+    /// since a wrong route answers 404 too.
+    async fn delete(&self) -> Result<Answer, Sent> {
+        let nothing = JsonObject::new();
+        let mut result = self
+            .write(WriteKind::Delete, &nothing, self.ticket.base.as_ref())
+            .await;
+        if let Err(error) = &result
+            && precondition_failed(error)
+        {
+            result = match self.fetch().await {
+                Ok(Some(current)) => self.write(WriteKind::Delete, &nothing, Some(&current)).await,
+                Ok(None) => Ok(WriteAnswer::default()),
+                Err(fetch_error) => Err(fetch_error),
+            };
+        }
+        match result {
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                if self.ticket.plan == SendPlan::RepeatDelete {
+                    return Ok(Ok((WriteAnswer::default(), None)));
+                }
+                match self.fetch().await {
+                    Ok(None) => Ok(Ok((WriteAnswer::default(), None))),
+                    Ok(Some(_)) => Err(contradiction(&error, "delete")),
+                    Err(fetch_error) => Ok(Err(fetch_error)),
+                }
+            }
+            deleted => Ok(deleted.map(|_| (WriteAnswer::default(), None))),
+        }
     }
 }
 
@@ -151,47 +255,27 @@ pub(crate) async fn send(
     resolver: Option<&dyn ConflictResolver>,
     ticket: &AttemptTicket,
 ) -> Sent {
-    let (entity, id) = (&ticket.key.entity, &ticket.key.id);
-    let local = &ticket.payload;
+    let requests = Requests {
+        adapter,
+        resolver,
+        ticket,
+    };
     let result = match ticket.plan {
-        SendPlan::Create => create(adapter, ticket).await,
-        SendPlan::CreateIfAbsent => match adapter.fetch_remote(entity, id).await {
+        SendPlan::Create => requests.create().await,
+        SendPlan::CreateIfAbsent => match requests.fetch().await {
             // An earlier attempt (ours) may have created it: send the local
             // state over it. The resolver is not asked, since the copy found
             // is most likely our own older write, not someone else's.
-            Ok(Some(_)) => update_found(adapter, ticket).await,
-            Ok(None) => create(adapter, ticket).await,
+            Ok(Some(found)) => requests.update_found(Some(&found)).await,
+            Ok(None) => requests.create().await,
             Err(error) => Ok(Err(error)),
         },
-        SendPlan::Update => match resolver {
-            None => Ok(adapter
-                .update(entity, id, local, &ticket.operation_id)
-                .await
-                .map(|data| (data, None))),
-            Some(resolver) => match adapter.fetch_remote(entity, id).await {
-                Ok(None) => return Sent::NotFound,
-                Ok(Some(remote)) => match resolver.resolve(local, &remote).await {
-                    Ok(resolved) => match adapter.update(entity, id, &resolved, &ticket.operation_id).await {
-                        Err(error) if error.kind() == ErrorKind::NotFound => {
-                            Err(contradiction(&error, "update"))
-                        }
-                        updated => Ok(updated.map(|data| (data, Some(resolved)))),
-                    },
-                    Err(error) => {
-                        return Sent::Failed(sync_core::ApiError::new(
-                            ErrorKind::Permanent,
-                            error.to_string(),
-                        ));
-                    }
-                },
-                Err(error) => Ok(Err(error)),
-            },
-        },
-        SendPlan::Delete | SendPlan::RepeatDelete => delete(adapter, ticket).await,
+        SendPlan::Update => requests.update().await,
+        SendPlan::Delete | SendPlan::RepeatDelete => requests.delete().await,
     };
     match result {
         Err(decided) => decided,
-        Ok(Ok((server, resolved))) => applied(server, resolved, local, id),
+        Ok(Ok((server, resolved))) => applied(server, resolved, &ticket.payload, &ticket.key.id),
         // An update (or the update of a checked create) found nothing.
         Ok(Err(error))
             if error.kind() == ErrorKind::NotFound
@@ -216,9 +300,18 @@ mod tests {
         }
     }
 
+    fn answered(record: JsonObject) -> WriteAnswer {
+        WriteAnswer {
+            record: Some(record),
+            version: None,
+        }
+    }
+
     fn replacement(sent: Sent) -> Option<JsonObject> {
         match sent {
-            Sent::Applied(AttemptOutcome::Applied { replace_local_with }) => replace_local_with,
+            Sent::Applied(AttemptOutcome::Applied {
+                replace_local_with, ..
+            }) => replace_local_with,
             _ => Some(object(json!({"unexpected": true}))),
         }
     }
@@ -334,7 +427,7 @@ mod tests {
             json!({"id": "1", "at": 2}),
         ] {
             assert_eq!(
-                replacement(applied(Some(object(answer.clone())), None, &local, &one())),
+                replacement(applied(answered(object(answer.clone())), None, &local, &one())),
                 None,
                 "{answer}"
             );
@@ -343,7 +436,7 @@ mod tests {
         let merged = object(json!({"id": "1", "title": "merged"}));
         assert_eq!(
             replacement(applied(
-                Some(object(json!({"ok": true}))),
+                answered(object(json!({"ok": true}))),
                 Some(merged.clone()),
                 &local,
                 &one()
@@ -356,14 +449,17 @@ mod tests {
     fn an_echo_of_the_local_copy_leaves_the_document_alone() {
         let local = object(json!({"id": "1", "title": "a"}));
         assert_eq!(
-            replacement(applied(Some(local.clone()), None, &local, &one())),
+            replacement(applied(answered(local.clone()), None, &local, &one())),
             None
         );
         assert_eq!(
-            replacement(applied(Some(JsonObject::new()), None, &local, &one())),
+            replacement(applied(answered(JsonObject::new()), None, &local, &one())),
             None
         );
-        assert_eq!(replacement(applied(None, None, &local, &one())), None);
+        assert_eq!(
+            replacement(applied(WriteAnswer::default(), None, &local, &one())),
+            None
+        );
     }
 
     #[test]
@@ -371,18 +467,23 @@ mod tests {
         let local = object(json!({"id": "1", "title": "a"}));
         let server = object(json!({"id": "1", "title": "a", "updatedAt": "2026-11-25T00:00:00Z"}));
         assert_eq!(
-            replacement(applied(Some(server.clone()), None, &local, &one())),
+            replacement(applied(answered(server.clone()), None, &local, &one())),
             Some(server)
         );
         let merged = object(json!({"id": "1", "title": "merged"}));
         assert_eq!(
-            replacement(applied(None, Some(merged.clone()), &local, &one())),
+            replacement(applied(
+                WriteAnswer::default(),
+                Some(merged.clone()),
+                &local,
+                &one()
+            )),
             Some(merged.clone())
         );
         // The server echoing the merged copy we sent: keep the merge.
         assert_eq!(
             replacement(applied(
-                Some(merged.clone()),
+                answered(merged.clone()),
                 Some(merged.clone()),
                 &local,
                 &one()

@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::USER_AGENT;
+use http::header::{CONTENT_TYPE, IF_MATCH, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use sync_core::{ApiError, EntityName, ErrorKind, JsonObject, OperationId, RecordId, SyncApiAdapter};
+use sync_core::{
+    ApiError, EntityName, ErrorKind, JsonObject, OperationId, RecordId, ServerCopy, SyncApiAdapter,
+    WriteAnswer, WriteKind, WriteRequest,
+};
 
 use crate::answers::captive_portal;
 use crate::client::{self, HttpClient, Trust};
 use crate::error::NetError;
+use crate::exchange::{Response, Target};
 use crate::shape::{AnswerShape, RequestKind, RequestShape};
 use crate::url::BaseUrl;
 
@@ -342,19 +346,32 @@ impl HttpSyncApiAdapter {
             .unwrap_or(&self.config.shape)
     }
 
-    /// Sends a create or an update of `data` for record `id`.
-    async fn write(
+    /// Sends a create or an update of `data` for record `id`, conditional
+    /// on `base`'s version and patching from its document when the shape
+    /// says so.
+    async fn send_write(
         &self,
         kind: RequestKind,
         entity: &EntityName,
         id: &RecordId,
         data: &JsonObject,
+        base: Option<&ServerCopy>,
         operation_id: &OperationId,
-    ) -> Result<Option<JsonObject>, ApiError> {
+    ) -> Result<WriteAnswer, ApiError> {
         let shape = self.shape_of(entity);
         let route_id = (kind != RequestKind::Create).then_some(id);
-        let target = self.target(shape, kind, entity, route_id)?;
-        let body = serde_json::to_vec(&shape.write_body(data)).map_err(|error| {
+        let mut target = self.target(shape, kind, entity, route_id)?;
+        let (body, patch) = shape.write_body(kind, data, base.map(|copy| &copy.data));
+        if patch {
+            target.headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/merge-patch+json"),
+            );
+        }
+        if kind == RequestKind::Update {
+            Self::condition(&mut target, base);
+        }
+        let body = serde_json::to_vec(&body).map_err(|error| {
             ApiError::new(
                 ErrorKind::Permanent,
                 format!("the payload cannot be serialised: {error}"),
@@ -364,7 +381,7 @@ impl HttpSyncApiAdapter {
         let response = self
             .send(&target, Some(Bytes::from(body)), Some(operation_id))
             .await?;
-        if !response.status.is_success() {
+        if !response.status.is_success() || self.declared_absent(shape, kind, &response) {
             return Err(self.refusal(shape, kind, &response, &target.line));
         }
         // A JSON API does not answer a write with a web page; a captive
@@ -375,42 +392,41 @@ impl HttpSyncApiAdapter {
         }
         Self::write_answer(shape, kind, &response, data, id, &target.line)
     }
-}
 
-#[async_trait]
-impl SyncApiAdapter for HttpSyncApiAdapter {
-    async fn create(
-        &self,
-        entity: &EntityName,
-        id: &RecordId,
-        data: &JsonObject,
-        operation_id: &OperationId,
-    ) -> Result<Option<JsonObject>, ApiError> {
-        self.write(RequestKind::Create, entity, id, data, operation_id)
-            .await
+    /// Whether a success answer is one the shape declares "absent" (a
+    /// create never is).
+    fn declared_absent(&self, shape: &RequestShape, kind: RequestKind, response: &Response) -> bool {
+        kind != RequestKind::Create
+            && shape
+                .spec(kind)
+                .absent
+                .iter()
+                .any(|answer| answer.matches(response.status.as_u16(), &response.body))
     }
 
-    async fn update(
-        &self,
-        entity: &EntityName,
-        id: &RecordId,
-        data: &JsonObject,
-        operation_id: &OperationId,
-    ) -> Result<Option<JsonObject>, ApiError> {
-        self.write(RequestKind::Update, entity, id, data, operation_id)
-            .await
+    /// Makes the request conditional on the version of the copy the
+    /// server last confirmed (`If-Match`), when one is known.
+    fn condition(target: &mut Target, base: Option<&ServerCopy>) {
+        if let Some(value) = base
+            .and_then(|copy| copy.version.as_deref())
+            .and_then(|version| HeaderValue::try_from(version).ok())
+        {
+            target.headers.insert(IF_MATCH, value);
+        }
     }
 
-    async fn delete(
+    async fn send_delete(
         &self,
         entity: &EntityName,
         id: &RecordId,
+        base: Option<&ServerCopy>,
         operation_id: &OperationId,
     ) -> Result<(), ApiError> {
         let shape = self.shape_of(entity);
-        let target = self.target(shape, RequestKind::Delete, entity, Some(id))?;
+        let mut target = self.target(shape, RequestKind::Delete, entity, Some(id))?;
+        Self::condition(&mut target, base);
         let response = self.send(&target, None, Some(operation_id)).await?;
-        if !response.status.is_success() {
+        if !response.status.is_success() || self.declared_absent(shape, RequestKind::Delete, &response) {
             return Err(self.refusal(shape, RequestKind::Delete, &response, &target.line));
         }
         // An array-shaped API answers a delete that matched no row with an
@@ -431,12 +447,80 @@ impl SyncApiAdapter for HttpSyncApiAdapter {
         }
         Ok(())
     }
+}
+
+#[async_trait]
+impl SyncApiAdapter for HttpSyncApiAdapter {
+    async fn create(
+        &self,
+        entity: &EntityName,
+        id: &RecordId,
+        data: &JsonObject,
+        operation_id: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError> {
+        self.send_write(RequestKind::Create, entity, id, data, None, operation_id)
+            .await
+            .map(|answer| answer.record)
+    }
+
+    async fn update(
+        &self,
+        entity: &EntityName,
+        id: &RecordId,
+        data: &JsonObject,
+        operation_id: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError> {
+        self.send_write(RequestKind::Update, entity, id, data, None, operation_id)
+            .await
+            .map(|answer| answer.record)
+    }
+
+    async fn delete(
+        &self,
+        entity: &EntityName,
+        id: &RecordId,
+        operation_id: &OperationId,
+    ) -> Result<(), ApiError> {
+        self.send_delete(entity, id, None, operation_id).await
+    }
 
     async fn fetch_remote(&self, entity: &EntityName, id: &RecordId) -> Result<Option<JsonObject>, ApiError> {
+        Ok(self.fetch_copy(entity, id).await?.map(|copy| copy.data))
+    }
+
+    /// Updates and deletes carry `If-Match` with the base's version when
+    /// one is known (a 412 answer is a `Conflict` error, not applied), and
+    /// a merge-patch shape sends only what changed since the base.
+    async fn write(&self, request: WriteRequest<'_>) -> Result<WriteAnswer, ApiError> {
+        let WriteRequest {
+            kind,
+            entity,
+            id,
+            data,
+            base,
+            operation_id,
+        } = request;
+        match kind {
+            WriteKind::Create => {
+                self.send_write(RequestKind::Create, entity, id, data, None, operation_id)
+                    .await
+            }
+            WriteKind::Update => {
+                self.send_write(RequestKind::Update, entity, id, data, base, operation_id)
+                    .await
+            }
+            _ => self
+                .send_delete(entity, id, base, operation_id)
+                .await
+                .map(|()| WriteAnswer::default()),
+        }
+    }
+
+    async fn fetch_copy(&self, entity: &EntityName, id: &RecordId) -> Result<Option<ServerCopy>, ApiError> {
         let shape = self.shape_of(entity);
         let target = self.target(shape, RequestKind::Fetch, entity, Some(id))?;
         let response = self.send(&target, None, None).await?;
-        if !response.status.is_success() {
+        if !response.status.is_success() || self.declared_absent(shape, RequestKind::Fetch, &response) {
             let error = self.refusal(shape, RequestKind::Fetch, &response, &target.line);
             return match error.kind() {
                 ErrorKind::NotFound => Ok(None),

@@ -4,9 +4,9 @@
 use std::time::SystemTime;
 
 use http::HeaderMap;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, ETAG, RETRY_AFTER};
 use serde_json::Value;
-use sync_core::{ApiError, ErrorKind, JsonObject, RecordId};
+use sync_core::{ApiError, ErrorKind, JsonObject, RecordId, ServerCopy, WriteAnswer};
 
 use crate::adapter::HttpSyncApiAdapter;
 use crate::error::{classify_status, excerpt, parse_retry_after};
@@ -109,6 +109,18 @@ impl HttpSyncApiAdapter {
             self.append_body(&mut message, &response.body);
             message
         };
+        if status == 412 {
+            // A conditional write refused: nothing was applied.
+            return ApiError::new(
+                ErrorKind::Conflict,
+                with_body(format!(
+                    "HTTP {status} {reason}: the record changed on the server since this device's copy"
+                )),
+            )
+            .with_status(status)
+            .with_request(line)
+            .with_possibly_applied(false);
+        }
         if kind == RequestKind::Create && declared(&spec.already_exists) {
             return ApiError::new(
                 ErrorKind::AlreadyExists,
@@ -169,12 +181,19 @@ impl HttpSyncApiAdapter {
         sent: &JsonObject,
         id: &RecordId,
         line: &str,
-    ) -> Result<Option<JsonObject>, ApiError> {
+    ) -> Result<WriteAnswer, ApiError> {
+        let etag = response.headers.get(ETAG).and_then(|value| value.to_str().ok());
         let Ok(answer) = serde_json::from_slice::<Value>(&response.body) else {
-            return Ok(None);
+            return Ok(WriteAnswer {
+                record: None,
+                version: shape.version_in(etag, None),
+            });
         };
         match shape.record_in(answer, false) {
-            Ok(Some(record)) => Ok(shape.adoptable(record, sent, id)),
+            Ok(Some(record)) => Ok(WriteAnswer {
+                version: shape.version_in(etag, Some(&record)),
+                record: shape.adoptable(record, sent, id),
+            }),
             Ok(None) if kind != RequestKind::Create => Err(ApiError::new(
                 ErrorKind::NotFound,
                 format!(
@@ -185,7 +204,10 @@ impl HttpSyncApiAdapter {
             .with_status(response.status.as_u16())
             .with_request(line)
             .with_possibly_applied(false)),
-            Ok(None) | Err(_) => Ok(None),
+            Ok(None) | Err(_) => Ok(WriteAnswer {
+                record: None,
+                version: shape.version_in(etag, None),
+            }),
         }
     }
 
@@ -204,15 +226,21 @@ impl HttpSyncApiAdapter {
         shape: &RequestShape,
         response: &Response,
         line: &str,
-    ) -> Result<Option<JsonObject>, ApiError> {
+    ) -> Result<Option<ServerCopy>, ApiError> {
         // A captive portal's page, not the API's answer: ask again later
         // rather than park the item (nothing was written).
         if let Some(error) = captive_portal(response, line, false) {
             return Err(error);
         }
+        let etag = response.headers.get(ETAG).and_then(|value| value.to_str().ok());
         let found = match serde_json::from_slice::<Value>(&response.body) {
             Ok(answer) => match shape.record_in(answer, true) {
-                Ok(record) => return Ok(record),
+                Ok(record) => {
+                    return Ok(record.map(|data| ServerCopy {
+                        version: shape.version_in(etag, Some(&data)),
+                        data,
+                    }));
+                }
                 Err(found) => found,
             },
             _ if response.body.iter().all(u8::is_ascii_whitespace) => "an empty body".to_owned(),

@@ -38,5 +38,6 @@ pub use connectivity::{
 pub use error::NetError;
 pub use shape::{
     AnswerMatch, AnswerShape, BodyShape, HttpMethod, IdType, RequestKind, RequestShape, RouteFn,
+    VersionSource, merge_patch,
 };
 pub use url::{default_path, encode_query_value, encode_segment};

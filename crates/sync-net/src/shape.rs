@@ -277,6 +277,14 @@ pub enum BodyShape {
     Document,
     /// The whole document under one key, such as `{"data": {...}}`.
     Wrapped(String),
+    /// Updates send a JSON Merge Patch (RFC 7386, `Content-Type:
+    /// application/merge-patch+json`) of the fields changed since the copy
+    /// the server last confirmed, so edits of other fields made on the
+    /// server meanwhile stand; a removed field goes as `null`. Without a
+    /// known copy, and for creates, the whole document is sent. (A field
+    /// whose local value is `null` cannot be told from a removed one in a
+    /// merge patch: it is removed on the server.)
+    MergePatch,
 }
 
 /// Where the record is in the server's answers to writes and fetches.
@@ -295,6 +303,22 @@ pub enum AnswerShape {
     /// Answers to writes are never adopted as the local document; fetches
     /// read the whole answer as the record.
     Nothing,
+}
+
+/// Where the server's version of a record comes from, for conditional
+/// writes (`If-Match` on updates and deletes, 412 when the record changed
+/// since).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionSource {
+    /// The answer's strong `ETag` header (the default; a server that sends
+    /// none, or only weak ones, gets unconditional writes).
+    ETag,
+    /// A field of the record, such as `version` or `updated_at`; it is
+    /// sent back as `If-Match: "<value>"`.
+    Field(String),
+    /// No conditional writes.
+    None,
 }
 
 /// How the server compares ids.
@@ -346,6 +370,10 @@ pub struct RequestShape {
     pub(crate) answer: AnswerShape,
     pub(crate) id_field: String,
     pub(crate) id_type: IdType,
+    pub(crate) version: VersionSource,
+    /// Whether update bodies leave out the id field (servers that refuse
+    /// even an unchanged primary key in a patch).
+    pub(crate) omit_id_on_update: bool,
 }
 
 impl Default for RequestShape {
@@ -375,6 +403,8 @@ impl RequestShape {
             answer: AnswerShape::Document,
             id_field: sync_core::answer::ID_FIELD.to_owned(),
             id_type: IdType::AsSent,
+            version: VersionSource::ETag,
+            omit_id_on_update: false,
         }
     }
 
@@ -414,7 +444,8 @@ impl RequestShape {
 
     /// PocketBase, with the base URL ending in `/api/collections`:
     /// `/{entity}/records` and `/{entity}/records/{id}`, `PATCH` updates
-    /// (PocketBase has no `PUT`); a missing record is a 404 with its JSON
+    /// (PocketBase has no `PUT`) without the id in the body (it refuses a
+    /// primary key in a patch); a missing record is a 404 with its JSON
     /// error body; a taken id is a 400 whose `data.id.code` is
     /// `validation_not_unique`. Ids must be 15 lowercase letters and digits.
     #[must_use]
@@ -429,34 +460,34 @@ impl RequestShape {
             update: RequestSpec::new(HttpMethod::Patch, "/{entity}/records/{id}").absent(absent()),
             delete: RequestSpec::new(HttpMethod::Delete, "/{entity}/records/{id}").absent(absent()),
             fetch: RequestSpec::new(HttpMethod::Get, "/{entity}/records/{id}").absent(absent()),
+            omit_id_on_update: true,
             ..Self::rest()
         }
     }
 
     /// Directus, with the base URL ending in `/items`: `/{entity}` and
-    /// `/{entity}/{id}`, `PATCH` updates, every answer wrapped in
-    /// `{"data": ...}`. Directus answers a missing record with 403
-    /// `FORBIDDEN` (it never says 404, so as not to reveal what exists):
-    /// that is read as absent. A taken id is a 400 `RECORD_NOT_UNIQUE`.
-    /// Give the token with a default `Authorization` header or an auth
-    /// hook.
+    /// `/{entity}/{id}`, `PATCH` updates (Directus has no `PUT`), every
+    /// answer wrapped in `{"data": ...}`. Directus never says 404 for a
+    /// record: a `GET` of a missing one is a 403 `FORBIDDEN` (read as
+    /// absent), a `PATCH` of a missing one a 204 with no body (a real update
+    /// answers 200 with the record), and a `DELETE` answers 204 whether the
+    /// record was there or not (so a delete is done either way; 11.x) or
+    /// 403 `FORBIDDEN` for a missing one (12.x). A taken id is a 400
+    /// `RECORD_NOT_UNIQUE`. Give the token with a default `Authorization`
+    /// header or an auth hook.
     #[must_use]
     pub fn directus() -> Self {
         let code = "/errors/0/extensions/code";
-        let absent = || {
-            [
-                AnswerMatch::status(403).with_body_field(code, "FORBIDDEN"),
-                AnswerMatch::status(404).with_body_field(code, "ROUTE_NOT_FOUND"),
-            ]
-        };
+        let forbidden = || AnswerMatch::status(403).with_body_field(code, "FORBIDDEN");
         let mut create = RequestSpec::new(HttpMethod::Post, "/{entity}");
         create.already_exists = vec![AnswerMatch::status(400).with_body_field(code, "RECORD_NOT_UNIQUE")];
         Self {
             name: "directus",
             create,
-            update: RequestSpec::new(HttpMethod::Patch, "/{entity}/{id}").absent(absent()),
-            delete: RequestSpec::new(HttpMethod::Delete, "/{entity}/{id}").absent(absent()),
-            fetch: RequestSpec::new(HttpMethod::Get, "/{entity}/{id}").absent(absent()),
+            update: RequestSpec::new(HttpMethod::Patch, "/{entity}/{id}")
+                .absent([AnswerMatch::status(204), forbidden()]),
+            delete: RequestSpec::new(HttpMethod::Delete, "/{entity}/{id}").absent([forbidden()]),
+            fetch: RequestSpec::new(HttpMethod::Get, "/{entity}/{id}").absent([forbidden()]),
             answer: AnswerShape::Pointer("/data".to_owned()),
             ..Self::rest()
         }
@@ -547,7 +578,9 @@ impl RequestShape {
     }
 
     /// The answers that mean "the server has no such record" for these
-    /// kinds of request, replacing the ones declared before. For a fetch
+    /// kinds of request, replacing the ones declared before; a success
+    /// status counts too (Directus answers a `PATCH` of a missing record
+    /// 204 where a real update answers 200). For a fetch
     /// it means no record; for an update, the record is re-created (after
     /// a fetch confirms it); for a delete, done (checked with a fetch on a
     /// first delete). Any other 404 or 410 is then a permanent error (a
@@ -605,6 +638,22 @@ impl RequestShape {
         self
     }
 
+    /// Where the record's version comes from, for conditional writes.
+    /// Default [`VersionSource::ETag`].
+    #[must_use]
+    pub fn version(mut self, version: VersionSource) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Whether update bodies leave out the id field. Default `false`
+    /// (`true` for PocketBase, which refuses a primary key in a patch).
+    #[must_use]
+    pub fn omit_id_on_update(mut self, omit: bool) -> Self {
+        self.omit_id_on_update = omit;
+        self
+    }
+
     /// Checks the shape; the reason names the setting that cannot work.
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.fetch.method != HttpMethod::Get {
@@ -647,9 +696,25 @@ impl RequestShape {
         Ok(())
     }
 
-    /// The body to send for a write of `data`.
-    pub(crate) fn write_body(&self, data: &JsonObject) -> Value {
-        let mut data = data.clone();
+    /// The body to send for a write of `data`, and whether it is a merge
+    /// patch (against `base`, the copy the server last confirmed).
+    pub(crate) fn write_body(
+        &self,
+        kind: RequestKind,
+        data: &JsonObject,
+        base: Option<&JsonObject>,
+    ) -> (Value, bool) {
+        let mut data = match (&self.body, kind, base) {
+            (BodyShape::MergePatch, RequestKind::Update, Some(base)) => {
+                let mut patch = merge_patch(base, data);
+                patch.remove(&self.id_field);
+                return (Value::Object(patch), true);
+            }
+            _ => data.clone(),
+        };
+        if kind == RequestKind::Update && self.omit_id_on_update {
+            data.remove(&self.id_field);
+        }
         if let Some(id) = data.get_mut(&self.id_field) {
             match (self.id_type, &*id) {
                 (IdType::String, Value::Number(number)) => *id = Value::String(number.to_string()),
@@ -664,12 +729,28 @@ impl RequestShape {
             }
         }
         match &self.body {
-            BodyShape::Document => Value::Object(data),
+            BodyShape::Document | BodyShape::MergePatch => (Value::Object(data), false),
             BodyShape::Wrapped(key) => {
                 let mut wrapper = JsonObject::new();
                 wrapper.insert(key.clone(), Value::Object(data));
-                Value::Object(wrapper)
+                (Value::Object(wrapper), false)
             }
+        }
+    }
+
+    /// The record's version in an answer: its strong `ETag`, or the
+    /// version field of `record`, as the shape says.
+    pub(crate) fn version_in(&self, etag: Option<&str>, record: Option<&JsonObject>) -> Option<String> {
+        match &self.version {
+            VersionSource::ETag => etag
+                .map(str::trim)
+                .filter(|tag| tag.starts_with('"') && tag.ends_with('"') && tag.len() >= 2)
+                .map(str::to_owned),
+            VersionSource::Field(field) => record
+                .and_then(|record| record.get(field))
+                .and_then(scalar_text)
+                .map(|value| format!("\"{value}\"")),
+            VersionSource::None => None,
         }
     }
 
@@ -731,6 +812,31 @@ impl RequestShape {
         }
         Some(record)
     }
+}
+
+/// The JSON Merge Patch (RFC 7386) that takes `base` to `target`: changed
+/// and added fields with their new values (objects patched recursively),
+/// removed fields as `null`.
+#[must_use]
+pub fn merge_patch(base: &JsonObject, target: &JsonObject) -> JsonObject {
+    let mut patch = JsonObject::new();
+    for (field, value) in target {
+        match (base.get(field), value) {
+            (Some(before), _) if before == value => {}
+            (Some(Value::Object(before)), Value::Object(after)) => {
+                patch.insert(field.clone(), Value::Object(merge_patch(before, after)));
+            }
+            _ => {
+                patch.insert(field.clone(), value.clone());
+            }
+        }
+    }
+    for field in base.keys() {
+        if !target.contains_key(field) {
+            patch.insert(field.clone(), Value::Null);
+        }
+    }
+    patch
 }
 
 /// Checks a route template: it starts with `/`, holds only the
@@ -867,31 +973,83 @@ mod tests {
     #[test]
     fn bodies_follow_the_shape() {
         let data = object(json!({"id": 7, "title": "a"}));
+        let body =
+            |shape: RequestShape, data: &JsonObject| shape.write_body(RequestKind::Create, data, None).0;
         assert_eq!(
-            RequestShape::json_server().write_body(&data),
+            body(RequestShape::json_server(), &data),
             json!({"id": "7", "title": "a"})
         );
         let text = object(json!({"id": "7"}));
         assert_eq!(
-            RequestShape::rest().id_type(IdType::Number).write_body(&text),
+            body(RequestShape::rest().id_type(IdType::Number), &text),
             json!({"id": 7})
         );
         assert_eq!(
-            RequestShape::rest()
-                .id_type(IdType::Number)
-                .write_body(&object(json!({"id": "x7"}))),
+            body(
+                RequestShape::rest().id_type(IdType::Number),
+                &object(json!({"id": "x7"}))
+            ),
             json!({"id": "x7"})
         );
         assert_eq!(
-            RequestShape::rest()
-                .body(BodyShape::Wrapped("data".into()))
-                .write_body(&text),
+            body(
+                RequestShape::rest().body(BodyShape::Wrapped("data".into())),
+                &text
+            ),
             json!({"data": {"id": "7"}})
         );
+        assert_eq!(body(RequestShape::rest(), &data), json!({"id": 7, "title": "a"}));
+        // PocketBase refuses the key in a patch.
         assert_eq!(
-            RequestShape::rest().write_body(&data),
-            json!({"id": 7, "title": "a"})
+            RequestShape::pocketbase()
+                .write_body(RequestKind::Update, &data, None)
+                .0,
+            json!({"title": "a"})
         );
+    }
+
+    #[test]
+    fn updates_patch_only_what_changed_since_the_servers_copy() {
+        let shape = RequestShape::rest().body(BodyShape::MergePatch);
+        let base =
+            object(json!({"id": "7", "title": "a", "tags": {"x": 1, "y": 2}, "gone": true, "same": 1}));
+        let data = object(json!({"id": "7", "title": "b", "tags": {"x": 1, "y": 3}, "same": 1, "new": [1]}));
+        assert_eq!(
+            shape.write_body(RequestKind::Update, &data, Some(&base)),
+            (
+                json!({"title": "b", "tags": {"y": 3}, "gone": null, "new": [1]}),
+                true
+            )
+        );
+        // No copy known, or a create: the whole document.
+        assert_eq!(
+            shape.write_body(RequestKind::Update, &data, None),
+            (Value::Object(data.clone()), false)
+        );
+        assert_eq!(
+            shape.write_body(RequestKind::Create, &data, Some(&base)),
+            (Value::Object(data), false)
+        );
+    }
+
+    #[test]
+    fn versions_come_from_strong_etags_or_the_named_field() {
+        let rest = RequestShape::rest();
+        assert_eq!(rest.version_in(Some("\"3\""), None), Some("\"3\"".to_owned()));
+        assert_eq!(
+            rest.version_in(Some("W/\"3\""), None),
+            None,
+            "weak tags never match If-Match"
+        );
+        assert_eq!(rest.version_in(None, None), None);
+        let field = RequestShape::rest().version(VersionSource::Field("rev".into()));
+        let record = object(json!({"rev": 4}));
+        assert_eq!(
+            field.version_in(Some("\"3\""), Some(&record)),
+            Some("\"4\"".to_owned())
+        );
+        let none = RequestShape::rest().version(VersionSource::None);
+        assert_eq!(none.version_in(Some("\"3\""), Some(&record)), None);
     }
 
     #[test]

@@ -270,7 +270,7 @@ async fn statuses_are_classified_for_the_engine() {
         (503, ErrorKind::Transient, true),
         (504, ErrorKind::Transient, true),
         (409, ErrorKind::Conflict, true),
-        (412, ErrorKind::Conflict, true),
+        (412, ErrorKind::Conflict, false), // a refused precondition applied nothing
         (404, ErrorKind::NotFound, false),
         (410, ErrorKind::NotFound, false),
         (400, ErrorKind::Permanent, false),

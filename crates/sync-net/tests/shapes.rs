@@ -183,6 +183,19 @@ async fn directus_answers_are_unwrapped_and_its_403_means_absent() {
         (ErrorKind::AlreadyExists, true),
         "{error}"
     );
+    // Directus answers a PATCH of a missing record 204 without a body (a
+    // real update answers 200 with the record).
+    let server = answering(ResponseTemplate::new(204)).await;
+    let error = shaped(&server, RequestShape::directus())
+        .update(&tasks, &seven, &sent, &op())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+    // ... but a 204 to a delete is done (Directus 11 answers it either way).
+    shaped(&server, RequestShape::directus())
+        .delete(&tasks, &seven, &op())
+        .await
+        .unwrap();
     // A 403 without Directus's code is a real refusal, not "absent".
     let server = answering(ResponseTemplate::new(403)).await;
     let error = shaped(&server, RequestShape::directus())

@@ -82,6 +82,10 @@ pub(crate) const CLEAR_SYNCED: &str =
 /// Items by status.
 pub(crate) const COUNTS: &str = "SELECT status, COUNT(*) AS n FROM queue GROUP BY status";
 
+/// One record's server copy: `?1` entity, `?2` id.
+pub(crate) const SERVER_COPY: &str =
+    "SELECT entity, id, data, version FROM server_copies WHERE entity = ?1 AND id = ?2";
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, AssertSqlSafe, Row, SqliteConnection};
 use sync_core::{
-    AttemptId, ErrorKind, JsonObject, LocalRecord, OperationId, RecordKey, StoreError, SyncOperation,
-    SyncQueueItem, SyncStatus, Timestamp,
+    AttemptId, ErrorKind, JsonObject, LocalRecord, OperationId, RecordKey, ServerCopy, StoreError,
+    SyncOperation, SyncQueueItem, SyncStatus, Timestamp,
 };
 
 use crate::error::{corrupt_row, map_sqlx};
@@ -290,7 +290,8 @@ fn bind_keys(keys: &[&RecordKey]) -> Result<SqliteArguments, StoreError> {
     Ok(arguments)
 }
 
-/// Deletes rows of `table` ("queue" or "records") by key, one statement per chunk.
+/// Deletes rows of `table` ("queue", "records" or "server_copies") by key,
+/// one statement per chunk.
 pub(crate) async fn delete_keys(
     connection: &mut SqliteConnection,
     table: &'static str,
@@ -407,4 +408,76 @@ pub(crate) async fn items_page(
             Ok((seq, item_from_row(row)?))
         })
         .collect()
+}
+
+/// Reads the server copies of `keys`, one statement per chunk. Keys without
+/// one are absent from the map.
+pub(crate) async fn load_copies(
+    connection: &mut SqliteConnection,
+    keys: &[&RecordKey],
+) -> Result<HashMap<RecordKey, ServerCopy>, StoreError> {
+    let mut copies = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT entity, id, data, version FROM server_copies WHERE (entity, id) IN (VALUES {})",
+            placeholders(chunk.len(), 2)
+        );
+        let rows = sqlx::query_with(AssertSqlSafe(sql), bind_keys(chunk)?)
+            .persistent(keep_prepared(chunk.len()))
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(|error| map_sqlx(error, "reading server copies"))?;
+        for row in rows {
+            let (key, copy) = copy_from_row(&row)?;
+            copies.insert(key, copy);
+        }
+    }
+    Ok(copies)
+}
+
+/// A server copy row: its key and copy.
+pub(crate) fn copy_from_row(row: &SqliteRow) -> Result<(RecordKey, ServerCopy), StoreError> {
+    let read = |e| map_sqlx(e, "reading server copies");
+    let entity: String = row.try_get("entity").map_err(read)?;
+    let id: String = row.try_get("id").map_err(read)?;
+    let data: String = row.try_get("data").map_err(read)?;
+    let version: Option<String> = row.try_get("version").map_err(read)?;
+    let key = RecordKey::new(
+        entity.parse().map_err(|e| corrupt_row("key", e))?,
+        id.parse().map_err(|e| corrupt_row("key", e))?,
+    );
+    let data = match serde_json::from_str::<serde_json::Value>(&data) {
+        Ok(serde_json::Value::Object(object)) => object,
+        _ => return Err(corrupt_row("server copy", "not a JSON object")),
+    };
+    Ok((key, ServerCopy { data, version }))
+}
+
+/// Inserts or replaces server copies, one statement per chunk.
+pub(crate) async fn upsert_copies(
+    connection: &mut SqliteConnection,
+    copies: &[(&RecordKey, &ServerCopy)],
+) -> Result<(), StoreError> {
+    for chunk in copies.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO server_copies (entity, id, data, version) VALUES {} \
+             ON CONFLICT (entity, id) DO UPDATE SET data = excluded.data, version = excluded.version",
+            placeholders(chunk.len(), 4)
+        );
+        let mut arguments = SqliteArguments::default();
+        for (key, copy) in chunk {
+            arguments
+                .add(key.entity.as_str().to_owned())
+                .map_err(bind_error)?;
+            arguments.add(key.id.as_str().to_owned()).map_err(bind_error)?;
+            arguments.add(json_text(&copy.data)).map_err(bind_error)?;
+            arguments.add(copy.version.clone()).map_err(bind_error)?;
+        }
+        sqlx::query_with(AssertSqlSafe(sql), arguments)
+            .persistent(keep_prepared(chunk.len()))
+            .execute(&mut *connection)
+            .await
+            .map_err(|error| map_sqlx(error, "writing server copies"))?;
+    }
+    Ok(())
 }

@@ -37,10 +37,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 4,
         sql: include_str!("../migrations/0004_queue_http_status.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/0005_server_copies.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 async fn pragma_value(connection: &mut SqliteConnection, pragma: &'static str) -> Result<i64, StoreError> {
     sqlx::query_scalar::<_, i64>(pragma)
@@ -133,6 +137,34 @@ mod tests {
 
     use super::*;
 
+    /// Version 4 upgrades to 5 with an empty table of server copies; the
+    /// queue and the records are untouched.
+    #[tokio::test]
+    async fn version_4_upgrades_to_5_with_no_server_copy() {
+        let mut connection = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        migrate(&mut connection, 4).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO records (entity, id, data, created_at, updated_at) \
+             VALUES ('notes', '1', '{\"text\":\"x\"}', 1, 2)",
+        )
+        .execute(&mut connection)
+        .await
+        .unwrap();
+        migrate(&mut connection, SCHEMA_VERSION).await.unwrap();
+        assert_eq!(
+            pragma_value(&mut connection, "PRAGMA user_version")
+                .await
+                .unwrap(),
+            5
+        );
+        let counts: (i64, i64) =
+            sqlx::query_as("SELECT (SELECT COUNT(*) FROM records), (SELECT COUNT(*) FROM server_copies)")
+                .fetch_one(&mut connection)
+                .await
+                .unwrap();
+        assert_eq!(counts, (1, 0));
+    }
+
     /// A database at version 3 with a failed item upgrades to 4 with every
     /// column kept and no HTTP status invented for the old failure; new
     /// rows take one.
@@ -149,7 +181,7 @@ mod tests {
         .execute(&mut connection)
         .await
         .unwrap();
-        migrate(&mut connection, SCHEMA_VERSION).await.unwrap();
+        migrate(&mut connection, 4).await.unwrap();
         assert_eq!(
             pragma_value(&mut connection, "PRAGMA user_version")
                 .await

@@ -12,8 +12,8 @@ use sqlx::{ConnectOptions, Connection, Row};
 use sync_core::model::check_payload_size;
 use sync_core::{
     AttemptTicket, BoxStream, EntityName, FinishResult, FinishedAttempt, LocalChange, LocalRecord,
-    QueueCounts, RecordKey, SavedChange, StoreError, StoreErrorKind, StoreEvent, SyncQueueItem, SyncStore,
-    Timestamp,
+    QueueCounts, RecordKey, SavedChange, ServerCopy, StoreError, StoreErrorKind, StoreEvent, SyncQueueItem,
+    SyncStore, Timestamp,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -24,7 +24,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use crate::error::{map_io, map_sqlx};
 use crate::options::{Durability, SqliteStoreOptions};
 use crate::queries;
-use crate::rows::{item_from_row, record_from_row};
+use crate::rows::{copy_from_row, item_from_row, record_from_row};
 use crate::schema::{SCHEMA_VERSION, migrate};
 use crate::writer::{Command, Diagnostics, Rewrite, Statements, Writer};
 
@@ -517,6 +517,18 @@ impl SyncStore for SqliteStore {
             return Ok(Vec::new());
         }
         self.write(|reply| Command::Claim { now, limit, reply }).await
+    }
+
+    async fn server_copy(&self, key: &RecordKey) -> Result<Option<ServerCopy>, StoreError> {
+        self.statements.add(1);
+        let row = sqlx::query(queries::SERVER_COPY)
+            .bind(key.entity.as_str())
+            .bind(key.id.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(|error| self.read_error(error, "reading a server copy"))?;
+        row.map(|row| copy_from_row(&row).map(|(_, copy)| copy))
+            .transpose()
     }
 
     async fn next_attempt_time(&self) -> Result<Option<Timestamp>, StoreError> {

@@ -15,8 +15,8 @@ use sqlx::{Connection, SqliteConnection};
 use sync_core::attempt::{begin_attempt, finish_attempt, rearm_for_pass, recover_interrupted, retry_now};
 use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
 use sync_core::{
-    AttemptTicket, FinishResult, FinishedAttempt, LocalChange, LocalRecord, RecordKey, SavedChange,
-    StoreError, StoreErrorKind, StoreEvent, SyncQueueItem, Timestamp,
+    AttemptTicket, CopyWrite, FinishResult, FinishedAttempt, LocalChange, LocalRecord, RecordKey,
+    SavedChange, ServerCopy, StoreError, StoreErrorKind, StoreEvent, SyncQueueItem, Timestamp,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -125,6 +125,8 @@ struct Changes {
     items: Vec<RecordKey>,
     item_keys: HashSet<RecordKey>,
     documents: HashMap<RecordKey, Option<LocalRecord>>,
+    /// Server copies to write (`None`: remove).
+    copies: HashMap<RecordKey, Option<ServerCopy>>,
     events: Vec<StoreEvent>,
 }
 
@@ -202,9 +204,22 @@ impl Changes {
                 None => removed_records.push(key),
             }
         }
+        let mut copies: Vec<(&RecordKey, &ServerCopy)> = Vec::new();
+        let mut removed_copies: Vec<&RecordKey> = Vec::new();
+        for (key, copy) in &self.copies {
+            match copy {
+                Some(copy) => copies.push((key, copy)),
+                None => removed_copies.push(key),
+            }
+        }
         let count = |len: usize| len.div_ceil(CHUNK) as u64;
         statements.add(
-            count(upserts.len()) + count(removed.len()) + count(records.len()) + count(removed_records.len()),
+            count(upserts.len())
+                + count(removed.len())
+                + count(records.len())
+                + count(removed_records.len())
+                + count(copies.len())
+                + count(removed_copies.len()),
         );
         if self.metadata_only && removed.is_empty() {
             rows::update_item_metadata(connection, &upserts).await?;
@@ -214,6 +229,8 @@ impl Changes {
         rows::delete_keys(connection, "queue", &removed).await?;
         rows::upsert_records(connection, &records).await?;
         rows::delete_keys(connection, "records", &removed_records).await?;
+        rows::upsert_copies(connection, &copies).await?;
+        rows::delete_keys(connection, "server_copies", &removed_copies).await?;
         Ok(())
     }
 }
@@ -440,6 +457,15 @@ impl Writer {
             }
         }
         changes.write(&mut self.connection, &self.statements).await?;
+        // The base of each attempt: what the server last confirmed.
+        if !tickets.is_empty() {
+            let keys: Vec<&RecordKey> = tickets.iter().map(|ticket| &ticket.key).collect();
+            self.statements.add(keys.len().div_ceil(CHUNK) as u64);
+            let mut copies = rows::load_copies(&mut self.connection, &keys).await?;
+            for ticket in &mut tickets {
+                ticket.base = copies.remove(&ticket.key);
+            }
+        }
         Ok((tickets, changes.events))
     }
 
@@ -463,6 +489,15 @@ impl Writer {
             changes.queue(&ticket.key, plan.queue);
             if let Some(document) = plan.document {
                 changes.document(&ticket.key, document, now);
+            }
+            match plan.copy {
+                CopyWrite::Keep => {}
+                CopyWrite::Put(copy) => {
+                    changes.copies.insert(ticket.key.clone(), Some(copy));
+                }
+                CopyWrite::Remove => {
+                    changes.copies.insert(ticket.key.clone(), None);
+                }
             }
             results.push(if plan.stale {
                 FinishResult::Stale

@@ -145,6 +145,7 @@ async fn the_last_failures_http_status_survives_reopen_until_the_item_syncs() {
     let ticket = store.claim_ready(T, 1).await.unwrap().remove(0);
     let outcome = AttemptOutcome::Applied {
         replace_local_with: None,
+        server_version: None,
     };
     store
         .finish_attempts(vec![FinishedAttempt { ticket, outcome }], T)

@@ -77,6 +77,116 @@ where
     events_describe_each_changed_row(&new_store().await).await;
     the_last_failures_http_status_goes_with_its_error(&new_store().await).await;
     timers_beyond_the_latest_come_back(&new_store().await).await;
+    server_copies_follow_what_the_server_confirmed(&new_store().await).await;
+}
+
+/// Claims, finishes the one ready item with `outcome` at `now`, and
+/// returns the ticket it was claimed with.
+async fn attempt_with(
+    store: &dyn SyncStore,
+    outcome: AttemptOutcome,
+    now: Timestamp,
+) -> sync_core::AttemptTicket {
+    let ticket = store.claim_ready(now, 1).await.unwrap().remove(0);
+    store
+        .finish_attempts(
+            vec![FinishedAttempt {
+                ticket: ticket.clone(),
+                outcome,
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    ticket
+}
+
+/// The copy the server last confirmed is kept with each outcome (the
+/// document written, or the server's answer, with its version), handed to
+/// the next attempt as its base, kept through a failure, and dropped once
+/// the server no longer holds the record.
+pub async fn server_copies_follow_what_the_server_confirmed(store: &dyn SyncStore) {
+    let one = key("tasks", "1");
+    let applied = |answer: Option<serde_json::Value>, version: &str| AttemptOutcome::Applied {
+        replace_local_with: answer.and_then(|value| value.as_object().cloned()),
+        server_version: Some(version.to_owned()),
+    };
+    store
+        .save(
+            change_with("tasks", "1", SyncOperation::Create, json!({"id": "1", "v": 1})),
+            T0,
+        )
+        .await
+        .unwrap();
+    let first = attempt_with(store, applied(None, "\"1\""), T0).await;
+    assert_eq!(first.base, None, "nothing confirmed before the first create");
+    let copy = store
+        .server_copy(&one)
+        .await
+        .unwrap()
+        .expect("a copy after a create");
+    assert_eq!(
+        (json!(copy.data), copy.version.as_deref()),
+        (json!({"id": "1", "v": 1}), Some("\"1\""))
+    );
+
+    store
+        .save(
+            change_with("tasks", "1", SyncOperation::Update, json!({"id": "1", "v": 2})),
+            T1,
+        )
+        .await
+        .unwrap();
+    let failed = AttemptOutcome::Failed {
+        kind: ErrorKind::Transient,
+        message: "HTTP 503".into(),
+        http_status: Some(503),
+        possibly_applied: false,
+        next_attempt_at: Some(T1),
+        not_before: None,
+    };
+    let second = attempt_with(store, failed, T1).await;
+    assert_eq!(second.base.as_ref(), Some(&copy), "the next attempt's base");
+    assert_eq!(
+        store.server_copy(&one).await.unwrap().as_ref(),
+        Some(&copy),
+        "kept through a failure"
+    );
+
+    let answer = json!({"id": "1", "v": 2, "at": "server"});
+    let third = attempt_with(store, applied(Some(answer.clone()), "\"2\""), T2).await;
+    assert_eq!(third.base.as_ref(), Some(&copy));
+    let copy = store.server_copy(&one).await.unwrap().unwrap();
+    assert_eq!(
+        (json!(copy.data), copy.version.as_deref()),
+        (answer, Some("\"2\"")),
+        "the server's answer is its copy"
+    );
+
+    store
+        .save(change("tasks", "1", SyncOperation::Delete), T3)
+        .await
+        .unwrap();
+    assert!(
+        store.server_copy(&one).await.unwrap().is_some(),
+        "a local delete leaves the server's copy until the delete is applied"
+    );
+    let fourth = attempt_with(
+        store,
+        AttemptOutcome::Applied {
+            replace_local_with: None,
+            server_version: None,
+        },
+        T3,
+    )
+    .await;
+    assert_eq!(fourth.plan, SendPlan::Delete);
+    assert_eq!(
+        store.server_copy(&one).await.unwrap(),
+        None,
+        "gone with the record"
+    );
+    assert_eq!(store.server_copy(&key("tasks", "2")).await.unwrap(), None);
 }
 
 /// A save writes the document and a pending queue item.
@@ -285,6 +395,7 @@ pub async fn applied_outcome_syncs_and_takes_server_data(store: &dyn SyncStore) 
     let server_data = json!({ "id": "1", "serverField": true }).as_object().cloned();
     let outcome = AttemptOutcome::Applied {
         replace_local_with: server_data.clone(),
+        server_version: None,
     };
     let results = store
         .finish_attempts(vec![FinishedAttempt { ticket, outcome }], T1)
@@ -463,6 +574,7 @@ pub async fn clear_synced_keeps_unsynced_items(store: &dyn SyncStore) {
     let ticket = store.claim_ready(T1, 1).await.unwrap().remove(0);
     let outcome = AttemptOutcome::Applied {
         replace_local_with: None,
+        server_version: None,
     };
     store
         .finish_attempts(vec![FinishedAttempt { ticket, outcome }], T2)
@@ -568,6 +680,7 @@ pub async fn late_outcome_after_recovery_changes_nothing(store: &dyn SyncStore) 
     let before = store.queue_item(&key("tasks", "1")).await.unwrap();
     let outcome = AttemptOutcome::Applied {
         replace_local_with: json!({ "late": true }).as_object().cloned(),
+        server_version: None,
     };
     let results = store
         .finish_attempts(vec![FinishedAttempt { ticket: old, outcome }], T2)
@@ -618,6 +731,7 @@ pub async fn snapshots_follow_events(store: &dyn SyncStore) {
             ticket,
             outcome: AttemptOutcome::Applied {
                 replace_local_with: json!({ "from": "server" }).as_object().cloned(),
+                server_version: None,
             },
         })
         .collect();
@@ -671,6 +785,7 @@ pub async fn a_new_entry_goes_to_the_back_of_the_queue(store: &dyn SyncStore) {
     let ticket = store.claim_ready(T0, 1).await.unwrap().remove(0);
     let outcome = AttemptOutcome::Applied {
         replace_local_with: None,
+        server_version: None,
     };
     store
         .finish_attempts(vec![FinishedAttempt { ticket, outcome }], T0)
@@ -859,6 +974,7 @@ pub async fn the_last_failures_http_status_goes_with_its_error(store: &dyn SyncS
     let ticket = store.claim_ready(T2, 1).await.unwrap().remove(0);
     let applied = AttemptOutcome::Applied {
         replace_local_with: None,
+        server_version: None,
     };
     store
         .finish_attempts(

@@ -8,9 +8,9 @@ use sync_core::attempt::{begin_attempt, finish_attempt, rearm_for_pass, recover_
 use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
 use sync_core::model::check_payload_size;
 use sync_core::{
-    AttemptTicket, BoxStream, DEFAULT_MAX_PAYLOAD_BYTES, EntityName, FinishResult, FinishedAttempt,
-    LocalChange, LocalRecord, QueueCounts, RecordKey, RetryPolicy, SavedChange, StoreError, StoreErrorKind,
-    StoreEvent, SyncQueueItem, SyncStatus, SyncStore, Timestamp,
+    AttemptTicket, BoxStream, CopyWrite, DEFAULT_MAX_PAYLOAD_BYTES, EntityName, FinishResult,
+    FinishedAttempt, LocalChange, LocalRecord, QueueCounts, RecordKey, RetryPolicy, SavedChange, ServerCopy,
+    StoreError, StoreErrorKind, StoreEvent, SyncQueueItem, SyncStatus, SyncStore, Timestamp,
 };
 use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
@@ -32,6 +32,7 @@ struct Entry {
 struct State {
     queue: BTreeMap<RecordKey, Entry>,
     records: BTreeMap<RecordKey, LocalRecord>,
+    copies: BTreeMap<RecordKey, ServerCopy>,
     next_seq: u64,
     closed: bool,
 }
@@ -286,11 +287,16 @@ impl SyncStore for MemoryStore {
             .collect();
         Ok(claims
             .into_iter()
-            .map(|(claimed, ticket)| {
+            .map(|(claimed, mut ticket)| {
                 self.put_item(&mut state, claimed);
+                ticket.base = state.copies.get(&ticket.key).cloned();
                 ticket
             })
             .collect())
+    }
+
+    async fn server_copy(&self, key: &RecordKey) -> Result<Option<ServerCopy>, StoreError> {
+        Ok(self.lock()?.copies.get(key).cloned())
     }
 
     async fn next_attempt_time(&self) -> Result<Option<Timestamp>, StoreError> {
@@ -333,6 +339,15 @@ impl SyncStore for MemoryStore {
             self.apply_queue(&mut state, &ticket.key, plan.queue);
             if let Some(document) = plan.document {
                 self.apply_document(&mut state, &ticket.key, document, now);
+            }
+            match plan.copy {
+                CopyWrite::Keep => {}
+                CopyWrite::Put(copy) => {
+                    state.copies.insert(ticket.key.clone(), copy);
+                }
+                CopyWrite::Remove => {
+                    state.copies.remove(&ticket.key);
+                }
             }
             results.push(if plan.stale {
                 FinishResult::Stale
