@@ -41,6 +41,57 @@ pub struct ServerConfig {
     /// [`crate::ReferenceServer::set_idempotency`]). Default:
     /// [`IdempotencyMode::Replay`].
     pub idempotency: IdempotencyMode,
+    /// The shape of the API served (see [`Dialect`]). Default:
+    /// [`Dialect::Rest`].
+    pub dialect: Dialect,
+}
+
+/// The shape of the API the server speaks: its routes, answers and errors.
+///
+/// The data, the idempotency keys, the ETags and `If-Match`, the fault
+/// plan, the bearer check and the request log work the same in every
+/// dialect; only how a record is addressed and how answers look differ.
+///
+/// ```
+/// use sync_reference_server::{Dialect, ServerConfig};
+///
+/// let config = ServerConfig::new().with_dialect(Dialect::PostgRest);
+/// assert_eq!(config.dialect, Dialect::PostgRest);
+/// assert_eq!(ServerConfig::new().dialect, Dialect::Rest);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// json-server's shape: `/{collection}` and `/{collection}/{id}` (or
+    /// `?id={id}`), answers are the objects themselves, `PATCH` takes a
+    /// JSON Merge Patch, errors are `{"error": "..."}`.
+    #[default]
+    Rest,
+    /// PostgREST's shape: rows addressed by the filter
+    /// `/{collection}?id=eq.{id}`, answers are JSON arrays (with
+    /// `Prefer: return=representation`) or empty, `PATCH` sets the given
+    /// columns, a taken id is `409` with code `23505`, and a `PATCH` or
+    /// `DELETE` without an id filter is refused (no mass updates).
+    PostgRest,
+}
+
+impl Dialect {
+    /// The dialect's name on the command line: `rest` or `postgrest`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rest => "rest",
+            Self::PostgRest => "postgrest",
+        }
+    }
+
+    /// The dialect [`Self::name`] gives `name` (ASCII case ignored).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Rest, Self::PostgRest]
+            .into_iter()
+            .find(|dialect| dialect.name().eq_ignore_ascii_case(name))
+    }
 }
 
 /// Whether the server honours `Idempotency-Key` on writes.
@@ -81,7 +132,8 @@ pub enum IdempotencyMode {
 }
 
 impl ServerConfig {
-    /// The defaults: an ephemeral port, no data file, no prefix.
+    /// The defaults: an ephemeral port, no data file, no prefix, no faults,
+    /// no bearer token, [`IdempotencyMode::Replay`] and [`Dialect::Rest`].
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -127,6 +179,13 @@ impl ServerConfig {
     #[must_use]
     pub fn with_idempotency(mut self, mode: IdempotencyMode) -> Self {
         self.idempotency = mode;
+        self
+    }
+
+    /// Speaks `dialect` (see [`Dialect`]).
+    #[must_use]
+    pub fn with_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
         self
     }
 }

@@ -125,8 +125,8 @@ const DRAW_SPACE: u64 = 1 << 53;
 /// `Idempotency-Key`, and how many times this same *operation* (those four
 /// together) was seen before under this plan, so the same requests give
 /// the same faults in whatever order they arrive. The record id is the one
-/// in the path or query or, for a create, the body's `"id"` (none when the
-/// server generates it).
+/// in the path or query (the `id=eq.` filter in the PostgREST dialect) or,
+/// for a create, the body's `"id"` (none when the server generates it).
 ///
 /// For each request the rules are tried in this order, the first that
 /// fires wins:
@@ -149,7 +149,7 @@ const DRAW_SPACE: u64 = 1 << 53;
 /// use sync_reference_server::{Fault, FaultPlan};
 ///
 /// let plan = FaultPlan::seeded(7)
-///     .only_methods(&[Method::POST, Method::PUT, Method::DELETE])
+///     .only_methods(&[Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
 ///     .first_attempts(1, Fault::LoseResponse)
 ///     .with_random(Fault::Status(StatusCode::SERVICE_UNAVAILABLE), 0.2)
 ///     .with_random(Fault::Delay(Duration::from_secs(2)), 0.1)
@@ -248,7 +248,8 @@ impl FaultPlan {
     }
 
     /// Considers only requests with one of `methods` (such as the writes);
-    /// by default every method. Replaces an earlier filter.
+    /// by default every method. Replaces an earlier filter. `PATCH` is a
+    /// method of its own: list it beside `PUT` to fault every update.
     #[must_use]
     pub fn only_methods(mut self, methods: &[Method]) -> Self {
         self.methods = Some(methods.to_vec());

@@ -1,6 +1,6 @@
-//! Requests to answers: routing, the collection operations, idempotency
-//! keys, the bearer check, the fault mode, the request log and the data
-//! file.
+//! Requests to answers: routing, the collection operations in either
+//! dialect, ETags and `If-Match`, idempotency keys, the bearer check, the
+//! fault mode, the request log and the data file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, ETAG, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -16,12 +16,13 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use crate::body::ReplyBody;
-use crate::config::IdempotencyMode;
+use crate::conditional::{IfMatch, etag};
+use crate::config::{Dialect, IdempotencyMode};
 use crate::fault::{self, Fault, FaultPlan, FaultState};
 use crate::log::RequestRecord;
-use crate::persist;
 use crate::route::{RouteError, Target, route};
 use crate::store::{Collections, Snapshot, Undo, id_key};
+use crate::{patch, persist};
 
 /// The request header naming a write's idempotency key (matched
 /// case-insensitively, as every header name).
@@ -34,6 +35,13 @@ pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 /// [`IDEMPOTENT_REPLAYED`] in the lower-case form `HeaderName` requires.
 const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
 
+/// PostgREST's preferences header (RFC 7240), read for
+/// `return=representation`.
+const PREFER: HeaderName = HeaderName::from_static("prefer");
+
+/// The media types a `PATCH` is accepted in (RFC 5789's `Accept-Patch`).
+const ACCEPT_PATCH: HeaderName = HeaderName::from_static("accept-patch");
+
 /// The largest request body accepted, so one request cannot exhaust memory.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
@@ -43,6 +51,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug)]
 pub(crate) struct Shared {
     prefix: String,
+    dialect: Dialect,
     data_file: Option<PathBuf>,
     state: Mutex<State>,
     /// How many [`Fault::DelayedApply`] requests are held, not yet handled.
@@ -75,6 +84,8 @@ pub(crate) struct LostResponse;
 struct Replay {
     status: StatusCode,
     body: Bytes,
+    /// The answer's headers beyond `Content-Type` (its `ETag`).
+    headers: Vec<(HeaderName, HeaderValue)>,
     id: Option<String>,
 }
 
@@ -102,8 +113,60 @@ impl Reply {
         }
     }
 
+    /// An answer without a body (and so without `Content-Type`).
+    fn empty(status: StatusCode) -> Self {
+        Self {
+            status,
+            body: Bytes::new(),
+            headers: Vec::new(),
+            replayed: false,
+        }
+    }
+
     fn error(status: StatusCode, message: impl Into<String>) -> Self {
         Self::json(status, &json!({ "error": message.into() }))
+    }
+
+    /// An error shaped as PostgREST's: `code` is a PostgreSQL SQLSTATE or
+    /// a `PGRST` code.
+    fn postgrest_error(
+        status: StatusCode,
+        code: &str,
+        message: impl Into<String>,
+        details: Option<String>,
+    ) -> Self {
+        Self::json(
+            status,
+            &json!({ "code": code, "details": details, "hint": null, "message": message.into() }),
+        )
+    }
+
+    /// With `ETag` set to the record version's tag.
+    fn with_etag(mut self, version: u64) -> Self {
+        // Digits and quotes: always a valid header value.
+        if let Ok(value) = HeaderValue::try_from(etag(version)) {
+            self.headers.push((ETAG, value));
+        }
+        self
+    }
+
+    fn precondition_failed(collection: &str, id: &str, current: Option<u64>) -> Self {
+        match current {
+            // The current tag goes along, so the client can fetch or retry
+            // knowingly.
+            Some(version) => Self::error(
+                StatusCode::PRECONDITION_FAILED,
+                format!(
+                    "If-Match does not match the current ETag {} of record {id:?} in {collection:?}; nothing was changed",
+                    etag(version)
+                ),
+            )
+            .with_etag(version),
+            None => Self::error(
+                StatusCode::PRECONDITION_FAILED,
+                format!("If-Match cannot match: there is no record {id:?} in {collection:?}"),
+            ),
+        }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -146,6 +209,20 @@ impl Reply {
     /// The response, its body broken as `fault` says (the refusing faults
     /// and the delays were dealt with before).
     fn into_response(self, fault: Option<&Fault>) -> Result<Response<ReplyBody>, LostResponse> {
+        // A 204 has no body to break (hyper sends none whatever it is
+        // given), so the body faults leave it whole.
+        let fault = fault.filter(|fault| {
+            self.status != StatusCode::NO_CONTENT
+                || matches!(
+                    fault,
+                    Fault::LoseResponse | Fault::Delay(_) | Fault::DelayedApply(_)
+                )
+        });
+        let typed = !self.body.is_empty()
+            || matches!(
+                fault,
+                Some(Fault::MalformedJson | Fault::JsonArray | Fault::HugeBody { .. })
+            );
         let body = match fault {
             Some(Fault::LoseResponse) => return Err(LostResponse),
             Some(Fault::ResetMidBody) => ReplyBody::cut(self.body),
@@ -169,7 +246,9 @@ impl Reply {
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if typed {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
         for (name, value) in self.headers {
             headers.insert(name, value);
         }
@@ -187,28 +266,48 @@ enum Operation {
     Fetch(String),
     Create,
     Replace(String),
+    Patch(String),
     Delete(String),
 }
 
 impl Operation {
-    fn of(method: &Method, id: Option<String>) -> Result<Self, Reply> {
+    fn of(dialect: Dialect, method: &Method, id: Option<String>) -> Result<Self, Reply> {
         match (method, id) {
             (&Method::GET, None) => Ok(Self::List),
             (&Method::GET, Some(id)) => Ok(Self::Fetch(id)),
             (&Method::POST, None) => Ok(Self::Create),
-            (&Method::PUT, Some(id)) => Ok(Self::Replace(id)),
+            (&Method::PATCH, Some(id)) => Ok(Self::Patch(id)),
             (&Method::DELETE, Some(id)) => Ok(Self::Delete(id)),
-            (method, None) => Err(Reply::method_not_allowed(method, "GET, POST")),
-            (method, Some(_)) => Err(Reply::method_not_allowed(method, "GET, PUT, DELETE")),
+            (method, id) => match dialect {
+                Dialect::Rest => match (method, id) {
+                    (&Method::PUT, Some(id)) => Ok(Self::Replace(id)),
+                    (method, None) => Err(Reply::method_not_allowed(method, "GET, POST")),
+                    (method, Some(_)) => Err(Reply::method_not_allowed(method, "GET, PUT, PATCH, DELETE")),
+                },
+                Dialect::PostgRest => Err(postgrest_refusal(method, id.is_some())),
+            },
         }
     }
 
     fn has_body(&self) -> bool {
-        matches!(self, Self::Create | Self::Replace(_))
+        matches!(self, Self::Create | Self::Replace(_) | Self::Patch(_))
     }
 
     fn is_write(&self) -> bool {
-        matches!(self, Self::Create | Self::Replace(_) | Self::Delete(_))
+        matches!(
+            self,
+            Self::Create | Self::Replace(_) | Self::Patch(_) | Self::Delete(_)
+        )
+    }
+
+    /// The record whose version an `If-Match` is compared with: the one
+    /// an update or delete addresses. A create addresses the collection
+    /// and a read changes nothing, so neither is conditional.
+    fn conditional_id(&self) -> Option<&str> {
+        match self {
+            Self::Replace(id) | Self::Patch(id) | Self::Delete(id) => Some(id),
+            Self::List | Self::Fetch(_) | Self::Create => None,
+        }
     }
 
     /// The record addressed, as the fault plan sees it: for a create, the
@@ -216,7 +315,7 @@ impl Operation {
     fn record_id(&self, body: &[u8]) -> Option<String> {
         match self {
             Self::List => None,
-            Self::Fetch(id) | Self::Replace(id) | Self::Delete(id) => Some(id.clone()),
+            Self::Fetch(id) | Self::Replace(id) | Self::Patch(id) | Self::Delete(id) => Some(id.clone()),
             Self::Create => match serde_json::from_slice::<Value>(body) {
                 Ok(Value::Object(object)) => object.get("id").and_then(id_key),
                 _ => None,
@@ -225,10 +324,97 @@ impl Operation {
     }
 }
 
+/// The PostgREST dialect's answer to a method and filter it does not take.
+fn postgrest_refusal(method: &Method, filtered: bool) -> Reply {
+    match (method, filtered) {
+        // What PostgreSQL with pg-safeupdate answers a statement without
+        // a WHERE clause: a whole table is never changed by accident.
+        (&Method::PATCH, false) => Reply::postgrest_error(
+            StatusCode::BAD_REQUEST,
+            "21000",
+            "UPDATE requires a WHERE clause",
+            Some("add the filter id=eq.{id}".to_owned()),
+        ),
+        (&Method::DELETE, false) => Reply::postgrest_error(
+            StatusCode::BAD_REQUEST,
+            "21000",
+            "DELETE requires a WHERE clause",
+            Some("add the filter id=eq.{id}".to_owned()),
+        ),
+        (&Method::POST, true) => Reply::postgrest_error(
+            StatusCode::BAD_REQUEST,
+            "PGRST100",
+            "a POST takes no filter: the row's id goes in the body",
+            None,
+        ),
+        (method, _) => Reply::method_not_allowed(method, "GET, POST, PATCH, DELETE"),
+    }
+}
+
+/// A change made, before it is answered.
+#[derive(Debug)]
+enum Written {
+    Created {
+        object: Map<String, Value>,
+        version: u64,
+    },
+    Updated {
+        object: Map<String, Value>,
+        version: u64,
+    },
+    Deleted {
+        object: Map<String, Value>,
+    },
+}
+
+impl Written {
+    /// The answer to the change, as `dialect` shapes it; `represent` is
+    /// PostgREST's `Prefer: return=representation`.
+    fn reply(self, dialect: Dialect, represent: bool) -> Reply {
+        match (dialect, self) {
+            (Dialect::Rest, Self::Created { object, version }) => {
+                Reply::json(StatusCode::CREATED, &Value::Object(object)).with_etag(version)
+            }
+            (Dialect::Rest, Self::Updated { object, version }) => {
+                Reply::json(StatusCode::OK, &Value::Object(object)).with_etag(version)
+            }
+            (Dialect::Rest, Self::Deleted { object }) => Reply::json(StatusCode::OK, &Value::Object(object)),
+            (Dialect::PostgRest, Self::Created { object, version }) => {
+                rows(StatusCode::CREATED, StatusCode::CREATED, represent, Some(object)).with_etag(version)
+            }
+            (Dialect::PostgRest, Self::Updated { object, version }) => {
+                rows(StatusCode::OK, StatusCode::NO_CONTENT, represent, Some(object)).with_etag(version)
+            }
+            (Dialect::PostgRest, Self::Deleted { object }) => {
+                rows(StatusCode::OK, StatusCode::NO_CONTENT, represent, Some(object))
+            }
+        }
+    }
+}
+
+/// A PostgREST answer about at most one row: with `represent`, `status`
+/// and the rows as a JSON array; otherwise `minimal` and no body.
+fn rows(status: StatusCode, minimal: StatusCode, represent: bool, row: Option<Map<String, Value>>) -> Reply {
+    if represent {
+        Reply::json(
+            status,
+            &Value::Array(row.map(Value::Object).into_iter().collect()),
+        )
+    } else {
+        Reply::empty(minimal)
+    }
+}
+
 impl Shared {
-    pub(crate) fn new(prefix: String, data_file: Option<PathBuf>, collections: Collections) -> Self {
+    pub(crate) fn new(
+        prefix: String,
+        dialect: Dialect,
+        data_file: Option<PathBuf>,
+        collections: Collections,
+    ) -> Self {
         Self {
             prefix,
+            dialect,
             data_file,
             state: Mutex::new(State {
                 collections,
@@ -240,6 +426,14 @@ impl Shared {
 
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub(crate) fn record_version(&self, collection: &str, id: &str) -> Option<u64> {
+        self.lock().collections.version(collection, id)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -297,12 +491,24 @@ impl Shared {
         request: Request<Incoming>,
     ) -> Result<Response<ReplyBody>, LostResponse> {
         let (parts, body) = request.into_parts();
-        let reply = match route(&self.prefix, parts.uri.path(), parts.uri.query()) {
+        let reply = match route(&self.prefix, self.dialect, parts.uri.path(), parts.uri.query()) {
             Err(RouteError::NotFound) => Reply::error(
                 StatusCode::NOT_FOUND,
-                "no such route: use /{collection}, /{collection}/{id}, /{collection}?id={id} or /health",
+                match self.dialect {
+                    Dialect::Rest => {
+                        "no such route: use /{collection}, /{collection}/{id}, /{collection}?id={id} or /health"
+                    }
+                    Dialect::PostgRest => {
+                        "no such route: use /{collection}, /{collection}?id=eq.{id} or /health"
+                    }
+                },
             ),
-            Err(RouteError::BadRequest(message)) => Reply::bad_request(message),
+            Err(RouteError::BadRequest(message)) => match self.dialect {
+                Dialect::Rest => Reply::bad_request(message),
+                Dialect::PostgRest => {
+                    Reply::postgrest_error(StatusCode::BAD_REQUEST, "PGRST100", message, None)
+                }
+            },
             Ok(Target::Health) if parts.method == Method::GET => {
                 Reply::json(StatusCode::OK, &json!({ "status": "ok" }))
             }
@@ -349,7 +555,16 @@ impl Shared {
             }
             self.authorize(headers)?;
             let key = key?;
-            let operation = Operation::of(method, id)?;
+            let operation = Operation::of(self.dialect, method, id)?;
+            let if_match = match operation.conditional_id() {
+                Some(_) => IfMatch::from_headers(headers).map_err(Reply::bad_request)?,
+                // Not a conditional request: the header is not even read.
+                None => None,
+            };
+            if let Operation::Patch(_) = operation {
+                check_patch_type(self.dialect, headers)?;
+            }
+            let represent = self.dialect == Dialect::PostgRest && wants_representation(headers);
             // The body is read before taking the lock, so a slow client
             // never holds up the others.
             let body = if operation.has_body() {
@@ -357,7 +572,13 @@ impl Shared {
             } else {
                 Bytes::new()
             };
-            Ok::<_, Reply>(Prepared { key, operation, body })
+            Ok::<_, Reply>(Prepared {
+                key,
+                operation,
+                body,
+                if_match,
+                represent,
+            })
         }
         .await;
         // The lock is held in a block of its own: a guard may not live
@@ -435,15 +656,15 @@ impl Shared {
     ) -> (Reply, Option<Fault>) {
         record.handled_at = Instant::now();
         let reply = match prepared {
-            Ok(Prepared { key, operation, body }) => match fault.as_ref().and_then(Reply::refusal) {
+            Ok(prepared) => match fault.as_ref().and_then(Reply::refusal) {
                 Some(refusal) => {
                     // A refused create still names the record it was for.
                     if record.id.is_none() {
-                        record.id = operation.record_id(&body);
+                        record.id = prepared.operation.record_id(&prepared.body);
                     }
                     refusal
                 }
-                None => self.execute(state, operation, key, &body, &mut record),
+                None => self.execute(state, prepared, &mut record),
             },
             Err(reply) => reply,
         };
@@ -473,18 +694,25 @@ impl Shared {
     }
 
     /// Performs one operation under the lock, filling in `record`.
-    fn execute(
-        &self,
-        state: &mut State,
-        operation: Operation,
-        key: Option<String>,
-        body: &[u8],
-        record: &mut RequestRecord,
-    ) -> Reply {
+    ///
+    /// This is the moment a write is applied, also for one a
+    /// [`Fault::DelayedApply`] held: its `If-Match` is compared with the
+    /// record as it is now, not as it was when the request arrived.
+    fn execute(&self, state: &mut State, prepared: Prepared, record: &mut RequestRecord) -> Reply {
+        let Prepared {
+            key,
+            operation,
+            body,
+            if_match,
+            represent,
+        } = prepared;
         let collection = record.collection.clone();
         // Keys are remembered for writes only, and only when honoured.
         let key = key.filter(|_| operation.is_write() && state.idempotency == IdempotencyMode::Replay);
         if let Some(replay) = key.as_ref().and_then(|key| state.replays.get(key)) {
+            // The stored answer as it was, without checking `If-Match`
+            // again: the write it answers took effect, and the record has
+            // moved on since, maybe through that very write.
             record.replayed = true;
             if record.id.is_none() {
                 record.id.clone_from(&replay.id);
@@ -492,26 +720,31 @@ impl Shared {
             return Reply {
                 status: replay.status,
                 body: replay.body.clone(),
-                headers: Vec::new(),
+                headers: replay.headers.clone(),
                 replayed: true,
             };
         }
         let collections = &mut state.collections;
+        if let (Some(condition), Some(id)) = (&if_match, operation.conditional_id()) {
+            // Before the body is looked at: a precondition is evaluated
+            // before the request's content (RFC 9110 §13.2.2).
+            let current = collections.version(&collection, id);
+            if !condition.matches(current) {
+                return Reply::precondition_failed(&collection, id, current);
+            }
+        }
+        let dialect = self.dialect;
         let changed = match operation {
             Operation::List => {
                 return Reply::json(StatusCode::OK, &Value::Array(collections.list(&collection)));
             }
-            Operation::Fetch(id) => {
-                return match collections.get(&collection, &id) {
-                    Some(object) => Reply::json(StatusCode::OK, &Value::Object(object.clone())),
-                    None => Reply::not_found(&collection, &id),
-                };
-            }
-            Operation::Create => create(collections, &collection, body, record),
-            Operation::Replace(id) => replace(collections, &collection, &id, body),
-            Operation::Delete(id) => delete(collections, &collection, &id),
+            Operation::Fetch(id) => return fetch(dialect, collections, &collection, &id),
+            Operation::Create => create(dialect, collections, &collection, &body, record),
+            Operation::Replace(id) => replace(collections, &collection, &id, &body),
+            Operation::Patch(id) => patch(dialect, represent, collections, &collection, &id, &body),
+            Operation::Delete(id) => delete(dialect, represent, collections, &collection, &id),
         };
-        let (reply, undo) = match changed {
+        let (written, undo) = match changed {
             Ok(done) => done,
             Err(refused) => return refused,
         };
@@ -527,6 +760,7 @@ impl Shared {
             );
         }
         record.applied = true;
+        let reply = written.reply(dialect, represent);
         if let Some(key) = key {
             // Only changes that took effect are remembered: a refused request
             // changed nothing, so sending it again is safe and may succeed
@@ -537,6 +771,7 @@ impl Shared {
                 Replay {
                     status: reply.status,
                     body: reply.body.clone(),
+                    headers: reply.headers.clone(),
                     id: record.id.clone(),
                 },
             );
@@ -551,6 +786,12 @@ struct Prepared {
     key: Option<String>,
     operation: Operation,
     body: Bytes,
+    /// The `If-Match` precondition of an update or delete.
+    if_match: Option<IfMatch>,
+    /// Whether a PostgREST client asked for the rows back
+    /// (`Prefer: return=representation`); always `false` in the REST
+    /// dialect.
+    represent: bool,
 }
 
 /// Counts one [`Fault::DelayedApply`] request as held while it lives.
@@ -623,12 +864,81 @@ fn json_type_name(value: &Value) -> &'static str {
 
 const BAD_ID: &str = "\"id\" must be a non-empty string or a number";
 
+/// Whether `Prefer` asks for `return=representation` (RFC 7240: a list of
+/// preferences, each `token[=value]` with optional `;` parameters).
+fn wants_representation(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(PREFER)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|preference| {
+            let preference = preference.split_once(';').map_or(preference, |(head, _)| head);
+            let (name, value) = preference.split_once('=').unwrap_or((preference, ""));
+            name.trim().eq_ignore_ascii_case("return")
+                && value
+                    .trim()
+                    .trim_matches('"')
+                    .eq_ignore_ascii_case("representation")
+        })
+}
+
+/// Refuses a `PATCH` body in a media type the dialect does not read; a
+/// missing `Content-Type` is taken for JSON, as for the other writes.
+fn check_patch_type(dialect: Dialect, headers: &HeaderMap) -> Result<(), Reply> {
+    let accepted: &[&str] = match dialect {
+        Dialect::Rest => &["application/merge-patch+json", "application/json"],
+        // PostgREST sets the columns given; a merge patch means something
+        // else, so it is refused rather than misread.
+        Dialect::PostgRest => &["application/json"],
+    };
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let media_type = value
+        .to_str()
+        .ok()
+        .map(|text| text.split_once(';').map_or(text, |(head, _)| head).trim());
+    if media_type.is_some_and(|media_type| {
+        accepted
+            .iter()
+            .any(|accepted| accepted.eq_ignore_ascii_case(media_type))
+    }) {
+        return Ok(());
+    }
+    let list = accepted.join(", ");
+    let mut refusal = Reply::error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!("a PATCH body must be one of: {list}"),
+    );
+    if let Ok(value) = HeaderValue::try_from(list) {
+        refusal.headers.push((ACCEPT_PATCH, value));
+    }
+    Err(refusal)
+}
+
+fn fetch(dialect: Dialect, collections: &Collections, collection: &str, id: &str) -> Reply {
+    let found = collections.get_versioned(collection, id);
+    match (dialect, found) {
+        (Dialect::Rest, Some((object, version))) => {
+            Reply::json(StatusCode::OK, &Value::Object(object.clone())).with_etag(version)
+        }
+        (Dialect::Rest, None) => Reply::not_found(collection, id),
+        (Dialect::PostgRest, Some((object, version))) => {
+            rows(StatusCode::OK, StatusCode::OK, true, Some(object.clone())).with_etag(version)
+        }
+        // A filter that matches no row is an empty result, not an error.
+        (Dialect::PostgRest, None) => rows(StatusCode::OK, StatusCode::OK, true, None),
+    }
+}
+
 fn create(
+    dialect: Dialect,
     collections: &mut Collections,
     collection: &str,
     body: &[u8],
     record: &mut RequestRecord,
-) -> Result<(Reply, Undo), Reply> {
+) -> Result<(Written, Undo), Reply> {
     let mut object = parse_object(body)?;
     let id = match object.get("id") {
         None | Some(Value::Null) => {
@@ -640,14 +950,24 @@ fn create(
     };
     record.id = Some(id.clone());
     if collections.contains(collection, &id) {
-        return Err(Reply::error(
-            StatusCode::CONFLICT,
-            format!("{collection:?} already holds a record {id:?}"),
-        ));
+        return Err(match dialect {
+            Dialect::Rest => Reply::error(
+                StatusCode::CONFLICT,
+                format!("{collection:?} already holds a record {id:?}"),
+            ),
+            // What PostgreSQL says through PostgREST, word for word but
+            // for the names.
+            Dialect::PostgRest => Reply::postgrest_error(
+                StatusCode::CONFLICT,
+                "23505",
+                format!("duplicate key value violates unique constraint \"{collection}_pkey\""),
+                Some(format!("Key (id)=({id}) already exists.")),
+            ),
+        });
     }
-    let reply = Reply::json(StatusCode::CREATED, &Value::Object(object.clone()));
-    let undo = collections.insert(collection, &id, object);
-    Ok((reply, undo))
+    let undo = collections.insert(collection, &id, object.clone());
+    let version = collections.version(collection, &id).unwrap_or_default();
+    Ok((Written::Created { object, version }, undo))
 }
 
 fn replace(
@@ -655,7 +975,7 @@ fn replace(
     collection: &str,
     id: &str,
     body: &[u8],
-) -> Result<(Reply, Undo), Reply> {
+) -> Result<(Written, Undo), Reply> {
     let mut object = parse_object(body)?;
     let Some(existing) = collections.get(collection, id) else {
         return Err(Reply::not_found(collection, id));
@@ -679,16 +999,76 @@ fn replace(
         }
         Some(_) => {}
     }
-    let reply = Reply::json(StatusCode::OK, &Value::Object(object.clone()));
-    let undo = collections
-        .replace(collection, id, object)
-        .ok_or_else(|| Reply::not_found(collection, id))?;
-    Ok((reply, undo))
+    update(collections, collection, id, object)
 }
 
-fn delete(collections: &mut Collections, collection: &str, id: &str) -> Result<(Reply, Undo), Reply> {
-    let (object, undo) = collections
-        .remove(collection, id)
+/// A `PATCH`: a JSON Merge Patch in the REST dialect, the columns to set
+/// in the PostgREST one. Either way the id stays as stored.
+fn patch(
+    dialect: Dialect,
+    represent: bool,
+    collections: &mut Collections,
+    collection: &str,
+    id: &str,
+    body: &[u8],
+) -> Result<(Written, Undo), Reply> {
+    let mut changes = parse_object(body)?;
+    let Some(existing) = collections.get(collection, id) else {
+        return Err(match dialect {
+            Dialect::Rest => Reply::not_found(collection, id),
+            // No row matched the filter: nothing to update, which PostgREST
+            // does not count as an error.
+            Dialect::PostgRest => rows(StatusCode::OK, StatusCode::NO_CONTENT, represent, None),
+        });
+    };
+    match changes.remove("id") {
+        None => {}
+        // Merge Patch's null would remove the id; PostgREST's would set it
+        // to NULL: either way the record would lose its key.
+        Some(Value::Null) => return Err(Reply::bad_request("a patch cannot remove the record's \"id\"")),
+        // The same id (a number or its decimal string) is no change, and
+        // the stored form is kept.
+        Some(value) if id_key(&value).as_deref() == Some(id) => {}
+        Some(_) => {
+            return Err(Reply::bad_request(
+                "the patch's \"id\" differs from the id addressed: a patch cannot change a record's id",
+            ));
+        }
+    }
+    let mut object = existing.clone();
+    match dialect {
+        Dialect::Rest => patch::merge(&mut object, changes),
+        Dialect::PostgRest => patch::set_columns(&mut object, changes),
+    }
+    update(collections, collection, id, object)
+}
+
+/// Stores `object` as record `id`'s new content, under a new version.
+fn update(
+    collections: &mut Collections,
+    collection: &str,
+    id: &str,
+    object: Map<String, Value>,
+) -> Result<(Written, Undo), Reply> {
+    let undo = collections
+        .replace(collection, id, object.clone())
         .ok_or_else(|| Reply::not_found(collection, id))?;
-    Ok((Reply::json(StatusCode::OK, &Value::Object(object)), undo))
+    let version = collections.version(collection, id).unwrap_or_default();
+    Ok((Written::Updated { object, version }, undo))
+}
+
+fn delete(
+    dialect: Dialect,
+    represent: bool,
+    collections: &mut Collections,
+    collection: &str,
+    id: &str,
+) -> Result<(Written, Undo), Reply> {
+    let Some((object, undo)) = collections.remove(collection, id) else {
+        return Err(match dialect {
+            Dialect::Rest => Reply::not_found(collection, id),
+            Dialect::PostgRest => rows(StatusCode::OK, StatusCode::NO_CONTENT, represent, None),
+        });
+    };
+    Ok((Written::Deleted { object }, undo))
 }

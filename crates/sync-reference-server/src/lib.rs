@@ -7,17 +7,91 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `POST /{collection}` with a JSON object | `201` and the stored object; `409` if its id exists |
+//! | `POST /{collection}` with a JSON object | `201`, the stored object and its `ETag`; `409` if its id exists |
 //! | `GET /{collection}` | `200` and the objects in insertion order |
-//! | `GET /{collection}/{id}` | `200` and the object, or `404` |
-//! | `PUT /{collection}/{id}` with a JSON object | `200` and the stored object, or `404` |
-//! | `DELETE /{collection}/{id}` | `200` and the deleted object, or `404` |
+//! | `GET /{collection}/{id}` | `200`, the object and its `ETag`, or `404` |
+//! | `PUT /{collection}/{id}` with a JSON object | `200`, the stored object and its new `ETag`, or `404` |
+//! | `PATCH /{collection}/{id}` with a JSON Merge Patch | `200`, the whole patched object and its new `ETag`, or `404` |
+//! | `DELETE /{collection}/{id}` | `200` and the deleted object (no `ETag`), or `404` |
+//! | `PUT`, `PATCH` or `DELETE` with an `If-Match` that does not match | `412`, nothing changed |
 //! | `GET /health` | `200` and `{"status":"ok"}` |
 //!
 //! `/{collection}?id={id}` addresses a record as `/{collection}/{id}` does;
 //! path segments and query values are percent-decoded. Bodies that are not
 //! JSON objects get `400`, other methods `405`; every error body is a JSON
-//! object with an `"error"` message.
+//! object with an `"error"` message (but for the PostgREST dialect's own,
+//! below).
+//!
+//! ## ETags and conditional writes
+//!
+//! Every record has a version ([`ReferenceServer::record_version`]), which
+//! every change applied to it replaces with one never handed out before
+//! on this server (the counter is server-wide, so a record deleted and
+//! created again cannot match an `ETag` of the old one). The answers that
+//! carry a record, or in the PostgREST dialect concern one that exists
+//! afterwards, send it as a strong `ETag: "{version}"`.
+//!
+//! A `PUT`, `PATCH` or `DELETE` with `If-Match` is applied only when the
+//! header lists the record's current `ETag` (`"3"`, or a list such as
+//! `"2", "3"`; weak tags never match) or is `*` and the record exists.
+//! Otherwise the answer is `412 Precondition Failed` with a JSON error
+//! (and the current `ETag`, when the record exists) and nothing changes,
+//! also when the record is missing. A malformed `If-Match` gets `400`.
+//! `If-Match` on `GET` and `POST` is ignored. The precondition is
+//! evaluated when the write is applied: a write held by
+//! [`Fault::DelayedApply`] is compared with the record as it is when the
+//! hold ends, so a newer change made meanwhile makes it `412` rather than
+//! being overwritten. A repeated `Idempotency-Key` gets the stored answer
+//! (its `ETag` included) without the precondition being evaluated again;
+//! a `412` is not remembered, as no refused request is.
+//!
+//! Versions live in memory: with a data file, a restarted server versions
+//! the loaded records afresh, from the microseconds since the Unix epoch,
+//! so `ETag`s of an earlier run do not match.
+//!
+//! ## `PATCH`
+//!
+//! In the REST dialect the body is a JSON Merge Patch (RFC 7386;
+//! `Content-Type: application/merge-patch+json` or `application/json`,
+//! others `415` with `Accept-Patch`): `null` removes a member, an object
+//! is merged into the member recursively, anything else replaces it. The
+//! patch's `"id"`, if any, must be the addressed one (or `400`; `null`
+//! too, as it would remove the id), and the stored id is kept. The body
+//! limits and the refusals of `PUT` apply, and the fault plan, the request
+//! log and idempotency keys treat `PATCH` as they treat `PUT` (it is a
+//! method of its own for [`FaultPlan::only_methods`]).
+//!
+//! ## The PostgREST dialect
+//!
+//! With [`ServerConfig::with_dialect`]`(`[`Dialect::PostgRest`]`)` (or
+//! `--dialect postgrest`) the server answers as PostgREST does for a table
+//! with the primary key `id`; "representation" means the request carried
+//! `Prefer: return=representation`:
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /{collection}` | `200` and every row, as an array |
+//! | `GET /{collection}?id=eq.{id}` | `200` and `[row]` (with its `ETag`) or `[]` |
+//! | `POST /{collection}` with a JSON object | `201` with `[row]` (representation) or no body, and the `ETag` |
+//! | the same, its id taken | `409` and `{"code":"23505","message":"duplicate key value violates unique constraint …",…}` |
+//! | `PATCH /{collection}?id=eq.{id}` with a JSON object | `200` with `[row]` (representation) or `204`, and the new `ETag` |
+//! | the same, no such row | `200` with `[]` (representation) or `204`; nothing changed |
+//! | `DELETE /{collection}?id=eq.{id}` | `200` with `[row]` (representation) or `204` |
+//! | the same, no such row | `200` with `[]` (representation) or `204`; nothing changed |
+//! | `PATCH` or `DELETE` without `id=eq.` | `400` and `{"code":"21000","message":"UPDATE requires a WHERE clause",…}` (`DELETE …` for a delete): no mass updates |
+//!
+//! A dialect `PATCH` sets the given columns (`null` included) and leaves
+//! the others, with the same rule for `"id"`; its body is
+//! `application/json`. The query may hold only `id=eq.{id}` and
+//! `select=*`; any other parameter, or another operator, is `400` with
+//! code `PGRST100`. `/{collection}/{id}` is `404`, `PUT` and other
+//! methods `405`. The errors the dialect adds are shaped as PostgREST's
+//! (`code`, `message`, `details`, `hint`); the others (`401`, `404`,
+//! `412`, a body that is not a JSON object, injected faults) keep the
+//! `{"error": ...}` shape. `If-Match`, idempotency keys, the fault plan
+//! and the request log (with the id of the filter) work as in the REST
+//! dialect; a `PATCH` or `DELETE` that matched no row is logged as not
+//! applied, and its idempotency key is not remembered.
 //!
 //! For testing the sync engine's promises it also:
 //!
@@ -63,7 +137,11 @@
 //! | `JsonArray` | yes | the earned status and `[1,2,3]` |
 //! | `HugeBody { bytes }` | yes | the earned status and exactly `bytes` bytes of `{"padding":"xxx…"}`, streamed |
 //! | `Trickle { interval }` | yes | the true answer, its body one byte per `interval` |
-//! | `DelayedApply(d)` | yes, `d` late | nothing for `d`, then the true answer; the request is handled after `d` even if the client hung up meanwhile ([`ReferenceServer::wait_for_delayed_applies`]) |
+//! | `DelayedApply(d)` | yes, `d` late | nothing for `d`, then the true answer; the request is handled after `d` even if the client hung up meanwhile ([`ReferenceServer::wait_for_delayed_applies`]), its `If-Match` evaluated then |
+//!
+//! A `204` (PostgREST dialect) has no body to break: the body faults
+//! (`ResetMidBody`, `MalformedJson`, `JsonArray`, `HugeBody`, `Trickle`)
+//! leave it whole, though they are counted and logged.
 //!
 //! A plan picks faults by record id ([`FaultPlan::for_id`]), in bursts
 //! ([`FaultPlan::burst`]), for the first attempts of every operation
@@ -83,7 +161,7 @@
 //! // The first send of every write loses its answer; then a 503 in ten.
 //! server.set_faults(Some(
 //!     FaultPlan::seeded(42)
-//!         .only_methods(&[Method::POST, Method::PUT, Method::DELETE])
+//!         .only_methods(&[Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
 //!         .first_attempts(1, Fault::LoseResponse)
 //!         .with_random(Fault::Status(StatusCode::SERVICE_UNAVAILABLE), 0.1)
 //!         .max_faults_per_request_key(3),
@@ -97,17 +175,19 @@
 #![deny(missing_docs)]
 
 mod body;
+mod conditional;
 mod config;
 mod error;
 mod fault;
 mod handler;
 mod log;
+mod patch;
 mod persist;
 mod route;
 mod server;
 mod store;
 
-pub use config::{IdempotencyMode, ServerConfig};
+pub use config::{Dialect, IdempotencyMode, ServerConfig};
 pub use error::Error;
 pub use fault::{Fault, FaultPlan};
 pub use handler::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};

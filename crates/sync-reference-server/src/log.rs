@@ -20,8 +20,9 @@ pub struct RequestRecord {
     pub method: Method,
     /// The collection, decoded.
     pub collection: String,
-    /// The record: from the path or the query, or for a create the id it
-    /// was stored under (given or generated). `None` for a listing.
+    /// The record: from the path or the query (the `id=eq.` filter in the
+    /// PostgREST dialect), or for a create the id it was stored under
+    /// (given or generated). `None` for a listing.
     pub id: Option<String>,
     /// The `Idempotency-Key` header, when sent.
     pub idempotency_key: Option<String>,

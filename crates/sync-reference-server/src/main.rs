@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! sync-reference-server [--port N] [--data FILE] [--prefix /api]
+//!                       [--dialect rest|postgrest]
 //!                       [--bearer TOKEN] [--ignore-idempotency-keys]
 //!                       [--lose-responses P] [--delayed-apply P [--apply-delay MS]]
 //!                       [--fault-seed N]
@@ -14,10 +15,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use http::Method;
-use sync_reference_server::{Fault, FaultPlan, IdempotencyMode, ReferenceServer, ServerConfig};
+use sync_reference_server::{Dialect, Fault, FaultPlan, IdempotencyMode, ReferenceServer, ServerConfig};
 
 const USAGE: &str = "\
 usage: sync-reference-server [--port N] [--data FILE] [--prefix /api]
+                             [--dialect rest|postgrest]
                              [--bearer TOKEN] [--ignore-idempotency-keys]
                              [--lose-responses P] [--delayed-apply P [--apply-delay MS]]
                              [--fault-seed N]
@@ -25,6 +27,9 @@ usage: sync-reference-server [--port N] [--data FILE] [--prefix /api]
   --port N                   listen on 127.0.0.1:N (default 3000; 0 picks a free port)
   --data FILE                load the collections from FILE and write every change to it
   --prefix PATH              serve every route under PATH, such as /api
+  --dialect NAME             the API's shape: rest (default; /{collection}/{id}, objects,
+                             PATCH as a JSON Merge Patch) or postgrest (/{collection}?id=eq.{id},
+                             arrays with Prefer: return=representation, PATCH sets columns)
   --bearer TOKEN             require `Authorization: Bearer TOKEN` on collections (else 401)
   --ignore-idempotency-keys  apply every write as new, as json-server does: no replay for a
                              repeated Idempotency-Key, 409 for a repeated create of an id
@@ -35,8 +40,11 @@ usage: sync-reference-server [--port N] [--data FILE] [--prefix /api]
   --fault-seed N             the seed of those draws (default 0): the same seed, the same faults
   --help                     show this text
 
-Faults touch writes only (POST, PUT, DELETE); with both fault flags, one draw per
-request picks at most one, losses first.";
+Faults touch writes only (POST, PUT, PATCH, DELETE); with both fault flags, one draw
+per request picks at most one, losses first.";
+
+/// The methods the fault flags touch: the writes.
+const WRITES: [Method; 4] = [Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
 
 /// How long `--delayed-apply` holds a write unless `--apply-delay` says.
 const DEFAULT_APPLY_DELAY: Duration = Duration::from_secs(5);
@@ -80,6 +88,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
             }
             "--data" => config.data_file = Some(value()?.into()),
             "--prefix" => config.prefix = value()?,
+            "--dialect" => {
+                let text = value()?;
+                config.dialect = Dialect::from_name(&text)
+                    .ok_or_else(|| format!("--dialect: {text:?} is not rest or postgrest"))?;
+            }
             "--bearer" => config.bearer_token = Some(value()?),
             "--fault-seed" => {
                 let text = value()?;
@@ -120,8 +133,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
             notes,
         });
     }
-    let mut plan =
-        FaultPlan::seeded(seed.unwrap_or(0)).only_methods(&[Method::POST, Method::PUT, Method::DELETE]);
+    let mut plan = FaultPlan::seeded(seed.unwrap_or(0)).only_methods(&WRITES);
     if let Some(probability) = lose {
         plan = plan.with_random(Fault::LoseResponse, probability);
     }
@@ -145,10 +157,13 @@ fn probability(flag: &str, text: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{flag}: {text:?} is not a probability (0 to 1)"))
 }
 
-/// The banner's lines about the fault plan, the bearer check and the
-/// idempotency mode.
+/// The banner's lines about the dialect, the fault plan, the bearer check
+/// and the idempotency mode.
 fn describe(config: &ServerConfig, lose: Option<f64>, delayed: Option<(f64, Duration)>) -> String {
     let mut lines = String::new();
+    if config.dialect == Dialect::PostgRest {
+        lines.push_str("\nPostgREST dialect: rows at /{collection}?id=eq.{id}");
+    }
     if let Some(plan) = &config.faults {
         let mut faults = Vec::new();
         if let Some(p) = lose {
@@ -224,8 +239,8 @@ async fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::{
-        Command, DEFAULT_APPLY_DELAY, Duration, Fault, FaultPlan, IdempotencyMode, Method, ServerConfig,
-        parse_args,
+        Command, DEFAULT_APPLY_DELAY, Dialect, Duration, Fault, FaultPlan, IdempotencyMode, Method,
+        ServerConfig, parse_args,
     };
 
     fn parse(args: &[&str]) -> Result<Command, String> {
@@ -241,7 +256,7 @@ mod tests {
     }
 
     fn writes() -> FaultPlan {
-        FaultPlan::seeded(0).only_methods(&[Method::POST, Method::PUT, Method::DELETE])
+        FaultPlan::seeded(0).only_methods(&[Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
     }
 
     #[test]
@@ -273,7 +288,7 @@ mod tests {
         assert!(notes.contains("seed 9, losing answers"), "{notes}");
         assert!(notes.contains("bearer token required"), "{notes}");
         let expected = FaultPlan::seeded(9)
-            .only_methods(&[Method::POST, Method::PUT, Method::DELETE])
+            .only_methods(&[Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
             .with_random(Fault::LoseResponse, 0.25);
         assert_eq!(config.faults, Some(expected));
         assert!(parse(&["--fault-seed", "9"]).is_err());
@@ -289,6 +304,18 @@ mod tests {
         assert!(notes.contains("idempotency keys ignored"), "{notes}");
         assert_eq!(serve(&[]).0.idempotency, IdempotencyMode::Replay);
         assert!(parse(&["--ignore-idempotency-keys=yes"]).is_err());
+    }
+
+    #[test]
+    fn reads_the_dialect_flag() {
+        assert_eq!(serve(&[]).0.dialect, Dialect::Rest);
+        let (config, notes) = serve(&["--dialect", "postgrest"]);
+        assert_eq!(config.dialect, Dialect::PostgRest);
+        assert!(notes.contains("PostgREST dialect"), "{notes}");
+        assert_eq!(serve(&["--dialect=PostgREST"]).0.dialect, Dialect::PostgRest);
+        assert_eq!(serve(&["--dialect=rest"]), serve(&[]));
+        assert!(parse(&["--dialect", "graphql"]).is_err());
+        assert!(parse(&["--dialect"]).is_err());
     }
 
     #[test]

@@ -8,11 +8,14 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 use crate::store::Collections;
 
-/// The collections in `path`; empty when the file does not exist yet.
-pub(crate) fn load(path: &Path) -> Result<Collections, Error> {
+/// The collections in `path`, versioned after `version_base`; empty when
+/// the file does not exist yet.
+pub(crate) fn load(path: &Path, version_base: u64) -> Result<Collections, Error> {
     let text = match fs::read(path) {
         Ok(text) => text,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Collections::default()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Ok(Collections::with_version_base(version_base));
+        }
         Err(source) => {
             return Err(Error::ReadDataFile {
                 path: path.to_owned(),
@@ -20,7 +23,7 @@ pub(crate) fn load(path: &Path) -> Result<Collections, Error> {
             });
         }
     };
-    Collections::from_file_text(&text).map_err(|reason| Error::InvalidDataFile {
+    Collections::from_file_text(&text, version_base).map_err(|reason| Error::InvalidDataFile {
         path: path.to_owned(),
         reason,
     })

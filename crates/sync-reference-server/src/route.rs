@@ -1,12 +1,15 @@
 //! From a request's raw path and query to what it addresses.
 
+use crate::config::Dialect;
+
 /// What a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
     /// `/health`.
     Health,
-    /// `/{collection}`, `/{collection}/{id}` or `/{collection}?id={id}`,
-    /// decoded.
+    /// `/{collection}`, `/{collection}/{id}` or `/{collection}?id={id}`
+    /// ([`Dialect::Rest`]), or `/{collection}?id=eq.{id}`
+    /// ([`Dialect::PostgRest`]), decoded.
     Collection { name: String, id: Option<String> },
 }
 
@@ -23,8 +26,14 @@ pub(crate) enum RouteError {
 const HEALTH: &str = "health";
 
 /// Routes `path` (raw, percent-encoded) and `query` under `prefix` (as
-/// [`crate::config::normalize_prefix`] returns it).
-pub(crate) fn route(prefix: &str, path: &str, query: Option<&str>) -> Result<Target, RouteError> {
+/// [`crate::config::normalize_prefix`] returns it), as `dialect` shapes
+/// routes.
+pub(crate) fn route(
+    prefix: &str,
+    dialect: Dialect,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Target, RouteError> {
     let rest = path.strip_prefix(prefix).ok_or(RouteError::NotFound)?;
     // `/api` and `/api/` are the prefix's root; `/apix` is not under it.
     let rest = rest.strip_prefix('/').ok_or(RouteError::NotFound)?;
@@ -45,6 +54,14 @@ pub(crate) fn route(prefix: &str, path: &str, query: Option<&str>) -> Result<Tar
         } else {
             Err(RouteError::NotFound)
         };
+    }
+    if dialect == Dialect::PostgRest {
+        // PostgREST has no `/{table}/{id}`: rows are addressed by filters.
+        if segments.len() > 1 {
+            return Err(RouteError::NotFound);
+        }
+        let id = query.map(postgrest_id).transpose()?.flatten();
+        return Ok(Target::Collection { name, id });
     }
     let path_id = segments
         .get(1)
@@ -81,6 +98,46 @@ fn query_id(query: &str) -> Result<Option<String>, RouteError> {
         }
         if found.replace(value).is_some() {
             return Err(bad("the query holds more than one id"));
+        }
+    }
+    Ok(found)
+}
+
+/// The row filter `id=eq.{id}` of a PostgREST query, decoded as a form
+/// value. `select=*` is allowed (it is what PostgREST answers anyway);
+/// any other parameter is refused rather than ignored, since ignoring a
+/// filter would read or change rows the client did not mean.
+fn postgrest_id(query: &str) -> Result<Option<String>, RouteError> {
+    let bad = |what: String| RouteError::BadRequest(what);
+    let undecodable = || bad("the query is not valid percent-encoded UTF-8".to_owned());
+    let mut found = None;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(key, true).ok_or_else(undecodable)?;
+        let value = percent_decode(value, true).ok_or_else(undecodable)?;
+        match key.as_str() {
+            "id" => {
+                let Some(id) = value.strip_prefix("eq.") else {
+                    return Err(bad(format!(
+                        "failed to parse filter ({value}): only id=eq.{{id}} is supported"
+                    )));
+                };
+                if id.is_empty() {
+                    return Err(bad("the id in the filter id=eq.{id} is empty".to_owned()));
+                }
+                if found.replace(id.to_owned()).is_some() {
+                    return Err(bad("the query holds more than one id filter".to_owned()));
+                }
+            }
+            "select" if value == "*" => {}
+            "select" => {
+                return Err(bad(format!("select={value} is not supported: only select=*")));
+            }
+            other => {
+                return Err(bad(format!(
+                    "the query parameter {other:?} is not supported: only the filter id=eq.{{id}} and select=*"
+                )));
+            }
         }
     }
     Ok(found)
@@ -124,7 +181,16 @@ fn hex_value(digit: u8) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{RouteError, Target, percent_decode, route};
+    use super::{RouteError, Target, percent_decode};
+    use crate::config::Dialect;
+
+    fn route(prefix: &str, path: &str, query: Option<&str>) -> Result<Target, RouteError> {
+        super::route(prefix, Dialect::Rest, path, query)
+    }
+
+    fn postgrest(path: &str, query: Option<&str>) -> Result<Target, RouteError> {
+        super::route("", Dialect::PostgRest, path, query)
+    }
 
     fn collection(name: &str, id: Option<&str>) -> Result<Target, RouteError> {
         Ok(Target::Collection {
@@ -197,6 +263,49 @@ mod tests {
                 "{path} {query:?}"
             );
         }
+    }
+
+    #[test]
+    fn postgrest_rows_are_addressed_by_the_id_filter() {
+        assert_eq!(postgrest("/tasks", None), collection("tasks", None));
+        assert_eq!(postgrest("/tasks", Some("select=*")), collection("tasks", None));
+        assert_eq!(
+            postgrest("/tasks", Some("id=eq.7")),
+            collection("tasks", Some("7"))
+        );
+        assert_eq!(
+            postgrest("/tasks", Some("select=*&id=eq.a%20b%26c")),
+            collection("tasks", Some("a b&c"))
+        );
+        // The id may itself start with "eq.": only the first is the operator.
+        assert_eq!(
+            postgrest("/tasks", Some("id=eq.eq.1")),
+            collection("tasks", Some("eq.1"))
+        );
+        assert_eq!(postgrest("/health", None), Ok(Target::Health));
+        assert_eq!(postgrest("/tasks/7", None), Err(RouteError::NotFound));
+        assert_eq!(postgrest("/tasks/7", Some("id=eq.7")), Err(RouteError::NotFound));
+        for query in [
+            "id=7",
+            "id=neq.7",
+            "id=in.(1,2)",
+            "id=eq.",
+            "id=eq.1&id=eq.2",
+            "title=eq.x",
+            "select=id",
+            "order=id",
+            "id=eq.%",
+        ] {
+            assert!(
+                matches!(postgrest("/tasks", Some(query)), Err(RouteError::BadRequest(_))),
+                "{query}"
+            );
+        }
+        // The REST dialect reads `id=eq.7` as the id "eq.7".
+        assert_eq!(
+            route("", "/tasks", Some("id=eq.7")),
+            collection("tasks", Some("eq.7"))
+        );
     }
 
     #[test]

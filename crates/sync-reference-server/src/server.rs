@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Mutex, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::config::{IdempotencyMode, ServerConfig, normalize_prefix};
+use crate::config::{Dialect, IdempotencyMode, ServerConfig, normalize_prefix};
 use crate::error::Error;
 use crate::fault::FaultPlan;
 use crate::handler::Shared;
@@ -74,7 +74,7 @@ impl ReferenceServer {
     pub async fn start(config: ServerConfig) -> Result<Self, Error> {
         let prefix = normalize_prefix(&config.prefix)?;
         let collections = match &config.data_file {
-            Some(path) => persist::load(path)?,
+            Some(path) => persist::load(path, version_base_after_restart())?,
             None => Collections::default(),
         };
         let listener = if config.port == 0 {
@@ -86,7 +86,7 @@ impl ReferenceServer {
             addr: local(config.port),
             source,
         })?;
-        let shared = Arc::new(Shared::new(prefix, config.data_file, collections));
+        let shared = Arc::new(Shared::new(prefix, config.dialect, config.data_file, collections));
         shared.set_faults(config.faults);
         shared.require_bearer(config.bearer_token);
         shared.set_idempotency(config.idempotency);
@@ -235,6 +235,22 @@ impl ReferenceServer {
         self.shared.idempotency()
     }
 
+    /// The [`Dialect`] spoken (fixed at start).
+    #[must_use]
+    pub fn dialect(&self) -> Dialect {
+        self.shared.dialect()
+    }
+
+    /// The version of record `id` in `collection`, `None` when there is no
+    /// such record: the answers carrying the record send it as
+    /// `ETag: "{version}"`, and `If-Match` compares with it. Every change
+    /// applied to the record gives it a new one, never handed out before
+    /// on this server.
+    #[must_use]
+    pub fn record_version(&self, collection: &str, id: &str) -> Option<u64> {
+        self.shared.record_version(collection, id)
+    }
+
     /// How many requests a [`crate::Fault::DelayedApply`] holds right now,
     /// not yet handled (nor logged).
     #[must_use]
@@ -275,6 +291,21 @@ impl Running {
         // cancelled with its runtime, which leaves nothing to wait for.
         let _joined = self.task.await;
     }
+}
+
+/// Where the versions (ETags) of a server with a data file start: the
+/// microseconds since the Unix epoch. Versions are not kept in the file
+/// (it has json-server's shape), so an earlier run over the same file
+/// handed out versions from its own start time on, one per change; as
+/// long as it made fewer than a million changes a second (each one writes
+/// and syncs the file), this start is past all of them, and an ETag a
+/// client kept from that run cannot match a record of this one.
+fn version_base_after_restart() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| u64::try_from(since.as_micros()).unwrap_or(u64::MAX / 2))
+        // A clock before 1970: no better guess than a fresh count.
+        .unwrap_or(0)
 }
 
 fn local(port: u16) -> SocketAddr {

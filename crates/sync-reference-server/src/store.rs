@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 /// compares equal to local state however the records got there.
 pub type Snapshot = BTreeMap<String, BTreeMap<String, Value>>;
 
-/// All collections, plus the counters that order records and name new ones.
+/// All collections, plus the counters that order records, name new ones
+/// and version them.
 #[derive(Debug, Default)]
 pub(crate) struct Collections {
     by_name: BTreeMap<String, Collection>,
@@ -19,6 +20,10 @@ pub(crate) struct Collections {
     /// The last generated id, server-wide, so a generated id is not handed
     /// out twice while the server runs, even after its record is deleted.
     last_generated_id: u64,
+    /// The last version handed out, server-wide rather than per record: a
+    /// record deleted and created again gets a version no earlier record
+    /// had, so an ETag of the old one never matches the new one.
+    last_version: u64,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +36,8 @@ struct Collection {
 #[derive(Debug)]
 struct Stored {
     seq: u64,
+    /// Bumped by every change applied to the record: its ETag.
+    version: u64,
     object: Map<String, Value>,
 }
 
@@ -45,11 +52,13 @@ pub(crate) enum Undo {
         collection: String,
         id: String,
         previous: Map<String, Value>,
+        previous_version: u64,
     },
     Remove {
         collection: String,
         id: String,
         seq: u64,
+        version: u64,
         previous: Map<String, Value>,
     },
 }
@@ -65,6 +74,35 @@ pub(crate) fn id_key(value: &Value) -> Option<String> {
 }
 
 impl Collections {
+    /// No records; versions handed out from `version_base + 1` on.
+    pub(crate) fn with_version_base(version_base: u64) -> Self {
+        Self {
+            last_version: version_base,
+            ..Self::default()
+        }
+    }
+
+    /// The record and its version.
+    pub(crate) fn get_versioned(&self, collection: &str, id: &str) -> Option<(&Map<String, Value>, u64)> {
+        self.by_name
+            .get(collection)?
+            .records
+            .get(id)
+            .map(|stored| (&stored.object, stored.version))
+    }
+
+    /// The record's version, `None` when there is no such record.
+    pub(crate) fn version(&self, collection: &str, id: &str) -> Option<u64> {
+        self.get_versioned(collection, id).map(|(_, version)| version)
+    }
+
+    fn next_version(&mut self) -> u64 {
+        // Never reached (one change per nanosecond for 500 years), but
+        // saturating keeps the code panic-free.
+        self.last_version = self.last_version.saturating_add(1);
+        self.last_version
+    }
+
     pub(crate) fn get(&self, collection: &str, id: &str) -> Option<&Map<String, Value>> {
         self.by_name
             .get(collection)?
@@ -105,28 +143,48 @@ impl Collections {
     pub(crate) fn insert(&mut self, collection: &str, id: &str, object: Map<String, Value>) -> Undo {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.insert_at(collection, id, seq, object);
+        let version = self.next_version();
+        self.insert_at(collection, id, seq, version, object);
         Undo::Insert {
             collection: collection.to_owned(),
             id: id.to_owned(),
         }
     }
 
-    fn insert_at(&mut self, collection: &str, id: &str, seq: u64, object: Map<String, Value>) {
+    fn insert_at(&mut self, collection: &str, id: &str, seq: u64, version: u64, object: Map<String, Value>) {
         let entry = self.by_name.entry(collection.to_owned()).or_default();
         entry.order.insert(seq, id.to_owned());
-        entry.records.insert(id.to_owned(), Stored { seq, object });
+        entry
+            .records
+            .insert(id.to_owned(), Stored { seq, version, object });
     }
 
-    /// Replaces an existing record in place (it keeps its position); `None`
-    /// when there is no such record.
+    /// Replaces an existing record in place (it keeps its position) under
+    /// a new version; `None` when there is no such record.
     pub(crate) fn replace(&mut self, collection: &str, id: &str, object: Map<String, Value>) -> Option<Undo> {
+        if !self.contains(collection, id) {
+            return None;
+        }
+        let version = self.next_version();
+        self.put_back(collection, id, object, version)
+    }
+
+    /// Sets a record's object and version as they are given.
+    fn put_back(
+        &mut self,
+        collection: &str,
+        id: &str,
+        object: Map<String, Value>,
+        version: u64,
+    ) -> Option<Undo> {
         let stored = self.by_name.get_mut(collection)?.records.get_mut(id)?;
         let previous = std::mem::replace(&mut stored.object, object);
+        let previous_version = std::mem::replace(&mut stored.version, version);
         Some(Undo::Replace {
             collection: collection.to_owned(),
             id: id.to_owned(),
             previous,
+            previous_version,
         })
     }
 
@@ -142,12 +200,15 @@ impl Collections {
             collection: collection.to_owned(),
             id: id.to_owned(),
             seq: stored.seq,
+            version: stored.version,
             previous: stored.object.clone(),
         };
         Some((stored.object, undo))
     }
 
-    /// Takes back the change `undo` was made for (the last change made).
+    /// Takes back the change `undo` was made for (the last change made),
+    /// the record's version included. The version counter is not wound
+    /// back: a version handed out is never handed out again.
     pub(crate) fn undo(&mut self, undo: Undo) {
         match undo {
             Undo::Insert { collection, id } => {
@@ -158,15 +219,17 @@ impl Collections {
                 collection,
                 id,
                 previous,
+                previous_version,
             } => {
-                let _undo = self.replace(&collection, &id, previous);
+                let _undo = self.put_back(&collection, &id, previous, previous_version);
             }
             Undo::Remove {
                 collection,
                 id,
                 seq,
+                version,
                 previous,
-            } => self.insert_at(&collection, &id, seq, previous),
+            } => self.insert_at(&collection, &id, seq, version, previous),
         }
     }
 
@@ -206,13 +269,15 @@ impl Collections {
         Ok(out)
     }
 
-    /// Reads the data file's text back; `Err` says what is wrong.
-    pub(crate) fn from_file_text(text: &[u8]) -> Result<Self, String> {
+    /// Reads the data file's text back; `Err` says what is wrong. Versions
+    /// are not kept in the file: the records get fresh ones after
+    /// `version_base`.
+    pub(crate) fn from_file_text(text: &[u8], version_base: u64) -> Result<Self, String> {
         let value: Value = serde_json::from_slice(text).map_err(|error| format!("not JSON: {error}"))?;
         let Value::Object(top) = value else {
             return Err("the top level must be a JSON object of collections".to_owned());
         };
-        let mut collections = Self::default();
+        let mut collections = Self::with_version_base(version_base);
         for (name, records) in top {
             let Value::Array(records) = records else {
                 return Err(format!("collection {name:?} must be an array of objects"));
@@ -280,10 +345,35 @@ mod tests {
         }
         let _ = store.insert("notes", "7", object(json!({"id": 7})));
         let text = store.to_file_text().unwrap();
-        let back = Collections::from_file_text(&text).unwrap();
+        let back = Collections::from_file_text(&text, 0).unwrap();
         assert_eq!(back.snapshot(), store.snapshot());
         assert_eq!(back.list("tasks"), store.list("tasks"));
-        assert_eq!(Collections::from_file_text(b"{}").unwrap().snapshot().len(), 0);
+        assert_eq!(Collections::from_file_text(b"{}", 0).unwrap().snapshot().len(), 0);
+    }
+
+    #[test]
+    fn versions_are_never_reused_and_undo_restores_them() {
+        let mut store = Collections::with_version_base(100);
+        let _ = store.insert("t", "a", object(json!({"id": "a"})));
+        assert_eq!(store.version("t", "a"), Some(101));
+        let undo = store
+            .replace("t", "a", object(json!({"id": "a", "x": 1})))
+            .unwrap();
+        assert_eq!(store.version("t", "a"), Some(102));
+        store.undo(undo);
+        assert_eq!(store.version("t", "a"), Some(101), "undone with its version");
+        let (_, undo) = store.remove("t", "a").unwrap();
+        assert_eq!(store.version("t", "a"), None);
+        store.undo(undo);
+        assert_eq!(store.version("t", "a"), Some(101));
+        // Deleted and created again: a version no earlier record had.
+        let _ = store.remove("t", "a").unwrap();
+        let _ = store.insert("t", "a", object(json!({"id": "a"})));
+        assert_eq!(store.version("t", "a"), Some(103));
+        assert!(store.replace("t", "missing", Map::new()).is_none());
+        // A loaded file's records are versioned after the base.
+        let loaded = Collections::from_file_text(&store.to_file_text().unwrap(), 500).unwrap();
+        assert_eq!(loaded.version("t", "a"), Some(501));
     }
 
     #[test]

@@ -103,6 +103,7 @@ fn the_binary_refuses_bad_arguments_and_files() {
         "--ignore-idempotency-keys",
         "--delayed-apply",
         "--apply-delay",
+        "--dialect",
     ] {
         assert!(help.contains(flag), "{flag} missing from the help");
     }
@@ -160,5 +161,46 @@ async fn the_binary_can_ignore_idempotency_keys_and_apply_late() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(200), "held");
     let repeat = send_with(addr, "POST", "/tasks", &key, Some(r#"{"id":"1"}"#)).await;
     assert_eq!(repeat.status, 409, "not replayed");
+    drop(child);
+}
+
+#[tokio::test]
+async fn the_binary_speaks_the_postgrest_dialect_when_asked() {
+    let mut child = Running(
+        Command::new(BINARY)
+            .args(["--port", "0", "--dialect", "postgrest"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (banner, _stdout) = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut banner = String::new();
+        while !banner.ends_with("Ctrl-C to stop\n") {
+            let mut line = String::new();
+            assert_ne!(reader.read_line(&mut line).unwrap(), 0, "banner cut: {banner:?}");
+            banner.push_str(&line);
+        }
+        (banner, reader)
+    })
+    .await
+    .unwrap();
+    assert!(banner.contains("PostgREST dialect"), "{banner}");
+    let authority = banner
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("sync-reference-server listening on http://"))
+        .unwrap_or_else(|| panic!("unexpected banner {banner:?}"));
+    let addr: SocketAddr = authority.parse().unwrap();
+
+    let represent = [("Prefer", "return=representation")];
+    let created = send_with(addr, "POST", "/tasks", &represent, Some(r#"{"id":"7"}"#)).await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.json(), serde_json::json!([{"id": "7"}]));
+    let patched = send_with(addr, "PATCH", "/tasks?id=eq.7", &represent, Some(r#"{"a":1}"#)).await;
+    assert_eq!(patched.json(), serde_json::json!([{"id": "7", "a": 1}]));
+    assert_eq!(send(addr, "GET", "/tasks/7", None).await.status, 404);
     drop(child);
 }

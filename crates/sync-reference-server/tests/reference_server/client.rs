@@ -77,17 +77,22 @@ pub(crate) async fn write_request(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     if let Some(body) = body {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        // JSON unless the test says otherwise.
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            request.push_str("Content-Type: application/json\r\n");
+        }
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     request.push_str("\r\n");
     request.push_str(body.unwrap_or_default());
     stream.write_all(request.as_bytes()).await.unwrap();
 }
 
-/// Reads exactly one response (the server always sends a Content-Length).
+/// Reads exactly one response (the server always sends a Content-Length,
+/// but for a `204`, which has no body).
 pub(crate) async fn read_response(stream: &mut TcpStream) -> Reply {
     let mut raw = Vec::new();
     let head_end = loop {
@@ -113,6 +118,7 @@ pub(crate) async fn read_response(stream: &mut TcpStream) -> Reply {
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
         .map(|(_, value)| value.parse().unwrap())
+        .or((status == 204).then_some(0))
         .unwrap_or_else(|| panic!("no Content-Length in {head}"));
     let mut body = raw[head_end + 4..].to_vec();
     while body.len() < length {

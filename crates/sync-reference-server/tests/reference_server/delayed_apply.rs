@@ -229,3 +229,64 @@ async fn waiting_with_nothing_held_returns_at_once() {
     assert_eq!(server.delayed_applies_pending(), 0);
     settle(&server).await;
 }
+
+#[tokio::test]
+async fn a_held_update_whose_if_match_went_stale_meanwhile_is_not_applied() {
+    // The same race as above, with the precondition the engine can send:
+    // checked when the held write applies, it keeps v1 from landing last.
+    let server = ReferenceServer::start(ServerConfig::new().with_idempotency(IdempotencyMode::Ignore))
+        .await
+        .unwrap();
+    let addr = server.addr();
+    let created = send(addr, "POST", "/tasks", Some(r#"{"id":"1","v":0}"#)).await;
+    let tag = created.header("etag").unwrap().to_owned();
+    server.set_faults(Some(FaultPlan::seeded(5).for_id("1", Fault::DelayedApply(HOLD))));
+
+    let v1 = [(IDEMPOTENCY_KEY, "put-1"), ("If-Match", tag.as_str())];
+    give_up(addr, "PUT", "/tasks/1", &v1, Some(r#"{"v":1}"#), HangUp::Close).await;
+    // Checked when the request arrived, the tag matched: the hold matters.
+    assert_eq!(
+        server.record_version("tasks", "1").map(|v| format!("\"{v}\"")),
+        Some(tag.clone())
+    );
+    server.set_faults(None);
+    let v2 = [(IDEMPOTENCY_KEY, "put-2"), ("If-Match", tag.as_str())];
+    assert_eq!(
+        send_with(addr, "PUT", "/tasks/1", &v2, Some(r#"{"v":2}"#))
+            .await
+            .status,
+        200
+    );
+    settle(&server).await;
+
+    assert_eq!(server.snapshot()["tasks"]["1"], json!({"id": "1", "v": 2}));
+    let log = server.request_log();
+    let held = log.last().unwrap();
+    assert_eq!(held.idempotency_key.as_deref(), Some("put-1"));
+    assert_eq!(held.status, StatusCode::PRECONDITION_FAILED);
+    assert!(!held.applied);
+    assert_eq!(held.fault, Some(Fault::DelayedApply(HOLD)));
+    assert!(held.handled_after() >= HOLD);
+}
+
+#[tokio::test]
+async fn a_held_update_whose_if_match_still_holds_is_applied_late() {
+    let server = start_holding().await;
+    let addr = server.addr();
+    server.set_faults(None);
+    let created = send(addr, "POST", "/tasks", Some(r#"{"id":"1","v":0}"#)).await;
+    let tag = created.header("etag").unwrap().to_owned();
+    server.set_faults(Some(
+        FaultPlan::seeded(5).first_attempts(1, Fault::DelayedApply(HOLD)),
+    ));
+
+    let headers = [("If-Match", tag.as_str())];
+    let reply = send_with(addr, "PATCH", "/tasks/1", &headers, Some(r#"{"v":1}"#)).await;
+    assert_eq!(reply.status, 200);
+    assert_ne!(reply.header("etag"), Some(tag.as_str()));
+    assert_eq!(server.snapshot()["tasks"]["1"], json!({"id": "1", "v": 1}));
+    let held = server.request_log().pop().unwrap();
+    assert!(held.applied);
+    assert_eq!(held.method, Method::PATCH);
+    assert!(held.handled_after() >= HOLD);
+}

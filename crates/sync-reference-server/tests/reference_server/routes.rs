@@ -243,10 +243,11 @@ async fn other_methods_are_405_and_other_shapes_404() {
     let _ = send(addr, "POST", "/tasks", Some(r#"{"id":"1"}"#)).await;
 
     for (method, path, allow) in [
-        ("PATCH", "/tasks/1", "GET, PUT, DELETE"),
-        ("POST", "/tasks/1", "GET, PUT, DELETE"),
-        ("POST", "/tasks?id=1", "GET, PUT, DELETE"),
+        ("OPTIONS", "/tasks/1", "GET, PUT, PATCH, DELETE"),
+        ("POST", "/tasks/1", "GET, PUT, PATCH, DELETE"),
+        ("POST", "/tasks?id=1", "GET, PUT, PATCH, DELETE"),
         ("PUT", "/tasks", "GET, POST"),
+        ("PATCH", "/tasks", "GET, POST"),
         ("DELETE", "/tasks", "GET, POST"),
         ("OPTIONS", "/tasks", "GET, POST"),
     ] {
