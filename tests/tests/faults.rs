@@ -706,19 +706,20 @@ const HELD: Duration = Duration::from_millis(1_000);
 ///   mix or an invented one). Every record the app holds is on the
 ///   server, because the script never creates a deleted id again.
 ///
+/// - **No held update or delete lands on a newer state** (issue 13): the
+///   reference server gives ETags, so every update and delete carries
+///   `If-Match` with the version of the copy it was written against, and a
+///   held one that applies after the record changed is refused with 412.
+///   (Before conditional writes, such a held update put the older document
+///   back on the server.)
+///
 /// What it cannot promise, and this test measures without failing on:
 ///
-/// - **A held older write that lands after a newer one wins on the
-///   server.** An update held past the timeout and applied after the next
-///   update of the record puts the older document back; a create held
-///   until after the record's delete brings the record back (and a held
-///   delete landing after the id was created again would remove it). The
-///   engine has recorded those items `synced` by then and has no way to
-///   tell.
-///   Only preconditions on the wire (`If-Match` with a version the server
-///   checks) can refuse the late write: a separate issue. A server that
-///   honours `Idempotency-Key` refuses most of them (the retry stored the
-///   key), but not a held write whose retry was replaced by a newer save.
+/// - **A held create that lands after the record's delete brings it
+///   back**: a create has no version to be conditional on. The engine has
+///   recorded the delete `synced` by then and has no way to tell. A server
+///   that honours `Idempotency-Key` refuses most of them (the retry stored
+///   the key).
 async fn delayed_apply(mode: IdempotencyMode) {
     let seed = seed_from_env();
     let label = format!("delayed apply{}", mode_label(mode));
@@ -830,6 +831,10 @@ async fn delayed_apply(mode: IdempotencyMode) {
     if mode == IdempotencyMode::Replay {
         assert_each_key_applied_at_most_once(&server, seed);
     }
+    assert!(
+        older.is_empty(),
+        "seed {seed}: held writes put older documents back over newer ones despite If-Match: {older:?}"
+    );
     let older_state = older.len() + resurrected.len();
     println!(
         "{label}: seed {seed}: {held} writes held past the timeout; {} records older on the server than \

@@ -278,16 +278,15 @@ fn render(options: &Options, scenarios: &BTreeMap<String, Figures>, date: &str) 
              the adapter's request timeout, then applies it anyway). What the engine promises there, and the \
              scenario asserts: no create is duplicated (the retry checks first, and the held create that \
              lands on the record the retry made is refused with `409`, or replayed when keys are honoured); \
-             every item ends `synced`, nothing is stuck, nothing saved is lost locally, and the server holds \
-             only states the app saved. What it cannot promise: a held older write that lands after a newer \
-             one wins on the server. An update applied after the record's next update puts the older \
-             document back, a create applied after the record's delete brings the record back, and a delete \
-             applied after the id was created again removes it; the engine has recorded those items \
-             `synced` by then and cannot tell. Only preconditions on the wire (a version the server checks, such as `If-Match`) can \
-             refuse such a write, which a separate issue brings; a server that honours `Idempotency-Key` \
-             refuses most of them (the retry stored the key), but not a held write whose retry was replaced \
-             by a newer save. This run: {held} writes held, {older} records left with an older server \
-             state (measured, not failed on).\n",
+             no held update or delete lands on a newer state (the reference server gives ETags, so each \
+             carries `If-Match` with the version it was written against and a late one is refused with \
+             `412`); every item ends `synced`, nothing is stuck, nothing saved is lost locally, and the \
+             server holds only states the app saved. What it cannot promise: a create held until after the \
+             record's delete brings the record back (a create has no version to be conditional on); the \
+             engine has recorded the delete `synced` by then and cannot tell. A server that honours \
+             `Idempotency-Key` refuses most of them (the retry stored the key). This run: {held} writes \
+             held, {older} records left with an older server state or brought back after their delete \
+             (measured, not failed on).\n",
         ));
     }
     let cut: Vec<String> = scenarios
@@ -439,6 +438,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("30 writes held, 4 records left"), "{text}");
+        assert!(text.contains("is refused with `412`"), "{text}");
         assert!(text.contains("4 probes meanwhile (1.0 a second"), "{text}");
         assert!(
             text.contains("| PocketBase | 1 | 300 | 1 | 540 | 110 | 0 | 0 | 1 |"),
