@@ -20,6 +20,13 @@ use crate::model::JsonObject;
 /// Chooses the document to send when the server already has a copy.
 ///
 /// Implement it for custom merges; [`FnResolver`] wraps a closure.
+///
+/// # Cancel safety
+///
+/// The engine drops a resolution still going at its `attempt_timeout`
+/// (the attempt fails, nothing is sent): a resolver must not leave shared
+/// state half changed when its future is dropped. The built-in ones are
+/// synchronous, so cancel-safe.
 #[async_trait]
 pub trait ConflictResolver: Send + Sync {
     /// Returns the document to send, given the local and remote copies.

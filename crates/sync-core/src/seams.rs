@@ -67,6 +67,15 @@ pub struct WriteAnswer {
 /// idempotency key. Errors must be classified ([`crate::ErrorKind`]): the
 /// engine retries transient ones, parks permanent ones and resolves
 /// conflicts.
+///
+/// # Cancel safety
+///
+/// The engine may drop any of these futures (its `attempt_timeout`, a
+/// `close`), and counts a dropped write as possibly applied, so it is
+/// checked or repeated later. Implementations must tolerate the drop: a
+/// request cut off may or may not have reached the server, and nothing
+/// else may be left half done. The defaults of [`Self::write`] and
+/// [`Self::fetch_copy`] are as cancel-safe as the methods they call.
 #[async_trait]
 pub trait SyncApiAdapter: Send + Sync {
     /// Creates the record; returns the server's copy if it sent one.

@@ -100,6 +100,14 @@ pub(crate) struct Config {
 ///   permanent.
 ///
 /// Cloning is cheap and shares the connection pool.
+///
+/// # Cancel safety
+///
+/// Every method is cancel-safe in tokio's sense for the adapter itself:
+/// dropping its future drops the request and leaves the adapter and its
+/// pool usable. A write whose future is dropped may or may not have
+/// reached the server, as with any request cut off; the engine counts it
+/// as possibly applied.
 #[derive(Clone)]
 pub struct HttpSyncApiAdapter {
     pub(crate) client: HttpClient,
