@@ -70,6 +70,15 @@ pub struct AttemptTicket {
     /// base of conditional writes, merge patches and three-way resolution.
     /// Stores fill it in when they claim the item.
     pub base: Option<ServerCopy>,
+    /// Whether this is the re-create of a record an update was told is
+    /// gone (404): the create is then checked before and after, so a
+    /// server whose routes cannot find the record gets at most one copy.
+    pub after_not_found: bool,
+    /// Whether the item was parked for a 404 that proved nothing (a
+    /// re-create the server could not find, or a 404 right after a GET
+    /// found the record): a later save of the record re-creates nothing
+    /// until a GET finds the record, so the server gets no copy per edit.
+    pub parked_for_not_found: bool,
 }
 
 /// Claims an item for an attempt at `now`: the item becomes `syncing` and
@@ -91,6 +100,11 @@ pub fn begin_attempt(item: &SyncQueueItem, now: Timestamp) -> Option<(SyncQueueI
         payload: item.payload.clone(),
         retry_count: item.retry_count,
         base: None,
+        after_not_found: item.last_error_kind == Some(ErrorKind::NotFound),
+        // A new save of the record keeps the error, so the mark outlives it.
+        parked_for_not_found: item.last_error_kind == Some(ErrorKind::Permanent)
+            && item.last_error_http_status == Some(404)
+            && item.possibly_applied,
     };
     let mut claimed = item.clone();
     claimed.status = SyncStatus::Syncing;
@@ -216,8 +230,20 @@ pub fn finish_attempt(
         AttemptOutcome::Applied { .. } => relearn(&mut item, view_after(ticket.operation), now),
         // A 404 alone proves nothing (a wrong route answers it too), so the
         // server's state becomes unknown: the re-create fetches first, and
-        // parks if the fetch finds the record.
-        AttemptOutcome::NotFound => relearn(&mut item, ServerView::Unknown, now),
+        // parks if the fetch finds the record. The 404 is recorded (not as
+        // a failure): it marks the re-create, which checks its own work.
+        AttemptOutcome::NotFound => {
+            relearn(&mut item, ServerView::Unknown, now);
+            if item.status != SyncStatus::Synced {
+                item.last_error = Some(
+                    "the server answered the update \"not found\": the record is re-created after a \
+                     check"
+                        .to_owned(),
+                );
+                item.last_error_kind = Some(ErrorKind::NotFound);
+                item.last_error_http_status = Some(404);
+            }
+        }
         AttemptOutcome::Failed {
             kind,
             message,
@@ -259,8 +285,9 @@ pub fn finish_attempt(
 /// What the server holds after an attempt that reported `outcome`: the
 /// document written (the server's answer, the resolver's choice, or the
 /// payload sent) with the server's version after an applied create or
-/// update; nothing after an applied delete or a "not found"; unchanged
-/// otherwise.
+/// update; nothing after an applied delete or a "not found"; unknown (the
+/// copy is forgotten) after a failure that may have applied; unchanged
+/// after any other failure.
 fn copy_after(ticket: &AttemptTicket, outcome: &AttemptOutcome) -> CopyWrite {
     match outcome {
         AttemptOutcome::Applied { .. } if ticket.operation == SyncOperation::Delete => CopyWrite::Remove,
@@ -274,6 +301,16 @@ fn copy_after(ticket: &AttemptTicket, outcome: &AttemptOutcome) -> CopyWrite {
             version: server_version.clone(),
         }),
         AttemptOutcome::NotFound => CopyWrite::Remove,
+        // The request may have applied: what the server holds is no longer
+        // known. A patch or a merge against the old copy could leave the
+        // server with a state nobody saved, so it is forgotten.
+        AttemptOutcome::Failed {
+            possibly_applied: true,
+            ..
+        }
+        | AttemptOutcome::Released {
+            possibly_applied: true,
+        } => CopyWrite::Remove,
         AttemptOutcome::Failed { .. } | AttemptOutcome::Released { .. } => CopyWrite::Keep,
     }
 }

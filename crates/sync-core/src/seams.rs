@@ -43,10 +43,12 @@ pub struct WriteRequest<'a> {
     pub id: &'a RecordId,
     /// The document to write (empty for a delete).
     pub data: &'a JsonObject,
-    /// The copy the server last confirmed, if known: its version makes an
-    /// update or delete conditional (`If-Match`), its document is the base
-    /// of a merge patch.
-    pub base: Option<&'a ServerCopy>,
+    /// The document this device last knew the server to hold, if known:
+    /// the base of a merge patch (only the fields changed since are sent).
+    pub base: Option<&'a JsonObject>,
+    /// The server's version of the record this write expects: it makes an
+    /// update or delete conditional (`If-Match`).
+    pub version: Option<&'a str>,
     /// The idempotency key.
     pub operation_id: &'a OperationId,
 }
@@ -256,10 +258,12 @@ pub trait SyncStore: Send + Sync {
     async fn queue_item(&self, key: &RecordKey) -> Result<Option<SyncQueueItem>, StoreError>;
 
     /// The copy of the record the server last confirmed, if known (see
-    /// [`ServerCopy`]). Stores keep it with each attempt's outcome
-    /// ([`crate::attempt::FinishPlan::copy`]) and hand it to the next
-    /// attempt in [`AttemptTicket::base`]. The default knows none, so the
-    /// engine's writes are never conditional with such a store.
+    /// [`ServerCopy`]), for inspection. What makes writes conditional is
+    /// that a store persists [`crate::attempt::FinishPlan::copy`] with each
+    /// outcome, forgets the copies of the items [`Self::recover_interrupted`]
+    /// recovers, and fills [`AttemptTicket::base`] in [`Self::claim_ready`];
+    /// a store that does none of it gets unconditional writes. The default
+    /// knows no copy.
     async fn server_copy(&self, key: &RecordKey) -> Result<Option<ServerCopy>, StoreError> {
         let _ = key;
         Ok(None)

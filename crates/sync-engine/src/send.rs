@@ -94,12 +94,47 @@ struct Requests<'a> {
     ticket: &'a AttemptTicket,
 }
 
+/// The attempt parks: a record re-created after a 404 cannot be found by
+/// the server's routes, so every edit would make another copy. Nothing is
+/// posted again for this record until a GET finds it.
+fn unfindable() -> Sent {
+    Sent::Failed(
+        ApiError::new(
+            ErrorKind::Permanent,
+            "the server accepted a create of this record, yet a GET of it finds nothing: its routes \
+             or id comparison differ from the adapter's (numeric ids on json-server? use its preset), \
+             and every edit would make another copy; nothing more is created until a GET finds the \
+             record: fix the request shape, then retry the item",
+        )
+        .with_status(404)
+        .with_possibly_applied(true),
+    )
+}
+
+/// The attempt parks: the server refused, with 412, the version it had
+/// just served, so it does not check `If-Match` the way it gives versions
+/// (or another client wrote in between, which a retry settles).
+fn refused_twice(error: &ApiError) -> Sent {
+    Sent::Failed(
+        ApiError::new(
+            ErrorKind::Permanent,
+            "the server refused with 412 the version it had just served: it does not check \
+             If-Match the way it gives versions (set the request shape's version source to None), \
+             or another client wrote in between; retry the item",
+        )
+        .with_status(error.status().unwrap_or(412))
+        .with_request(error.request().unwrap_or("the write").to_owned())
+        .with_possibly_applied(false),
+    )
+}
+
 impl Requests<'_> {
     async fn write(
         &self,
         kind: WriteKind,
         data: &JsonObject,
-        base: Option<&ServerCopy>,
+        base: Option<&JsonObject>,
+        version: Option<&str>,
     ) -> Result<WriteAnswer, ApiError> {
         self.adapter
             .write(WriteRequest {
@@ -108,6 +143,7 @@ impl Requests<'_> {
                 id: &self.ticket.key.id,
                 data,
                 base,
+                version,
                 operation_id: &self.ticket.operation_id,
             })
             .await
@@ -119,11 +155,25 @@ impl Requests<'_> {
             .await
     }
 
+    /// The document the server last confirmed to this device: the base of
+    /// a patch of this device's own changes, and of a three-way merge.
+    fn own_base(&self) -> Option<&JsonObject> {
+        self.ticket.base.as_ref().map(|copy| &copy.data)
+    }
+
+    fn own_version(&self) -> Option<&str> {
+        self.ticket.base.as_ref().and_then(|copy| copy.version.as_deref())
+    }
+
     /// Updates a record the server holds (a GET found `found`, or a create
-    /// was answered "already exists"); a 404 then contradicts the earlier
-    /// answer.
+    /// was answered "already exists"): this device's changes, over the
+    /// version found; a 404 then contradicts the earlier answer.
     async fn update_found(&self, found: Option<&ServerCopy>) -> Result<Answer, Sent> {
-        match self.write(WriteKind::Update, &self.ticket.payload, found).await {
+        let version = found.and_then(|copy| copy.version.as_deref());
+        match self
+            .write(WriteKind::Update, &self.ticket.payload, self.own_base(), version)
+            .await
+        {
             Err(error) if error.kind() == ErrorKind::NotFound => Err(contradiction(&error, "update")),
             updated => Ok(updated.map(|answer| (answer, None))),
         }
@@ -137,31 +187,63 @@ impl Requests<'_> {
     /// Should that update be answered "not found", the server contradicts
     /// itself; a GET decides: found, the update route is wrong (parked, as
     /// after any GET that found the record); absent, the "already exists"
-    /// was about something else (another unique field, a record deleted
-    /// since), so the attempt fails as a conflict, possibly applied, and
-    /// the next one checks before it creates.
+    /// was about something else (another unique field): a conflict retried
+    /// the first time, parked, possibly applied, when it happens again.
     async fn create(&self) -> Result<Answer, Sent> {
-        let exists = match self.write(WriteKind::Create, &self.ticket.payload, None).await {
+        let exists = match self
+            .write(WriteKind::Create, &self.ticket.payload, None, None)
+            .await
+        {
             Err(error) if error.kind() == ErrorKind::AlreadyExists => error,
             created => return Ok(created.map(|answer| (answer, None))),
         };
-        match self.write(WriteKind::Update, &self.ticket.payload, None).await {
+        match self
+            .write(WriteKind::Update, &self.ticket.payload, self.own_base(), None)
+            .await
+        {
             Err(error) if error.kind() == ErrorKind::NotFound => match self.fetch().await {
                 Ok(Some(_)) => Err(contradiction(&error, "update")),
-                Ok(None) => Ok(Err(ApiError::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "{}, yet an update found no such record: the server's \"already exists\" was \
-                         about something else; retried, checking first",
-                        exists.message()
-                    ),
-                )
-                .with_status(exists.status().unwrap_or(409))
-                .with_request(exists.request().unwrap_or("the create").to_owned())
-                .with_possibly_applied(true))),
+                // Once, it may be a passing state of the server: retried,
+                // checking first. Again, asking once more would not change
+                // it: parked.
+                Ok(None) => Err(Sent::Failed(
+                    ApiError::new(
+                        if self.ticket.retry_count == 0 {
+                            ErrorKind::Conflict
+                        } else {
+                            ErrorKind::Permanent
+                        },
+                        format!(
+                            "{}, yet an update and a GET find no such record: the server's \"already \
+                             exists\" is about something else (another unique field?); check the \
+                             record and the request shape's already-exists answers",
+                            exists.message()
+                        ),
+                    )
+                    .with_status(exists.status().unwrap_or(409))
+                    .with_request(exists.request().unwrap_or("the create").to_owned())
+                    .with_possibly_applied(true),
+                )),
                 Err(fetch_error) => Ok(Err(fetch_error.with_possibly_applied(true))),
             },
             updated => Ok(updated.map(|answer| (answer, None))),
+        }
+    }
+
+    /// Re-creates a record an update was told is gone, after a GET found
+    /// nothing, then checks that the server can find what it just created:
+    /// a server that cannot (ids stored as numbers but looked up as text,
+    /// routes that differ) would get a copy per edit, each "re-created"
+    /// after a 404. Parked instead.
+    async fn create_checked(&self) -> Result<Answer, Sent> {
+        let created = self.create().await?;
+        if created.is_err() {
+            return Ok(created);
+        }
+        match self.fetch().await {
+            Ok(Some(_)) => Ok(created),
+            Ok(None) => Err(unfindable()),
+            Err(error) => Ok(Err(error.with_possibly_applied(true))),
         }
     }
 
@@ -171,19 +253,23 @@ impl Requests<'_> {
     /// base: fetch, resolve (or let the local copy win without a
     /// resolver), send again over the copy fetched.
     async fn update(&self) -> Result<Answer, Sent> {
-        let base = self.ticket.base.as_ref();
-        let versioned = base.is_some_and(|copy| copy.version.is_some());
-        if self.resolver.is_some() && !versioned {
+        let version = self.own_version();
+        if self.resolver.is_some() && version.is_none() {
             return self.resolve_and_update().await;
         }
-        match self.write(WriteKind::Update, &self.ticket.payload, base).await {
+        match self
+            .write(WriteKind::Update, &self.ticket.payload, self.own_base(), version)
+            .await
+        {
             Err(error) if precondition_failed(&error) => self.resolve_and_update().await,
             updated => Ok(updated.map(|answer| (answer, None))),
         }
     }
 
     /// Fetches the server's copy, resolves against it (three-way, with the
-    /// base), and sends the result over it.
+    /// base), and sends the result over its version: a patch from the copy
+    /// fetched to the resolution, or, without a resolver, of this device's
+    /// own changes (fields others changed stand).
     async fn resolve_and_update(&self) -> Result<Answer, Sent> {
         let local = &self.ticket.payload;
         let remote = match self.fetch().await {
@@ -191,25 +277,34 @@ impl Requests<'_> {
             Ok(None) => return Err(Sent::NotFound),
             Err(error) => return Ok(Err(error)),
         };
-        let resolved = match self.resolver {
-            None => None,
-            Some(resolver) => {
-                let base = self.ticket.base.as_ref().map(|copy| &copy.data);
-                match resolver.resolve_three_way(local, &remote.data, base).await {
-                    Ok(resolved) => Some(resolved),
-                    Err(error) => {
-                        return Err(Sent::Failed(ApiError::new(
-                            ErrorKind::Permanent,
-                            error.to_string(),
-                        )));
-                    }
+        let version = remote.version.as_deref();
+        let (resolved, sent) = match self.resolver {
+            None => (
+                None,
+                self.write(WriteKind::Update, local, self.own_base(), version)
+                    .await,
+            ),
+            Some(resolver) => match resolver
+                .resolve_three_way(local, &remote.data, self.own_base())
+                .await
+            {
+                Ok(resolved) => {
+                    let sent = self
+                        .write(WriteKind::Update, &resolved, Some(&remote.data), version)
+                        .await;
+                    (Some(resolved), sent)
                 }
-            }
+                Err(error) => {
+                    return Err(Sent::Failed(ApiError::new(
+                        ErrorKind::Permanent,
+                        error.to_string(),
+                    )));
+                }
+            },
         };
-        let sending = resolved.as_ref().unwrap_or(local);
-        match self.write(WriteKind::Update, sending, Some(&remote)).await {
+        match sent {
             Err(error) if error.kind() == ErrorKind::NotFound => Err(contradiction(&error, "update")),
-            // Changed again in between: the next attempt tries again.
+            Err(error) if precondition_failed(&error) => Err(refused_twice(&error)),
             updated => Ok(updated.map(|answer| (answer, resolved))),
         }
     }
@@ -222,13 +317,21 @@ impl Requests<'_> {
     async fn delete(&self) -> Result<Answer, Sent> {
         let nothing = JsonObject::new();
         let mut result = self
-            .write(WriteKind::Delete, &nothing, self.ticket.base.as_ref())
+            .write(WriteKind::Delete, &nothing, None, self.own_version())
             .await;
         if let Err(error) = &result
             && precondition_failed(error)
         {
             result = match self.fetch().await {
-                Ok(Some(current)) => self.write(WriteKind::Delete, &nothing, Some(&current)).await,
+                Ok(Some(current)) => {
+                    match self
+                        .write(WriteKind::Delete, &nothing, None, current.version.as_deref())
+                        .await
+                    {
+                        Err(error) if precondition_failed(&error) => return Err(refused_twice(&error)),
+                        deleted => deleted,
+                    }
+                }
                 Ok(None) => Ok(WriteAnswer::default()),
                 Err(fetch_error) => Err(fetch_error),
             };
@@ -267,6 +370,8 @@ pub(crate) async fn send(
             // state over it. The resolver is not asked, since the copy found
             // is most likely our own older write, not someone else's.
             Ok(Some(found)) => requests.update_found(Some(&found)).await,
+            Ok(None) if ticket.parked_for_not_found => Err(unfindable()),
+            Ok(None) if ticket.after_not_found => requests.create_checked().await,
             Ok(None) => requests.create().await,
             Err(error) => Ok(Err(error)),
         },

@@ -90,7 +90,7 @@ impl SyncApiAdapter for Versioned {
     }
 
     async fn write(&self, request: WriteRequest<'_>) -> Result<WriteAnswer, ApiError> {
-        let if_match = request.base.and_then(|copy| copy.version.clone());
+        let if_match = request.version.map(str::to_owned);
         let method = match request.kind {
             WriteKind::Create => "POST",
             WriteKind::Update => "PUT",
@@ -227,5 +227,82 @@ async fn without_a_resolver_the_local_copy_goes_over_the_new_version() {
     save(&engine, json!({}), SyncOperation::Delete).await;
     assert_eq!(server.log()[4..], ["DELETE \"3\"", "GET", "DELETE \"4\""]);
     assert_eq!(server.record("1"), None);
+    engine.close().await;
+}
+
+/// A server that gives versions but never accepts one back (an ETag that
+/// changes with compression, a version it does not check): the update is
+/// refused, the copy fetched, and refused again; the item parks, saying
+/// what to set, instead of trying twice every pass for ever.
+#[tokio::test(start_paused = true)]
+async fn a_server_refusing_the_version_it_just_served_parks_the_item() {
+    struct Refusing(Arc<Versioned>);
+    #[async_trait]
+    impl SyncApiAdapter for Refusing {
+        async fn create(
+            &self,
+            e: &EntityName,
+            i: &RecordId,
+            d: &JsonObject,
+            o: &OperationId,
+        ) -> Result<Option<JsonObject>, ApiError> {
+            self.0.create(e, i, d, o).await
+        }
+        async fn update(
+            &self,
+            e: &EntityName,
+            i: &RecordId,
+            d: &JsonObject,
+            o: &OperationId,
+        ) -> Result<Option<JsonObject>, ApiError> {
+            self.0.update(e, i, d, o).await
+        }
+        async fn delete(&self, e: &EntityName, i: &RecordId, o: &OperationId) -> Result<(), ApiError> {
+            self.0.delete(e, i, o).await
+        }
+        async fn fetch_remote(&self, e: &EntityName, i: &RecordId) -> Result<Option<JsonObject>, ApiError> {
+            self.0.fetch_remote(e, i).await
+        }
+        async fn write(&self, request: WriteRequest<'_>) -> Result<WriteAnswer, ApiError> {
+            if request.version.is_some() {
+                self.0.log.lock().unwrap().push("refused".to_owned());
+                return Err(ApiError::new(ErrorKind::Conflict, "HTTP 412")
+                    .with_status(412)
+                    .with_possibly_applied(false));
+            }
+            self.0.write(request).await
+        }
+        async fn fetch_copy(&self, e: &EntityName, i: &RecordId) -> Result<Option<ServerCopy>, ApiError> {
+            self.0.fetch_copy(e, i).await
+        }
+    }
+    let server = Arc::new(Versioned::default());
+    let engine = OfflineSyncEngine::builder(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Refusing(server.clone())),
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(
+        OfflineSyncOptions::default()
+            .sync_after_save(false)
+            .connectivity_check_interval(None),
+    )
+    .clock(Arc::new(TokioClock::new()))
+    .build()
+    .await
+    .unwrap();
+    save(&engine, json!({"id": "1", "title": "a"}), SyncOperation::Create).await;
+    save(&engine, json!({"id": "1", "title": "b"}), SyncOperation::Update).await;
+    engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(server.log(), ["POST", "refused", "GET", "refused"]);
+    let item = engine.queue_item("tasks", "1").await.unwrap().unwrap();
+    assert!(item.is_parked(), "{item:?}");
+    assert!(
+        item.last_error
+            .as_deref()
+            .unwrap()
+            .contains("does not check If-Match"),
+        "{item:?}"
+    );
     engine.close().await;
 }

@@ -529,8 +529,12 @@ async fn an_update_the_server_lost_recreates_the_record() {
         .unwrap();
     rig.engine.sync_manager().sync_now().await.unwrap();
     // The 404 alone proves nothing (a wrong route answers it too): a GET
-    // confirms it before the record is re-created.
-    assert_eq!(rig.server.methods_for(&key("tasks", "1")), ["PUT", "GET", "POST"]);
+    // confirms it before the record is re-created, and another that the
+    // server finds what it re-created.
+    assert_eq!(
+        rig.server.methods_for(&key("tasks", "1")),
+        ["PUT", "GET", "POST", "GET"]
+    );
     assert_eq!(status(&rig, "tasks", "1").await, Some(SyncStatus::Synced));
 }
 

@@ -266,3 +266,157 @@ async fn a_taken_id_is_updated_in_the_same_attempt() {
     assert!(item.is_parked(), "{item:?}");
     engine.close().await;
 }
+
+/// A server whose routes never find a record (json-server with numeric ids
+/// under the default shape: stored as numbers, looked up as text): every
+/// update is a 404, every GET too, every POST a new copy.
+#[derive(Default)]
+struct Unfindable {
+    posts: Mutex<usize>,
+}
+
+#[async_trait]
+impl SyncApiAdapter for Unfindable {
+    async fn create(
+        &self,
+        _: &EntityName,
+        _: &RecordId,
+        _: &JsonObject,
+        _: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError> {
+        *self.posts.lock().unwrap() += 1;
+        Ok(None)
+    }
+
+    async fn update(
+        &self,
+        _: &EntityName,
+        _: &RecordId,
+        _: &JsonObject,
+        _: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError> {
+        Err(WrongRoute::not_found("PUT"))
+    }
+
+    async fn delete(&self, _: &EntityName, _: &RecordId, _: &OperationId) -> Result<(), ApiError> {
+        Err(WrongRoute::not_found("DELETE"))
+    }
+
+    async fn fetch_remote(&self, _: &EntityName, _: &RecordId) -> Result<Option<JsonObject>, ApiError> {
+        Ok(None)
+    }
+}
+
+/// The json-server case: every edit was answered 404, re-created,
+/// and reported `synced`, one copy on the server per edit. Now the
+/// re-create checks that the server finds what it created; it cannot, so
+/// the item parks after one copy, saying why.
+#[tokio::test(start_paused = true)]
+async fn a_server_that_cannot_find_what_it_created_gets_one_copy_not_one_per_edit() {
+    let server = Arc::new(Unfindable::default());
+    let engine = engine_over(server.clone()).await;
+    engine
+        .save("tasks", "1", json!({"id": 1, "v": 1}), SyncOperation::Create)
+        .await
+        .unwrap();
+    engine.sync_manager().sync_now().await.unwrap();
+    for v in 2..5 {
+        engine
+            .save("tasks", "1", json!({"id": 1, "v": v}), SyncOperation::Update)
+            .await
+            .unwrap();
+        engine.sync_manager().sync_now().await.unwrap();
+    }
+    let item = engine.queue_item("tasks", "1").await.unwrap().unwrap();
+    assert!(item.is_parked(), "{item:?}");
+    let error = item.last_error.unwrap();
+    assert!(error.contains("a GET of it finds nothing"), "{error}");
+    assert_eq!(
+        *server.posts.lock().unwrap(),
+        2,
+        "the first create and one re-create"
+    );
+    engine.close().await;
+}
+
+/// A server whose "already exists" is about another unique field: the
+/// create is refused, the update finds nothing, the GET too. Retried once
+/// (it may pass), then parked, not retried every pass for ever.
+#[tokio::test(start_paused = true)]
+async fn an_already_exists_about_another_field_parks_instead_of_looping() {
+    let server = Arc::new(WrongRoute::default());
+    // Another record holds the unique value: every create is refused.
+    server
+        .records
+        .lock()
+        .unwrap()
+        .insert("1".to_owned(), JsonObject::new());
+    struct Elsewhere(Arc<WrongRoute>);
+    #[async_trait]
+    impl SyncApiAdapter for Elsewhere {
+        async fn create(
+            &self,
+            entity: &EntityName,
+            _: &RecordId,
+            data: &JsonObject,
+            operation_id: &OperationId,
+        ) -> Result<Option<JsonObject>, ApiError> {
+            self.0
+                .create(entity, &"1".parse().unwrap(), data, operation_id)
+                .await
+        }
+        async fn update(
+            &self,
+            entity: &EntityName,
+            id: &RecordId,
+            data: &JsonObject,
+            operation_id: &OperationId,
+        ) -> Result<Option<JsonObject>, ApiError> {
+            self.0.update(entity, id, data, operation_id).await
+        }
+        async fn delete(
+            &self,
+            entity: &EntityName,
+            id: &RecordId,
+            operation_id: &OperationId,
+        ) -> Result<(), ApiError> {
+            self.0.delete(entity, id, operation_id).await
+        }
+        async fn fetch_remote(
+            &self,
+            entity: &EntityName,
+            id: &RecordId,
+        ) -> Result<Option<JsonObject>, ApiError> {
+            self.0.fetch_remote(entity, id).await
+        }
+    }
+    let engine = engine_over(Arc::new(Elsewhere(server.clone()))).await;
+    engine
+        .save(
+            "tasks",
+            "2",
+            json!({"id": "2", "email": "taken"}),
+            SyncOperation::Create,
+        )
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        engine.sync_manager().sync_now().await.unwrap();
+    }
+    let item = engine.queue_item("tasks", "2").await.unwrap().unwrap();
+    assert!(item.is_parked(), "{item:?}");
+    assert!(
+        item.last_error
+            .as_deref()
+            .unwrap()
+            .contains("another unique field"),
+        "{item:?}"
+    );
+    let posts = server
+        .requests()
+        .iter()
+        .filter(|method| **method == "POST")
+        .count();
+    assert_eq!(posts, 2, "tried twice, then parked: {:?}", server.requests());
+    engine.close().await;
+}

@@ -61,12 +61,12 @@ mod defaults;
 pub use defaults::{OfflineSync, OfflineSyncBuilder, OpenError};
 pub use sync_core::{
     ApiError, AttemptOutcome, AttemptTicket, Backoff, BoxStream, Clock, ConflictResolver,
-    ConnectivityMonitor, DEFAULT_MAX_PAYLOAD_BYTES, EntityName, Error, ErrorKind, FinishResult,
+    ConnectivityMonitor, CopyWrite, DEFAULT_MAX_PAYLOAD_BYTES, EntityName, Error, ErrorKind, FinishResult,
     FinishedAttempt, FnResolver, JsonObject, LastWriteWins, LocalChange, LocalRecord, LocalWins,
-    MAX_NAME_BYTES, ManualClock, OperationId, QueueCounts, RecordId, RecordKey, RemoteWins, ResolveError,
-    RetryPolicy, RetrySchedule, SavedChange, SendPlan, StoreError, StoreErrorKind, StoreEvent,
-    SyncApiAdapter, SyncOperation, SyncQueueItem, SyncStatus, SyncStore, SystemClock, Timestamp,
-    ValidationError,
+    MAX_NAME_BYTES, ManualClock, MergeFields, OperationId, QueueCounts, RecordId, RecordKey, RemoteWins,
+    ResolveError, RetryPolicy, RetrySchedule, SavedChange, SendPlan, ServerCopy, StoreError, StoreErrorKind,
+    StoreEvent, SyncApiAdapter, SyncOperation, SyncQueueItem, SyncStatus, SyncStore, SystemClock, Timestamp,
+    ValidationError, WriteAnswer, WriteKind, WriteRequest,
 };
 pub use sync_core::{attempt, coalesce, snapshot};
 pub use sync_engine::{
@@ -77,7 +77,7 @@ pub use sync_engine::{
 pub use sync_net::{
     AnswerMatch, AnswerShape, AuthHook, BodyShape, HttpMethod, HttpSyncApiAdapter, HttpSyncApiAdapterBuilder,
     IdType, InternetCheckOption, InternetConnectionMonitor, InternetConnectionMonitorBuilder, NetError,
-    RequestKind, RequestShape, default_path, encode_query_value, encode_segment,
+    RequestKind, RequestShape, VersionSource, default_path, encode_query_value, encode_segment, merge_patch,
 };
 #[cfg(feature = "sqlite")]
 pub use sync_store_sqlite::{Durability, SqliteStore, SqliteStoreOptions};

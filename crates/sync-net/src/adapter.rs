@@ -354,30 +354,35 @@ impl HttpSyncApiAdapter {
             .unwrap_or(&self.config.shape)
     }
 
-    /// Sends a create or an update of `data` for record `id`, conditional
-    /// on `base`'s version and patching from its document when the shape
+    /// Sends a create or an update of `request.data`, conditional on
+    /// `request.version` and patching from `request.base` when the shape
     /// says so.
     async fn send_write(
         &self,
         kind: RequestKind,
-        entity: &EntityName,
-        id: &RecordId,
-        data: &JsonObject,
-        base: Option<&ServerCopy>,
-        operation_id: &OperationId,
+        request: WriteRequest<'_>,
     ) -> Result<WriteAnswer, ApiError> {
+        let WriteRequest {
+            entity,
+            id,
+            data,
+            base,
+            version,
+            operation_id,
+            ..
+        } = request;
         let shape = self.shape_of(entity);
-        let route_id = (kind != RequestKind::Create).then_some(id);
-        let mut target = self.target(shape, kind, entity, route_id)?;
-        let (body, patch) = shape.write_body(kind, data, base.map(|copy| &copy.data));
-        if patch {
+        let mut target = self.target(shape, kind, entity, Some(id))?;
+        let (body, patch) = shape.write_body(kind, data, base);
+        // The app's own Content-Type stands.
+        if patch && !self.config.default_headers.contains_key(CONTENT_TYPE) {
             target.headers.insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/merge-patch+json"),
             );
         }
         if kind == RequestKind::Update {
-            Self::condition(&mut target, base);
+            Self::condition(&mut target, version);
         }
         let body = serde_json::to_vec(&body).map_err(|error| {
             ApiError::new(
@@ -412,13 +417,12 @@ impl HttpSyncApiAdapter {
                 .any(|answer| answer.matches(response.status.as_u16(), &response.body))
     }
 
-    /// Makes the request conditional on the version of the copy the
-    /// server last confirmed (`If-Match`), when one is known.
-    fn condition(target: &mut Target, base: Option<&ServerCopy>) {
-        if let Some(value) = base
-            .and_then(|copy| copy.version.as_deref())
-            .and_then(|version| HeaderValue::try_from(version).ok())
-        {
+    /// Makes the request conditional on the server's version of the
+    /// record (`If-Match`), when one is known. Versions come from the
+    /// server's own headers or, for a version field, are quoted text; one
+    /// a header cannot carry is not sent (the write is then unconditional).
+    fn condition(target: &mut Target, version: Option<&str>) {
+        if let Some(value) = version.and_then(|version| HeaderValue::try_from(version).ok()) {
             target.headers.insert(IF_MATCH, value);
         }
     }
@@ -427,12 +431,12 @@ impl HttpSyncApiAdapter {
         &self,
         entity: &EntityName,
         id: &RecordId,
-        base: Option<&ServerCopy>,
+        version: Option<&str>,
         operation_id: &OperationId,
     ) -> Result<(), ApiError> {
         let shape = self.shape_of(entity);
         let mut target = self.target(shape, RequestKind::Delete, entity, Some(id))?;
-        Self::condition(&mut target, base);
+        Self::condition(&mut target, version);
         let response = self.send(&target, None, Some(operation_id)).await?;
         if !response.status.is_success() || self.declared_absent(shape, RequestKind::Delete, &response) {
             return Err(self.refusal(shape, RequestKind::Delete, &response, &target.line));
@@ -466,7 +470,16 @@ impl SyncApiAdapter for HttpSyncApiAdapter {
         data: &JsonObject,
         operation_id: &OperationId,
     ) -> Result<Option<JsonObject>, ApiError> {
-        self.send_write(RequestKind::Create, entity, id, data, None, operation_id)
+        let request = WriteRequest {
+            kind: WriteKind::Create,
+            entity,
+            id,
+            data,
+            base: None,
+            version: None,
+            operation_id,
+        };
+        self.send_write(RequestKind::Create, request)
             .await
             .map(|answer| answer.record)
     }
@@ -478,7 +491,16 @@ impl SyncApiAdapter for HttpSyncApiAdapter {
         data: &JsonObject,
         operation_id: &OperationId,
     ) -> Result<Option<JsonObject>, ApiError> {
-        self.send_write(RequestKind::Update, entity, id, data, None, operation_id)
+        let request = WriteRequest {
+            kind: WriteKind::Update,
+            entity,
+            id,
+            data,
+            base: None,
+            version: None,
+            operation_id,
+        };
+        self.send_write(RequestKind::Update, request)
             .await
             .map(|answer| answer.record)
     }
@@ -500,25 +522,18 @@ impl SyncApiAdapter for HttpSyncApiAdapter {
     /// one is known (a 412 answer is a `Conflict` error, not applied), and
     /// a merge-patch shape sends only what changed since the base.
     async fn write(&self, request: WriteRequest<'_>) -> Result<WriteAnswer, ApiError> {
-        let WriteRequest {
-            kind,
-            entity,
-            id,
-            data,
-            base,
-            operation_id,
-        } = request;
-        match kind {
+        match request.kind {
             WriteKind::Create => {
-                self.send_write(RequestKind::Create, entity, id, data, None, operation_id)
-                    .await
+                let create = WriteRequest {
+                    base: None,
+                    version: None,
+                    ..request
+                };
+                self.send_write(RequestKind::Create, create).await
             }
-            WriteKind::Update => {
-                self.send_write(RequestKind::Update, entity, id, data, base, operation_id)
-                    .await
-            }
+            WriteKind::Update => self.send_write(RequestKind::Update, request).await,
             _ => self
-                .send_delete(entity, id, base, operation_id)
+                .send_delete(request.entity, request.id, request.version, request.operation_id)
                 .await
                 .map(|()| WriteAnswer::default()),
         }

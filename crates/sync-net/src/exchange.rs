@@ -83,6 +83,14 @@ impl HttpSyncApiAdapter {
         id: Option<&RecordId>,
     ) -> Result<Target, ApiError> {
         let spec = shape.spec(kind);
+        // A create's id goes into a template that names it (`PUT
+        // /{entity}/{id}` creates); a route function gets `None` for a
+        // create, as documented.
+        let id = match &spec.route {
+            Route::Template(template) if template.contains("{id}") => id,
+            Route::Custom(_) if kind != RequestKind::Create => id,
+            _ => None,
+        };
         if matches!(spec.route, Route::Template(_)) {
             // Many servers resolve `%2E%2E` as `..`: no encoding keeps these
             // inside their entity's path, so they are refused.
@@ -165,7 +173,8 @@ impl HttpSyncApiAdapter {
             if !headers.contains_key(ACCEPT) {
                 headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
             }
-            if body.is_some() {
+            // The app's own Content-Type (a vendor media type) stands too.
+            if body.is_some() && !headers.contains_key(CONTENT_TYPE) {
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
             // This kind of request's own headers, such as `Prefer` on writes.

@@ -450,7 +450,10 @@ impl RequestShape {
     /// `validation_not_unique`. Ids must be 15 lowercase letters and digits.
     #[must_use]
     pub fn pocketbase() -> Self {
-        let absent = || [AnswerMatch::status(404).with_body_field("/status", "404")];
+        // PocketBase's own "Missing collection context." and "File not
+        // found." 404s name a wrong route, not a missing record.
+        let absent =
+            || [AnswerMatch::status(404).with_body_field("/message", "The requested resource wasn't found.")];
         let mut create = RequestSpec::new(HttpMethod::Post, "/{entity}/records");
         create.already_exists =
             vec![AnswerMatch::status(400).with_body_field("/data/id/code", "validation_not_unique")];
@@ -471,8 +474,10 @@ impl RequestShape {
     /// record: a `GET` of a missing one is a 403 `FORBIDDEN` (read as
     /// absent), a `PATCH` of a missing one a 204 with no body (a real update
     /// answers 200 with the record), and a `DELETE` answers 204 whether the
-    /// record was there or not (so a delete is done either way; 11.x) or
-    /// 403 `FORBIDDEN` for a missing one (12.x). A taken id is a 400
+    /// record was there or not (so a delete is done either way; 11.x; a
+    /// 403 to a delete, which Directus 12 gives for a missing record but
+    /// also for a token without the right, is a permanent error, not done).
+    /// A taken id is a 400
     /// `RECORD_NOT_UNIQUE`. Give the token with a default `Authorization`
     /// header or an auth hook.
     #[must_use]
@@ -486,7 +491,10 @@ impl RequestShape {
             create,
             update: RequestSpec::new(HttpMethod::Patch, "/{entity}/{id}")
                 .absent([AnswerMatch::status(204), forbidden()]),
-            delete: RequestSpec::new(HttpMethod::Delete, "/{entity}/{id}").absent([forbidden()]),
+            // No "absent" answer for a delete: Directus 11 answers 204 either
+            // way, and a 403 may as well be a token without the right, which
+            // must not count as done.
+            delete: RequestSpec::new(HttpMethod::Delete, "/{entity}/{id}"),
             fetch: RequestSpec::new(HttpMethod::Get, "/{entity}/{id}").absent([forbidden()]),
             answer: AnswerShape::Pointer("/data".to_owned()),
             ..Self::rest()
@@ -674,6 +682,21 @@ impl RequestShape {
             return Err(format!(
                 "the answer pointer {pointer:?} must start with '/' (RFC 6901)"
             ));
+        }
+        if self.body == BodyShape::MergePatch && self.update.method != HttpMethod::Patch {
+            return Err(
+                "a merge-patch body needs PATCH updates: a PUT of a patch would replace the record \
+                 with the changed fields only (set the update method to HttpMethod::Patch)"
+                    .to_owned(),
+            );
+        }
+        if self
+            .create
+            .already_exists
+            .iter()
+            .any(|answer| (200..300).contains(&answer.status))
+        {
+            return Err("a success status cannot mean \"already exists\": the create was applied".to_owned());
         }
         if let BodyShape::Wrapped(key) = &self.body
             && key.is_empty()
@@ -943,6 +966,14 @@ mod tests {
                 RequestShape::rest().answer(AnswerShape::Pointer("data".into())),
                 "must start with '/'",
             ),
+            (
+                RequestShape::rest().body(BodyShape::MergePatch),
+                "needs PATCH updates",
+            ),
+            (
+                RequestShape::rest().already_exists_answers([AnswerMatch::status(200)]),
+                "cannot mean \"already exists\"",
+            ),
         ];
         for (shape, reason) in cases {
             let error = shape.check().unwrap_err();
@@ -1010,7 +1041,9 @@ mod tests {
 
     #[test]
     fn updates_patch_only_what_changed_since_the_servers_copy() {
-        let shape = RequestShape::rest().body(BodyShape::MergePatch);
+        let shape = RequestShape::rest()
+            .method(RequestKind::Update, HttpMethod::Patch)
+            .body(BodyShape::MergePatch);
         let base =
             object(json!({"id": "7", "title": "a", "tags": {"x": 1, "y": 2}, "gone": true, "same": 1}));
         let data = object(json!({"id": "7", "title": "b", "tags": {"x": 1, "y": 3}, "same": 1, "new": [1]}));

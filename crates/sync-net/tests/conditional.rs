@@ -32,7 +32,7 @@ fn op() -> OperationId {
 fn request<'a>(
     kind: WriteKind,
     data: &'a JsonObject,
-    base: Option<&'a ServerCopy>,
+    copy: Option<&'a ServerCopy>,
     ids: &'a (EntityName, RecordId, OperationId),
 ) -> WriteRequest<'a> {
     WriteRequest {
@@ -40,7 +40,8 @@ fn request<'a>(
         entity: &ids.0,
         id: &ids.1,
         data,
-        base,
+        base: copy.map(|copy| &copy.data),
+        version: copy.and_then(|copy| copy.version.as_deref()),
         operation_id: &ids.2,
     }
 }

@@ -167,10 +167,11 @@ async fn directus_answers_are_unwrapped_and_its_403_means_absent() {
     let server = answering(ResponseTemplate::new(403).set_body_json(forbidden)).await;
     let adapter = shaped(&server, RequestShape::directus());
     assert_eq!(adapter.fetch_remote(&tasks, &seven).await.unwrap(), None);
-    let error = adapter.delete(&tasks, &seven, &op()).await.unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
     let error = adapter.update(&tasks, &seven, &sent, &op()).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+    // A 403 to a delete may be a token without the right: never "done".
+    let error = adapter.delete(&tasks, &seven, &op()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Permanent, "{error}");
 
     let taken = json!({"errors": [{"message": "Value for field \"id\" in collection \"tasks\" has to be unique.", "extensions": {"code": "RECORD_NOT_UNIQUE"}}]});
     let server = answering(ResponseTemplate::new(400).set_body_json(taken)).await;
@@ -263,6 +264,17 @@ async fn drf_tells_a_missing_record_from_a_wrong_route() {
 async fn pocketbase_absent_and_taken_answers() {
     let (tasks, id15) = (entity("tasks"), id("abcdefghij12345"));
     let sent = object(json!({"id": "abcdefghij12345"}));
+    let wrong_route = json!({"data": {}, "message": "Missing collection context.", "status": 404});
+    let server = answering(ResponseTemplate::new(404).set_body_json(wrong_route)).await;
+    let error = shaped(&server, RequestShape::pocketbase())
+        .fetch_remote(&tasks, &id15)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::Permanent,
+        "a wrong route proves nothing: {error}"
+    );
     let missing = json!({"data": {}, "message": "The requested resource wasn't found.", "status": 404});
     let server = answering(ResponseTemplate::new(404).set_body_json(missing)).await;
     let adapter = shaped(&server, RequestShape::pocketbase());

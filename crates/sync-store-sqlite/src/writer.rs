@@ -549,6 +549,11 @@ impl Writer {
             let mut changes = Changes::default();
             for (_, item) in &page {
                 if let Some(updated) = decide(item) {
+                    // An attempt cut off may have applied: what the server
+                    // holds is no longer known, so its copy is forgotten.
+                    if matches!(rewrite, Rewrite::RecoverInterrupted) {
+                        changes.copies.insert(item.key(), None);
+                    }
                     changes.queue(&item.key(), QueueWrite::Put(updated));
                     count += 1;
                 }

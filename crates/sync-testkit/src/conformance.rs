@@ -78,6 +78,7 @@ where
     the_last_failures_http_status_goes_with_its_error(&new_store().await).await;
     timers_beyond_the_latest_come_back(&new_store().await).await;
     server_copies_follow_what_the_server_confirmed(&new_store().await).await;
+    server_copies_are_forgotten_once_the_server_state_is_unknown(&new_store().await).await;
 }
 
 /// Claims, finishes the one ready item with `outcome` at `now`, and
@@ -999,4 +1000,59 @@ pub async fn the_last_failures_http_status_goes_with_its_error(store: &dyn SyncS
             _ => {}
         }
     }
+}
+
+/// A failure that may have applied, and an attempt cut off by a stopped
+/// process, leave the server's state unknown: the copy is forgotten, so no
+/// patch or merge is made against a state the server may no longer hold.
+pub async fn server_copies_are_forgotten_once_the_server_state_is_unknown(store: &dyn SyncStore) {
+    let synced = AttemptOutcome::Applied {
+        replace_local_with: None,
+        server_version: Some("\"1\"".to_owned()),
+    };
+    for id in ["lost", "killed"] {
+        store
+            .save(
+                change_with("tasks", id, SyncOperation::Create, json!({"id": id})),
+                T0,
+            )
+            .await
+            .unwrap();
+        attempt_with(store, synced.clone(), T0).await;
+        assert!(store.server_copy(&key("tasks", id)).await.unwrap().is_some());
+        store
+            .save(
+                change_with("tasks", id, SyncOperation::Update, json!({"id": id, "v": 2})),
+                T1,
+            )
+            .await
+            .unwrap();
+    }
+    // An answer lost: the update may have applied.
+    let lost = AttemptOutcome::Failed {
+        kind: ErrorKind::Transient,
+        message: "timed out".into(),
+        http_status: None,
+        possibly_applied: true,
+        next_attempt_at: Some(T2),
+        not_before: None,
+    };
+    let ticket = store.claim_ready(T1, 1).await.unwrap().remove(0);
+    assert_eq!(ticket.key, key("tasks", "lost"));
+    store
+        .finish_attempts(
+            vec![FinishedAttempt {
+                ticket,
+                outcome: lost,
+            }],
+            T1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.server_copy(&key("tasks", "lost")).await.unwrap(), None);
+    // A process stopped with the other update in flight.
+    let ticket = store.claim_ready(T1, 1).await.unwrap().remove(0);
+    assert_eq!(ticket.key, key("tasks", "killed"));
+    assert_eq!(store.recover_interrupted(T2).await.unwrap(), 1);
+    assert_eq!(store.server_copy(&key("tasks", "killed")).await.unwrap(), None);
 }

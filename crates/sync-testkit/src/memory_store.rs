@@ -360,6 +360,17 @@ impl SyncStore for MemoryStore {
 
     async fn recover_interrupted(&self, now: Timestamp) -> Result<u64, StoreError> {
         let mut state = self.lock()?;
+        // An attempt cut off may have applied: what the server holds is no
+        // longer known, so the copies of the recovered items are forgotten.
+        let recovered: Vec<RecordKey> = state
+            .queue
+            .iter()
+            .filter(|(_, entry)| entry.item.is_in_flight())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &recovered {
+            state.copies.remove(key);
+        }
         Ok(self.update_each(&mut state, |item| recover_interrupted(item, now)))
     }
 
