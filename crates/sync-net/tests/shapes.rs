@@ -458,3 +458,28 @@ fn a_shape_that_cannot_work_is_refused_at_build() {
         "{error}"
     );
 }
+
+/// Servers that create with `PUT /{entity}/{id}` (CouchDB-style) name the
+/// id in the create's route; the app's own Content-Type stands.
+#[tokio::test]
+async fn a_create_route_may_name_the_id_and_the_apps_content_type_stands() {
+    let server = answering(ResponseTemplate::new(201)).await;
+    let shape = RequestShape::rest()
+        .method(RequestKind::Create, HttpMethod::Put)
+        .route(RequestKind::Create, "/{entity}/{id}");
+    let adapter = HttpSyncApiAdapter::builder(server.uri())
+        .shape(shape)
+        .default_header("Content-Type", "application/vnd.api+json")
+        .build()
+        .unwrap();
+    adapter
+        .create(&entity("tasks"), &id("a b"), &object(json!({"id": "a b"})), &op())
+        .await
+        .unwrap();
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(line(&requests[0]), "PUT /tasks/a%20b");
+    assert_eq!(
+        requests[0].headers.get("content-type").unwrap(),
+        "application/vnd.api+json"
+    );
+}
