@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chaos_support::{
-    Change, Model, Records, Rng, WriteLog, assert_each_key_applied_at_most_once, assert_no_duplicates,
+    Change, Model, Rng, WriteLog, assert_each_key_applied_at_most_once, assert_no_duplicates,
     assert_no_record_created_twice, mode_label, report_line, seed_from_env, server_records, write_log,
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -125,22 +125,6 @@ fn cancel_after(rng: &mut Rng) -> Duration {
     Duration::from_micros(50 + rng.below(2_950))
 }
 
-/// The engine's records of the script's entities.
-async fn local(engine: &OfflineSyncEngine) -> Records {
-    let mut records = Records::new();
-    for entity in chaos_support::ENTITIES {
-        let by_id = engine
-            .get_records(entity)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|record| (record.id.as_str().to_owned(), Value::Object(record.data)))
-            .collect();
-        records.insert(entity.to_owned(), by_id);
-    }
-    records
-}
-
 /// Server and local state are equal, nothing waits, nothing was lost or
 /// applied twice (as far as the server's idempotency mode can tell: see
 /// [`assert_no_duplicates`]).
@@ -150,7 +134,7 @@ async fn assert_converged(
     script: &[Change],
     seed: u64,
 ) -> WriteLog {
-    let local = local(engine).await;
+    let local = chaos_support::engine_records(engine).await;
     assert_eq!(
         local,
         Model::replay(script, script.len() as u64),
@@ -472,7 +456,7 @@ async fn permanent_errors_park_only_their_item_and_everything_else_syncs() {
             "{again:#?}"
         );
     }
-    let mut local = local(&engine).await;
+    let mut local = chaos_support::engine_records(&engine).await;
     for id in ["poison-400", "poison-422"] {
         local.get_mut("tasks").unwrap().remove(id);
     }
@@ -658,7 +642,7 @@ async fn mixed_faults_end_synced_except_the_poisoned_items() {
         .filter(|item| item.id.as_str() != "poison")
         .collect();
     assert!(left.is_empty(), "seed {seed}: items left unsynced: {left:#?}");
-    let mut local = local(&engine).await;
+    let mut local = chaos_support::engine_records(&engine).await;
     local.get_mut("notes").unwrap().remove("poison");
     assert_eq!(local, Model::replay(&script, script.len() as u64));
     assert_eq!(
@@ -749,7 +733,7 @@ async fn delayed_apply(mode: IdempotencyMode) {
     let held = server.fault_counts().get("delayed_apply").copied().unwrap_or(0);
     assert!(held > 0, "seed {seed}: no write was held");
 
-    let local = local(&engine).await;
+    let local = chaos_support::engine_records(&engine).await;
     assert_eq!(
         local,
         Model::replay(&script, ops),

@@ -10,30 +10,12 @@ mod chaos_support;
 
 use std::time::Duration;
 
-use chaos_support::{
-    Model, Records, assert_no_duplicates, mode_label, report_line, seed_from_env, server_records,
-};
+use chaos_support::{Model, assert_no_duplicates, mode_label, report_line, seed_from_env, server_records};
 use http::Method;
-use serde_json::Value;
 use sync_facade::prelude::*;
 use sync_reference_server::{Dialect, Fault, FaultPlan, IdempotencyMode, ReferenceServer, ServerConfig};
 
 const HANG_GUARD: Duration = Duration::from_secs(120);
-
-async fn local(engine: &OfflineSyncEngine) -> Records {
-    let mut records = Records::new();
-    for entity in chaos_support::ENTITIES {
-        let by_id = engine
-            .get_records(entity)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|record| (record.id.as_str().to_owned(), Value::Object(record.data)))
-            .collect();
-        records.insert(entity.to_owned(), by_id);
-    }
-    records
-}
 
 async fn postgrest_exactly_once(mode: IdempotencyMode) {
     let seed = seed_from_env();
@@ -86,7 +68,7 @@ async fn postgrest_exactly_once(mode: IdempotencyMode) {
     })
     .await;
     assert!(drained.is_ok(), "seed {seed}: the queue never drained");
-    let local = local(&engine).await;
+    let local = chaos_support::engine_records(&engine).await;
     assert_eq!(
         local,
         Model::replay(&script, operations),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use serde_json::{Value, json};
-use sync_facade::{EntityName, SyncOperation, SyncStore};
+use sync_facade::{EntityName, OfflineSyncEngine, SyncOperation, SyncStore};
 use sync_reference_server::{IdempotencyMode, ReferenceServer, RequestRecord};
 
 /// Collection → id → object, for the local store and the server alike.
@@ -156,6 +156,22 @@ pub(crate) async fn local_records(store: &dyn SyncStore) -> Records {
         let name: EntityName = entity.parse().unwrap();
         let by_id = store
             .records(&name)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|record| (record.id.as_str().to_owned(), Value::Object(record.data)))
+            .collect();
+        records.insert(entity.to_owned(), by_id);
+    }
+    records
+}
+
+/// The engine's local records of [`ENTITIES`], read through its API.
+pub(crate) async fn engine_records(engine: &OfflineSyncEngine) -> Records {
+    let mut records = Records::new();
+    for entity in ENTITIES {
+        let by_id = engine
+            .get_records(entity)
             .await
             .unwrap()
             .into_iter()
