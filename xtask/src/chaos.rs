@@ -216,7 +216,8 @@ fn render(options: &Options, scenarios: &BTreeMap<String, Figures>, date: &str) 
          - public calls cut short at random points: {} (and {} rounds of cancelled `sync_now`)\n\
          - **lost: {}, duplicated: {}**; items left stuck: {}\n\
          - changes applied again with the same payload, on servers that ignore `Idempotency-Key`: {}\n\
-         - records left with an older server state by writes applied after the client gave up: {}\n\n",
+         - records left with an older server state, or brought back after their delete, by writes applied \
+         after the client gave up: {}\n\n",
         total(|f| f.kills),
         total(|f| f.operations),
         total(|f| f.faults),
@@ -435,7 +436,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("older server state by writes applied after the client gave up: 4\n"),
+            text.contains("brought back after their delete, by writes applied after the client gave up: 4\n"),
             "{text}"
         );
         assert!(text.contains("30 writes held, 4 records left"), "{text}");

@@ -223,13 +223,16 @@ impl HttpSyncApiAdapterBuilder {
     /// How every entity without a shape of its own is spoken to (methods,
     /// routes, headers per request, the answers meaning "absent" and
     /// "already exists", body, answer, id field). Default
-    /// [`RequestShape::rest`]; the presets name the servers they fit.
+    /// [`RequestShape::rest`]; the presets name the servers they fit. It
+    /// replaces the default shape whole, routes included: call
+    /// [`Self::path_builder`] after it, not before.
     pub fn shape(mut self, shape: RequestShape) -> Self {
         self.shape = shape;
         self
     }
 
-    /// How one entity is spoken to, overriding [`Self::shape`] for it.
+    /// How one entity is spoken to, overriding [`Self::shape`] (and
+    /// [`Self::path_builder`]) for it; given twice, the last one counts.
     pub fn entity_shape(mut self, entity: impl Into<String>, shape: RequestShape) -> Self {
         self.entity_shapes.push((entity.into(), shape));
         self
