@@ -129,13 +129,15 @@ async fn a_sync_now_cut_short_by_a_timeout_leaves_nothing_stuck() {
 }
 
 /// What the app last did to one record, as far as the engine acknowledged.
-#[derive(Debug, Clone, PartialEq)]
-enum Known {
-    /// The record exists locally with this document (or the save of the
-    /// next one was dropped, and either may be there).
-    Saved(Vec<serde_json::Value>),
-    /// Deleted (or the delete was dropped).
-    Deleted(Vec<serde_json::Value>),
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Known {
+    /// The documents the record may hold: the last acknowledged save's,
+    /// and those of the saves dropped since (each may have landed).
+    documents: Vec<serde_json::Value>,
+    /// Whether the record may be gone: a delete since the last
+    /// acknowledged save, acknowledged or dropped. A dropped save after a
+    /// dropped delete may not have landed, so it does not end this.
+    may_be_absent: bool,
 }
 
 /// Issue 11, item 4: every public async call dropped at random points
@@ -160,34 +162,53 @@ async fn every_public_call_dropped_at_random_points_converges() {
     // acknowledged one, plus any whose save was dropped since).
     let mut known: std::collections::BTreeMap<String, Known> = std::collections::BTreeMap::new();
     let mut dropped = 0u64;
+    // What happened to each id and around it, for a failure's report.
+    let mut history: Vec<String> = Vec::new();
     for step in 0..steps {
         let cut = cancel_after(&mut rng);
         let id = format!("r{}", rng.below(12));
-        match rng.below(9) {
+        let action = rng.below(9);
+        history.push(format!("{step}: {id} action {action}"));
+        match action {
             0..=3 => {
                 let data = json!({"id": id, "step": step});
-                let operation = match known.get(&id) {
-                    Some(Known::Saved(_)) => SyncOperation::Update,
-                    _ => SyncOperation::Create,
+                let known_here = known.entry(id.clone()).or_insert_with(|| Known {
+                    documents: Vec::new(),
+                    may_be_absent: true,
+                });
+                let operation = if known_here.may_be_absent {
+                    SyncOperation::Create
+                } else {
+                    SyncOperation::Update
                 };
                 let save = engine.save("tasks", &id, data.clone(), operation);
-                let acknowledged = tokio::time::timeout(cut, save).await.is_ok();
-                let entry = known.entry(id).or_insert_with(|| Known::Deleted(Vec::new()));
-                *entry = match (entry.clone(), acknowledged) {
-                    (_, true) => Known::Saved(vec![data]),
-                    (Known::Saved(mut maybe) | Known::Deleted(mut maybe), false) => {
-                        dropped += 1;
-                        maybe.push(data);
-                        Known::Saved(maybe)
-                    }
-                };
+                // Acknowledged means the save returned Ok in time; an error
+                // (atomic: nothing saved) or a cut leaves it possible.
+                let answer = tokio::time::timeout(cut, save).await;
+                history.push(format!("{step}: {id} save {operation:?}: {answer:?}"));
+                if matches!(answer, Ok(Ok(_))) {
+                    *known_here = Known {
+                        documents: vec![data],
+                        may_be_absent: false,
+                    };
+                } else {
+                    dropped += 1;
+                    known_here.documents.push(data);
+                }
             }
             4 => {
-                if let Some(Known::Saved(maybe)) = known.get(&id).cloned() {
+                if let Some(known_here) = known.get_mut(&id)
+                    && !known_here.documents.is_empty()
+                {
                     let delete = engine.save("tasks", &id, json!({}), SyncOperation::Delete);
-                    let acknowledged = tokio::time::timeout(cut, delete).await.is_ok();
-                    dropped += u64::from(!acknowledged);
-                    known.insert(id, Known::Deleted(if acknowledged { Vec::new() } else { maybe }));
+                    let answer = tokio::time::timeout(cut, delete).await;
+                    history.push(format!("{step}: {id} delete: {answer:?}"));
+                    if matches!(answer, Ok(Ok(_))) {
+                        known_here.documents.clear();
+                    } else {
+                        dropped += 1;
+                    }
+                    known_here.may_be_absent = true;
                 }
             }
             5 => {
@@ -241,16 +262,44 @@ async fn every_public_call_dropped_at_random_points_converges() {
     // Local documents: for each id, one of the documents it may hold.
     for (id, state) in &known {
         let local = engine.get_record("tasks", id).await.unwrap();
-        match (state, local) {
-            (Known::Saved(maybe), Some(record)) | (Known::Deleted(maybe), Some(record)) => assert!(
-                maybe.contains(&serde_json::Value::Object(record.data.clone())),
-                "seed {seed}: {id} holds {:?}, none of {maybe:?}",
-                record.data
+        let its_requests = || {
+            server
+                .request_log()
+                .iter()
+                .filter(|request| request.id.as_deref() == Some(id.as_str()))
+                .map(|request| {
+                    format!(
+                        "{} {} applied {}",
+                        request.method, request.status, request.applied
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let its_steps = || {
+            history
+                .iter()
+                .filter(|line| line.contains(&format!(" {id} ")))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        match local {
+            Some(record) => assert!(
+                state
+                    .documents
+                    .contains(&serde_json::Value::Object(record.data.clone())),
+                "seed {seed}: {id} holds {:?}, none of {:?}\nits requests: {:#?}\nits steps: {:#?}",
+                record.data,
+                state.documents,
+                its_requests(),
+                its_steps(),
             ),
-            (Known::Saved(maybe), None) => {
-                panic!("seed {seed}: {id} was saved ({maybe:?}) and is gone locally")
-            }
-            (Known::Deleted(_), None) => {}
+            None => assert!(
+                state.may_be_absent,
+                "seed {seed}: {id} was saved ({:?}) and is gone locally\nits requests: {:#?}\nits steps: {:#?}",
+                state.documents,
+                its_requests(),
+                its_steps(),
+            ),
         }
     }
     // The server holds exactly the local documents.
