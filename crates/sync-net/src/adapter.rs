@@ -13,7 +13,7 @@ use sync_core::{
     WriteAnswer, WriteKind, WriteRequest,
 };
 
-use crate::answers::captive_portal;
+use crate::answers::{captive_portal, no_row_matched};
 use crate::client::{self, HttpClient, Trust};
 use crate::error::NetError;
 use crate::exchange::{Response, Target};
@@ -449,16 +449,7 @@ impl HttpSyncApiAdapter {
         if shape.answer == AnswerShape::FirstOfArray
             && matches!(serde_json::from_slice::<serde_json::Value>(&response.body), Ok(serde_json::Value::Array(rows)) if rows.is_empty())
         {
-            return Err(ApiError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "HTTP {} with an empty array: no record matched",
-                    response.status.as_u16()
-                ),
-            )
-            .with_status(response.status.as_u16())
-            .with_request(target.line.as_str())
-            .with_possibly_applied(false));
+            return Err(no_row_matched(&response, &target.line));
         }
         Ok(())
     }

@@ -51,6 +51,19 @@ pub(crate) fn captive_portal(response: &Response, line: &str, possibly_applied: 
     )
 }
 
+/// An array-shaped API's empty array to an update or delete: no record
+/// matched, so the record is absent (nothing was applied).
+pub(crate) fn no_row_matched(response: &Response, line: &str) -> ApiError {
+    let status = response.status.as_u16();
+    ApiError::new(
+        ErrorKind::NotFound,
+        format!("HTTP {status} with an empty array: no record matched"),
+    )
+    .with_status(status)
+    .with_request(line)
+    .with_possibly_applied(false)
+}
+
 impl HttpSyncApiAdapter {
     /// Appends the start of a response body to an error message, when the
     /// app opted in ([`crate::HttpSyncApiAdapterBuilder::include_response_body_in_errors`]).
@@ -194,16 +207,7 @@ impl HttpSyncApiAdapter {
                 version: shape.version_in(etag, Some(&record)),
                 record: shape.adoptable(record, sent, id),
             }),
-            Ok(None) if kind != RequestKind::Create => Err(ApiError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "HTTP {} with an empty array: no record matched",
-                    response.status.as_u16()
-                ),
-            )
-            .with_status(response.status.as_u16())
-            .with_request(line)
-            .with_possibly_applied(false)),
+            Ok(None) if kind != RequestKind::Create => Err(no_row_matched(response, line)),
             Ok(None) | Err(_) => Ok(WriteAnswer {
                 record: None,
                 version: shape.version_in(etag, None),

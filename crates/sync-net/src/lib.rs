@@ -27,6 +27,7 @@ mod client;
 mod connectivity;
 mod error;
 mod exchange;
+mod presets;
 mod shape;
 mod url;
 
