@@ -326,7 +326,7 @@ fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 
 /// Recomputes the item's operation now that the server's state is known
 /// for sure; an item with nothing left to send becomes synced.
-fn relearn(item: &mut SyncQueueItem, known: ServerView, now: Timestamp) {
+pub(crate) fn relearn(item: &mut SyncQueueItem, known: ServerView, now: Timestamp) {
     match operation_for(Desired::of(item.operation), known) {
         Some((operation, possibly_applied)) => {
             item.operation = operation;

@@ -51,6 +51,12 @@ pub enum ValidationError {
         /// The JSON type found: `"an array"`, `"a string"`, `"null"`, ...
         found: &'static str,
     },
+    /// A server's pull cursor was unusable.
+    #[error("the server's pull cursor is unusable ({reason}): the server must issue a non-empty cursor of at most 4096 printable bytes")]
+    InvalidCursor {
+        /// Why.
+        reason: &'static str,
+    },
     /// A payload was larger than the configured limit.
     #[error(
         "payload is {size} bytes, over the {max}-byte limit: store large blobs elsewhere and sync a reference to them"

@@ -25,6 +25,7 @@ pub mod conflict;
 pub mod error;
 pub mod ids;
 pub mod model;
+pub mod pull;
 pub mod retry;
 pub mod seams;
 pub mod snapshot;
@@ -38,8 +39,9 @@ pub use model::{
     DEFAULT_MAX_PAYLOAD_BYTES, JsonObject, LocalChange, LocalRecord, ServerCopy, SyncOperation,
     SyncQueueItem, SyncStatus,
 };
+pub use pull::{PullAnswer, PullCounts, PullCursor, PullPage, PullState, PulledChange};
 pub use retry::{Backoff, RetryPolicy, RetrySchedule};
 pub use seams::{
-    BoxStream, ConnectivityMonitor, FinishResult, FinishedAttempt, QueueCounts, SavedChange, StoreEvent,
+    BoxStream, ConnectivityMonitor, FinishResult, FinishedAttempt, PullRequest, PullSource, QueueCounts, SavedChange, StoreEvent,
     SyncApiAdapter, SyncStore, WriteAnswer, WriteKind, WriteRequest,
 };

@@ -15,6 +15,7 @@ use crate::clock::Timestamp;
 use crate::error::{ApiError, StoreError};
 use crate::ids::{EntityName, OperationId, RecordId, RecordKey};
 use crate::model::{JsonObject, LocalChange, LocalRecord, ServerCopy, SyncQueueItem};
+use crate::pull::{PendingChange, PullAnswer, PullBatch, PullCounts, PullCursor, PullState};
 use crate::retry::RetryPolicy;
 
 /// A `Send` stream that owns its state.
@@ -149,6 +150,38 @@ pub trait SyncApiAdapter: Send + Sync {
     }
 }
 
+/// One pull request: a page of an entity's changes after a cursor.
+#[derive(Debug, Clone, Copy)]
+pub struct PullRequest<'a> {
+    /// The entity.
+    pub entity: &'a EntityName,
+    /// Where to start; `None`: from the beginning (everything).
+    pub cursor: Option<&'a PullCursor>,
+    /// The most changes the page should hold.
+    pub limit: usize,
+}
+
+/// Where the server's changes come from, as the engine sees it: the seam
+/// beside [`SyncApiAdapter`] for pulls.
+///
+/// `sync_net::HttpSyncApiAdapter` implements it with three strategies (a
+/// change feed, a filtered list, a snapshot). An implementation turns the
+/// server's answer into a [`PullPage`](crate::pull::PullPage) or refuses it
+/// with a typed error: an answer that is not what it should be (not JSON, a
+/// change without an id, an id that is not valid, a cursor that goes
+/// backwards) is an [`ApiError`] of kind
+/// [`Permanent`](crate::ErrorKind::Permanent), and nothing of it is applied.
+///
+/// # Cancel safety
+///
+/// A pull only reads, and the engine applies a page only once it has it
+/// whole: dropping the future loses nothing.
+#[async_trait]
+pub trait PullSource: Send + Sync {
+    /// One page of the entity's changes after `request.cursor`.
+    async fn pull(&self, request: PullRequest<'_>) -> Result<PullAnswer, ApiError>;
+}
+
 /// Whether real internet (or the app's API) is reachable.
 #[async_trait]
 pub trait ConnectivityMonitor: Send + Sync {
@@ -158,6 +191,13 @@ pub trait ConnectivityMonitor: Send + Sync {
     /// Online/offline transitions, without repeats. The stream ends when the
     /// monitor is dropped or closed.
     fn changes(&self) -> BoxStream<bool>;
+}
+
+fn no_pulls() -> StoreError {
+    StoreError::new(
+        crate::StoreErrorKind::Other,
+        "this store does not support pulls: implement pull_state, pending_changes and apply_pull, or declare no pulled entities",
+    )
 }
 
 /// A change inside a store, for watch streams.
@@ -316,6 +356,42 @@ pub trait SyncStore: Send + Sync {
 
     /// Removes every synced queue item. Returns how many.
     async fn clear_synced(&self) -> Result<u64, StoreError>;
+
+    /// The entity's pull state: its cursor and any full listing in
+    /// progress. The default store does not pull.
+    ///
+    /// # Errors
+    /// [`crate::StoreErrorKind::Other`] from the default: the store does
+    /// not support pulls.
+    async fn pull_state(&self, entity: &EntityName) -> Result<PullState, StoreError> {
+        let _ = entity;
+        Err(no_pulls())
+    }
+
+    /// The pending changes, among `ids` of `entity`, that an incoming copy
+    /// would be merged into ([`crate::pull::pending_change`]), with their
+    /// bases: what the engine gives the app's resolver before applying a
+    /// page.
+    async fn pending_changes(
+        &self,
+        entity: &EntityName,
+        ids: &[RecordId],
+    ) -> Result<Vec<PendingChange>, StoreError> {
+        let _ = (entity, ids);
+        Err(no_pulls())
+    }
+
+    /// Applies one pulled page in one transaction: every change by
+    /// [`crate::pull::plan_pulled`], the records a listing showed marked
+    /// with its generation, its sweep (by [`crate::pull::sweeps`]) and the
+    /// state after. A crash leaves the page applied with its state, or
+    /// neither. Refused, changing nothing, when the stored state is not
+    /// `batch.expected`, or when a document is over the store's size
+    /// limit ([`crate::StoreErrorKind::Invalid`]).
+    async fn apply_pull(&self, batch: PullBatch, now: Timestamp) -> Result<PullCounts, StoreError> {
+        let _ = (batch, now);
+        Err(no_pulls())
+    }
 
     /// Item-level change events from now on.
     fn subscribe(&self) -> BoxStream<StoreEvent>;
