@@ -52,7 +52,9 @@ pub enum ValidationError {
         found: &'static str,
     },
     /// A server's pull cursor was unusable.
-    #[error("the server's pull cursor is unusable ({reason}): the server must issue a non-empty cursor of at most 4096 printable bytes")]
+    #[error(
+        "the server's pull cursor is unusable ({reason}): the server must issue a non-empty cursor of at most 4096 printable bytes"
+    )]
     InvalidCursor {
         /// Why.
         reason: &'static str,

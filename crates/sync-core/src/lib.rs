@@ -42,6 +42,6 @@ pub use model::{
 pub use pull::{PullAnswer, PullCounts, PullCursor, PullPage, PullState, PulledChange};
 pub use retry::{Backoff, RetryPolicy, RetrySchedule};
 pub use seams::{
-    BoxStream, ConnectivityMonitor, FinishResult, FinishedAttempt, PullRequest, PullSource, QueueCounts, SavedChange, StoreEvent,
-    SyncApiAdapter, SyncStore, WriteAnswer, WriteKind, WriteRequest,
+    BoxStream, ConnectivityMonitor, FinishResult, FinishedAttempt, PullRequest, PullSource, QueueCounts,
+    SavedChange, StoreEvent, SyncApiAdapter, SyncStore, WriteAnswer, WriteKind, WriteRequest,
 };

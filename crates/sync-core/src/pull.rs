@@ -405,7 +405,11 @@ fn plan_under_pending(
                             version: version.clone(),
                         }),
                         changed.then(|| DocumentWrite::Upsert(merge.document.clone())),
-                        if changed { PullEffect::Merged } else { PullEffect::Skipped },
+                        if changed {
+                            PullEffect::Merged
+                        } else {
+                            PullEffect::Skipped
+                        },
                     )
                 }
                 None => (ServerView::Present, CopyWrite::Keep, None, PullEffect::Skipped),
@@ -496,3 +500,6 @@ impl PullCounts {
         self.merged += other.merged;
     }
 }
+
+#[cfg(test)]
+mod tests;
