@@ -1,8 +1,11 @@
-//! Renders the coalescing table from sync-core's own decisions, so the
-//! table in `docs/queue-state-machine.md` can be checked against the code.
+//! Renders the coalescing and pull tables from sync-core's own decisions,
+//! so the tables in `docs/queue-state-machine.md` can be checked against
+//! the code.
 
 use serde_json::json;
-use sync_core::coalesce::{QueueWrite, SaveContext, plan_save};
+use sync_core::CopyWrite;
+use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
+use sync_core::pull::{PreparedMerge, PulledChange, plan_pulled};
 use sync_core::{LocalChange, OperationId, SyncOperation, SyncQueueItem, SyncStatus, Timestamp};
 
 /// An existing item: operation, status, possibly applied, in flight.
@@ -125,6 +128,77 @@ pub(crate) fn coalescing_table() -> String {
     out
 }
 
+/// One cell of the pull table: what an incoming change does.
+fn pull_cell(
+    existing: Option<&SyncQueueItem>,
+    local_exists: bool,
+    change: &PulledChange,
+    merge: bool,
+) -> String {
+    let merge = merge.then(|| PreparedMerge {
+        id: change.id().clone(),
+        item_version: existing.map_or(0, |item| item.version),
+        document: serde_json::Map::from_iter([("merged".to_owned(), json!(true))]),
+    });
+    let plan = plan_pulled(existing, local_exists, change, merge.as_ref(), Timestamp::EPOCH);
+    let document = match (&plan.document, local_exists) {
+        (Some(DocumentWrite::Upsert(data)), _) if data.contains_key("merged") => "document ← merge",
+        (Some(DocumentWrite::Upsert(_)), _) => "document ← server's",
+        (Some(DocumentWrite::Remove), _) => "document removed",
+        (None, true) => "document kept",
+        (None, false) => "no document",
+    };
+    let queue = match &plan.queue {
+        QueueWrite::Put(item) if item.status == SyncStatus::Synced => "item synced".to_owned(),
+        QueueWrite::Put(item) => {
+            let checked = match (item.operation, item.possibly_applied) {
+                (SyncOperation::Create, true) => " (check first)",
+                (SyncOperation::Delete, true) => " (404 = done)",
+                _ => "",
+            };
+            format!("item sends {}{checked}", item.operation)
+        }
+        QueueWrite::Remove => "item removed".to_owned(),
+        QueueWrite::Keep => match existing {
+            Some(item) if item.is_in_flight() => "the attempt out decides".to_owned(),
+            Some(_) => "item unchanged".to_owned(),
+            None => "no item".to_owned(),
+        },
+    };
+    let copy = match plan.copy {
+        CopyWrite::Keep => "base kept",
+        CopyWrite::Put(_) => "base ← server's",
+        CopyWrite::Remove => "base forgotten",
+    };
+    format!("{document}; {queue}; {copy}")
+}
+
+/// The pull table as Markdown: what an incoming server change does to a
+/// record, by the record's queue item.
+pub(crate) fn pull_table() -> String {
+    let id = sync_core::RecordId::from(1u64);
+    let upsert = PulledChange::Upsert {
+        id: id.clone(),
+        data: sync_core::JsonObject::new(),
+        version: None,
+    };
+    let tombstone = PulledChange::Tombstone { id };
+    let mut out = String::from(
+        "| record before the pull | + upsert | + upsert, resolver merged | + tombstone |\n|---|---|---|---|\n",
+    );
+    for (label, state, local_exists) in ROWS {
+        let existing = state
+            .map(|(op, status, possibly_applied, in_flight)| item(op, status, possibly_applied, in_flight));
+        let cells = [
+            pull_cell(existing.as_ref(), local_exists, &upsert, false),
+            pull_cell(existing.as_ref(), local_exists, &upsert, true),
+            pull_cell(existing.as_ref(), local_exists, &tombstone, false),
+        ];
+        out.push_str(&format!("| {label} | {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -135,6 +209,11 @@ mod tests {
         assert!(
             docs.contains(&table),
             "docs/queue-state-machine.md is out of date; paste `cargo xtask table`:\n{table}"
+        );
+        let pull = super::pull_table();
+        assert!(
+            docs.contains(&pull),
+            "docs/queue-state-machine.md's pull table is out of date; paste `cargo xtask table`:\n{pull}"
         );
     }
 }
