@@ -8,21 +8,23 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, ETAG, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::body::ReplyBody;
-use crate::conditional::{IfMatch, etag};
+use crate::conditional::IfMatch;
 use crate::config::{Dialect, IdempotencyMode};
 use crate::fault::{self, Fault, FaultPlan, FaultState};
 use crate::log::RequestRecord;
+use crate::persist;
+use crate::reply::{LostResponse, Reply};
 use crate::route::{RouteError, Target, route};
-use crate::store::{Collections, Snapshot, Undo, id_key};
-use crate::{patch, persist};
+use crate::store::{Collections, Snapshot, id_key};
+use crate::writes::{create, delete, fetch, patch, replace};
 
 /// The request header naming a write's idempotency key (matched
 /// case-insensitively, as every header name).
@@ -31,9 +33,6 @@ pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 /// The response header set to `true` on an answer replayed for a repeated
 /// idempotency key.
 pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
-
-/// [`IDEMPOTENT_REPLAYED`] in the lower-case form `HeaderName` requires.
-const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// PostgREST's preferences header (RFC 7240), read for
 /// `return=representation`.
@@ -74,12 +73,6 @@ struct State {
     fault_counts: BTreeMap<String, u64>,
 }
 
-/// The service's error for [`Fault::LoseResponse`]: hyper closes the
-/// connection without answering.
-#[derive(Debug, thiserror::Error)]
-#[error("injected fault: the response is lost")]
-pub(crate) struct LostResponse;
-
 #[derive(Debug, Clone)]
 struct Replay {
     status: StatusCode,
@@ -87,176 +80,6 @@ struct Replay {
     /// The answer's headers beyond `Content-Type` (its `ETag`).
     headers: Vec<(HeaderName, HeaderValue)>,
     id: Option<String>,
-}
-
-/// An answer before it becomes a response.
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    body: Bytes,
-    /// Headers beyond `Content-Type`.
-    headers: Vec<(HeaderName, HeaderValue)>,
-    replayed: bool,
-}
-
-impl Reply {
-    fn json(status: StatusCode, value: &Value) -> Self {
-        let body = serde_json::to_vec(value)
-            .map(Bytes::from)
-            // A `Value` always serialises; this only keeps the code panic-free.
-            .unwrap_or_else(|_| Bytes::from_static(b"{\"error\":\"the answer could not be serialised\"}"));
-        Self {
-            status,
-            body,
-            headers: Vec::new(),
-            replayed: false,
-        }
-    }
-
-    /// An answer without a body (and so without `Content-Type`).
-    fn empty(status: StatusCode) -> Self {
-        Self {
-            status,
-            body: Bytes::new(),
-            headers: Vec::new(),
-            replayed: false,
-        }
-    }
-
-    fn error(status: StatusCode, message: impl Into<String>) -> Self {
-        Self::json(status, &json!({ "error": message.into() }))
-    }
-
-    /// An error shaped as PostgREST's: `code` is a PostgreSQL SQLSTATE or
-    /// a `PGRST` code.
-    fn postgrest_error(
-        status: StatusCode,
-        code: &str,
-        message: impl Into<String>,
-        details: Option<String>,
-    ) -> Self {
-        Self::json(
-            status,
-            &json!({ "code": code, "details": details, "hint": null, "message": message.into() }),
-        )
-    }
-
-    /// With `ETag` set to the record version's tag.
-    fn with_etag(mut self, version: u64) -> Self {
-        // Digits and quotes: always a valid header value.
-        if let Ok(value) = HeaderValue::try_from(etag(version)) {
-            self.headers.push((ETAG, value));
-        }
-        self
-    }
-
-    fn precondition_failed(collection: &str, id: &str, current: Option<u64>) -> Self {
-        match current {
-            // The current tag goes along, so the client can fetch or retry
-            // knowingly.
-            Some(version) => Self::error(
-                StatusCode::PRECONDITION_FAILED,
-                format!(
-                    "If-Match does not match the current ETag {} of record {id:?} in {collection:?}; nothing was changed",
-                    etag(version)
-                ),
-            )
-            .with_etag(version),
-            None => Self::error(
-                StatusCode::PRECONDITION_FAILED,
-                format!("If-Match cannot match: there is no record {id:?} in {collection:?}"),
-            ),
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::error(StatusCode::BAD_REQUEST, message)
-    }
-
-    fn not_found(collection: &str, id: &str) -> Self {
-        Self::error(
-            StatusCode::NOT_FOUND,
-            format!("no record {id:?} in {collection:?}"),
-        )
-    }
-
-    fn method_not_allowed(method: &Method, allow: &'static str) -> Self {
-        Self {
-            headers: vec![(ALLOW, HeaderValue::from_static(allow))],
-            ..Self::error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{method} is not allowed here; allowed: {allow}"),
-            )
-        }
-    }
-
-    /// The answer to a request that `fault` was decided for, refused by it
-    /// or not.
-    fn refusal(fault: &Fault) -> Option<Self> {
-        match fault {
-            Fault::Status(status) => Some(Self::error(*status, format!("injected fault: {status}"))),
-            Fault::RetryAfter { status, seconds } => Some(Self {
-                headers: vec![(RETRY_AFTER, HeaderValue::from(*seconds))],
-                ..Self::error(
-                    *status,
-                    format!("injected fault: {status}, retry after {seconds} s"),
-                )
-            }),
-            _ => None,
-        }
-    }
-
-    /// The response, its body broken as `fault` says (the refusing faults
-    /// and the delays were dealt with before).
-    fn into_response(self, fault: Option<&Fault>) -> Result<Response<ReplyBody>, LostResponse> {
-        // A 204 has no body to break (hyper sends none whatever it is
-        // given), so the body faults leave it whole.
-        let fault = fault.filter(|fault| {
-            self.status != StatusCode::NO_CONTENT
-                || matches!(
-                    fault,
-                    Fault::LoseResponse | Fault::Delay(_) | Fault::DelayedApply(_)
-                )
-        });
-        let typed = !self.body.is_empty()
-            || matches!(
-                fault,
-                Some(Fault::MalformedJson | Fault::JsonArray | Fault::HugeBody { .. })
-            );
-        let body = match fault {
-            Some(Fault::LoseResponse) => return Err(LostResponse),
-            Some(Fault::ResetMidBody) => ReplyBody::cut(self.body),
-            Some(Fault::MalformedJson) => {
-                let mut body = self.body;
-                // Without its closing brace (or bracket) no object (or
-                // array) is valid JSON.
-                body.truncate(body.len().saturating_sub(1));
-                ReplyBody::full(if body.is_empty() {
-                    Bytes::from_static(b"{")
-                } else {
-                    body
-                })
-            }
-            Some(Fault::JsonArray) => ReplyBody::full(Bytes::from_static(b"[1,2,3]")),
-            Some(Fault::HugeBody { bytes }) => ReplyBody::padding(*bytes),
-            Some(Fault::Trickle { interval }) => ReplyBody::trickle(self.body, *interval),
-            Some(Fault::Delay(_) | Fault::DelayedApply(_) | Fault::Status(_) | Fault::RetryAfter { .. })
-            | None => ReplyBody::full(self.body),
-        };
-        let mut response = Response::new(body);
-        *response.status_mut() = self.status;
-        let headers = response.headers_mut();
-        if typed {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
-        for (name, value) in self.headers {
-            headers.insert(name, value);
-        }
-        if self.replayed {
-            headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-        }
-        Ok(response)
-    }
 }
 
 /// What a request to a collection asks for.
@@ -348,60 +171,6 @@ fn postgrest_refusal(method: &Method, filtered: bool) -> Reply {
             None,
         ),
         (method, _) => Reply::method_not_allowed(method, "GET, POST, PATCH, DELETE"),
-    }
-}
-
-/// A change made, before it is answered.
-#[derive(Debug)]
-enum Written {
-    Created {
-        object: Map<String, Value>,
-        version: u64,
-    },
-    Updated {
-        object: Map<String, Value>,
-        version: u64,
-    },
-    Deleted {
-        object: Map<String, Value>,
-    },
-}
-
-impl Written {
-    /// The answer to the change, as `dialect` shapes it; `represent` is
-    /// PostgREST's `Prefer: return=representation`.
-    fn reply(self, dialect: Dialect, represent: bool) -> Reply {
-        match (dialect, self) {
-            (Dialect::Rest, Self::Created { object, version }) => {
-                Reply::json(StatusCode::CREATED, &Value::Object(object)).with_etag(version)
-            }
-            (Dialect::Rest, Self::Updated { object, version }) => {
-                Reply::json(StatusCode::OK, &Value::Object(object)).with_etag(version)
-            }
-            (Dialect::Rest, Self::Deleted { object }) => Reply::json(StatusCode::OK, &Value::Object(object)),
-            (Dialect::PostgRest, Self::Created { object, version }) => {
-                rows(StatusCode::CREATED, StatusCode::CREATED, represent, Some(object)).with_etag(version)
-            }
-            (Dialect::PostgRest, Self::Updated { object, version }) => {
-                rows(StatusCode::OK, StatusCode::NO_CONTENT, represent, Some(object)).with_etag(version)
-            }
-            (Dialect::PostgRest, Self::Deleted { object }) => {
-                rows(StatusCode::OK, StatusCode::NO_CONTENT, represent, Some(object))
-            }
-        }
-    }
-}
-
-/// A PostgREST answer about at most one row: with `represent`, `status`
-/// and the rows as a JSON array; otherwise `minimal` and no body.
-fn rows(status: StatusCode, minimal: StatusCode, represent: bool, row: Option<Map<String, Value>>) -> Reply {
-    if represent {
-        Reply::json(
-            status,
-            &Value::Array(row.map(Value::Object).into_iter().collect()),
-        )
-    } else {
-        Reply::empty(minimal)
     }
 }
 
@@ -839,31 +608,6 @@ async fn read_body(body: Incoming) -> Result<Bytes, Reply> {
     }
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Reply> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(other) => Err(Reply::bad_request(format!(
-            "the body must be a JSON object, not {}",
-            json_type_name(&other)
-        ))),
-        // serde_json's message gives the position, never the content.
-        Err(error) => Err(Reply::bad_request(format!("the body is not JSON: {error}"))),
-    }
-}
-
-fn json_type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-const BAD_ID: &str = "\"id\" must be a non-empty string or a number";
-
 /// Whether `Prefer` asks for `return=representation` (RFC 7240: a list of
 /// preferences, each `token[=value]` with optional `;` parameters).
 fn wants_representation(headers: &HeaderMap) -> bool {
@@ -915,160 +659,4 @@ fn check_patch_type(dialect: Dialect, headers: &HeaderMap) -> Result<(), Reply> 
         refusal.headers.push((ACCEPT_PATCH, value));
     }
     Err(refusal)
-}
-
-fn fetch(dialect: Dialect, collections: &Collections, collection: &str, id: &str) -> Reply {
-    let found = collections.get_versioned(collection, id);
-    match (dialect, found) {
-        (Dialect::Rest, Some((object, version))) => {
-            Reply::json(StatusCode::OK, &Value::Object(object.clone())).with_etag(version)
-        }
-        (Dialect::Rest, None) => Reply::not_found(collection, id),
-        (Dialect::PostgRest, Some((object, version))) => {
-            rows(StatusCode::OK, StatusCode::OK, true, Some(object.clone())).with_etag(version)
-        }
-        // A filter that matches no row is an empty result, not an error.
-        (Dialect::PostgRest, None) => rows(StatusCode::OK, StatusCode::OK, true, None),
-    }
-}
-
-fn create(
-    dialect: Dialect,
-    collections: &mut Collections,
-    collection: &str,
-    body: &[u8],
-    record: &mut RequestRecord,
-) -> Result<(Written, Undo), Reply> {
-    let mut object = parse_object(body)?;
-    let id = match object.get("id") {
-        None | Some(Value::Null) => {
-            let id = collections.generate_id(collection);
-            object.insert("id".to_owned(), Value::String(id.clone()));
-            id
-        }
-        Some(value) => id_key(value).ok_or_else(|| Reply::bad_request(BAD_ID))?,
-    };
-    record.id = Some(id.clone());
-    if collections.contains(collection, &id) {
-        return Err(match dialect {
-            Dialect::Rest => Reply::error(
-                StatusCode::CONFLICT,
-                format!("{collection:?} already holds a record {id:?}"),
-            ),
-            // What PostgreSQL says through PostgREST, word for word but
-            // for the names.
-            Dialect::PostgRest => Reply::postgrest_error(
-                StatusCode::CONFLICT,
-                "23505",
-                format!("duplicate key value violates unique constraint \"{collection}_pkey\""),
-                Some(format!("Key (id)=({id}) already exists.")),
-            ),
-        });
-    }
-    let undo = collections.insert(collection, &id, object.clone());
-    let version = collections.version(collection, &id).unwrap_or_default();
-    Ok((Written::Created { object, version }, undo))
-}
-
-fn replace(
-    collections: &mut Collections,
-    collection: &str,
-    id: &str,
-    body: &[u8],
-) -> Result<(Written, Undo), Reply> {
-    let mut object = parse_object(body)?;
-    let Some(existing) = collections.get(collection, id) else {
-        return Err(Reply::not_found(collection, id));
-    };
-    match object.get("id") {
-        None | Some(Value::Null) => {
-            // Keep the id as the record was created with it (a number stays
-            // a number).
-            let stored_id = existing
-                .get("id")
-                .cloned()
-                .unwrap_or_else(|| Value::String(id.to_owned()));
-            object.insert("id".to_owned(), stored_id);
-        }
-        // Refused rather than rewritten: a mismatch is a client bug worth
-        // seeing.
-        Some(value) if id_key(value).as_deref() != Some(id) => {
-            return Err(Reply::bad_request(
-                "the body's \"id\" differs from the id addressed",
-            ));
-        }
-        Some(_) => {}
-    }
-    update(collections, collection, id, object)
-}
-
-/// A `PATCH`: a JSON Merge Patch in the REST dialect, the columns to set
-/// in the PostgREST one. Either way the id stays as stored.
-fn patch(
-    dialect: Dialect,
-    represent: bool,
-    collections: &mut Collections,
-    collection: &str,
-    id: &str,
-    body: &[u8],
-) -> Result<(Written, Undo), Reply> {
-    let mut changes = parse_object(body)?;
-    let Some(existing) = collections.get(collection, id) else {
-        return Err(match dialect {
-            Dialect::Rest => Reply::not_found(collection, id),
-            // No row matched the filter: nothing to update, which PostgREST
-            // does not count as an error.
-            Dialect::PostgRest => rows(StatusCode::OK, StatusCode::NO_CONTENT, represent, None),
-        });
-    };
-    match changes.remove("id") {
-        None => {}
-        // Merge Patch's null would remove the id; PostgREST's would set it
-        // to NULL: either way the record would lose its key.
-        Some(Value::Null) => return Err(Reply::bad_request("a patch cannot remove the record's \"id\"")),
-        // The same id (a number or its decimal string) is no change, and
-        // the stored form is kept.
-        Some(value) if id_key(&value).as_deref() == Some(id) => {}
-        Some(_) => {
-            return Err(Reply::bad_request(
-                "the patch's \"id\" differs from the id addressed: a patch cannot change a record's id",
-            ));
-        }
-    }
-    let mut object = existing.clone();
-    match dialect {
-        Dialect::Rest => patch::merge(&mut object, changes),
-        Dialect::PostgRest => patch::set_columns(&mut object, changes),
-    }
-    update(collections, collection, id, object)
-}
-
-/// Stores `object` as record `id`'s new content, under a new version.
-fn update(
-    collections: &mut Collections,
-    collection: &str,
-    id: &str,
-    object: Map<String, Value>,
-) -> Result<(Written, Undo), Reply> {
-    let undo = collections
-        .replace(collection, id, object.clone())
-        .ok_or_else(|| Reply::not_found(collection, id))?;
-    let version = collections.version(collection, id).unwrap_or_default();
-    Ok((Written::Updated { object, version }, undo))
-}
-
-fn delete(
-    dialect: Dialect,
-    represent: bool,
-    collections: &mut Collections,
-    collection: &str,
-    id: &str,
-) -> Result<(Written, Undo), Reply> {
-    let Some((object, undo)) = collections.remove(collection, id) else {
-        return Err(match dialect {
-            Dialect::Rest => Reply::not_found(collection, id),
-            Dialect::PostgRest => rows(StatusCode::OK, StatusCode::NO_CONTENT, represent, None),
-        });
-    };
-    Ok((Written::Deleted { object }, undo))
 }

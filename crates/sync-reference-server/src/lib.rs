@@ -183,9 +183,11 @@ mod handler;
 mod log;
 mod patch;
 mod persist;
+mod reply;
 mod route;
 mod server;
 mod store;
+mod writes;
 
 pub use config::{Dialect, IdempotencyMode, ServerConfig};
 pub use error::Error;
