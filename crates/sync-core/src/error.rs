@@ -51,6 +51,9 @@ pub enum ValidationError {
         /// The JSON type found: `"an array"`, `"a string"`, `"null"`, ...
         found: &'static str,
     },
+    /// The pull page size was zero.
+    #[error("pull_page_size must be at least 1: set it to the number of changes one request may carry")]
+    ZeroPullPageSize,
     /// A server's pull cursor was unusable.
     #[error(
         "the server's pull cursor is unusable ({reason}): the server must issue a non-empty cursor of at most 4096 printable bytes"

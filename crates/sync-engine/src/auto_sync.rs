@@ -1,5 +1,7 @@
 //! The auto-sync loop: runs when the monitor reports the network, when a
-//! poll finds it, and when a retry timer falls due.
+//! poll finds it, when a retry timer falls due, and when a pull is due
+//! (`pull_interval`). Runs started by connectivity coming back, and runs
+//! with a pull due, pull after they push.
 //!
 //! The loop keeps listening to the monitor while a run it started is
 //! going: connectivity coming back then ends that run's retry waits (a
@@ -16,7 +18,8 @@ use std::time::Duration;
 use tokio_stream::StreamExt;
 
 use crate::error::SyncError;
-use crate::manager::{RunResult, SyncManager};
+use crate::manager::{RunPull, RunResult, SyncManager};
+use crate::pull::pull_due_in;
 use crate::sends::{CatchPanic, Panicked};
 
 /// After a failed run, the first wait before the next (a full disk would
@@ -34,7 +37,7 @@ enum Wake {
     /// A pass ended somewhere: timers may have moved.
     TimersChanged,
     /// The wait ran out: `due` when a retry timer fell due (else a poll or
-    /// a probe after the offline backoff).
+    /// a probe after the offline backoff, or a pull due).
     Slept { due: bool },
 }
 
@@ -70,6 +73,12 @@ pub(crate) async fn auto_sync_loop(manager: SyncManager, stop: Arc<AtomicBool>) 
         // timer changes matter: nothing would happen on waking. Otherwise,
         // while offline, the next probe waits out the link's backoff (with
         // or without polling, so a missed transition is found again).
+        // A pull falls due only while the network is believed there.
+        let pull_in = if offline || cooldown.is_some() || running.is_some() {
+            None
+        } else {
+            pull_due_in(&shared)
+        };
         let wait = if running.is_some() {
             None
         } else {
@@ -78,7 +87,7 @@ pub(crate) async fn auto_sync_loop(manager: SyncManager, stop: Arc<AtomicBool>) 
                 (None, Some(backoff)) => Some(backoff),
                 (poll, None) => poll,
             };
-            [poll_in, timer, cooldown].into_iter().flatten().min()
+            [poll_in, timer, cooldown, pull_in].into_iter().flatten().min()
         };
         let wake = tokio::select! {
             change = CatchPanic::new(changes.next()) => Wake::Monitor(change.unwrap_or_else(|Panicked| {
@@ -100,11 +109,13 @@ pub(crate) async fn auto_sync_loop(manager: SyncManager, stop: Arc<AtomicBool>) 
             } => Wake::Slept { due: timer.is_some() && timer == wait },
         };
         // `Some(full)`: start a run, re-arming failed items when `full`.
+        let mut pull = false;
         let start = match wake {
             Wake::Monitor(Some(true)) => {
                 let came_back = shared.link.believed_offline();
                 shared.link.mark_online();
                 if running.is_none() {
+                    pull = true;
                     Some(true)
                 } else {
                     if came_back {
@@ -143,12 +154,17 @@ pub(crate) async fn auto_sync_loop(manager: SyncManager, stop: Arc<AtomicBool>) 
                 // After a failed run, the next one is a full pass.
                 let cooled = cooldown.is_some();
                 // A fresh "online" is reused; while offline, this is the
-                // probe the backoff allowed.
-                (running.is_none() && shared.is_online(false).await).then_some(!due || cooled)
+                // probe the backoff allowed. A run that finds a pull due
+                // pulls (a run after a reconnection always does).
+                let came_back = shared.link.believed_offline();
+                let online = running.is_none() && shared.is_online(false).await;
+                pull = online && (came_back || pull_due_in(&shared) == Some(Duration::ZERO));
+                online.then_some(!due || cooled || pull)
             }
         };
         if let Some(full) = start {
-            match manager.spawn_run(full, Some(Arc::clone(&stop))) {
+            let pull = if pull { RunPull::AfterPush } else { RunPull::No };
+            match manager.spawn_run(full, Some(Arc::clone(&stop)), pull) {
                 Ok(run) => running = Some(run),
                 Err(_) => return, // Closed.
             }

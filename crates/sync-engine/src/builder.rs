@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::time::Duration;
 
-use sync_core::{Clock, ConflictResolver, ConnectivityMonitor, SyncApiAdapter, SyncStore};
+use sync_core::{
+    Clock, ConflictResolver, ConnectivityMonitor, EntityName, PullSource, SyncApiAdapter, SyncStore,
+};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinSet;
 
@@ -15,6 +17,7 @@ use crate::lease::StoreLease;
 use crate::link::Link;
 use crate::manager::SyncReport;
 use crate::options::OfflineSyncOptions;
+use crate::pull::{PullProgress, PullSetup};
 use crate::shared::Shared;
 
 /// How long probes back off at most while offline when the app set no
@@ -30,6 +33,8 @@ pub struct OfflineSyncEngineBuilder {
     resolver: Option<Arc<dyn ConflictResolver>>,
     options: OfflineSyncOptions,
     clock: Arc<dyn Clock>,
+    /// Entities to pull, as the app named them (checked at build).
+    pulls: Vec<(String, Arc<dyn PullSource>)>,
 }
 
 impl OfflineSyncEngineBuilder {
@@ -45,7 +50,20 @@ impl OfflineSyncEngineBuilder {
             resolver: None,
             options: OfflineSyncOptions::default(),
             clock: Arc::new(sync_core::SystemClock),
+            pulls: Vec::new(),
         }
+    }
+
+    /// Pulls `entity`'s server changes from `source`: every sync run pushes
+    /// first, then pulls each declared entity in declaration order;
+    /// [`crate::SyncManager::pull_now`] pulls at once, and auto-sync pulls
+    /// when connectivity returns and every
+    /// [`OfflineSyncOptions::pull_interval`]. Declaring an entity again
+    /// replaces its source. Default: nothing is pulled.
+    pub fn pull(mut self, entity: &str, source: Arc<dyn PullSource>) -> Self {
+        self.pulls.retain(|(name, _)| name != entity);
+        self.pulls.push((entity.to_owned(), source));
+        self
     }
 
     /// Resolves conflicts before every update. Default: none (local wins).
@@ -80,14 +98,22 @@ impl OfflineSyncEngineBuilder {
     /// engine and no lease; the recovery it may have run is idempotent.
     ///
     /// # Errors
-    /// [`SyncError::Invalid`] for options that cannot work (zero retries or
-    /// zero concurrency); [`SyncError::StoreInUse`] when another engine of
+    /// [`SyncError::Invalid`] for options that cannot work (zero retries,
+    /// zero concurrency, a zero pull page size) or a pulled entity's
+    /// invalid name; [`SyncError::StoreInUse`] when another engine of
     /// this process drives the store; [`SyncError::Store`] if recovery
     /// fails.
     pub async fn build(self) -> Result<OfflineSyncEngine, SyncError> {
         let policy = self.options.retry_policy()?;
         if self.options.concurrency == 0 {
             return Err(SyncError::Invalid(sync_core::ValidationError::ZeroConcurrency));
+        }
+        if self.options.pull_page_size == 0 {
+            return Err(SyncError::Invalid(sync_core::ValidationError::ZeroPullPageSize));
+        }
+        let mut pull = PullSetup::default();
+        for (name, source) in self.pulls {
+            pull.sources.push((EntityName::new(name)?, source));
         }
         // Nothing of this engine is in flight yet: anything marked so was
         // left by a process that stopped mid-attempt, unless another engine
@@ -115,6 +141,9 @@ impl OfflineSyncEngineBuilder {
             options: self.options,
             clock: self.clock,
             link,
+            pull,
+            pull_progress: tokio::sync::watch::channel(PullProgress::default()).0,
+            last_pull: std::sync::Mutex::new(None),
             run_lock: Mutex::new(()),
             full_requested: AtomicU64::new(0),
             full_claimed: AtomicU64::new(0),

@@ -265,6 +265,15 @@ impl OfflineSyncEngine {
         Ok(watch::queue_item(self.watch_context(), key))
     }
 
+    /// Where pulls stand, now and on every page applied: the entity, its
+    /// pages and changes so far, and whether a pull is going (for the
+    /// progress of a long initial load). A slow reader sees the latest
+    /// value, not every one. The stream ends when the engine closes.
+    #[must_use]
+    pub fn watch_pull_progress(&self) -> BoxStream<crate::PullProgress> {
+        watch::pull_progress(self.watch_context())
+    }
+
     /// Connectivity, now and on every change.
     #[must_use]
     pub fn watch_connectivity(&self) -> BoxStream<bool> {

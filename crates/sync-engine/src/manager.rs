@@ -11,10 +11,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use sync_core::PullCounts;
 use tokio::sync::oneshot;
 
 use crate::error::SyncError;
 use crate::pass::Pass;
+use crate::pull::pull_all;
 use crate::shared::{AutoSyncTask, Shared, lock};
 
 /// What one sync run did.
@@ -30,6 +32,24 @@ pub struct SyncReport {
     /// Whether the run stopped (or never started) because the network was
     /// unreachable.
     pub offline: bool,
+    /// What the run's pulls brought down: documents upserted and deleted,
+    /// changes kept off records with a pending local change (skipped), and
+    /// pending changes the resolver merged an incoming copy into.
+    pub pulled: PullCounts,
+    /// Entities whose pull failed in this run (after its retries); the
+    /// next run tries again from the last page applied.
+    pub pull_failed: u64,
+}
+
+/// What a run is asked to do besides pushing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunPull {
+    /// Push only (a run started by a save).
+    No,
+    /// Push, then pull.
+    AfterPush,
+    /// Pull only ([`SyncManager::pull_now`]).
+    Only,
 }
 
 /// A run's report, once it ends.
@@ -57,10 +77,11 @@ impl SyncManager {
         &self.shared
     }
 
-    /// Runs a sync now and returns its report. Calls that overlap share one
-    /// run; a call made while a run is in progress makes sure one more pass
-    /// follows (and ends that run's retry waits early). Failed items get
-    /// another attempt now.
+    /// Runs a sync now and returns its report: pushes the queue, then pulls
+    /// every declared entity. Calls that overlap share one run; a call
+    /// made while a run is in progress makes sure one more pass follows
+    /// (and ends that run's retry waits early). Failed items get another
+    /// attempt now.
     ///
     /// Cancel safety: cancel-safe. The run is a task of the engine:
     /// dropping this future stops the waiting, while the run goes on and
@@ -72,7 +93,28 @@ impl SyncManager {
     /// engine was dropped or closed mid-run; [`SyncError::Store`] if the
     /// store fails.
     pub async fn sync_now(&self) -> Result<SyncReport, SyncError> {
-        self.spawn_run(true, None)?
+        self.spawn_run(true, None, RunPull::AfterPush)?
+            .await
+            .map_err(|_| self.interrupted())?
+    }
+
+    /// Pulls every declared entity now (nothing is pushed) and returns
+    /// the report: what came down, and whether the network was reachable.
+    /// A pull waits for a sync run in progress to end. Pending local
+    /// changes are never overwritten.
+    ///
+    /// Cancel safety: cancel-safe. The pull is a task of the engine:
+    /// dropping this future stops the waiting; every page is applied with
+    /// its cursor in one transaction, so a pull stopped anywhere (close, a
+    /// crash) resumes at the next page.
+    ///
+    /// # Errors
+    /// [`SyncError::Closed`] after close; [`SyncError::Interrupted`] if the
+    /// engine was dropped or closed mid-pull; [`SyncError::Store`] if the
+    /// store fails. A server that fails or answers badly is not an error
+    /// here: it is counted in [`SyncReport::pull_failed`].
+    pub async fn pull_now(&self) -> Result<SyncReport, SyncError> {
+        self.spawn_run(false, None, RunPull::Only)?
             .await
             .map_err(|_| self.interrupted())?
     }
@@ -93,12 +135,15 @@ impl SyncManager {
         &self,
         full: bool,
         stop: Option<Arc<AtomicBool>>,
+        pull: RunPull,
     ) -> Result<RunResult, SyncError> {
         let shared = &self.shared;
         shared.ensure_open()?;
         // Registered now, not when the task first runs: a run in progress
         // sees the request at once.
-        let request = if full {
+        let request = if pull == RunPull::Only {
+            0
+        } else if full {
             self.request_full_pass()
         } else {
             shared.work.notify_waiters();
@@ -107,7 +152,10 @@ impl SyncManager {
         let (report, result) = oneshot::channel();
         let manager = self.clone();
         shared.spawn(async move {
-            let result = manager.run(request, stop).await;
+            let result = match pull {
+                RunPull::Only => manager.pull_run(stop).await,
+                _ => manager.run(request, stop, pull == RunPull::AfterPush).await,
+            };
             // Nobody waits for the report (a background run, or a caller
             // that stopped waiting): a failure goes to the log instead.
             if let Err(Err(error)) = report.send(result)
@@ -122,7 +170,12 @@ impl SyncManager {
     /// A run: passes until no full pass is asked for any more. `request`
     /// is the number of the full pass this run was asked for (0: a run
     /// for newly saved items).
-    async fn run(&self, request: u64, mut stop: Option<Arc<AtomicBool>>) -> Result<SyncReport, SyncError> {
+    async fn run(
+        &self,
+        request: u64,
+        mut stop: Option<Arc<AtomicBool>>,
+        pull: bool,
+    ) -> Result<SyncReport, SyncError> {
         let shared = &self.shared;
         let _running = shared.run_lock.lock().await;
         shared.ensure_open()?;
@@ -157,13 +210,49 @@ impl SyncManager {
             total.offline = report.offline;
             *lock(&shared.last_report) = total;
             if shared.closed.load(Ordering::SeqCst) || !shared.full_pass_pending() {
-                return Ok(total);
+                break;
             }
             rearm = true;
             // The next pass serves a `sync_now` or a reconnection, not the
             // auto-sync that was stopped.
             stop = None;
         }
+        // Pushed first: the server holds this device's writes when their
+        // echo comes down.
+        if pull && !total.offline && !shared.pull.is_empty() && !shared.closed.load(Ordering::SeqCst) {
+            self.pull_into(&mut total, stop.as_deref()).await?;
+            *lock(&shared.last_report) = total;
+        }
+        Ok(total)
+    }
+
+    /// A run that only pulls ([`Self::pull_now`]).
+    async fn pull_run(&self, stop: Option<Arc<AtomicBool>>) -> Result<SyncReport, SyncError> {
+        let shared = &self.shared;
+        let _running = shared.run_lock.lock().await;
+        shared.ensure_open()?;
+        let mut report = SyncReport::default();
+        if shared.pull.is_empty() {
+            return Ok(report);
+        }
+        if !shared.is_online(true).await {
+            report.offline = true;
+            return Ok(report);
+        }
+        self.pull_into(&mut report, stop.as_deref()).await?;
+        Ok(report)
+    }
+
+    /// Pulls every declared entity; adds what it did to `report`.
+    async fn pull_into(&self, report: &mut SyncReport, stop: Option<&AtomicBool>) -> Result<(), SyncError> {
+        let shared = &self.shared;
+        let stopping =
+            || shared.closed.load(Ordering::SeqCst) || stop.is_some_and(|stop| stop.load(Ordering::SeqCst));
+        let outcome = pull_all(shared, &stopping).await?;
+        report.pulled.add(outcome.counts);
+        report.pull_failed += outcome.failed;
+        report.offline |= outcome.offline;
+        Ok(())
     }
 
     /// Asks for a full pass (it ends retry waits of a pass in progress),
@@ -185,7 +274,7 @@ impl SyncManager {
             return; // A background run is already on its way.
         }
         // Its report goes to the log if it fails (nobody waits for it).
-        drop(self.spawn_run(false, None));
+        drop(self.spawn_run(false, None, RunPull::No));
     }
 
     /// Starts auto-sync: a full run whenever the monitor reports online and

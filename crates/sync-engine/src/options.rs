@@ -57,6 +57,13 @@ pub struct OfflineSyncOptions {
     /// recovered, as possibly applied, by the next engine over the store).
     /// Default 10 s.
     pub close_timeout: Duration,
+    /// While auto-sync runs, pull the declared entities this often (a sync
+    /// run also pulls when connectivity returns and on `sync_now`). `None`:
+    /// only then. Default 60 s.
+    pub pull_interval: Option<Duration>,
+    /// The most changes asked for in one pull request (the server may
+    /// send fewer). Default 500.
+    pub pull_page_size: usize,
 }
 
 impl Default for OfflineSyncOptions {
@@ -73,6 +80,8 @@ impl Default for OfflineSyncOptions {
             attempt_timeout: Duration::from_secs(60),
             connectivity_probe_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(10),
+            pull_interval: Some(Duration::from_secs(60)),
+            pull_page_size: 500,
         }
     }
 }
@@ -171,6 +180,21 @@ impl OfflineSyncOptions {
         self.close_timeout = timeout;
         self
     }
+
+    /// How often auto-sync pulls; `None`: only on `sync_now`, `pull_now`
+    /// and when connectivity returns. Default 60 s.
+    #[must_use]
+    pub fn pull_interval(mut self, interval: Option<Duration>) -> Self {
+        self.pull_interval = interval;
+        self
+    }
+
+    /// The most changes asked for in one pull request. Default 500.
+    #[must_use]
+    pub fn pull_page_size(mut self, changes: usize) -> Self {
+        self.pull_page_size = changes;
+        self
+    }
 }
 
 #[cfg(test)]
@@ -191,7 +215,9 @@ mod tests {
             .concurrency(4)
             .attempt_timeout(second * 9)
             .connectivity_probe_timeout(second * 11)
-            .close_timeout(second * 13);
+            .close_timeout(second * 13)
+            .pull_interval(None)
+            .pull_page_size(17);
         let by_field = OfflineSyncOptions {
             max_retries: 5,
             retry_base_delay: second,
@@ -204,6 +230,8 @@ mod tests {
             attempt_timeout: second * 9,
             connectivity_probe_timeout: second * 11,
             close_timeout: second * 13,
+            pull_interval: None,
+            pull_page_size: 17,
         };
         assert_eq!(chained, by_field);
         // Every field moved away from its default: none was forgotten.
@@ -220,7 +248,11 @@ mod tests {
             attempt_timeout,
             connectivity_probe_timeout,
             close_timeout,
+            pull_interval,
+            pull_page_size,
         } = &chained;
+        assert_ne!(*pull_interval, default.pull_interval);
+        assert_ne!(*pull_page_size, default.pull_page_size);
         assert_ne!(*max_retries, default.max_retries);
         assert_ne!(*retry_base_delay, default.retry_base_delay);
         assert_ne!(*backoff, default.backoff);

@@ -15,6 +15,7 @@ use crate::lease::StoreLease;
 use crate::link::Link;
 use crate::manager::SyncReport;
 use crate::options::OfflineSyncOptions;
+use crate::pull::{PullProgress, PullSetup};
 
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn SyncStore>,
@@ -24,6 +25,12 @@ pub(crate) struct Shared {
     pub(crate) policy: RetryPolicy,
     pub(crate) options: OfflineSyncOptions,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The entities pulled, each with its source.
+    pub(crate) pull: PullSetup,
+    /// Where the pull going (or the last one) stands.
+    pub(crate) pull_progress: tokio::sync::watch::Sender<PullProgress>,
+    /// When the last pull started, for `pull_interval`.
+    pub(crate) last_pull: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// What the engine believes about the network.
     pub(crate) link: Link,
     /// Held by the one sync run in progress.

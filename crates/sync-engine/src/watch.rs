@@ -43,6 +43,7 @@ pub(crate) struct WatchContext {
     monitor: Arc<dyn ConnectivityMonitor>,
     probe_timeout: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    pull_progress: tokio::sync::watch::Receiver<crate::PullProgress>,
 }
 
 impl WatchContext {
@@ -52,6 +53,7 @@ impl WatchContext {
             monitor: Arc::clone(&shared.monitor),
             probe_timeout: shared.options.connectivity_probe_timeout,
             shutdown: shared.shutdown.subscribe(),
+            pull_progress: shared.pull_progress.subscribe(),
         }
     }
 }
@@ -346,6 +348,25 @@ where
                 if sender.send(current).await.is_err() {
                     return;
                 }
+            }
+        }
+    })
+}
+
+/// Pull progress: the latest value now and after every change.
+pub(crate) fn pull_progress(context: WatchContext) -> BoxStream<crate::PullProgress> {
+    spawn_stream(move |sender| async move {
+        let mut progress = context.pull_progress;
+        let mut shutdown = context.shutdown.clone();
+        loop {
+            let now = progress.borrow_and_update().clone();
+            if sender.send(now).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                changed = progress.changed() => if changed.is_err() { return },
+                () = sender.closed() => return,
+                _ = shutdown.wait_for(|closed| *closed) => return,
             }
         }
     })
