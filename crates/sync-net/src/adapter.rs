@@ -17,6 +17,7 @@ use crate::answers::{captive_portal, no_row_matched};
 use crate::client::{self, HttpClient, Trust};
 use crate::error::NetError;
 use crate::exchange::{Response, Target};
+use crate::pull::PullStrategy;
 use crate::shape::{AnswerShape, RequestKind, RequestShape};
 use crate::url::BaseUrl;
 
@@ -65,6 +66,8 @@ pub(crate) struct Config {
     pub(crate) shape: Arc<RequestShape>,
     /// Entities with a shape of their own.
     pub(crate) entity_shapes: std::collections::HashMap<String, Arc<RequestShape>>,
+    /// Entities pulled, with their strategies.
+    pub(crate) pulls: std::collections::HashMap<String, PullStrategy>,
     pub(crate) idempotency_header: Option<HeaderName>,
     pub(crate) max_response_bytes: usize,
     pub(crate) include_response_body: bool,
@@ -136,6 +139,7 @@ pub struct HttpSyncApiAdapterBuilder {
     auth_hook_timeout: Duration,
     shape: RequestShape,
     entity_shapes: Vec<(String, RequestShape)>,
+    pulls: Vec<(String, PullStrategy)>,
     idempotency_header: Option<String>,
     trust: Trust,
     root_certificates: Vec<Vec<u8>>,
@@ -156,6 +160,7 @@ impl HttpSyncApiAdapter {
             auth_hook_timeout: Duration::from_secs(30),
             shape: RequestShape::rest(),
             entity_shapes: Vec::new(),
+            pulls: Vec::new(),
             idempotency_header: Some(IDEMPOTENCY_KEY.to_owned()),
             trust: Trust::default(),
             root_certificates: Vec::new(),
@@ -235,6 +240,16 @@ impl HttpSyncApiAdapterBuilder {
     /// [`Self::path_builder`]) for it; given twice, the last one counts.
     pub fn entity_shape(mut self, entity: impl Into<String>, shape: RequestShape) -> Self {
         self.entity_shapes.push((entity.into(), shape));
+        self
+    }
+
+    /// How the server's changes to `entity` are pulled (a change feed, a
+    /// filtered list or a snapshot: see [`PullStrategy`]); given twice, the
+    /// last one counts. [`HttpSyncApiAdapter::pulled_entities`] lists the
+    /// entities declared. Default: none (a pull of an entity without one
+    /// is a permanent error).
+    pub fn pull(mut self, entity: impl Into<String>, strategy: impl Into<PullStrategy>) -> Self {
+        self.pulls.push((entity.into(), strategy.into()));
         self
     }
 
@@ -329,6 +344,7 @@ impl HttpSyncApiAdapterBuilder {
             shape.check().map_err(|reason| bad_shape(Some(&entity), reason))?;
             entity_shapes.insert(entity, Arc::new(shape));
         }
+        let pulls = crate::pull::checked(self.pulls)?;
         let client = client::build(&self.trust, self.connect_timeout)?;
         Ok(HttpSyncApiAdapter {
             client,
@@ -340,6 +356,7 @@ impl HttpSyncApiAdapterBuilder {
                 auth_hook_timeout: self.auth_hook_timeout,
                 shape: Arc::new(self.shape),
                 entity_shapes,
+                pulls,
                 idempotency_header,
                 max_response_bytes: self.max_response_bytes,
                 include_response_body: self.include_response_body,
@@ -350,7 +367,7 @@ impl HttpSyncApiAdapterBuilder {
 
 impl HttpSyncApiAdapter {
     /// The shape `entity` is spoken to with.
-    fn shape_of(&self, entity: &EntityName) -> &RequestShape {
+    pub(crate) fn shape_of(&self, entity: &EntityName) -> &RequestShape {
         self.config
             .entity_shapes
             .get(entity.as_str())

@@ -65,6 +65,21 @@ fn redact_id(path: &str, id: &str) -> String {
     redacted
 }
 
+/// The headers the shape declares for one kind of request.
+pub(crate) fn kind_headers(shape: &RequestShape, kind: RequestKind) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &shape.spec(kind).headers {
+        // Checked by the builder.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
 /// A response that arrived in full.
 pub(crate) struct Response {
     pub(crate) status: StatusCode,
@@ -110,21 +125,11 @@ impl HttpSyncApiAdapter {
             (None, Some(id)) => redact_id(without_query(&rendered.path), id.as_str()),
         };
         let method = spec.method.to_http();
-        let mut headers = HeaderMap::new();
-        for (name, value) in &spec.headers {
-            // Checked by the builder.
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.as_str()),
-            ) {
-                headers.insert(name, value);
-            }
-        }
         Ok(Target {
             line: format!("{method} {shown}"),
             method,
             path: rendered.path,
-            headers,
+            headers: kind_headers(shape, kind),
         })
     }
 

@@ -6,7 +6,10 @@
 //!   (Mozilla roots plus your own), an auth hook with refresh on 401,
 //!   percent-encoded routes or your own path builder, an `Idempotency-Key`
 //!   on every write, and errors classified for the engine (offline,
-//!   transient with `Retry-After`, permanent, conflict, not found).
+//!   transient with `Retry-After`, permanent, conflict, not found). It
+//!   implements [`sync_core::PullSource`] too, with a [`PullStrategy`]
+//!   per entity: the server's change feed, a list filtered on an
+//!   updated-at field, or a full snapshot.
 //! - [`InternetConnectionMonitor`] implements
 //!   [`sync_core::ConnectivityMonitor`]: concurrent probes of the check
 //!   options the app names (no third-party host unless asked for), each
@@ -28,6 +31,10 @@ mod connectivity;
 mod error;
 mod exchange;
 mod presets;
+mod pull;
+mod pull_answers;
+mod pull_cursor;
+mod pull_source;
 mod shape;
 mod url;
 
@@ -37,6 +44,7 @@ pub use connectivity::{
     public_check_options,
 };
 pub use error::NetError;
+pub use pull::{ChangeFeed, FilteredList, ListDialect, PullStrategy, Snapshot};
 pub use shape::{
     AnswerMatch, AnswerShape, BodyShape, HttpMethod, IdType, RequestKind, RequestShape, RouteFn,
     VersionSource, merge_patch,
