@@ -22,7 +22,7 @@ use crate::attempt::{CopyWrite, relearn};
 use crate::clock::Timestamp;
 use crate::coalesce::{DocumentWrite, QueueWrite, ServerView, item_view};
 use crate::error::ValidationError;
-use crate::ids::{EntityName, RecordId};
+use crate::ids::{EntityName, OperationId, RecordId};
 use crate::model::{JsonObject, ServerCopy, SyncOperation, SyncQueueItem, SyncStatus};
 
 /// The longest cursor accepted from a server, in bytes.
@@ -318,7 +318,9 @@ fn is_live(item: &SyncQueueItem) -> bool {
 ///   create meeting an upsert becomes an update; an update meeting a
 ///   tombstone becomes a create, so the pending change is not lost; a
 ///   delete meeting a tombstone has nothing left to send and becomes
-///   synced). An upsert with a current merge replaces the pending
+///   synced). An item that learned anything gets a new idempotency key,
+///   so a server that applied its old request does not take the next one
+///   for a replay. An upsert with a current merge replaces the pending
 ///   document by the merge and becomes the server copy (the merge holds
 ///   it); without one, the old server copy stays, so a conditional write
 ///   still meets the server's change (412) and resolves it then.
@@ -423,6 +425,12 @@ fn plan_under_pending(
     } else {
         after.version = item.version.saturating_add(1);
         after.updated_at = now;
+        // The item learned what the server holds, so its next request is
+        // not the one its idempotency key was given for (a create turned
+        // update, a delete of a record another client re-created, a merged
+        // payload): a server that saw the old key would take it for a
+        // replay and drop it.
+        after.operation_id = OperationId::generate();
         QueueWrite::Put(after)
     };
     PulledPlan {

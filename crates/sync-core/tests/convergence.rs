@@ -1,10 +1,17 @@
 //! Property test: random interleavings of local saves, attempts, lost
-//! responses, failures, releases and crashes, against a simulated server,
-//! always converge to the last local state once the queue drains, with no
-//! duplicate create and no update of a record the server lacks.
+//! responses, failures, releases, crashes, writes by another client on the
+//! server and pulls, against a simulated server, always converge once
+//! pushes and pulls drain: server and device agree, no duplicate create,
+//! no update of a record the server lacks (unless another client removed
+//! it), a pull never touches the document of a record with a pending
+//! change, and a record whose last change was saved on this device after
+//! it had pulled every change of another client holds that change (no
+//! local change saved after the last pull is lost).
 //!
 //! The simulated server honours idempotency keys (a replayed key has no
-//! effect), as the reference server does.
+//! effect), as the reference server does. A change feed lists its records
+//! changed after a cursor; pulls run only when no attempt is in flight, as
+//! in the engine (pulls follow a run's pushes under its run lock).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
 
@@ -16,6 +23,7 @@ use sync_core::attempt::{
     AttemptOutcome, SendPlan, begin_attempt, finish_attempt, rearm_for_pass, recover_interrupted, retry_now,
 };
 use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
+use sync_core::pull::{PulledChange, plan_pulled};
 use sync_core::{
     AttemptTicket, ErrorKind, JsonObject, LocalChange, OperationId, SyncOperation, SyncQueueItem, SyncStatus,
     Timestamp,
@@ -46,6 +54,11 @@ enum Step {
     Zombie { slot: usize, how: Ending },
     /// The app clears synced items.
     ClearSynced,
+    /// Another client writes the record on the server (deletes it when
+    /// `delete`).
+    ServerWrite { key: u8, delete: bool },
+    /// The device pulls the changes after its cursor.
+    Pull,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +100,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => proptest::collection::vec(any::<bool>(), 4).prop_map(|reached| Step::Recover { reached }),
         1 => (0..4usize, ending).prop_map(|(slot, how)| Step::Zombie { slot, how }),
         1 => Just(Step::ClearSynced),
+        2 => (0..KEYS, any::<bool>()).prop_map(|(key, delete)| Step::ServerWrite { key, delete }),
+        2 => Just(Step::Pull),
     ]
 }
 
@@ -100,10 +115,17 @@ struct InFlight {
 struct Server {
     records: BTreeMap<u8, JsonObject>,
     applied_keys: BTreeSet<OperationId>,
-    /// The newest change counter written per record: writes must never go
-    /// back to an older local change.
+    /// The newest change counter this device wrote per record: its writes
+    /// must never go back to an older local change.
     newest: BTreeMap<u8, u64>,
     violations: Vec<String>,
+    /// Records whose last change on the server was another client's: a
+    /// create meeting one is the engine's "already exists" (sent as an
+    /// update), an update missing one its checked re-create.
+    foreign: BTreeSet<u8>,
+    /// The change feed: the stamp of each record's latest change.
+    stamps: BTreeMap<u8, u64>,
+    stamp: u64,
 }
 
 fn counter(payload: &JsonObject) -> u64 {
@@ -120,9 +142,15 @@ impl Server {
             return; // A replay: already applied once.
         }
         let exists = self.records.contains_key(&key);
+        let foreign = self.foreign.remove(&key);
+        self.touch(key);
         match ticket.plan {
-            SendPlan::Create if exists => self.violations.push(format!("duplicate create of record {key}")),
-            SendPlan::Update if !exists => self.violations.push(format!("update of missing record {key}")),
+            SendPlan::Create if exists && !foreign => {
+                self.violations.push(format!("duplicate create of record {key}"));
+            }
+            SendPlan::Update if !exists && !foreign => {
+                self.violations.push(format!("update of missing record {key}"));
+            }
             SendPlan::Create | SendPlan::Update | SendPlan::CreateIfAbsent => {
                 let written = counter(&ticket.payload);
                 let newest = self.newest.entry(key).or_default();
@@ -134,7 +162,7 @@ impl Server {
                 *newest = written.max(*newest);
                 self.records.insert(key, ticket.payload.clone());
             }
-            SendPlan::Delete if !exists => self.violations.push(format!(
+            SendPlan::Delete if !exists && !foreign => self.violations.push(format!(
                 "a delete of record {key} not known to be on the server was sent unchecked"
             )),
             SendPlan::Delete | SendPlan::RepeatDelete => {
@@ -142,6 +170,59 @@ impl Server {
             }
         }
     }
+}
+
+impl Server {
+    /// A record changed: it goes to the end of the change feed.
+    fn touch(&mut self, key: u8) {
+        self.stamp += 1;
+        self.stamps.insert(key, self.stamp);
+    }
+
+    /// Another client's write.
+    fn foreign_write(&mut self, key: u8, data: Option<JsonObject>) {
+        self.touch(key);
+        self.foreign.insert(key);
+        match data {
+            Some(data) => self.records.insert(key, data),
+            None => self.records.remove(&key),
+        };
+    }
+
+    /// The changes after `cursor`, in feed order, and the next cursor.
+    fn changes_after(&self, cursor: u64) -> (Vec<PulledChange>, u64) {
+        let mut changed: Vec<(u64, u8)> = self
+            .stamps
+            .iter()
+            .filter(|(_, stamp)| **stamp > cursor)
+            .map(|(key, stamp)| (*stamp, *key))
+            .collect();
+        changed.sort_unstable();
+        let changes = changed
+            .iter()
+            .map(|(_, key)| {
+                let id = sync_core::RecordId::from(u64::from(*key));
+                match self.records.get(key) {
+                    Some(data) => PulledChange::Upsert {
+                        id,
+                        data: data.clone(),
+                        version: None,
+                    },
+                    None => PulledChange::Tombstone { id },
+                }
+            })
+            .collect();
+        (changes, self.stamp)
+    }
+}
+
+/// Who made a record's latest change, for the "no local change lost" check.
+#[derive(Debug, Clone, PartialEq)]
+enum LastChange {
+    /// This device saved this document (`None`: deleted).
+    Local(Option<JsonObject>),
+    /// Another client, on the server.
+    Server,
 }
 
 struct World {
@@ -153,6 +234,11 @@ struct World {
     zombies: Vec<InFlight>,
     server: Server,
     counter: u64,
+    /// The device's pull cursor.
+    cursor: u64,
+    last_change: BTreeMap<u8, LastChange>,
+    /// Records another client wrote since the device's last pull.
+    unseen: BTreeSet<u8>,
 }
 
 impl World {
@@ -165,6 +251,9 @@ impl World {
             zombies: Vec::new(),
             server: Server::default(),
             counter: 0,
+            cursor: 0,
+            last_change: BTreeMap::new(),
+            unseen: BTreeSet::new(),
         }
     }
 
@@ -216,8 +305,62 @@ impl World {
         let change = LocalChange::new("tasks", key.to_string(), json!({ "v": self.counter }), operation)
             .expect("valid change");
         let plan = plan_save(self.queue.get(&key), exists, change, SaveContext::at(self.now()));
+        // A change with nothing to send (a create deleted before it was
+        // sent) never meets the server: a record another client made with
+        // the same id meanwhile is not this device's to remove. A change
+        // saved before the device saw another client's write is concurrent
+        // with it: either may win.
+        let sends = matches!(plan.queue, QueueWrite::Put(_));
         self.apply_queue(key, plan.queue);
         self.apply_document(key, plan.document);
+        if sends && !self.unseen.contains(&key) {
+            self.last_change
+                .insert(key, LastChange::Local(self.documents.get(&key).cloned()));
+        } else {
+            self.last_change.remove(&key);
+        }
+    }
+
+    fn server_write(&mut self, key: u8, delete: bool) {
+        self.counter += 1;
+        let data = (!delete).then(|| {
+            json!({ "v": self.counter, "by": "another client" })
+                .as_object()
+                .cloned()
+                .expect("an object")
+        });
+        self.server.foreign_write(key, data);
+        self.last_change.insert(key, LastChange::Server);
+        self.unseen.insert(key);
+    }
+
+    /// Pulls every change after the cursor, as one page applied at once.
+    /// Only between runs: no attempt is in flight.
+    fn pull(&mut self) {
+        if !self.in_flight.is_empty() {
+            return;
+        }
+        let (changes, cursor) = self.server.changes_after(self.cursor);
+        let now = self.now();
+        for change in &changes {
+            let key: u8 = change.id().as_str().parse().expect("ids are small numbers");
+            let exists = self.documents.contains_key(&key);
+            let pending = self
+                .queue
+                .get(&key)
+                .is_some_and(|item| item.status != SyncStatus::Synced);
+            let plan = plan_pulled(self.queue.get(&key), exists, change, None, now);
+            assert!(
+                !pending || plan.document.is_none(),
+                "a pull overwrote record {key}'s pending change"
+            );
+            self.apply_queue(key, plan.queue);
+            if let Some(document) = plan.document {
+                self.apply_document(key, document);
+            }
+        }
+        self.cursor = cursor;
+        self.unseen.clear();
     }
 
     fn begin(&mut self, key: u8) {
@@ -401,6 +544,8 @@ impl World {
             Step::Recover { reached } => self.recover(reached),
             Step::Zombie { slot, how } => self.zombie(*slot, *how),
             Step::ClearSynced => self.clear_synced(),
+            Step::ServerWrite { key, delete } => self.server_write(*key, *delete),
+            Step::Pull => self.pull(),
         }
         for item in self.queue.values() {
             let out = self.in_flight.iter().find(|f| f.ticket.key == item.key());
@@ -446,7 +591,12 @@ impl World {
             assert!(stuck.is_empty(), "items that no pass will ever send: {stuck:#?}");
             if self.in_flight.is_empty() && self.queue.values().all(|item| item.status == SyncStatus::Synced)
             {
-                return;
+                // Pushes drained: the last pull brings the echoes and
+                // whatever another client wrote after them.
+                self.pull();
+                if self.queue.values().all(|item| item.status == SyncStatus::Synced) {
+                    return;
+                }
             }
         }
         panic!("queue did not drain: {:#?}", self.queue);
@@ -474,6 +624,13 @@ proptest! {
                 world.documents.get(&key),
                 "record {} differs between server and local", key
             );
+            if let Some(LastChange::Local(saved)) = world.last_change.get(&key) {
+                prop_assert_eq!(
+                    world.documents.get(&key),
+                    saved.as_ref(),
+                    "record {} lost the change saved last on this device", key
+                );
+            }
         }
     }
 }

@@ -150,6 +150,10 @@ fn a_pending_create_meeting_an_upsert_becomes_an_update_and_keeps_its_document()
         assert_eq!(after.payload, pending.payload);
         assert_eq!(after.version, pending.version + 1);
         assert_eq!(after.status, status, "a failed item keeps its failure");
+        assert_ne!(
+            after.operation_id, pending.operation_id,
+            "a new request, a new key"
+        );
     }
 }
 
@@ -203,6 +207,10 @@ fn a_current_merge_replaces_the_pending_document_and_becomes_the_base() {
     let after = put(&plan);
     assert_eq!(after.payload, merged);
     assert_eq!(after.operation, SyncOperation::Update);
+    assert_ne!(
+        after.operation_id, pending.operation_id,
+        "a new payload, a new key"
+    );
 }
 
 #[test]
