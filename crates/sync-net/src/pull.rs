@@ -232,7 +232,9 @@ impl From<ChangeFeed> for PullStrategy {
 /// one joined it), the tie is read again from its start
 /// (`_start=0`/`offset=0`, in the same pull): rows may come twice, none is
 /// skipped. (Skipping `n` rows without the anchor would skip an unread
-/// row every time a row read before moved on.)
+/// row every time a row read before moved on.) More pages follow while
+/// the server answers full pages of `N` rows or more, the anchor counted
+/// (so a server capping pages at `N` is still paged through).
 ///
 /// A row whose soft-delete field ([`Self::soft_delete`]) is set (`true`, a
 /// non-empty string, a number other than 0, a timestamp; anything but

@@ -260,7 +260,8 @@ pub(crate) fn filtered_page(
 ) -> Result<Filtered, String> {
     let mut answer = list_json(body)?;
     let rows = rows_in(&mut answer, list.items.as_deref(), shape)?;
-    let mut rows = rows.into_iter().enumerate().peekable();
+    let answered = rows.len();
+    let mut rows = rows.into_iter().enumerate();
     // The tie the rows continue: its value and how many of its rows were
     // read, and the last row's id.
     let mut tie = from.map(|cursor| (cursor.t.clone(), cursor.n));
@@ -336,7 +337,10 @@ pub(crate) fn filtered_page(
         _ => None,
     };
     Ok(Filtered::Page(PullPage {
-        more: changes.len() >= limit.max(1),
+        // A full page (the anchor counted, so a server capping pages at
+        // `limit` rows still gets asked for the next one); never without
+        // a new row, which would ask for the same page again.
+        more: !changes.is_empty() && answered >= limit.max(1),
         changes,
         cursor,
         listing: false,

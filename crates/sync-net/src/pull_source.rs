@@ -32,7 +32,8 @@ impl HttpSyncApiAdapter {
     ///     .pull("tasks", PullStrategy::change_feed())
     ///     .pull("notes", PullStrategy::snapshot())
     ///     .build()?;
-    /// let names: Vec<&str> = adapter.pulled_entities().iter().map(|name| name.as_str()).collect();
+    /// let pulled = adapter.pulled_entities();
+    /// let names: Vec<&str> = pulled.iter().map(|name| name.as_str()).collect();
     /// assert_eq!(names, ["notes", "tasks"]);
     /// # Ok::<(), sync_net::NetError>(())
     /// ```
