@@ -20,7 +20,9 @@
 //! ```
 #![deny(missing_docs)]
 
+mod diagnostics;
 mod error;
+mod files;
 mod options;
 mod queries;
 mod rows;
@@ -28,7 +30,7 @@ mod schema;
 mod store;
 mod writer;
 
+pub use diagnostics::Diagnostics;
 pub use options::{DEFAULT_FILE_NAME, Durability, SqliteStoreOptions};
 pub use schema::SCHEMA_VERSION;
 pub use store::SqliteStore;
-pub use writer::Diagnostics;
