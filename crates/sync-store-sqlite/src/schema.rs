@@ -41,10 +41,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 5,
         sql: include_str!("../migrations/0005_server_copies.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../migrations/0006_pull.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 async fn pragma_value(connection: &mut SqliteConnection, pragma: &'static str) -> Result<i64, StoreError> {
     sqlx::query_scalar::<_, i64>(pragma)
@@ -137,6 +141,45 @@ mod tests {
 
     use super::*;
 
+    /// Version 5 upgrades to 6 with no pull state and no listing marks:
+    /// documents, copies and the queue are kept; a half-stored listing is
+    /// refused.
+    #[tokio::test]
+    async fn version_5_upgrades_to_6_with_nothing_pulled_yet() {
+        let mut connection = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        migrate(&mut connection, 5).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO records (entity, id, data, created_at, updated_at) \
+             VALUES ('notes', '1', '{\"text\":\"x\"}', 1, 2); \
+             INSERT INTO server_copies (entity, id, data, version) VALUES ('notes', '1', '{\"text\":\"x\"}', 'v1')",
+        )
+        .execute(&mut connection)
+        .await
+        .unwrap();
+        migrate(&mut connection, SCHEMA_VERSION).await.unwrap();
+        assert_eq!(
+            pragma_value(&mut connection, "PRAGMA user_version")
+                .await
+                .unwrap(),
+            6
+        );
+        let kept: (String, Option<i64>, i64, i64) = sqlx::query_as(
+            "SELECT data, pulled_in, (SELECT COUNT(*) FROM server_copies), (SELECT COUNT(*) FROM pull_state) \
+             FROM records",
+        )
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+        assert_eq!(kept, ("{\"text\":\"x\"}".to_owned(), None, 1, 0));
+        let half = sqlx::raw_sql(
+            "INSERT INTO pull_state (entity, cursor, generation, listing_generation, listing_started_at) \
+             VALUES ('notes', NULL, 1, 1, NULL)",
+        )
+        .execute(&mut connection)
+        .await;
+        assert!(half.is_err(), "{half:?}");
+    }
+
     /// Version 4 upgrades to 5 with an empty table of server copies; the
     /// queue and the records are untouched.
     #[tokio::test]
@@ -150,7 +193,7 @@ mod tests {
         .execute(&mut connection)
         .await
         .unwrap();
-        migrate(&mut connection, SCHEMA_VERSION).await.unwrap();
+        migrate(&mut connection, 5).await.unwrap();
         assert_eq!(
             pragma_value(&mut connection, "PRAGMA user_version")
                 .await
