@@ -389,9 +389,12 @@ impl Snapshot {
     }
 
     /// Where the link to the next page is in the answer, as a JSON pointer
-    /// (`/next` for Django REST framework): `null` ends the listing, and
-    /// an answer without it is an error. Default: none (the listing ends at
-    /// the first empty page).
+    /// (`/next` for Django REST framework's URL and json-server's page
+    /// number): `null` ends the listing, and an answer without it is an
+    /// error. Default: none (the listing ends at the first empty page).
+    ///
+    /// Needed with json-server's `_page` and `_per_page`: it answers a page
+    /// past the last with the last page again, never an empty one.
     #[must_use]
     pub fn next(mut self, pointer: impl Into<String>) -> Self {
         self.next = Some(pointer.into());

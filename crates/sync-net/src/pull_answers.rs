@@ -404,10 +404,13 @@ pub(crate) fn snapshot_page(
     let next = match snapshot.next.as_deref() {
         Some(pointer) => match answer.pointer(pointer) {
             Some(Value::Null) => Some(false),
-            Some(Value::String(_)) => Some(true),
+            // Django REST framework links the next page's URL, json-server
+            // gives its number.
+            Some(Value::String(_) | Value::Number(_)) => Some(true),
             Some(other) => {
                 return Err(format!(
-                    "the next-page link at {pointer} is {}: it must be a string, or null on the last page",
+                    "the next-page link at {pointer} is {}: it must be a string or a number, or null on \
+                     the last page",
                     json_type_name(other)
                 ));
             }

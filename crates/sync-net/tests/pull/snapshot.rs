@@ -112,6 +112,36 @@ async fn page_numbers_follow_the_next_link_of_django_rest_framework() {
     );
 }
 
+/// json-server 1.0's `_page` envelope: `next` is a page number, and a page
+/// past the last answers the last page again.
+#[tokio::test]
+async fn json_server_pages_end_at_their_null_next() {
+    let envelope = |names: &[&str], next: Option<u64>| {
+        ResponseTemplate::new(200).set_body_json(json!({
+            "first": 1, "prev": null, "next": next, "last": 2, "pages": 2, "items": 3, "data": rows(names),
+        }))
+    };
+    let server = MockServer::start().await;
+    Mock::given(query_param("_page", "1"))
+        .respond_with(envelope(&["a", "b"], Some(2)))
+        .mount(&server)
+        .await;
+    Mock::given(query_param("_page", "2"))
+        .respond_with(envelope(&["c"], None))
+        .mount(&server)
+        .await;
+    let strategy = PullStrategy::snapshot()
+        .page_numbers("_page", "_per_page")
+        .items("/data")
+        .next("/next");
+    let pages = drain(&snapshot(&server, strategy), None, 2).await;
+    assert_eq!(ids(&pages), ["a", "b", "c"]);
+    assert_eq!(
+        lines(&server).await,
+        ["GET /tasks?_page=1&_per_page=2", "GET /tasks?_page=2&_per_page=2"]
+    );
+}
+
 #[tokio::test]
 async fn a_404_past_the_last_page_ends_the_listing() {
     let server = MockServer::start().await;
@@ -180,8 +210,8 @@ async fn bad_snapshot_answers_are_permanent_errors() {
         ),
         (
             drf(),
-            json!({"results": rows(&["a"]), "next": 2}),
-            "at /next is a number",
+            json!({"results": rows(&["a"]), "next": true}),
+            "at /next is a boolean",
         ),
         (
             drf(),
