@@ -10,7 +10,7 @@ use sync_core::ConflictResolver;
 use sync_engine::{OfflineSyncEngine, OfflineSyncOptions, SyncError};
 use sync_net::{
     HttpSyncApiAdapter, HttpSyncApiAdapterBuilder, InternetCheckOption, InternetConnectionMonitor, NetError,
-    RequestShape,
+    PullStrategy, RequestShape,
 };
 use sync_store_sqlite::SqliteStoreOptions;
 
@@ -96,6 +96,17 @@ impl OfflineSyncBuilder {
         self
     }
 
+    /// Pulls `entity`'s server changes down with `strategy`: the change
+    /// feed of `docs/server-contract.md` ([`PullStrategy::change_feed`]),
+    /// a filtered list ([`PullStrategy::filtered_list`]) or a snapshot
+    /// ([`PullStrategy::snapshot`]). Every sync run then pushes first and
+    /// pulls after; a pending local change is never overwritten. Declaring
+    /// an entity again replaces its strategy. Default: nothing is pulled.
+    pub fn pull(mut self, entity: impl Into<String>, strategy: impl Into<PullStrategy>) -> Self {
+        self.adapter = self.adapter.pull(entity, strategy);
+        self
+    }
+
     /// How one entity is spoken to, overriding [`Self::shape`] for it.
     pub fn entity_shape(mut self, entity: impl Into<String>, shape: RequestShape) -> Self {
         self.adapter = self.adapter.entity_shape(entity, shape);
@@ -174,8 +185,19 @@ impl OfflineSyncBuilder {
             .unwrap_or_else(|| SqliteStoreOptions::in_dir(&self.dir))
             .open()
             .await?;
-        let mut engine = OfflineSyncEngine::builder(Arc::new(store), Arc::new(adapter), Arc::new(monitor))
-            .options(self.options);
+        let adapter = Arc::new(adapter);
+        let mut engine = OfflineSyncEngine::builder(
+            Arc::new(store),
+            Arc::clone(&adapter) as Arc<dyn sync_core::SyncApiAdapter>,
+            Arc::new(monitor),
+        )
+        .options(self.options);
+        for entity in adapter.pulled_entities() {
+            engine = engine.pull(
+                entity.as_str(),
+                Arc::clone(&adapter) as Arc<dyn sync_core::PullSource>,
+            );
+        }
         if let Some(resolver) = self.resolver {
             engine = engine.conflict_resolver_arc(resolver);
         }

@@ -65,21 +65,23 @@ pub use sync_core::{
     ApiError, AttemptOutcome, AttemptTicket, Backoff, BoxStream, Clock, ConflictResolver,
     ConnectivityMonitor, CopyWrite, DEFAULT_MAX_PAYLOAD_BYTES, EntityName, Error, ErrorKind, FinishResult,
     FinishedAttempt, FnResolver, JsonObject, LastWriteWins, LocalChange, LocalRecord, LocalWins,
-    MAX_NAME_BYTES, ManualClock, MergeFields, OperationId, QueueCounts, RecordId, RecordKey, RemoteWins,
+    MAX_NAME_BYTES, ManualClock, MergeFields, OperationId, PullAnswer, PullCounts, PullCursor, PullPage,
+    PullRequest, PullSource, PullState, PulledChange, QueueCounts, RecordId, RecordKey, RemoteWins,
     ResolveError, RetryPolicy, RetrySchedule, SavedChange, SendPlan, ServerCopy, StoreError, StoreErrorKind,
     StoreEvent, SyncApiAdapter, SyncOperation, SyncQueueItem, SyncStatus, SyncStore, SystemClock, Timestamp,
     ValidationError, WriteAnswer, WriteKind, WriteRequest,
 };
-pub use sync_core::{attempt, coalesce, snapshot};
+pub use sync_core::{attempt, coalesce, pull, snapshot};
 pub use sync_engine::{
-    BackgroundSyncScheduler, OfflineSyncEngine, OfflineSyncEngineBuilder, OfflineSyncOptions, SyncError,
-    SyncManager, SyncReport, TokioClock,
+    BackgroundSyncScheduler, OfflineSyncEngine, OfflineSyncEngineBuilder, OfflineSyncOptions, PullProgress,
+    SyncError, SyncManager, SyncReport, TokioClock,
 };
 #[cfg(feature = "http")]
 pub use sync_net::{
-    AnswerMatch, AnswerShape, AuthHook, BodyShape, HttpMethod, HttpSyncApiAdapter, HttpSyncApiAdapterBuilder,
-    IdType, InternetCheckOption, InternetConnectionMonitor, InternetConnectionMonitorBuilder, NetError,
-    RequestKind, RequestShape, VersionSource, default_path, encode_query_value, encode_segment, merge_patch,
+    AnswerMatch, AnswerShape, AuthHook, BodyShape, ChangeFeed, FilteredList, HttpMethod, HttpSyncApiAdapter,
+    HttpSyncApiAdapterBuilder, IdType, InternetCheckOption, InternetConnectionMonitor,
+    InternetConnectionMonitorBuilder, ListDialect, NetError, PullStrategy, RequestKind, RequestShape,
+    Snapshot, VersionSource, default_path, encode_query_value, encode_segment, merge_patch,
 };
 #[cfg(feature = "sqlite")]
 pub use sync_store_sqlite::{Durability, SqliteStore, SqliteStoreOptions};
@@ -93,10 +95,10 @@ pub use sync_testkit::MemoryStore;
 pub mod prelude {
     #[cfg(all(feature = "sqlite", feature = "http"))]
     pub use crate::OfflineSync;
-    #[cfg(feature = "http")]
-    pub use crate::RequestShape;
     pub use crate::{
         ConflictResolver, LastWriteWins, LocalRecord, LocalWins, OfflineSyncEngine, OfflineSyncOptions,
         RemoteWins, SyncError, SyncOperation, SyncQueueItem, SyncStatus,
     };
+    #[cfg(feature = "http")]
+    pub use crate::{PullStrategy, RequestShape};
 }
