@@ -3,7 +3,10 @@
 //! Starts the reference REST server on loopback and takes it down, saves
 //! tasks, notes and customers offline, brings the API back, shows the queue
 //! draining live, and checks that the server ends with exactly the local
-//! state. Needs nothing but Rust; finishes in seconds.
+//! state. Then a dispatcher on another device changes tasks on the server
+//! while this device has an edit waiting: the pull brings the dispatcher's
+//! changes down and keeps the waiting edit, which the next sync sends.
+//! Needs nothing but Rust; finishes in seconds.
 #![allow(clippy::print_stdout)] // A demo prints.
 
 use std::collections::BTreeMap;
@@ -86,15 +89,20 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     server.stop().await;
 
     // 2. The engine: SQLite file, REST adapter, connectivity probe on the API's /health.
-    let mut options = OfflineSyncOptions::default();
-    options.retry_base_delay = Duration::from_millis(200);
-    options.connectivity_check_interval = Some(Duration::from_millis(300));
-    options.connectivity_probe_min_interval_while_online = Duration::from_millis(200);
-    let engine = OfflineSync::builder(workdir.path(), server.url())
+    // Auto-sync sends what is saved; no extra run per save, so step 7's
+    // edit can wait in the queue once auto-sync is stopped.
+    let options = OfflineSyncOptions::default()
+        .sync_after_save(false)
+        .retry_base_delay(Duration::from_millis(200))
+        .connectivity_check_interval(Some(Duration::from_millis(300)))
+        .connectivity_probe_min_interval_while_online(Duration::from_millis(200));
+    let mut builder = OfflineSync::builder(workdir.path(), server.url())
         .probe_api_health("/health")
-        .options(options)
-        .build()
-        .await?;
+        .options(options.clone());
+    for entity in ENTITIES {
+        builder = builder.pull(entity, PullStrategy::change_feed());
+    }
+    let engine = builder.build().await?;
     engine.sync_manager().start_auto_sync();
     println!(
         "2. Engine opened on {} with auto-sync on.\n",
@@ -212,7 +220,98 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     } else {
         println!("6. Server and local state differ. ✗");
     }
+    println!();
+
+    let pulled = pull_from_another_device(&engine, &server, workdir.path(), options).await?;
     engine.close().await;
     server.shutdown().await;
-    Ok(equal)
+    Ok(equal && pulled)
+}
+
+/// Steps 7 to 9: a dispatcher's device changes tasks on the server while
+/// an edit waits on this one; the pull brings them down and keeps the edit.
+async fn pull_from_another_device(
+    engine: &OfflineSyncEngine,
+    server: &ReferenceServer,
+    dir: &std::path::Path,
+    options: OfflineSyncOptions,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    // This device edits task 4; auto-sync is off, so the edit waits.
+    engine.sync_manager().stop_auto_sync();
+    let dispatcher_dir = dir.join("dispatcher");
+    std::fs::create_dir_all(&dispatcher_dir)?;
+    let dispatcher = OfflineSync::builder(&dispatcher_dir, server.url())
+        .options(options)
+        .pull("tasks", PullStrategy::change_feed())
+        .build()
+        .await?;
+    engine.sync_manager().sync_now().await?;
+    let waiting = json!({"id": "4", "title": "Inspect pump 4", "done": true, "note": "seal replaced"});
+    engine
+        .save("tasks", "4", waiting.clone(), SyncOperation::Update)
+        .await?;
+
+    // The dispatcher, on another device: loads the tasks, reassigns task 1,
+    // touches task 4 too, and adds task 7.
+    dispatcher.sync_manager().pull_now().await?;
+    let assign = |id: &str, title: &str| json!({"id": id, "title": title, "done": false, "assignee": "Sam"});
+    dispatcher
+        .save("tasks", "1", assign("1", "Inspect pump 1"), SyncOperation::Update)
+        .await?;
+    dispatcher
+        .save("tasks", "4", assign("4", "Inspect pump 4"), SyncOperation::Update)
+        .await?;
+    dispatcher
+        .save(
+            "tasks",
+            "7",
+            assign("7", "Replace valve 7"),
+            SyncOperation::Create,
+        )
+        .await?;
+    dispatcher.sync_manager().sync_now().await?;
+    dispatcher.close().await;
+    println!("7. A dispatcher's device changed tasks 1 and 4 and added task 7 on the server,");
+    println!("   while this device's edit to task 4 waits in its queue.");
+
+    let report = engine.sync_manager().pull_now().await?;
+    println!(
+        "8. Pulled: {} upserted, {} deleted, {} kept because a local change waits.",
+        report.pulled.upserted, report.pulled.deleted, report.pulled.skipped
+    );
+    for record in engine.get_records("tasks").await? {
+        if ["1", "4", "7"].contains(&record.id.as_str()) {
+            let assignee = record.data.get("assignee").and_then(Value::as_str).unwrap_or("-");
+            let note = record.data.get("note").and_then(Value::as_str).unwrap_or("-");
+            println!(
+                "   task {}: {:<16} assignee {assignee:<4} note {note}",
+                record.id,
+                record.data["title"].as_str().unwrap_or("")
+            );
+        }
+    }
+    let arrived = engine.get_record("tasks", "7").await?.is_some();
+    let kept = engine
+        .get_record("tasks", "4")
+        .await?
+        .is_some_and(|record| Value::Object(record.data) == waiting);
+
+    let report = engine.sync_manager().sync_now().await?;
+    let local: BTreeMap<String, Value> = engine
+        .get_records("tasks")
+        .await?
+        .into_iter()
+        .map(|record| (record.id.to_string(), Value::Object(record.data)))
+        .collect();
+    let remote = server.snapshot().get("tasks").cloned().unwrap_or_default();
+    let equal = report.failed == 0 && local == remote;
+    if arrived && kept && equal {
+        println!(
+            "9. The waiting edit went up after the pull; server and device agree on all {} tasks. ✓",
+            local.len()
+        );
+    } else {
+        println!("9. Pull check failed (arrived {arrived}, edit kept {kept}, equal {equal}). ✗");
+    }
+    Ok(arrived && kept && equal)
 }
