@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::error::Error;
 use crate::fault::FaultPlan;
+use crate::store::StoreOptions;
 
 /// How to start a [`crate::ReferenceServer`].
 ///
@@ -44,6 +45,31 @@ pub struct ServerConfig {
     /// The shape of the API served (see [`Dialect`]). Default:
     /// [`Dialect::Rest`].
     pub dialect: Dialect,
+    /// The field every create, update (`PUT`), patch and soft delete sets
+    /// in the stored record to a strictly growing integer: the
+    /// milliseconds since the Unix epoch, bumped by one past the last
+    /// value handed out (server-wide) when the clock has not moved on.
+    /// What a client sends in it is overwritten. A test can force ties
+    /// with [`crate::ReferenceServer::pin_stamp`]. Default: none, records
+    /// are stored as sent.
+    pub stamp_field: Option<String>,
+    /// The field a `DELETE` sets to `true` instead of removing the record
+    /// (with a new stamp field value, version and change stamp). Such a
+    /// record (any record whose field holds `true`) reads as missing:
+    /// `GET`, `PUT`, `PATCH`, `DELETE` and `If-Match` see no record, and
+    /// the change feed lists it as a `delete`; but lists still show it,
+    /// which is how list-based clients learn of deletions. A `POST` of
+    /// its id creates it again. Default: none, a delete removes the
+    /// record and leaves a tombstone for the change feed.
+    pub soft_delete_field: Option<String>,
+    /// How many change stamps back the change feed keeps deletions
+    /// (tombstones and soft-deleted records): after each write, those
+    /// with a stamp at most `last - retention` are forgotten, and a
+    /// `since` older than the latest one forgotten gets `410 Gone`.
+    /// Default: none, deletions are kept until purged
+    /// ([`crate::ReferenceServer::purge_tombstones`] or
+    /// `POST /_admin/{collection}/purge-tombstones`).
+    pub tombstone_retention: Option<u64>,
 }
 
 /// The shape of the API the server speaks: its routes, answers and errors.
@@ -133,7 +159,8 @@ pub enum IdempotencyMode {
 
 impl ServerConfig {
     /// The defaults: an ephemeral port, no data file, no prefix, no faults,
-    /// no bearer token, [`IdempotencyMode::Replay`] and [`Dialect::Rest`].
+    /// no bearer token, [`IdempotencyMode::Replay`], [`Dialect::Rest`], no
+    /// stamp field, hard deletes and deletions kept until purged.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -187,6 +214,61 @@ impl ServerConfig {
     pub fn with_dialect(mut self, dialect: Dialect) -> Self {
         self.dialect = dialect;
         self
+    }
+
+    /// Stamps `field` on every create, update, patch and soft delete (see
+    /// [`Self::stamp_field`]).
+    #[must_use]
+    pub fn with_stamp_field(mut self, field: impl Into<String>) -> Self {
+        self.stamp_field = Some(field.into());
+        self
+    }
+
+    /// Deletes softly, setting `field` to `true` (see
+    /// [`Self::soft_delete_field`]).
+    #[must_use]
+    pub fn with_soft_delete(mut self, field: impl Into<String>) -> Self {
+        self.soft_delete_field = Some(field.into());
+        self
+    }
+
+    /// Keeps deletions for the change feed `stamps` change stamps back
+    /// (see [`Self::tombstone_retention`]).
+    #[must_use]
+    pub fn with_tombstone_retention(mut self, stamps: u64) -> Self {
+        self.tombstone_retention = Some(stamps);
+        self
+    }
+
+    /// What the store is to do beyond keeping objects; `Err` when the
+    /// stamp and soft-delete fields cannot work.
+    pub(crate) fn store_options(&self) -> Result<StoreOptions, Error> {
+        let fields = [
+            ("stamp field", &self.stamp_field),
+            ("soft-delete field", &self.soft_delete_field),
+        ];
+        for (what, field) in fields {
+            let Some(field) = field else { continue };
+            if field.is_empty() || field == "id" {
+                return Err(Error::InvalidField {
+                    field: field.clone(),
+                    reason: format!("the {what} must be named, and not \"id\""),
+                });
+            }
+        }
+        if let (Some(stamp), Some(deleted)) = (&self.stamp_field, &self.soft_delete_field)
+            && stamp == deleted
+        {
+            return Err(Error::InvalidField {
+                field: stamp.clone(),
+                reason: "the stamp field and the soft-delete field must differ".to_owned(),
+            });
+        }
+        Ok(StoreOptions {
+            stamp_field: self.stamp_field.clone(),
+            soft_delete_field: self.soft_delete_field.clone(),
+            tombstone_retention: self.tombstone_retention,
+        })
     }
 }
 

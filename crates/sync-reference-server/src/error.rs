@@ -1,10 +1,11 @@
-//! The errors of starting and resuming a server.
+//! The errors of starting and resuming a server, and of seeding it.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Why a [`crate::ReferenceServer`] could not start or resume.
+/// Why a [`crate::ReferenceServer`] could not start, resume or take
+/// seeded records.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -36,6 +37,31 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong, and where.
         reason: String,
+    },
+    /// The stamp field or the soft-delete field cannot work: it is empty,
+    /// `"id"`, or both are the same.
+    #[error("invalid field {field:?}: {reason}")]
+    InvalidField {
+        /// The field as given.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Records given to [`crate::ReferenceServer::seed`] are not JSON
+    /// objects with a usable `"id"`; none was stored.
+    #[error("invalid records: {reason}")]
+    InvalidRecords {
+        /// Which record, and what is wrong.
+        reason: String,
+    },
+    /// The data file could not be written.
+    #[error("cannot write the data file {}: {source}", path.display())]
+    WriteDataFile {
+        /// The data file.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
     },
     /// The path prefix holds characters that need percent-encoding, or an
     /// empty segment.

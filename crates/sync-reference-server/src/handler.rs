@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::watch;
 
 use crate::body::ReplyBody;
@@ -23,8 +22,17 @@ use crate::log::RequestRecord;
 use crate::persist;
 use crate::reply::{LostResponse, Reply};
 use crate::route::{RouteError, Target, route};
-use crate::store::{Collections, Snapshot, id_key};
-use crate::writes::{create, delete, fetch, patch, replace};
+use crate::store::{Collections, Snapshot};
+use crate::writes::{create, delete, feed, fetch, list, patch, replace};
+
+mod admin;
+mod operation;
+mod request;
+
+use operation::{Address, Operation};
+use request::{check_patch_type, idempotency_key, read_body, wants_representation};
+
+pub(crate) use admin::SeedError;
 
 /// The request header naming a write's idempotency key (matched
 /// case-insensitively, as every header name).
@@ -33,16 +41,6 @@ pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 /// The response header set to `true` on an answer replayed for a repeated
 /// idempotency key.
 pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
-
-/// PostgREST's preferences header (RFC 7240), read for
-/// `return=representation`.
-const PREFER: HeaderName = HeaderName::from_static("prefer");
-
-/// The media types a `PATCH` is accepted in (RFC 5789's `Accept-Patch`).
-const ACCEPT_PATCH: HeaderName = HeaderName::from_static("accept-patch");
-
-/// The largest request body accepted, so one request cannot exhaust memory.
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The state every connection shares, behind one lock: a change, its write
 /// to the data file, its idempotency record and its log entry happen
@@ -82,98 +80,6 @@ struct Replay {
     id: Option<String>,
 }
 
-/// What a request to a collection asks for.
-#[derive(Debug)]
-enum Operation {
-    List,
-    Fetch(String),
-    Create,
-    Replace(String),
-    Patch(String),
-    Delete(String),
-}
-
-impl Operation {
-    fn of(dialect: Dialect, method: &Method, id: Option<String>) -> Result<Self, Reply> {
-        match (method, id) {
-            (&Method::GET, None) => Ok(Self::List),
-            (&Method::GET, Some(id)) => Ok(Self::Fetch(id)),
-            (&Method::POST, None) => Ok(Self::Create),
-            (&Method::PATCH, Some(id)) => Ok(Self::Patch(id)),
-            (&Method::DELETE, Some(id)) => Ok(Self::Delete(id)),
-            (method, id) => match dialect {
-                Dialect::Rest => match (method, id) {
-                    (&Method::PUT, Some(id)) => Ok(Self::Replace(id)),
-                    (method, None) => Err(Reply::method_not_allowed(method, "GET, POST")),
-                    (method, Some(_)) => Err(Reply::method_not_allowed(method, "GET, PUT, PATCH, DELETE")),
-                },
-                Dialect::PostgRest => Err(postgrest_refusal(method, id.is_some())),
-            },
-        }
-    }
-
-    fn has_body(&self) -> bool {
-        matches!(self, Self::Create | Self::Replace(_) | Self::Patch(_))
-    }
-
-    fn is_write(&self) -> bool {
-        matches!(
-            self,
-            Self::Create | Self::Replace(_) | Self::Patch(_) | Self::Delete(_)
-        )
-    }
-
-    /// The record whose version an `If-Match` is compared with: the one
-    /// an update or delete addresses. A create addresses the collection
-    /// and a read changes nothing, so neither is conditional.
-    fn conditional_id(&self) -> Option<&str> {
-        match self {
-            Self::Replace(id) | Self::Patch(id) | Self::Delete(id) => Some(id),
-            Self::List | Self::Fetch(_) | Self::Create => None,
-        }
-    }
-
-    /// The record addressed, as the fault plan sees it: for a create, the
-    /// body's `"id"` when it has a usable one.
-    fn record_id(&self, body: &[u8]) -> Option<String> {
-        match self {
-            Self::List => None,
-            Self::Fetch(id) | Self::Replace(id) | Self::Patch(id) | Self::Delete(id) => Some(id.clone()),
-            Self::Create => match serde_json::from_slice::<Value>(body) {
-                Ok(Value::Object(object)) => object.get("id").and_then(id_key),
-                _ => None,
-            },
-        }
-    }
-}
-
-/// The PostgREST dialect's answer to a method and filter it does not take.
-fn postgrest_refusal(method: &Method, filtered: bool) -> Reply {
-    match (method, filtered) {
-        // What PostgreSQL with pg-safeupdate answers a statement without
-        // a WHERE clause: a whole table is never changed by accident.
-        (&Method::PATCH, false) => Reply::postgrest_error(
-            StatusCode::BAD_REQUEST,
-            "21000",
-            "UPDATE requires a WHERE clause",
-            Some("add the filter id=eq.{id}".to_owned()),
-        ),
-        (&Method::DELETE, false) => Reply::postgrest_error(
-            StatusCode::BAD_REQUEST,
-            "21000",
-            "DELETE requires a WHERE clause",
-            Some("add the filter id=eq.{id}".to_owned()),
-        ),
-        (&Method::POST, true) => Reply::postgrest_error(
-            StatusCode::BAD_REQUEST,
-            "PGRST100",
-            "a POST takes no filter: the row's id goes in the body",
-            None,
-        ),
-        (method, _) => Reply::method_not_allowed(method, "GET, POST, PATCH, DELETE"),
-    }
-}
-
 impl Shared {
     pub(crate) fn new(
         prefix: String,
@@ -199,6 +105,10 @@ impl Shared {
 
     pub(crate) fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    pub(crate) fn data_file(&self) -> Option<&std::path::Path> {
+        self.data_file.as_deref()
     }
 
     pub(crate) fn record_version(&self, collection: &str, id: &str) -> Option<u64> {
@@ -282,10 +192,26 @@ impl Shared {
                 Reply::json(StatusCode::OK, &json!({ "status": "ok" }))
             }
             Ok(Target::Health) => Reply::method_not_allowed(&parts.method, "GET"),
-            Ok(Target::Collection { name, id }) => {
+            Ok(Target::Collection { name, id, feed }) => {
+                // The feed is read with `GET`; other methods there address
+                // the record `changes` (REST) or are refused (PostgREST).
+                let id = if feed && parts.method == Method::GET {
+                    None
+                } else {
+                    id
+                };
+                let address = Address {
+                    collection: name,
+                    id,
+                    feed,
+                    query: parts.uri.query(),
+                };
                 return self
-                    .collection_request(&parts.method, &parts.headers, body, name, id)
+                    .collection_request(&parts.method, &parts.headers, body, address)
                     .await;
+            }
+            Ok(Target::PurgeTombstones { collection }) => {
+                self.purge_request(&parts.method, &parts.headers, &collection, parts.uri.query())
             }
         };
         reply.into_response(None)
@@ -296,10 +222,15 @@ impl Shared {
         method: &Method,
         headers: &HeaderMap,
         body: Incoming,
-        collection: String,
-        id: Option<String>,
+        address: Address<'_>,
     ) -> Result<Response<ReplyBody>, LostResponse> {
         let received_at = Instant::now();
+        let Address {
+            collection,
+            id,
+            feed,
+            query,
+        } = address;
         let mut record = RequestRecord {
             method: method.clone(),
             collection,
@@ -324,7 +255,7 @@ impl Shared {
             }
             self.authorize(headers)?;
             let key = key?;
-            let operation = Operation::of(self.dialect, method, id)?;
+            let operation = Operation::of(self.dialect, method, id, feed, query)?;
             let if_match = match operation.conditional_id() {
                 Some(_) => IfMatch::from_headers(headers).map_err(Reply::bad_request)?,
                 // Not a conditional request: the header is not even read.
@@ -504,9 +435,8 @@ impl Shared {
         }
         let dialect = self.dialect;
         let changed = match operation {
-            Operation::List => {
-                return Reply::json(StatusCode::OK, &Value::Array(collections.list(&collection)));
-            }
+            Operation::List(query) => return list(collections, &collection, &query),
+            Operation::Changes(query) => return feed(collections, &collection, query),
             Operation::Fetch(id) => return fetch(dialect, collections, &collection, &id),
             Operation::Create => create(dialect, collections, &collection, &body, record),
             Operation::Replace(id) => replace(collections, &collection, &id, &body),
@@ -580,83 +510,4 @@ impl Drop for Held {
             .delayed
             .send_modify(|count| *count = count.saturating_sub(1));
     }
-}
-
-/// The idempotency key, if sent; a present but unusable one is refused
-/// rather than ignored, since ignoring it would give up the protection the
-/// client asked for.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Reply> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    match value.to_str() {
-        Ok(key) if !key.is_empty() => Ok(Some(key.to_owned())),
-        _ => Err(Reply::bad_request(
-            "the Idempotency-Key header must be non-empty visible ASCII",
-        )),
-    }
-}
-
-async fn read_body(body: Incoming) -> Result<Bytes, Reply> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(Reply::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body exceeds {MAX_BODY_BYTES} bytes"),
-        )),
-        Err(_) => Err(Reply::bad_request("the request body broke off")),
-    }
-}
-
-/// Whether `Prefer` asks for `return=representation` (RFC 7240: a list of
-/// preferences, each `token[=value]` with optional `;` parameters).
-fn wants_representation(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(PREFER)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|preference| {
-            let preference = preference.split_once(';').map_or(preference, |(head, _)| head);
-            let (name, value) = preference.split_once('=').unwrap_or((preference, ""));
-            name.trim().eq_ignore_ascii_case("return")
-                && value
-                    .trim()
-                    .trim_matches('"')
-                    .eq_ignore_ascii_case("representation")
-        })
-}
-
-/// Refuses a `PATCH` body in a media type the dialect does not read; a
-/// missing `Content-Type` is taken for JSON, as for the other writes.
-fn check_patch_type(dialect: Dialect, headers: &HeaderMap) -> Result<(), Reply> {
-    let accepted: &[&str] = match dialect {
-        Dialect::Rest => &["application/merge-patch+json", "application/json"],
-        // PostgREST sets the columns given; a merge patch means something
-        // else, so it is refused rather than misread.
-        Dialect::PostgRest => &["application/json"],
-    };
-    let Some(value) = headers.get(CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let media_type = value
-        .to_str()
-        .ok()
-        .map(|text| text.split_once(';').map_or(text, |(head, _)| head).trim());
-    if media_type.is_some_and(|media_type| {
-        accepted
-            .iter()
-            .any(|accepted| accepted.eq_ignore_ascii_case(media_type))
-    }) {
-        return Ok(());
-    }
-    let list = accepted.join(", ");
-    let mut refusal = Reply::error(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        format!("a PATCH body must be one of: {list}"),
-    );
-    if let Ok(value) = HeaderValue::try_from(list) {
-        refusal.headers.push((ACCEPT_PATCH, value));
-    }
-    Err(refusal)
 }

@@ -8,13 +8,15 @@
 //! | request | answer |
 //! |---|---|
 //! | `POST /{collection}` with a JSON object | `201`, the stored object and its `ETag`; `409` if its id exists |
-//! | `GET /{collection}` | `200` and the objects in insertion order |
+//! | `GET /{collection}` | `200` and the objects in insertion order (or as the [list parameters](#lists) ask) |
+//! | `GET /{collection}/changes?limit={n}[&since={cursor}]` | `200` and a page of the [change feed](#the-change-feed); `410` for an expired cursor |
 //! | `GET /{collection}/{id}` | `200`, the object and its `ETag`, or `404` |
 //! | `PUT /{collection}/{id}` with a JSON object | `200`, the stored object and its new `ETag`, or `404` |
 //! | `PATCH /{collection}/{id}` with a JSON Merge Patch | `200`, the whole patched object and its new `ETag`, or `404` |
 //! | `DELETE /{collection}/{id}` | `200` and the deleted object (no `ETag`), or `404` |
 //! | `PUT`, `PATCH` or `DELETE` with an `If-Match` that does not match | `412`, nothing changed |
 //! | `GET /health` | `200` and `{"status":"ok"}` |
+//! | `POST /_admin/{collection}/purge-tombstones[?through={stamp}]` | `200` and `{"purged": n, "oldest_cursor": "…"}` |
 //!
 //! `/{collection}?id={id}` addresses a record as `/{collection}/{id}` does;
 //! path segments and query values are percent-decoded. Bodies that are not
@@ -49,6 +51,72 @@
 //! the loaded records afresh, from the microseconds since the Unix epoch,
 //! so `ETag`s of an earlier run do not match.
 //!
+//! ## The change feed
+//!
+//! Every create, update, patch and delete applied to a collection takes
+//! the next value of the collection's change sequence, under the lock that
+//! applies it (a write held by [`Fault::DelayedApply`] when it finally
+//! applies), so stamps follow commit order. `GET /{collection}/changes`
+//! lists, in stamp order, the latest change of every record changed after
+//! `since` (everything without it), at most `limit` (default 100, lowered
+//! to 1000):
+//!
+//! ```json
+//! {"changes": [
+//!    {"op": "upsert", "id": "t1", "data": {"id": "t1", "title": "x"}, "version": "\"3\""},
+//!    {"op": "delete", "id": "t2"}],
+//!  "cursor": "1042", "more": false}
+//! ```
+//!
+//! `data` is what `GET /{collection}/{id}` answers and `version` its
+//! `ETag`; `id` is the stored id (a string, or a number if created with one).
+//! `cursor` is the stamp of the page's last change (of the collection's
+//! last change for an empty page), `more` whether changes follow. A
+//! deleted record leaves a tombstone (a soft-deleted one counts as
+//! deleted) until it is purged: by [`ServerConfig::tombstone_retention`],
+//! [`ReferenceServer::purge_tombstones`] or
+//! `POST /_admin/{collection}/purge-tombstones[?through={stamp}]`. A
+//! `since` older than the latest deletion purged
+//! ([`ReferenceServer::oldest_cursor`]), or newer than the last stamp
+//! ([`ReferenceServer::change_stamp`]: a cursor of another run), gets
+//! `410` with `{"error": "cursor expired"}`; a `since` that is not a
+//! non-negative integer, or a `limit` that is not a positive one, `400`.
+//! The feed answers in both dialects, is logged as a `GET` without an id,
+//! and the fault plan and the bearer check apply to it as to any request
+//! (the purge route is checked for the bearer, neither logged nor
+//! faulted). A record with the id `changes` is read as
+//! `/{collection}?id=changes`; `PUT`, `PATCH` and `DELETE` reach it at
+//! `/{collection}/changes` too. With a data file, a restart starts the
+//! stamps after the microseconds since the epoch, so the cursors of an
+//! earlier run (whose tombstones are gone) are expired.
+//!
+//! ## Lists
+//!
+//! `GET /{collection}` takes json-server's parameters: `{field}_gte=X`,
+//! `_gt`, `_lte`, `_lt` (numbers compare numerically, strings byte by
+//! byte, ids of digits as numbers and before the others; a record without
+//! the field, or with another type, is left out), `_sort=a,-b` (`-`:
+//! descending; ties keep insertion order), `_start=k` and `_limit=n`.
+//! Other parameters are ignored as before. The PostgREST dialect takes
+//! `{field}=gte.X` (`gt.`, `lte.`, `lt.`), `order=a.asc,b.desc`,
+//! `offset=` and `limit=` on its list (only there: elsewhere they are
+//! `400`). Pages of the insertion order, of `_sort=id`, and of
+//! `_sort={stamp field},id` with range filters on the stamp field, come
+//! from indexes: about as fast deep into a million records as at the top.
+//!
+//! ## The stamp field and soft deletes
+//!
+//! With [`ServerConfig::stamp_field`] (`--stamp-field updated_at`) every
+//! create, update, patch and soft delete writes into the stored record a
+//! strictly growing integer, the milliseconds since the epoch bumped past
+//! the last value handed out ([`ReferenceServer::pin_stamp`] forces ties).
+//! With [`ServerConfig::soft_delete_field`] (`--soft-delete deleted`) a
+//! `DELETE` sets the field to `true` and keeps the record: it reads as
+//! missing (`GET`, `PUT`, `PATCH`, `DELETE` `404`, `If-Match` never
+//! matches, the feed says `delete`, [`ReferenceServer::snapshot`] leaves
+//! it out) but lists still show it, and a `POST` of its id brings it back.
+//! [`ReferenceServer::seed`] fills a collection without HTTP.
+//!
 //! ## `PATCH`
 //!
 //! In the REST dialect the body is a JSON Merge Patch (RFC 7386;
@@ -70,7 +138,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /{collection}` | `200` and every row, as an array |
+//! | `GET /{collection}` | `200` and every row, as an array (or as the [list parameters](#lists) ask) |
 //! | `GET /{collection}?id=eq.{id}` | `200` and `[row]` (with its `ETag`) or `[]` |
 //! | `POST /{collection}` with a JSON object | `201` with `[row]` (representation) or no body, and the `ETag` |
 //! | the same, its id taken | `409` and `{"code":"23505","message":"duplicate key value violates unique constraint …",…}` |
@@ -82,9 +150,9 @@
 //!
 //! A dialect `PATCH` sets the given columns (`null` included) and leaves
 //! the others, with the same rule for `"id"`; its body is
-//! `application/json`. The query may hold only `id=eq.{id}` and
-//! `select=*`; any other parameter, or another operator, is `400` with
-//! code `PGRST100`. `/{collection}/{id}` is `404`, `PUT` and other
+//! `application/json`. The query may hold only `id=eq.{id}`,
+//! `select=*` and, on a list, the [list parameters](#lists); any other
+//! parameter, or another operator, is `400` with code `PGRST100`. `/{collection}/{id}` is `404`, `PUT` and other
 //! methods `405`. The errors the dialect adds are shaped as PostgREST's
 //! (`code`, `message`, `details`, `hint`); the others (`401`, `404`,
 //! `412`, a body that is not a JSON object, injected faults) keep the
@@ -175,14 +243,20 @@
 #![deny(missing_docs)]
 
 mod body;
+mod changes;
+mod clock;
+mod collection;
 mod conditional;
 mod config;
 mod error;
 mod fault;
 mod handler;
+mod listing;
 mod log;
+mod order;
 mod patch;
 mod persist;
+mod ranked;
 mod reply;
 mod route;
 mod server;

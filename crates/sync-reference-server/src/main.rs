@@ -5,6 +5,8 @@
 //! sync-reference-server [--port N] [--data FILE] [--prefix /api]
 //!                       [--dialect rest|postgrest]
 //!                       [--bearer TOKEN] [--ignore-idempotency-keys]
+//!                       [--stamp-field FIELD] [--soft-delete FIELD]
+//!                       [--tombstone-retention N]
 //!                       [--lose-responses P] [--delayed-apply P [--apply-delay MS]]
 //!                       [--fault-seed N]
 //! ```
@@ -21,6 +23,8 @@ const USAGE: &str = "\
 usage: sync-reference-server [--port N] [--data FILE] [--prefix /api]
                              [--dialect rest|postgrest]
                              [--bearer TOKEN] [--ignore-idempotency-keys]
+                             [--stamp-field FIELD] [--soft-delete FIELD]
+                             [--tombstone-retention N]
                              [--lose-responses P] [--delayed-apply P [--apply-delay MS]]
                              [--fault-seed N]
 
@@ -33,6 +37,13 @@ usage: sync-reference-server [--port N] [--data FILE] [--prefix /api]
   --bearer TOKEN             require `Authorization: Bearer TOKEN` on collections (else 401)
   --ignore-idempotency-keys  apply every write as new, as json-server does: no replay for a
                              repeated Idempotency-Key, 409 for a repeated create of an id
+  --stamp-field FIELD        set FIELD on every create, update, patch and soft delete to a
+                             strictly growing integer (milliseconds since the Unix epoch)
+  --soft-delete FIELD        DELETE sets FIELD to true and keeps the record: GET answers 404,
+                             lists still show it, a POST of its id brings it back
+  --tombstone-retention N    keep deletions for the change feed N change stamps back (default:
+                             until POST /_admin/{collection}/purge-tombstones); an older
+                             since= then answers 410
   --lose-responses P         apply each write, then drop its answer with probability P (0 to 1)
   --delayed-apply P          hold each write with probability P (0 to 1) for --apply-delay,
                              then apply it even if the client hung up meanwhile
@@ -94,6 +105,14 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
                     .ok_or_else(|| format!("--dialect: {text:?} is not rest or postgrest"))?;
             }
             "--bearer" => config.bearer_token = Some(value()?),
+            "--stamp-field" => config.stamp_field = Some(value()?),
+            "--soft-delete" => config.soft_delete_field = Some(value()?),
+            "--tombstone-retention" => {
+                let text = value()?;
+                config.tombstone_retention = Some(text.parse::<u64>().map_err(|_| {
+                    format!("--tombstone-retention: {text:?} is not a whole number of stamps")
+                })?);
+            }
             "--fault-seed" => {
                 let text = value()?;
                 seed = Some(
@@ -186,6 +205,17 @@ fn describe(config: &ServerConfig, lose: Option<f64>, delayed: Option<(f64, Dura
     }
     if config.idempotency == IdempotencyMode::Ignore {
         lines.push_str("\nidempotency keys ignored: every write is applied as new");
+    }
+    if let Some(field) = &config.stamp_field {
+        lines.push_str(&format!("\nstamp field: {field} set on every write"));
+    }
+    if let Some(field) = &config.soft_delete_field {
+        lines.push_str(&format!("\nsoft deletes: {field} set to true, records kept"));
+    }
+    if let Some(stamps) = config.tombstone_retention {
+        lines.push_str(&format!(
+            "\ndeletions kept {stamps} change stamps back in the change feed"
+        ));
     }
     lines
 }
@@ -348,6 +378,28 @@ mod tests {
         assert!(parse(&["--delayed-apply", "2"]).is_err());
         assert!(parse(&["--delayed-apply", "0.5", "--apply-delay", "-1"]).is_err());
         assert!(parse(&["--fault-seed", "3", "--delayed-apply", "0.5"]).is_ok());
+    }
+
+    #[test]
+    fn reads_the_pull_flags() {
+        let (config, notes) = serve(&[
+            "--stamp-field",
+            "updated_at",
+            "--soft-delete=deleted",
+            "--tombstone-retention",
+            "500",
+        ]);
+        let expected = ServerConfig::new()
+            .with_port(3000)
+            .with_stamp_field("updated_at")
+            .with_soft_delete("deleted")
+            .with_tombstone_retention(500);
+        assert_eq!(config, expected);
+        assert!(notes.contains("stamp field: updated_at"), "{notes}");
+        assert!(notes.contains("soft deletes: deleted"), "{notes}");
+        assert!(notes.contains("500 change stamps back"), "{notes}");
+        assert!(parse(&["--tombstone-retention", "-1"]).is_err());
+        assert!(parse(&["--stamp-field"]).is_err());
     }
 
     #[test]

@@ -6,15 +6,15 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::store::Collections;
+use crate::store::{Collections, StoreOptions};
 
-/// The collections in `path`, versioned after `version_base`; empty when
-/// the file does not exist yet.
-pub(crate) fn load(path: &Path, version_base: u64) -> Result<Collections, Error> {
+/// The collections in `path`, versioned and stamped after `base`; empty
+/// when the file does not exist yet.
+pub(crate) fn load(path: &Path, base: u64, options: StoreOptions) -> Result<Collections, Error> {
     let text = match fs::read(path) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Ok(Collections::with_version_base(version_base));
+            return Ok(Collections::new(base, options));
         }
         Err(source) => {
             return Err(Error::ReadDataFile {
@@ -23,7 +23,7 @@ pub(crate) fn load(path: &Path, version_base: u64) -> Result<Collections, Error>
             });
         }
     };
-    Collections::from_file_text(&text, version_base).map_err(|reason| Error::InvalidDataFile {
+    Collections::from_file_text(&text, base, options).map_err(|reason| Error::InvalidDataFile {
         path: path.to_owned(),
         reason,
     })

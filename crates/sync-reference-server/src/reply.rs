@@ -43,6 +43,16 @@ impl Reply {
         }
     }
 
+    /// An answer with a JSON body already written out.
+    pub(crate) fn json_text(status: StatusCode, body: Vec<u8>) -> Self {
+        Self {
+            status,
+            body: Bytes::from(body),
+            headers: Vec::new(),
+            replayed: false,
+        }
+    }
+
     /// An answer without a body (and so without `Content-Type`).
     pub(crate) fn empty(status: StatusCode) -> Self {
         Self {

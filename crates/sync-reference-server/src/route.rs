@@ -1,6 +1,7 @@
 //! From a request's raw path and query to what it addresses.
 
 use crate::config::Dialect;
+use crate::listing::is_postgrest_list_param;
 
 /// What a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,8 +10,17 @@ pub(crate) enum Target {
     Health,
     /// `/{collection}`, `/{collection}/{id}` or `/{collection}?id={id}`
     /// ([`Dialect::Rest`]), or `/{collection}?id=eq.{id}`
-    /// ([`Dialect::PostgRest`]), decoded.
-    Collection { name: String, id: Option<String> },
+    /// ([`Dialect::PostgRest`]), decoded. `feed` is set for
+    /// `/{collection}/changes` without an `id` in the query: a `GET` of it
+    /// is the change feed (other methods address the record `changes` in
+    /// the REST dialect).
+    Collection {
+        name: String,
+        id: Option<String>,
+        feed: bool,
+    },
+    /// `/_admin/{collection}/purge-tombstones`.
+    PurgeTombstones { collection: String },
 }
 
 /// Why a request addresses nothing.
@@ -24,6 +34,12 @@ pub(crate) enum RouteError {
 
 /// The reserved name: `/health` is the health check, never a collection.
 const HEALTH: &str = "health";
+
+/// The reserved name of the administration routes.
+const ADMIN: &str = "_admin";
+
+/// The path segment after a collection that names its change feed.
+const CHANGES: &str = "changes";
 
 /// Routes `path` (raw, percent-encoded) and `query` under `prefix` (as
 /// [`crate::config::normalize_prefix`] returns it), as `dialect` shapes
@@ -40,7 +56,7 @@ pub(crate) fn route(
     // One trailing slash is forgiven: `/tasks/` is `/tasks`.
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let segments: Vec<&str> = rest.split('/').collect();
-    if segments.iter().any(|segment| segment.is_empty()) || segments.len() > 2 {
+    if segments.iter().any(|segment| segment.is_empty()) {
         return Err(RouteError::NotFound);
     }
     let decode_segment = |segment: &str| {
@@ -48,6 +64,18 @@ pub(crate) fn route(
             .ok_or_else(|| RouteError::BadRequest("the path is not valid percent-encoded UTF-8".to_owned()))
     };
     let name = decode_segment(segments[0])?;
+    if name == ADMIN {
+        return match segments.as_slice() {
+            [_, collection, "purge-tombstones"] => Ok(Target::PurgeTombstones {
+                collection: decode_segment(collection)?,
+            }),
+            _ => Err(RouteError::NotFound),
+        };
+    }
+    if segments.len() > 2 {
+        return Err(RouteError::NotFound);
+    }
+    let feed_path = segments.get(1) == Some(&CHANGES);
     if name == HEALTH {
         return if segments.len() == 1 {
             Ok(Target::Health)
@@ -57,17 +85,30 @@ pub(crate) fn route(
     }
     if dialect == Dialect::PostgRest {
         // PostgREST has no `/{table}/{id}`: rows are addressed by filters.
+        // The change feed is this server's own route, with its own query.
+        if feed_path {
+            return Ok(Target::Collection {
+                name,
+                id: None,
+                feed: true,
+            });
+        }
         if segments.len() > 1 {
             return Err(RouteError::NotFound);
         }
         let id = query.map(postgrest_id).transpose()?.flatten();
-        return Ok(Target::Collection { name, id });
+        return Ok(Target::Collection {
+            name,
+            id,
+            feed: false,
+        });
     }
     let path_id = segments
         .get(1)
         .map(|segment| decode_segment(segment))
         .transpose()?;
     let query_id = query.map(query_id).transpose()?.flatten();
+    let feed = feed_path && query_id.is_none();
     let id = match (path_id, query_id) {
         (Some(path_id), Some(query_id)) if path_id != query_id => {
             return Err(RouteError::BadRequest(
@@ -76,7 +117,7 @@ pub(crate) fn route(
         }
         (path_id, query_id) => path_id.or(query_id),
     };
-    Ok(Target::Collection { name, id })
+    Ok(Target::Collection { name, id, feed })
 }
 
 /// The `id` query parameter, decoded as a form value (`+` is a space).
@@ -104,9 +145,12 @@ fn query_id(query: &str) -> Result<Option<String>, RouteError> {
 }
 
 /// The row filter `id=eq.{id}` of a PostgREST query, decoded as a form
-/// value. `select=*` is allowed (it is what PostgREST answers anyway);
-/// any other parameter is refused rather than ignored, since ignoring a
-/// filter would read or change rows the client did not mean.
+/// value. `select=*` is allowed (it is what PostgREST answers anyway), and
+/// so are a list's parameters (range filters, `order`, `offset`,
+/// `limit`: [`crate::listing`] reads them, and the handler refuses them
+/// on anything but a list); any other parameter is refused rather than
+/// ignored, since ignoring a filter would read or change rows the client
+/// did not mean.
 fn postgrest_id(query: &str) -> Result<Option<String>, RouteError> {
     let bad = |what: String| RouteError::BadRequest(what);
     let undecodable = || bad("the query is not valid percent-encoded UTF-8".to_owned());
@@ -115,6 +159,9 @@ fn postgrest_id(query: &str) -> Result<Option<String>, RouteError> {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = percent_decode(key, true).ok_or_else(undecodable)?;
         let value = percent_decode(value, true).ok_or_else(undecodable)?;
+        if is_postgrest_list_param(&key, &value) {
+            continue;
+        }
         match key.as_str() {
             "id" => {
                 let Some(id) = value.strip_prefix("eq.") else {
@@ -135,7 +182,7 @@ fn postgrest_id(query: &str) -> Result<Option<String>, RouteError> {
             }
             other => {
                 return Err(bad(format!(
-                    "the query parameter {other:?} is not supported: only the filter id=eq.{{id}} and select=*"
+                    "the query parameter {other:?} is not supported: only the filters id=eq.{{id}}, {{column}}=gte.{{value}} (gt, lte, lt), select=*, order, offset and limit"
                 )));
             }
         }
@@ -196,6 +243,15 @@ mod tests {
         Ok(Target::Collection {
             name: name.to_owned(),
             id: id.map(str::to_owned),
+            feed: false,
+        })
+    }
+
+    fn feed(name: &str, id: Option<&str>) -> Result<Target, RouteError> {
+        Ok(Target::Collection {
+            name: name.to_owned(),
+            id: id.map(str::to_owned),
+            feed: true,
         })
     }
 
@@ -292,8 +348,8 @@ mod tests {
             "id=eq.",
             "id=eq.1&id=eq.2",
             "title=eq.x",
+            "title=like.x",
             "select=id",
-            "order=id",
             "id=eq.%",
         ] {
             assert!(
@@ -306,6 +362,42 @@ mod tests {
             route("", "/tasks", Some("id=eq.7")),
             collection("tasks", Some("eq.7"))
         );
+    }
+
+    #[test]
+    fn the_change_feed_and_the_admin_route() {
+        assert_eq!(route("", "/tasks/changes", None), feed("tasks", Some("changes")));
+        assert_eq!(
+            route("/api", "/api/tasks/changes", Some("since=3&limit=5")),
+            feed("tasks", Some("changes"))
+        );
+        // With an id in the query, the record `changes`.
+        assert_eq!(
+            route("", "/tasks/changes", Some("id=changes")),
+            collection("tasks", Some("changes"))
+        );
+        assert_eq!(postgrest("/tasks/changes", Some("since=3")), feed("tasks", None));
+        assert_eq!(
+            postgrest(
+                "/tasks",
+                Some("updated_at=gte.5&order=updated_at.asc,id&offset=1&limit=2")
+            ),
+            collection("tasks", None)
+        );
+        assert_eq!(
+            route("", "/_admin/my%20tasks/purge-tombstones", Some("through=4")),
+            Ok(Target::PurgeTombstones {
+                collection: "my tasks".to_owned()
+            })
+        );
+        for path in [
+            "/_admin",
+            "/_admin/tasks",
+            "/_admin/tasks/other",
+            "/tasks/changes/1",
+        ] {
+            assert_eq!(route("", path, None), Err(RouteError::NotFound), "{path}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use serde_json::Value;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Mutex, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -19,7 +21,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::config::{Dialect, IdempotencyMode, ServerConfig, normalize_prefix};
 use crate::error::Error;
 use crate::fault::FaultPlan;
-use crate::handler::Shared;
+use crate::handler::{SeedError, Shared};
 use crate::log::RequestRecord;
 use crate::persist;
 use crate::store::{Collections, Snapshot};
@@ -68,14 +70,16 @@ impl ReferenceServer {
     /// `127.0.0.1:{port}` and starts serving.
     ///
     /// # Errors
-    /// [`Error::InvalidPrefix`], [`Error::ReadDataFile`],
+    /// [`Error::InvalidPrefix`], [`Error::InvalidField`],
+    /// [`Error::ReadDataFile`],
     /// [`Error::InvalidDataFile`] (the file is left untouched), or
     /// [`Error::Bind`] when the port is taken.
     pub async fn start(config: ServerConfig) -> Result<Self, Error> {
         let prefix = normalize_prefix(&config.prefix)?;
+        let options = config.store_options()?;
         let collections = match &config.data_file {
-            Some(path) => persist::load(path, version_base_after_restart())?,
-            None => Collections::default(),
+            Some(path) => persist::load(path, version_base_after_restart(), options)?,
+            None => Collections::new(0, options),
         };
         let listener = if config.port == 0 {
             pick_port()?
@@ -251,6 +255,68 @@ impl ReferenceServer {
         self.shared.record_version(collection, id)
     }
 
+    /// Forgets the deletions (tombstones, and soft-deleted records, which
+    /// leave the lists too) of `collection` whose change stamp is at most
+    /// `through` (`None`: all of them), as
+    /// `POST /_admin/{collection}/purge-tombstones[?through=N]` does; from
+    /// then on a change-feed `since` below the latest one forgotten gets
+    /// `410 Gone` ([`Self::oldest_cursor`]). Returns how many were
+    /// forgotten. With a data file, the file is written again when
+    /// soft-deleted records went (on failure it is written at the next
+    /// change).
+    pub fn purge_tombstones(&self, collection: &str, through: Option<u64>) -> usize {
+        self.shared.purge_tombstones(collection, through).count
+    }
+
+    /// The last change stamp of `collection`: every create, update, patch
+    /// and delete applied to it took the next one, in the order they were
+    /// applied (`0` for a collection never written, or the start time in
+    /// microseconds with a data file). A feed page's `cursor` is one of
+    /// them.
+    #[must_use]
+    pub fn change_stamp(&self, collection: &str) -> u64 {
+        self.shared.feed_bounds(collection).1
+    }
+
+    /// The smallest `since` the change feed of `collection` answers: the
+    /// stamp of the latest deletion forgotten, or where the stamps
+    /// started (a cursor of an earlier run is older). A `since` below it,
+    /// or above [`Self::change_stamp`], gets `410 Gone`.
+    #[must_use]
+    pub fn oldest_cursor(&self, collection: &str) -> u64 {
+        self.shared.feed_bounds(collection).0
+    }
+
+    /// From now on every write stamps exactly `value` in the stamp field
+    /// ([`ServerConfig::stamp_field`]), so that records share a value as
+    /// they can on a real server; `None` goes back to the clock, past
+    /// every value handed out so far.
+    pub fn pin_stamp(&self, value: Option<u64>) {
+        self.shared.pin_stamp(value);
+    }
+
+    /// Stores `records` in `collection` as writes would, only faster (no
+    /// HTTP, no request log, one write of the data file): each is created,
+    /// or replaced when its id is live, with a new version, change stamp
+    /// and stamp field value. For filling a server before a test or a
+    /// benchmark. Returns how many were stored.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRecords`] when one is not a JSON object with a
+    /// non-empty string or number `"id"` (nothing is stored), or
+    /// [`Error::WriteDataFile`] (the records are stored in memory).
+    pub fn seed(&self, collection: &str, records: impl IntoIterator<Item = Value>) -> Result<usize, Error> {
+        self.shared
+            .seed(collection, records.into_iter().collect())
+            .map_err(|error| match error {
+                SeedError::Invalid(reason) => Error::InvalidRecords { reason },
+                SeedError::Save(source) => Error::WriteDataFile {
+                    path: self.shared.data_file().map(Path::to_path_buf).unwrap_or_default(),
+                    source,
+                },
+            })
+    }
+
     /// How many requests a [`crate::Fault::DelayedApply`] holds right now,
     /// not yet handled (nor logged).
     #[must_use]
@@ -293,13 +359,16 @@ impl Running {
     }
 }
 
-/// Where the versions (ETags) of a server with a data file start: the
-/// microseconds since the Unix epoch. Versions are not kept in the file
+/// Where the versions (ETags) and the change stamps of a server with a
+/// data file start: the microseconds since the Unix epoch. Versions are not kept in the file
 /// (it has json-server's shape), so an earlier run over the same file
 /// handed out versions from its own start time on, one per change; as
 /// long as it made fewer than a million changes a second (each one writes
 /// and syncs the file), this start is past all of them, and an ETag a
-/// client kept from that run cannot match a record of this one.
+/// client kept from that run cannot match a record of this one. Nor can a
+/// change-feed cursor of that run be mistaken for one of this run (whose
+/// deletions before the start are unknown): it is below the start, and
+/// expired.
 fn version_base_after_restart() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -1,14 +1,31 @@
-//! The collections: JSON objects keyed by id, kept in insertion order.
+//! The collections: JSON objects keyed by id, kept in insertion order,
+//! each write stamped from its collection's change sequence.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
+
+use crate::clock::StampClock;
+use crate::collection::{Collection, Row, Slot, Tombstone};
 
 /// The server's data: collection name → record id → stored object.
 ///
 /// Only collections holding at least one record appear, so a snapshot
 /// compares equal to local state however the records got there.
+/// Soft-deleted records are left out, as `GET` answers them `404`.
 pub type Snapshot = BTreeMap<String, BTreeMap<String, Value>>;
+
+/// What the store does beyond keeping objects, set at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StoreOptions {
+    /// The field every create, update, patch and soft delete sets to a
+    /// growing integer (milliseconds since the Unix epoch).
+    pub(crate) stamp_field: Option<String>,
+    /// The field a delete sets to `true` instead of removing the record.
+    pub(crate) soft_delete_field: Option<String>,
+    /// How many change stamps back deletions are kept for the feed.
+    pub(crate) tombstone_retention: Option<u64>,
+}
 
 /// All collections, plus the counters that order records, name new ones
 /// and version them.
@@ -24,43 +41,22 @@ pub(crate) struct Collections {
     /// record deleted and created again gets a version no earlier record
     /// had, so an ETag of the old one never matches the new one.
     last_version: u64,
+    /// Where every collection's change stamps start, and the smallest
+    /// cursor accepted: `0` in memory, the start time with a data file
+    /// (see [`Self::new`]).
+    stamp_base: u64,
+    options: StoreOptions,
+    /// The stamp field's values.
+    clock: StampClock,
 }
 
-#[derive(Debug, Default)]
-struct Collection {
-    records: HashMap<String, Stored>,
-    /// Insertion order: sequence number → id.
-    order: BTreeMap<u64, String>,
-}
-
+/// How to take back one change, when it could not be made durable: the
+/// record's slot as it was.
 #[derive(Debug)]
-struct Stored {
-    seq: u64,
-    /// Bumped by every change applied to the record: its ETag.
-    version: u64,
-    object: Map<String, Value>,
-}
-
-/// How to take back one change, when it could not be made durable.
-#[derive(Debug)]
-pub(crate) enum Undo {
-    Insert {
-        collection: String,
-        id: String,
-    },
-    Replace {
-        collection: String,
-        id: String,
-        previous: Map<String, Value>,
-        previous_version: u64,
-    },
-    Remove {
-        collection: String,
-        id: String,
-        seq: u64,
-        version: u64,
-        previous: Map<String, Value>,
-    },
+pub(crate) struct Undo {
+    collection: String,
+    id: String,
+    previous: Option<Slot>,
 }
 
 /// The key an `"id"` value is stored under: strings as they are, numbers as
@@ -74,26 +70,59 @@ pub(crate) fn id_key(value: &Value) -> Option<String> {
 }
 
 impl Collections {
-    /// No records; versions handed out from `version_base + 1` on.
-    pub(crate) fn with_version_base(version_base: u64) -> Self {
+    /// No records; versions handed out from `base + 1` on, and change
+    /// stamps in every collection too (a cursor below `base` is expired:
+    /// it comes from an earlier run whose deletions were not kept).
+    pub(crate) fn new(base: u64, options: StoreOptions) -> Self {
         Self {
-            last_version: version_base,
+            last_version: base,
+            stamp_base: base,
+            options,
             ..Self::default()
         }
     }
 
-    /// The record and its version.
-    pub(crate) fn get_versioned(&self, collection: &str, id: &str) -> Option<(&Map<String, Value>, u64)> {
+    /// The options the store was made with.
+    pub(crate) fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// The collection, when anything was ever written to it.
+    pub(crate) fn collection(&self, name: &str) -> Option<&Collection> {
+        self.by_name.get(name)
+    }
+
+    /// The smallest `since` the collection's feed answers and its last
+    /// change stamp.
+    pub(crate) fn feed_bounds(&self, name: &str) -> (u64, u64) {
         self.by_name
-            .get(collection)?
-            .records
-            .get(id)
-            .map(|stored| (&stored.object, stored.version))
+            .get(name)
+            .map_or((self.stamp_base, self.stamp_base), |collection| {
+                (collection.oldest_cursor(), collection.last_change())
+            })
+    }
+
+    fn live_row(&self, collection: &str, id: &str) -> Option<&Row> {
+        self.by_name.get(collection)?.live_row(id)
+    }
+
+    /// The record and its version (a soft-deleted record is missing).
+    pub(crate) fn get_versioned(&self, collection: &str, id: &str) -> Option<(&Map<String, Value>, u64)> {
+        self.live_row(collection, id)
+            .map(|row| (&row.object, row.version))
     }
 
     /// The record's version, `None` when there is no such record.
     pub(crate) fn version(&self, collection: &str, id: &str) -> Option<u64> {
-        self.get_versioned(collection, id).map(|(_, version)| version)
+        self.live_row(collection, id).map(|row| row.version)
+    }
+
+    pub(crate) fn get(&self, collection: &str, id: &str) -> Option<&Map<String, Value>> {
+        self.live_row(collection, id).map(|row| &row.object)
+    }
+
+    pub(crate) fn contains(&self, collection: &str, id: &str) -> bool {
+        self.live_row(collection, id).is_some()
     }
 
     fn next_version(&mut self) -> u64 {
@@ -103,144 +132,196 @@ impl Collections {
         self.last_version
     }
 
-    pub(crate) fn get(&self, collection: &str, id: &str) -> Option<&Map<String, Value>> {
-        self.by_name
-            .get(collection)?
-            .records
-            .get(id)
-            .map(|stored| &stored.object)
-    }
-
-    pub(crate) fn contains(&self, collection: &str, id: &str) -> bool {
-        self.get(collection, id).is_some()
-    }
-
-    /// The collection's objects in insertion order; empty for an unknown one.
+    /// The collection's objects in insertion order, soft-deleted ones
+    /// included; empty for an unknown one.
+    #[cfg(test)]
     pub(crate) fn list(&self, collection: &str) -> Vec<Value> {
-        let Some(collection) = self.by_name.get(collection) else {
-            return Vec::new();
-        };
-        collection
-            .order
-            .values()
-            .filter_map(|id| collection.records.get(id))
-            .map(|stored| Value::Object(stored.object.clone()))
-            .collect()
+        self.by_name
+            .get(collection)
+            .map(|collection| {
+                collection
+                    .rows_in_order()
+                    .map(|row| Value::Object(row.object.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
-    /// A fresh id for `collection`: the next counter value not in use.
+    /// A fresh id for `collection`: the next counter value not in use, not
+    /// even by a soft-deleted record or a tombstone.
     pub(crate) fn generate_id(&mut self, collection: &str) -> String {
         loop {
             self.last_generated_id += 1;
             let id = self.last_generated_id.to_string();
-            if !self.contains(collection, &id) {
+            let taken = self
+                .by_name
+                .get(collection)
+                .is_some_and(|collection| collection.slot(&id).is_some());
+            if !taken {
                 return id;
             }
         }
     }
 
-    /// Adds a record the caller checked is absent.
-    pub(crate) fn insert(&mut self, collection: &str, id: &str, object: Map<String, Value>) -> Undo {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let version = self.next_version();
-        self.insert_at(collection, id, seq, version, object);
-        Undo::Insert {
-            collection: collection.to_owned(),
-            id: id.to_owned(),
-        }
-    }
-
-    fn insert_at(&mut self, collection: &str, id: &str, seq: u64, version: u64, object: Map<String, Value>) {
-        let entry = self.by_name.entry(collection.to_owned()).or_default();
-        entry.order.insert(seq, id.to_owned());
-        entry
-            .records
-            .insert(id.to_owned(), Stored { seq, version, object });
-    }
-
-    /// Replaces an existing record in place (it keeps its position) under
-    /// a new version; `None` when there is no such record.
-    pub(crate) fn replace(&mut self, collection: &str, id: &str, object: Map<String, Value>) -> Option<Undo> {
-        if !self.contains(collection, id) {
-            return None;
-        }
-        let version = self.next_version();
-        self.put_back(collection, id, object, version)
-    }
-
-    /// Sets a record's object and version as they are given.
-    fn put_back(
+    /// Adds a record the caller checked is not live (a soft-deleted one is
+    /// revived, a tombstone replaced): a new position at the end, a new
+    /// version and change stamp, and the stamp field set. Returns the
+    /// object stored and its version.
+    pub(crate) fn insert(
         &mut self,
         collection: &str,
         id: &str,
         object: Map<String, Value>,
-        version: u64,
-    ) -> Option<Undo> {
-        let stored = self.by_name.get_mut(collection)?.records.get_mut(id)?;
-        let previous = std::mem::replace(&mut stored.object, object);
-        let previous_version = std::mem::replace(&mut stored.version, version);
-        Some(Undo::Replace {
+    ) -> (Map<String, Value>, u64, Undo) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.write_row(collection, id, seq, object, true)
+    }
+
+    /// Replaces a live record in place (it keeps its position) under a new
+    /// version and change stamp, the stamp field set; `None` when there is
+    /// no such record.
+    pub(crate) fn replace(
+        &mut self,
+        collection: &str,
+        id: &str,
+        object: Map<String, Value>,
+    ) -> Option<(Map<String, Value>, u64, Undo)> {
+        let seq = self.live_row(collection, id)?.seq;
+        Some(self.write_row(collection, id, seq, object, true))
+    }
+
+    /// Deletes a live record: with a soft-delete field, sets it to `true`
+    /// (the stamp field too) and keeps the record; otherwise leaves a
+    /// tombstone. Returns the deleted object as it was (hard) or is now
+    /// (soft); `None` when there is no such record.
+    pub(crate) fn remove(&mut self, collection: &str, id: &str) -> Option<(Map<String, Value>, Undo)> {
+        let row = self.live_row(collection, id)?;
+        let (seq, mut object) = (row.seq, row.object.clone());
+        if let Some(field) = self.options.soft_delete_field.clone() {
+            object.insert(field, Value::Bool(true));
+            let (object, _version, undo) = self.write_row(collection, id, seq, object, true);
+            return Some((object, undo));
+        }
+        let entry = self.by_name.get_mut(collection)?;
+        let change = entry.next_change();
+        let tombstone = Tombstone {
+            change,
+            id: object
+                .get("id")
+                .cloned()
+                .unwrap_or_else(|| Value::String(id.to_owned())),
+        };
+        let previous = entry.set(id, Some(Slot::Tombstone(tombstone)));
+        self.keep_retention(collection);
+        Some((
+            object,
+            Undo {
+                collection: collection.to_owned(),
+                id: id.to_owned(),
+                previous,
+            },
+        ))
+    }
+
+    /// Stores `object` as the row of `id` at `seq`, under a new version and
+    /// change stamp (and stamp value, when `stamp`).
+    fn write_row(
+        &mut self,
+        collection: &str,
+        id: &str,
+        seq: u64,
+        mut object: Map<String, Value>,
+        stamp: bool,
+    ) -> (Map<String, Value>, u64, Undo) {
+        if stamp && let Some(field) = &self.options.stamp_field {
+            object.insert(field.clone(), Value::from(self.clock.next()));
+        }
+        let version = self.next_version();
+        let row = self.row(seq, version, object.clone());
+        let base = self.stamp_base;
+        let entry = self
+            .by_name
+            .entry(collection.to_owned())
+            .or_insert_with(|| Collection::new(base));
+        let change = entry.next_change();
+        let previous = entry.set(id, Some(Slot::Row(Row { change, ..row })));
+        self.keep_retention(collection);
+        let undo = Undo {
             collection: collection.to_owned(),
             id: id.to_owned(),
             previous,
-            previous_version,
-        })
+        };
+        (object, version, undo)
     }
 
-    /// Removes a record, returning it; `None` when there is no such record.
-    pub(crate) fn remove(&mut self, collection: &str, id: &str) -> Option<(Map<String, Value>, Undo)> {
-        let entry = self.by_name.get_mut(collection)?;
-        let stored = entry.records.remove(id)?;
-        entry.order.remove(&stored.seq);
-        if entry.records.is_empty() {
-            self.by_name.remove(collection);
+    /// A row of `object`, its change stamp still to be set.
+    fn row(&self, seq: u64, version: u64, object: Map<String, Value>) -> Row {
+        let deleted = self
+            .options
+            .soft_delete_field
+            .as_ref()
+            .is_some_and(|field| object.get(field) == Some(&Value::Bool(true)));
+        let stamp_value = self
+            .options
+            .stamp_field
+            .as_ref()
+            .and_then(|field| object.get(field))
+            .and_then(Value::as_u64);
+        Row {
+            seq,
+            version,
+            change: 0,
+            object,
+            deleted,
+            stamp_value,
         }
-        let undo = Undo::Remove {
-            collection: collection.to_owned(),
-            id: id.to_owned(),
-            seq: stored.seq,
-            version: stored.version,
-            previous: stored.object.clone(),
-        };
-        Some((stored.object, undo))
+    }
+
+    /// Forgets the deletions older than the retention, if one is set.
+    fn keep_retention(&mut self, collection: &str) {
+        if let (Some(retention), Some(entry)) =
+            (self.options.tombstone_retention, self.by_name.get_mut(collection))
+        {
+            let _purged = entry.purge(entry.last_change().saturating_sub(retention));
+        }
+    }
+
+    /// Forgets the deletions of `collection` (tombstones and soft-deleted
+    /// records) whose change stamp is at most `through`; returns how many.
+    pub(crate) fn purge_tombstones(&mut self, collection: &str, through: u64) -> usize {
+        self.by_name
+            .get_mut(collection)
+            .map_or(0, |entry| entry.purge(through))
+    }
+
+    /// From now on every stamped write gets `value` (`None`: the clock).
+    pub(crate) fn pin_stamp(&mut self, value: Option<u64>) {
+        self.clock.pin(value);
     }
 
     /// Takes back the change `undo` was made for (the last change made),
-    /// the record's version included. The version counter is not wound
-    /// back: a version handed out is never handed out again.
+    /// the record's version included. The version and change-stamp
+    /// counters are not wound back: what was handed out is never handed
+    /// out again.
     pub(crate) fn undo(&mut self, undo: Undo) {
-        match undo {
-            Undo::Insert { collection, id } => {
-                // Removing is the whole undo; the sequence number is not reused.
-                let _removed = self.remove(&collection, &id);
-            }
-            Undo::Replace {
-                collection,
-                id,
-                previous,
-                previous_version,
-            } => {
-                let _undo = self.put_back(&collection, &id, previous, previous_version);
-            }
-            Undo::Remove {
-                collection,
-                id,
-                seq,
-                version,
-                previous,
-            } => self.insert_at(&collection, &id, seq, version, previous),
+        if let Some(entry) = self.by_name.get_mut(&undo.collection) {
+            let _undone = entry.set(&undo.id, undo.previous);
         }
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
         self.by_name
             .iter()
+            .filter(|(_, collection)| collection.has_live_rows())
             .map(|(name, collection)| {
                 let records = collection
-                    .records
-                    .iter()
-                    .map(|(id, stored)| (id.clone(), Value::Object(stored.object.clone())))
+                    .rows_in_order()
+                    .filter(|row| !row.deleted)
+                    .filter_map(|row| {
+                        let id = row.object.get("id").and_then(id_key)?;
+                        Some((id, Value::Object(row.object.clone())))
+                    })
                     .collect();
                 (name.clone(), records)
             })
@@ -249,19 +330,21 @@ impl Collections {
 
     /// The data file's text: `{"collection": [objects in order], ...}`,
     /// the shape json-server's `db.json` has, one record per line.
+    /// Soft-deleted records are kept (with their field); tombstones are
+    /// not.
     pub(crate) fn to_file_text(&self) -> Result<Vec<u8>, serde_json::Error> {
         let mut out = b"{".to_vec();
-        for (index, (name, collection)) in self.by_name.iter().enumerate() {
+        let stored = self
+            .by_name
+            .iter()
+            .filter(|(_, collection)| !collection.has_no_rows());
+        for (index, (name, collection)) in stored.enumerate() {
             out.extend_from_slice(if index == 0 { b"\n  " } else { b",\n  " });
             serde_json::to_writer(&mut out, name)?;
             out.extend_from_slice(b": [");
-            let objects = collection
-                .order
-                .values()
-                .filter_map(|id| collection.records.get(id));
-            for (position, stored) in objects.enumerate() {
+            for (position, row) in collection.rows_in_order().enumerate() {
                 out.extend_from_slice(if position == 0 { b"\n    " } else { b",\n    " });
-                serde_json::to_writer(&mut out, &stored.object)?;
+                serde_json::to_writer(&mut out, &row.object)?;
             }
             out.extend_from_slice(b"\n  ]");
         }
@@ -270,14 +353,15 @@ impl Collections {
     }
 
     /// Reads the data file's text back; `Err` says what is wrong. Versions
-    /// are not kept in the file: the records get fresh ones after
-    /// `version_base`.
-    pub(crate) fn from_file_text(text: &[u8], version_base: u64) -> Result<Self, String> {
+    /// and change stamps are not kept in the file: the records get fresh
+    /// ones after `base`, in file order, and their stamp fields stay as
+    /// they are.
+    pub(crate) fn from_file_text(text: &[u8], base: u64, options: StoreOptions) -> Result<Self, String> {
         let value: Value = serde_json::from_slice(text).map_err(|error| format!("not JSON: {error}"))?;
         let Value::Object(top) = value else {
             return Err("the top level must be a JSON object of collections".to_owned());
         };
-        let mut collections = Self::with_version_base(version_base);
+        let mut collections = Self::new(base, options);
         for (name, records) in top {
             let Value::Array(records) = records else {
                 return Err(format!("collection {name:?} must be an array of objects"));
@@ -291,10 +375,25 @@ impl Collections {
                         "{name:?}[{index}] has no \"id\" that is a non-empty string or a number"
                     ));
                 };
-                if collections.contains(&name, &id) {
+                let taken = collections
+                    .by_name
+                    .get(&name)
+                    .is_some_and(|collection| collection.slot(&id).is_some());
+                if taken {
                     return Err(format!("{name:?} holds the id {id:?} twice"));
                 }
-                let _undo = collections.insert(&name, &id, object);
+                let seq = collections.next_seq;
+                collections.next_seq += 1;
+                let (object, _, _) = collections.write_row(&name, &id, seq, object, false);
+                if let Some(value) = collections
+                    .options
+                    .stamp_field
+                    .as_ref()
+                    .and_then(|field| object.get(field))
+                    .and_then(Value::as_u64)
+                {
+                    collections.clock.observe(value);
+                }
             }
         }
         Ok(collections)
@@ -305,12 +404,20 @@ impl Collections {
 mod tests {
     use serde_json::{Map, Value, json};
 
-    use super::Collections;
+    use super::{Collections, StoreOptions};
 
     fn object(value: Value) -> Map<String, Value> {
         match value {
             Value::Object(object) => object,
             other => panic!("not an object: {other}"),
+        }
+    }
+
+    fn soft() -> StoreOptions {
+        StoreOptions {
+            stamp_field: Some("updated_at".to_owned()),
+            soft_delete_field: Some("deleted".to_owned()),
+            tombstone_retention: None,
         }
     }
 
@@ -326,13 +433,13 @@ mod tests {
         store.undo(undo);
         assert_eq!(store.list("t"), before);
 
-        let undo = store
+        let (_, _, undo) = store
             .replace("t", "a", object(json!({"id": "a", "x": 1})))
             .unwrap();
         store.undo(undo);
         assert_eq!(store.list("t"), before);
 
-        let undo = store.insert("u", "z", object(json!({"id": "z"})));
+        let (_, _, undo) = store.insert("u", "z", object(json!({"id": "z"})));
         store.undo(undo);
         assert!(!store.snapshot().contains_key("u"));
     }
@@ -345,18 +452,19 @@ mod tests {
         }
         let _ = store.insert("notes", "7", object(json!({"id": 7})));
         let text = store.to_file_text().unwrap();
-        let back = Collections::from_file_text(&text, 0).unwrap();
+        let back = Collections::from_file_text(&text, 0, StoreOptions::default()).unwrap();
         assert_eq!(back.snapshot(), store.snapshot());
         assert_eq!(back.list("tasks"), store.list("tasks"));
-        assert_eq!(Collections::from_file_text(b"{}", 0).unwrap().snapshot().len(), 0);
+        let empty = Collections::from_file_text(b"{}", 0, StoreOptions::default()).unwrap();
+        assert_eq!(empty.snapshot().len(), 0);
     }
 
     #[test]
     fn versions_are_never_reused_and_undo_restores_them() {
-        let mut store = Collections::with_version_base(100);
+        let mut store = Collections::new(100, StoreOptions::default());
         let _ = store.insert("t", "a", object(json!({"id": "a"})));
         assert_eq!(store.version("t", "a"), Some(101));
-        let undo = store
+        let (_, _, undo) = store
             .replace("t", "a", object(json!({"id": "a", "x": 1})))
             .unwrap();
         assert_eq!(store.version("t", "a"), Some(102));
@@ -372,15 +480,101 @@ mod tests {
         assert_eq!(store.version("t", "a"), Some(103));
         assert!(store.replace("t", "missing", Map::new()).is_none());
         // A loaded file's records are versioned after the base.
-        let loaded = Collections::from_file_text(&store.to_file_text().unwrap(), 500).unwrap();
+        let text = store.to_file_text().unwrap();
+        let loaded = Collections::from_file_text(&text, 500, StoreOptions::default()).unwrap();
         assert_eq!(loaded.version("t", "a"), Some(501));
+        assert_eq!(loaded.feed_bounds("t"), (500, 501));
     }
 
     #[test]
     fn generated_ids_skip_ids_in_use() {
         let mut store = Collections::default();
         let _ = store.insert("t", "1", object(json!({"id": 1})));
+        let _ = store.insert("t", "3", object(json!({"id": 3})));
+        let _ = store.remove("t", "3");
         assert_eq!(store.generate_id("t"), "2");
-        assert_eq!(store.generate_id("t"), "3");
+        assert_eq!(store.generate_id("t"), "4", "not the tombstone's id");
+    }
+
+    #[test]
+    fn every_write_takes_the_next_change_stamp_and_undo_gives_the_slot_back() {
+        let mut store = Collections::default();
+        let _ = store.insert("t", "a", object(json!({"id": "a"})));
+        let _ = store.insert("t", "b", object(json!({"id": "b"})));
+        let _ = store.replace("t", "a", object(json!({"id": "a", "x": 1})));
+        assert_eq!(store.feed_bounds("t"), (0, 3));
+        let (_, undo) = store.remove("t", "b").unwrap();
+        assert_eq!(store.feed_bounds("t"), (0, 4));
+        let feed = |store: &Collections| -> Vec<u64> {
+            store
+                .collection("t")
+                .unwrap()
+                .changes_after(0)
+                .map(|(change, _)| change)
+                .collect()
+        };
+        assert_eq!(feed(&store), [3, 4], "the latest change per record");
+        store.undo(undo);
+        assert_eq!(feed(&store), [2, 3]);
+        assert_eq!(
+            store.feed_bounds("t"),
+            (0, 4),
+            "a stamp is never handed out twice"
+        );
+        // The collection outlives its last record: its stamps go on.
+        let _ = store.remove("t", "a");
+        let _ = store.remove("t", "b");
+        assert!(!store.snapshot().contains_key("t"));
+        assert_eq!(store.feed_bounds("t"), (0, 6));
+        assert_eq!(store.purge_tombstones("t", 5), 1);
+        assert_eq!(store.feed_bounds("t"), (5, 6));
+        assert_eq!(feed(&store), [6]);
+    }
+
+    #[test]
+    fn soft_deletes_keep_the_row_and_stamp_it() {
+        let mut store = Collections::new(0, soft());
+        let (created, _, _) = store.insert("t", "a", object(json!({"id": "a", "updated_at": 1})));
+        let first = created["updated_at"].as_u64().unwrap();
+        assert!(first > 1, "the server's stamp, not the client's");
+        let (deleted, _) = store.remove("t", "a").unwrap();
+        assert_eq!(deleted["deleted"], true);
+        assert!(deleted["updated_at"].as_u64().unwrap() > first);
+        assert!(!store.contains("t", "a"));
+        assert_eq!(store.version("t", "a"), None);
+        assert!(store.remove("t", "a").is_none());
+        assert!(store.replace("t", "a", Map::new()).is_none());
+        assert_eq!(store.list("t").len(), 1, "still listed");
+        assert!(store.snapshot().is_empty());
+        // The file keeps it; a load reads it as deleted.
+        let text = store.to_file_text().unwrap();
+        let loaded = Collections::from_file_text(&text, 10, soft()).unwrap();
+        assert!(!loaded.contains("t", "a"));
+        assert_eq!(loaded.list("t"), store.list("t"));
+        // A create revives it; a purge forgets it while deleted.
+        let _ = store.insert("t", "a", object(json!({"id": "a"})));
+        assert!(store.contains("t", "a"));
+        let _ = store.remove("t", "a");
+        assert_eq!(store.purge_tombstones("t", u64::MAX), 1);
+        assert!(store.list("t").is_empty());
+    }
+
+    #[test]
+    fn retention_forgets_old_deletions_as_writes_go_on() {
+        let options = StoreOptions {
+            tombstone_retention: Some(2),
+            ..StoreOptions::default()
+        };
+        let mut store = Collections::new(0, options);
+        for id in ["a", "b", "c", "d"] {
+            let _ = store.insert("t", id, object(json!({"id": id})));
+        }
+        let _ = store.remove("t", "a"); // stamp 5
+        let _ = store.remove("t", "b"); // stamp 6
+        assert_eq!(store.feed_bounds("t"), (0, 6));
+        let _ = store.replace("t", "c", object(json!({"id": "c"}))); // 7: 5 is 2 back
+        assert_eq!(store.feed_bounds("t"), (5, 7));
+        let _ = store.replace("t", "c", object(json!({"id": "c"}))); // 8
+        assert_eq!(store.feed_bounds("t"), (6, 8));
     }
 }

@@ -1,11 +1,13 @@
 //! The collection operations, applied to the store under the server's
-//! lock: fetch, create, replace (`PUT`), patch and delete, with the
-//! refusals each dialect gives.
+//! lock: list, the change feed, fetch, create, replace (`PUT`), patch and
+//! delete, with the refusals each dialect gives.
 
 use http::StatusCode;
 use serde_json::{Map, Value};
 
+use crate::changes::{self, FeedQuery, FeedRefusal};
 use crate::config::Dialect;
+use crate::listing::{self, ListQuery};
 use crate::log::RequestRecord;
 use crate::patch as merge;
 use crate::reply::{Reply, rows};
@@ -77,6 +79,45 @@ fn json_type_name(value: &Value) -> &'static str {
 
 const BAD_ID: &str = "\"id\" must be a non-empty string or a number";
 
+/// A list's answer: the records the query selects, as a JSON array (in
+/// either dialect).
+pub(crate) fn list(collections: &Collections, collection: &str, query: &ListQuery) -> Reply {
+    let rows = listing::run(collections, collection, query);
+    let mut out = Vec::with_capacity(2 + rows.len() * 128);
+    out.push(b'[');
+    for (index, row) in rows.into_iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        if serde_json::to_writer(&mut out, row).is_err() {
+            return unserialisable();
+        }
+    }
+    out.push(b']');
+    Reply::json_text(StatusCode::OK, out)
+}
+
+/// A page of the change feed, or its refusal (`410` for an expired
+/// cursor, in either dialect).
+pub(crate) fn feed(collections: &Collections, collection: &str, query: FeedQuery) -> Reply {
+    match changes::page(collections, collection, query) {
+        Ok(page) => Reply::json_text(StatusCode::OK, page),
+        Err(FeedRefusal::Expired) => Reply::error(StatusCode::GONE, "cursor expired"),
+        Err(FeedRefusal::Serialize(error)) => Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the page could not be written out: {error}"),
+        ),
+    }
+}
+
+/// Stored objects always serialise; this only keeps the code panic-free.
+fn unserialisable() -> Reply {
+    Reply::error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the answer could not be serialised",
+    )
+}
+
 pub(crate) fn fetch(dialect: Dialect, collections: &Collections, collection: &str, id: &str) -> Reply {
     let found = collections.get_versioned(collection, id);
     match (dialect, found) {
@@ -125,8 +166,8 @@ pub(crate) fn create(
             ),
         });
     }
-    let undo = collections.insert(collection, &id, object.clone());
-    let version = collections.version(collection, &id).unwrap_or_default();
+    // A soft-deleted record of that id is brought back.
+    let (object, version, undo) = collections.insert(collection, &id, object);
     Ok((Written::Created { object, version }, undo))
 }
 
@@ -203,17 +244,17 @@ pub(crate) fn patch(
     update(collections, collection, id, object)
 }
 
-/// Stores `object` as record `id`'s new content, under a new version.
+/// Stores `object` as record `id`'s new content, under a new version (the
+/// stamp field set, when there is one).
 fn update(
     collections: &mut Collections,
     collection: &str,
     id: &str,
     object: Map<String, Value>,
 ) -> Result<(Written, Undo), Reply> {
-    let undo = collections
-        .replace(collection, id, object.clone())
+    let (object, version, undo) = collections
+        .replace(collection, id, object)
         .ok_or_else(|| Reply::not_found(collection, id))?;
-    let version = collections.version(collection, id).unwrap_or_default();
     Ok((Written::Updated { object, version }, undo))
 }
 

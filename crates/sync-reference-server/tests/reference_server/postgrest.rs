@@ -229,12 +229,12 @@ async fn mass_updates_and_unsupported_requests_are_refused() {
     let reply = send(addr, "DELETE", "/tasks?select=*", None).await;
     assert_eq!(reply.status, 400);
 
-    // Filters and parameters other than id=eq. and select=*.
+    // Filters and parameters other than id=eq., select=* and a list's.
     for target in [
         "/tasks?id=7",
         "/tasks?id=neq.7",
         "/tasks?v=eq.0",
-        "/tasks?order=id",
+        "/tasks?v=like.0",
         "/tasks?id=eq.7&id=eq.8",
     ] {
         for method in ["GET", "DELETE"] {
@@ -245,6 +245,16 @@ async fn mass_updates_and_unsupported_requests_are_refused() {
     }
     let reply = send(addr, "POST", "/tasks?id=eq.8", Some(r#"{"id":"8"}"#)).await;
     assert_eq!(reply.status, 400);
+    // A list's parameters are for lists only.
+    for (method, target) in [
+        ("DELETE", "/tasks?order=id"),
+        ("DELETE", "/tasks?id=eq.7&v=gte.0"),
+        ("GET", "/tasks?id=eq.7&limit=1"),
+    ] {
+        let reply = send(addr, method, target, None).await;
+        assert_eq!(reply.status, 400, "{method} {target}");
+        assert_eq!(code(&reply), "PGRST100", "{method} {target}");
+    }
 
     // No /{table}/{id} route, no PUT.
     assert_eq!(send(addr, "GET", "/tasks/7", None).await.status, 404);
