@@ -88,15 +88,12 @@ pub(crate) fn parse(query: Option<&str>) -> Result<FeedQuery, String> {
             "limit" => &mut limit,
             _ => continue,
         };
-        let number = Some(value.as_str())
-            .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
-            .and_then(|text| text.parse::<u64>().ok())
-            .ok_or_else(|| match key.as_str() {
-                "since" => {
-                    format!("since={value} is not a cursor this server issued (a non-negative integer)")
-                }
-                _ => format!("limit={value} is not a positive whole number"),
-            })?;
+        let number = whole_number(&value).ok_or_else(|| match key.as_str() {
+            "since" => {
+                format!("since={value} is not a cursor this server issued (a non-negative integer)")
+            }
+            _ => format!("limit={value} is not a positive whole number"),
+        })?;
         if slot.replace(number).is_some() {
             return Err(format!("{key} is given twice"));
         }
@@ -107,6 +104,15 @@ pub(crate) fn parse(query: Option<&str>) -> Result<FeedQuery, String> {
         Some(limit) => usize::try_from(limit).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
     };
     Ok(FeedQuery { since, limit })
+}
+
+/// `text` as a non-negative integer written in decimal digits only (no
+/// sign, no point, no exponent), `None` otherwise or past `u64::MAX`.
+fn whole_number(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// The `through` parameter of a purge: the last change stamp whose
@@ -122,9 +128,7 @@ pub(crate) fn parse_through(query: Option<&str>) -> Result<Option<u64>, String> 
         if key != "through" {
             continue;
         }
-        let stamp = Some(value)
-            .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
-            .and_then(|text| text.parse::<u64>().ok())
+        let stamp = whole_number(value)
             .ok_or_else(|| format!("through={value} is not a change stamp (a non-negative integer)"))?;
         if through.replace(stamp).is_some() {
             return Err("through is given twice".to_owned());

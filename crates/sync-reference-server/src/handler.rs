@@ -175,10 +175,10 @@ impl Shared {
                 StatusCode::NOT_FOUND,
                 match self.dialect {
                     Dialect::Rest => {
-                        "no such route: use /{collection}, /{collection}/{id}, /{collection}?id={id} or /health"
+                        "no such route: use /{collection}, /{collection}/{id}, /{collection}?id={id}, /{collection}/changes or /health"
                     }
                     Dialect::PostgRest => {
-                        "no such route: use /{collection}, /{collection}?id=eq.{id} or /health"
+                        "no such route: use /{collection}, /{collection}?id=eq.{id}, /{collection}/changes or /health"
                     }
                 },
             ),

@@ -350,3 +350,43 @@ async fn the_postgrest_dialect_has_the_feed_too() {
         200
     );
 }
+
+#[tokio::test]
+async fn after_a_restart_with_a_data_file_older_cursors_are_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig::new()
+        .with_data_file(dir.path().join("db.json"))
+        .with_soft_delete("deleted");
+    let server = ReferenceServer::start(config.clone()).await.unwrap();
+    let addr = server.addr();
+    for id in ["a", "b"] {
+        let _ = send(addr, "POST", "/tasks", Some(&json!({ "id": id }).to_string())).await;
+    }
+    let _ = send(addr, "DELETE", "/tasks/b", None).await;
+    let (_, cursor, _) = page(&server, "/tasks/changes").await;
+    server.shutdown().await;
+
+    // The tombstones of the earlier run are gone (soft-deleted rows stay,
+    // as rows): its cursors are expired, and a full read starts over.
+    let server = ReferenceServer::start(config).await.unwrap();
+    let addr = server.addr();
+    let reply = send(addr, "GET", &format!("/tasks/changes?since={cursor}"), None).await;
+    assert_eq!(reply.status, 410);
+    let (changes, cursor, more) = page(&server, "/tasks/changes").await;
+    assert_eq!(
+        changes,
+        [
+            json!({"op": "upsert", "id": "a", "data": {"id": "a"}, "version": changes[0]["version"]}),
+            json!({"op": "delete", "id": "b"})
+        ]
+    );
+    assert!(!more);
+    assert_eq!(cursor.parse::<u64>().unwrap(), server.change_stamp("tasks"));
+    assert!(
+        server.oldest_cursor("tasks") > 1_000_000,
+        "the start time: {}",
+        server.oldest_cursor("tasks")
+    );
+    let (changes, _, _) = page(&server, &format!("/tasks/changes?since={cursor}")).await;
+    assert!(changes.is_empty());
+}
