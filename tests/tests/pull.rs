@@ -96,7 +96,8 @@ fn feed_requests(server: &ReferenceServer) -> usize {
     server
         .request_log()
         .iter()
-        .filter(|request| request.method == "GET" && request.id.as_deref() == Some("changes"))
+        // The feed is logged as a GET of the collection without an id.
+        .filter(|request| request.method == "GET" && request.collection == "tasks" && request.id.is_none())
         .count()
 }
 
