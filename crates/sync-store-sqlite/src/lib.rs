@@ -24,6 +24,8 @@ mod diagnostics;
 mod error;
 mod files;
 mod options;
+mod pull;
+mod pull_rows;
 mod queries;
 mod rows;
 mod schema;

@@ -86,6 +86,27 @@ pub(crate) const COUNTS: &str = "SELECT status, COUNT(*) AS n FROM queue GROUP B
 pub(crate) const SERVER_COPY: &str =
     "SELECT entity, id, data, version FROM server_copies WHERE entity = ?1 AND id = ?2";
 
+/// One entity's pull state: `?1` entity.
+pub(crate) const PULL_STATE: &str =
+    "SELECT cursor, generation, listing_generation, listing_started_at FROM pull_state WHERE entity = ?1";
+
+/// Stores one entity's pull state: `?1` entity, `?2` cursor, `?3`
+/// generation, `?4` the listing's generation, `?5` when it started.
+pub(crate) const PUT_PULL_STATE: &str = "INSERT INTO pull_state \
+     (entity, cursor, generation, listing_generation, listing_started_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+     ON CONFLICT (entity) DO UPDATE SET cursor = excluded.cursor, generation = excluded.generation, \
+     listing_generation = excluded.listing_generation, listing_started_at = excluded.listing_started_at";
+
+/// A page of what a sweep looks at: the records of entity `?1` after id
+/// `?2` whose mark is not generation `?3`, at most `?4`, in id order, with
+/// their queue items (`q.*`: the queue's own column names; the record's are
+/// renamed).
+pub(crate) const SWEEP_CANDIDATES: &str = "SELECT r.id AS record_id, r.pulled_in AS pulled_in, \
+     r.created_at AS document_created_at, q.seq IS NOT NULL AS has_item, q.* \
+     FROM records r INDEXED BY sqlite_autoindex_records_1 \
+     LEFT JOIN queue q ON q.entity = r.entity AND q.id = r.id \
+     WHERE r.entity = ?1 AND r.id > ?2 AND r.pulled_in IS NOT ?3 ORDER BY r.id LIMIT ?4";
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -113,6 +134,8 @@ mod tests {
             (PAGE_FAILED, "queue_by_status"),
             (CLEAR_SYNCED, "queue_by_status"),
             (COUNTS, "queue_by_status"),
+            (PULL_STATE, "PRIMARY KEY"),
+            (SWEEP_CANDIDATES, "sqlite_autoindex_records_1"),
         ];
         for (sql, index) in cases {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))

@@ -21,7 +21,7 @@ const RECORD_WIDTH: usize = 5;
 
 /// Whether a statement for `rows` rows stays prepared: small groups recur
 /// (single saves, group commits), large batches would only crowd the cache.
-fn keep_prepared(rows: usize) -> bool {
+pub(crate) fn keep_prepared(rows: usize) -> bool {
     rows <= 64
 }
 
@@ -29,7 +29,7 @@ fn keep_prepared(rows: usize) -> bool {
 /// SQLite's limit of 32 766.
 pub(crate) const CHUNK: usize = 500;
 
-fn bind_error(error: impl std::fmt::Display) -> StoreError {
+pub(crate) fn bind_error(error: impl std::fmt::Display) -> StoreError {
     StoreError::new(
         sync_core::StoreErrorKind::Other,
         format!("could not bind a query parameter ({error}): this is a bug, please report it"),
@@ -40,7 +40,7 @@ fn millis(time: Timestamp) -> i64 {
     time.as_millis()
 }
 
-fn json_text(object: &JsonObject) -> String {
+pub(crate) fn json_text(object: &JsonObject) -> String {
     // Serialising a map of JSON values cannot fail.
     serde_json::to_string(object).unwrap_or_else(|_| String::from("{}"))
 }
@@ -169,7 +169,7 @@ pub(crate) fn record_from_row(row: &SqliteRow) -> Result<LocalRecord, StoreError
 }
 
 /// `(?, ?, ...), (?, ?, ...)`: `rows` groups of `width` placeholders.
-fn placeholders(rows: usize, width: usize) -> String {
+pub(crate) fn placeholders(rows: usize, width: usize) -> String {
     let group = format!("({})", vec!["?"; width].join(", "));
     vec![group; rows].join(", ")
 }
@@ -279,7 +279,7 @@ pub(crate) async fn upsert_records(
     Ok(())
 }
 
-fn bind_keys(keys: &[&RecordKey]) -> Result<SqliteArguments, StoreError> {
+pub(crate) fn bind_keys(keys: &[&RecordKey]) -> Result<SqliteArguments, StoreError> {
     let mut arguments = SqliteArguments::default();
     for key in keys {
         arguments

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Row};
+use sync_core::RecordId;
 use sync_core::model::check_payload_size;
+use sync_core::pull::{PendingChange, PullBatch, PullCounts, PullState};
 use sync_core::{
     AttemptTicket, BoxStream, EntityName, FinishResult, FinishedAttempt, LocalChange, LocalRecord,
     QueueCounts, RecordKey, SavedChange, ServerCopy, StoreError, StoreErrorKind, StoreEvent, SyncQueueItem,
@@ -23,6 +25,7 @@ use crate::diagnostics::Diagnostics;
 use crate::error::{map_io, map_sqlx};
 use crate::files::{acquire_lock, create_owner_only, tighten};
 use crate::options::{Durability, SqliteStoreOptions};
+use crate::pull_rows;
 use crate::queries;
 use crate::rows::{copy_from_row, item_from_row, record_from_row};
 use crate::schema::{SCHEMA_VERSION, migrate};
@@ -30,7 +33,7 @@ use crate::writer::{Command, Rewrite, Statements, Writer};
 
 /// Events a slow subscriber may fall behind before it is told
 /// [`StoreEvent::Lagged`].
-const EVENT_BUFFER: usize = 4096;
+pub(crate) const EVENT_BUFFER: usize = 4096;
 /// Commands that may wait for the writer before senders wait too.
 const COMMAND_BUFFER: usize = 1024;
 
@@ -495,6 +498,47 @@ impl SyncStore for SqliteStore {
 
     async fn clear_synced(&self) -> Result<u64, StoreError> {
         self.write(|reply| Command::ClearSynced { reply }).await
+    }
+
+    async fn pull_state(&self, entity: &EntityName) -> Result<PullState, StoreError> {
+        self.statements.add(1);
+        let row = sqlx::query(queries::PULL_STATE)
+            .bind(entity.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(|error| self.read_error(error, "reading a pull state"))?;
+        row.as_ref()
+            .map(pull_rows::state_from_row)
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    async fn pending_changes(
+        &self,
+        entity: &EntityName,
+        ids: &[RecordId],
+    ) -> Result<Vec<PendingChange>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One snapshot for both reads; rolled back if dropped half-way.
+        self.statements.add(2);
+        let mut transaction = self
+            .readers
+            .begin()
+            .await
+            .map_err(|error| self.read_error(error, "reading pending changes"))?;
+        let found = crate::pull::pending_changes(&mut transaction, entity, ids, &self.statements).await?;
+        transaction
+            .commit()
+            .await
+            .map_err(|error| map_sqlx(error, "reading pending changes"))?;
+        Ok(found)
+    }
+
+    async fn apply_pull(&self, batch: PullBatch, now: Timestamp) -> Result<PullCounts, StoreError> {
+        crate::pull::check_sizes(&batch, self.max_payload_bytes)?;
+        self.write(|reply| Command::ApplyPull { batch, now, reply }).await
     }
 
     async fn close(&self) {

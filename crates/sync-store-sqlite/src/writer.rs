@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::{Connection, SqliteConnection};
 use sync_core::attempt::{begin_attempt, finish_attempt, rearm_for_pass, recover_interrupted, retry_now};
 use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
+use sync_core::pull::{PullBatch, PullCounts};
 use sync_core::{
     AttemptTicket, CopyWrite, FinishResult, FinishedAttempt, LocalChange, LocalRecord, RecordKey,
     SavedChange, ServerCopy, StoreError, StoreErrorKind, StoreEvent, SyncQueueItem, Timestamp,
@@ -69,6 +70,11 @@ pub(crate) enum Command {
     },
     Diagnostics {
         reply: oneshot::Sender<Result<Diagnostics, StoreError>>,
+    },
+    ApplyPull {
+        batch: PullBatch,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<PullCounts, StoreError>>,
     },
 }
 
@@ -289,6 +295,9 @@ impl Writer {
             Command::Diagnostics { reply } => {
                 let _ = reply.send(self.diagnostics().await);
             }
+            Command::ApplyPull { batch, now, reply } => {
+                let _ = reply.send(self.apply_pull(&batch, now).await);
+            }
         }
     }
 
@@ -330,7 +339,7 @@ impl Writer {
         }
     }
 
-    async fn begin(&mut self) -> Result<(), StoreError> {
+    pub(crate) async fn begin(&mut self) -> Result<(), StoreError> {
         if self.open_transaction {
             // A rollback failed earlier: end that transaction first, or no
             // write could ever start again.
@@ -345,7 +354,7 @@ impl Writer {
     }
 
     /// Commits and then publishes the work's events, or rolls back.
-    async fn end<T>(&mut self, work: WorkResult<T>) -> Result<T, StoreError> {
+    pub(crate) async fn end<T>(&mut self, work: WorkResult<T>) -> Result<T, StoreError> {
         self.statements.add(1);
         match work {
             Ok((value, events)) => {
@@ -565,4 +574,4 @@ impl Writer {
 }
 
 type SavedReply = oneshot::Sender<Result<Vec<SavedChange>, StoreError>>;
-type WorkResult<T> = Result<(T, Vec<StoreEvent>), StoreError>;
+pub(crate) type WorkResult<T> = Result<(T, Vec<StoreEvent>), StoreError>;
