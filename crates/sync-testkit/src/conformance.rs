@@ -16,6 +16,8 @@ use sync_core::{
 };
 use tokio_stream::StreamExt;
 
+pub mod pull;
+
 const T0: Timestamp = Timestamp::from_millis(1_000);
 const T1: Timestamp = Timestamp::from_millis(2_000);
 const T2: Timestamp = Timestamp::from_millis(3_000);
@@ -79,6 +81,7 @@ where
     timers_beyond_the_latest_come_back(&new_store().await).await;
     server_copies_follow_what_the_server_confirmed(&new_store().await).await;
     server_copies_are_forgotten_once_the_server_state_is_unknown(&new_store().await).await;
+    pull::run_all(&new_store).await;
 }
 
 /// Claims, finishes the one ready item with `outcome` at `now`, and

@@ -1,5 +1,7 @@
 //! An in-memory store: the executable reference for `SyncStore`.
 
+mod pull;
+
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -7,10 +9,11 @@ use async_trait::async_trait;
 use sync_core::attempt::{begin_attempt, finish_attempt, rearm_for_pass, recover_interrupted, retry_now};
 use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
 use sync_core::model::check_payload_size;
+use sync_core::pull::{PendingChange, PullBatch, PullCounts, PullState};
 use sync_core::{
     AttemptTicket, BoxStream, CopyWrite, DEFAULT_MAX_PAYLOAD_BYTES, EntityName, FinishResult,
-    FinishedAttempt, LocalChange, LocalRecord, QueueCounts, RecordKey, RetryPolicy, SavedChange, ServerCopy,
-    StoreError, StoreErrorKind, StoreEvent, SyncQueueItem, SyncStatus, SyncStore, Timestamp,
+    FinishedAttempt, LocalChange, LocalRecord, QueueCounts, RecordId, RecordKey, RetryPolicy, SavedChange,
+    ServerCopy, StoreError, StoreErrorKind, StoreEvent, SyncQueueItem, SyncStatus, SyncStore, Timestamp,
 };
 use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
@@ -33,6 +36,10 @@ struct State {
     queue: BTreeMap<RecordKey, Entry>,
     records: BTreeMap<RecordKey, LocalRecord>,
     copies: BTreeMap<RecordKey, ServerCopy>,
+    /// Each pulled entity's state.
+    pulls: BTreeMap<EntityName, PullState>,
+    /// The generation of the full listing that last showed each record.
+    pulled_in: BTreeMap<RecordKey, u64>,
     next_seq: u64,
     closed: bool,
 }
@@ -161,6 +168,7 @@ impl MemoryStore {
                 Some(record)
             }
             DocumentWrite::Remove => {
+                state.pulled_in.remove(key);
                 if state.records.remove(key).is_none() {
                     return;
                 }
@@ -411,6 +419,22 @@ impl SyncStore for MemoryStore {
             self.emit(StoreEvent::SyncedCleared);
         }
         Ok(removed)
+    }
+
+    async fn pull_state(&self, entity: &EntityName) -> Result<PullState, StoreError> {
+        self.stored_pull_state(entity)
+    }
+
+    async fn pending_changes(
+        &self,
+        entity: &EntityName,
+        ids: &[RecordId],
+    ) -> Result<Vec<PendingChange>, StoreError> {
+        self.merge_candidates(entity, ids)
+    }
+
+    async fn apply_pull(&self, batch: PullBatch, now: Timestamp) -> Result<PullCounts, StoreError> {
+        self.apply_page(batch, now)
     }
 
     async fn close(&self) {

@@ -1,0 +1,166 @@
+//! Full listings: the records they show are marked with their
+//! generation, and their last page sweeps the records of the entity they
+//! did not show (but for pending changes and pushes applied meanwhile).
+
+use serde_json::json;
+use sync_core::pull::{PullCursor, PullState};
+use sync_core::{SyncOperation, SyncStore};
+
+use super::super::{T0, T1, T2, T3, attempt_with, change, key};
+use super::{T4, applied, copy, counts, document, item, listing, page, pull, synced, tasks, upsert};
+
+/// A full listing marks the records it shows; its last page sweeps the
+/// records of the entity it did not show, except those with a pending
+/// change and those whose queue item changed after it started (a push
+/// applied meanwhile). The next listing marks and sweeps anew.
+pub async fn a_listing_marks_what_it_shows_and_sweeps_the_rest(store: &dyn SyncStore) {
+    let before = vec![
+        upsert("shown", json!({"id": "shown"}), Some("1")),
+        upsert("shown_late", json!({"id": "shown_late"}), Some("1")),
+        upsert("gone", json!({"id": "gone"}), Some("1")),
+    ];
+    let mut delta = page(before);
+    delta.cursor = Some(PullCursor::new("delta-1").unwrap());
+    pull(store, delta, Vec::new(), T0).await.unwrap();
+    synced(store, "old_synced", json!({"id": "old_synced"}), T0).await;
+    store
+        .save(change("tasks", "pushed", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    store
+        .save(change("notes", "other", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+
+    let counted = pull(
+        store,
+        listing(
+            vec![upsert("shown", json!({"id": "shown", "v": 2}), Some("2"))],
+            true,
+        ),
+        Vec::new(),
+        T1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counted, counts(1, 0, 0, 0));
+    let state = store.pull_state(&tasks()).await.unwrap();
+    assert_eq!(
+        state.listing.map(|l| (l.generation, l.started_at)),
+        Some((1, T1)),
+        "a listing in progress"
+    );
+    assert!(
+        document(store, "gone").await.is_some(),
+        "nothing swept mid-listing"
+    );
+
+    // A push applied during the listing, and a change saved after it began.
+    let pushed = attempt_with(store, applied(Some("1")), T2).await;
+    assert_eq!(pushed.key, key("tasks", "pushed"));
+    store
+        .save(change("tasks", "pending", SyncOperation::Create), T2)
+        .await
+        .unwrap();
+
+    let counted = pull(
+        store,
+        listing(
+            vec![upsert("shown_late", json!({"id": "shown_late"}), Some("1"))],
+            false,
+        ),
+        Vec::new(),
+        T3,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counted, counts(1, 2, 0, 0), "two records swept");
+    assert_eq!(
+        (document(store, "gone").await, copy(store, "gone").await),
+        (None, None)
+    );
+    assert_eq!(
+        (
+            document(store, "old_synced").await,
+            item(store, "old_synced").await
+        ),
+        (None, None),
+        "swept, with its synced item that told the wrong story"
+    );
+    for id in ["shown", "shown_late", "pending", "pushed"] {
+        assert!(document(store, id).await.is_some(), "{id} kept");
+    }
+    assert!(item(store, "pending").await.is_some());
+    assert_eq!(
+        store.records(&"notes".parse().unwrap()).await.unwrap().len(),
+        1,
+        "other entities are never swept"
+    );
+    assert_eq!(
+        store.pull_state(&tasks()).await.unwrap(),
+        PullState {
+            cursor: None,
+            generation: 1,
+            listing: None
+        },
+        "a snapshot's cursor starts over"
+    );
+
+    // The next listing: what the first showed counts no more.
+    let counted = pull(
+        store,
+        listing(
+            vec![upsert("shown", json!({"id": "shown", "v": 2}), Some("2"))],
+            false,
+        ),
+        Vec::new(),
+        T4,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counted, counts(1, 2, 0, 0), "shown_late and pushed swept");
+    let mut left: Vec<String> = store
+        .records(&tasks())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| record.id.to_string())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["pending", "shown"]);
+    assert_eq!(store.pull_state(&tasks()).await.unwrap().generation, 2);
+}
+
+/// A record a listing showed while a local change to it was pending (its
+/// document kept) is marked too: once the change is pushed and its item
+/// cleared, the listing's sweep keeps it.
+pub async fn a_listing_marks_the_records_it_showed_under_a_pending_change(store: &dyn SyncStore) {
+    pull(
+        store,
+        page(vec![upsert("k", json!({"id": "k"}), Some("1"))]),
+        Vec::new(),
+        T0,
+    )
+    .await
+    .unwrap();
+    store
+        .save(change("tasks", "k", SyncOperation::Update), T0)
+        .await
+        .unwrap();
+    let counted = pull(
+        store,
+        listing(vec![upsert("k", json!({"id": "k", "v": 2}), Some("2"))], true),
+        Vec::new(),
+        T1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counted, counts(0, 0, 1, 0));
+    attempt_with(store, applied(Some("3")), T2).await;
+    assert_eq!(store.clear_synced().await.unwrap(), 1);
+    let counted = pull(store, listing(Vec::new(), false), Vec::new(), T3)
+        .await
+        .unwrap();
+    assert_eq!(counted, counts(0, 0, 0, 0), "nothing swept");
+    assert!(document(store, "k").await.is_some(), "the listing showed it");
+}
