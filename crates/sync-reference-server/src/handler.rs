@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::body::ReplyBody;
@@ -238,6 +238,8 @@ impl Shared {
             idempotency_key: None,
             status: StatusCode::OK,
             applied: false,
+            change: None,
+            record: None,
             replayed: false,
             fault: None,
             received_at,
@@ -459,6 +461,12 @@ impl Shared {
             );
         }
         record.applied = true;
+        record.change = Some(collections.feed_bounds(&collection).1);
+        record.record = record
+            .id
+            .as_deref()
+            .and_then(|id| collections.get(&collection, id))
+            .map(|object| Value::Object(object.clone()));
         let reply = written.reply(dialect, represent);
         if let Some(key) = key {
             // Only changes that took effect are remembered: a refused request

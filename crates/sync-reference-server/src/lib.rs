@@ -173,7 +173,10 @@
 //! - logs every request addressed to a collection
 //!   ([`ReferenceServer::request_log`], [`ReferenceServer::applied_requests`]),
 //!   so a test can count how often each change took effect, and under
-//!   which idempotency key, in either mode;
+//!   which idempotency key, in either mode; each applied write carries
+//!   the change stamp it took and the record it left
+//!   ([`RequestRecord::change`], [`RequestRecord::record`]), so the log is
+//!   the history of every record, as of any feed cursor;
 //! - goes down and comes back on the same port with its state
 //!   ([`ReferenceServer::stop`], [`ReferenceServer::resume`]): while down,
 //!   connections are refused, exactly as when the API is unreachable;

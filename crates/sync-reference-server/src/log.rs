@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
+use serde_json::Value;
 
 use crate::fault::Fault;
 
@@ -31,6 +32,16 @@ pub struct RequestRecord {
     /// Whether the request changed the data: a create, update or delete
     /// that succeeded (and, with a data file, was written to it).
     pub applied: bool,
+    /// The change stamp the write took in its collection's change feed,
+    /// when it was applied ([`crate::ReferenceServer::change_stamp`]): the
+    /// log's applied writes, read with [`Self::record`], are the history
+    /// of every record, so a test can tell what the server held as of any
+    /// feed cursor.
+    pub change: Option<u64>,
+    /// When the write was applied: the record as it left it (what `GET`
+    /// answered right after), `None` when it deleted it (soft deletes
+    /// included).
+    pub record: Option<Value>,
     /// Whether the answer was replayed for a repeated idempotency key,
     /// without applying the request again.
     pub replayed: bool,

@@ -390,3 +390,53 @@ async fn after_a_restart_with_a_data_file_older_cursors_are_expired() {
     let (changes, _, _) = page(&server, &format!("/tasks/changes?since={cursor}")).await;
     assert!(changes.is_empty());
 }
+
+#[tokio::test]
+async fn the_request_log_gives_each_applied_write_its_stamp_and_the_record_it_left() {
+    let server = ReferenceServer::start(ServerConfig::new().with_soft_delete("deleted"))
+        .await
+        .unwrap();
+    let addr = server.addr();
+    let body = json!({"id": "t1", "title": "a"}).to_string();
+    assert_eq!(send(addr, "POST", "/tasks", Some(&body)).await.status, 201);
+    assert_eq!(
+        send(addr, "POST", "/notes", Some(r#"{"id":"n1"}"#)).await.status,
+        201
+    );
+    assert_eq!(
+        send(addr, "PATCH", "/tasks/t1", Some(r#"{"done":true}"#))
+            .await
+            .status,
+        200
+    );
+    // Refused writes and reads take no stamp.
+    assert_eq!(send(addr, "POST", "/tasks", Some(&body)).await.status, 409);
+    assert_eq!(send(addr, "GET", "/tasks/t1", None).await.status, 200);
+    assert_eq!(send(addr, "DELETE", "/tasks/t1", None).await.status, 200);
+
+    let log: Vec<_> = server
+        .request_log()
+        .into_iter()
+        .map(|record| (record.collection, record.change, record.record))
+        .collect();
+    let task = |done: Option<bool>| {
+        let mut task = json!({"id": "t1", "title": "a"});
+        if let Some(done) = done {
+            task["done"] = json!(done);
+        }
+        Some(task)
+    };
+    assert_eq!(
+        log,
+        [
+            ("tasks".to_owned(), Some(1), task(None)),
+            ("notes".to_owned(), Some(1), Some(json!({"id": "n1"}))),
+            ("tasks".to_owned(), Some(2), task(Some(true))),
+            ("tasks".to_owned(), None, None),
+            ("tasks".to_owned(), None, None),
+            // A soft delete keeps the row, but the record is gone.
+            ("tasks".to_owned(), Some(3), None),
+        ]
+    );
+    assert_eq!(server.change_stamp("tasks"), 3);
+}
