@@ -17,10 +17,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use tokio_stream::StreamExt;
 use sync_facade::prelude::*;
 use sync_facade::{ListDialect, SqliteStoreOptions, SyncReport};
 use sync_reference_server::{Dialect, ReferenceServer, ServerConfig};
+use tokio_stream::StreamExt;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -101,7 +101,12 @@ fn feed_requests(server: &ReferenceServer) -> usize {
         .count()
 }
 
-async fn open(dir: &Path, server: &ReferenceServer, entity: &str, strategy: PullStrategy) -> OfflineSyncEngine {
+async fn open(
+    dir: &Path,
+    server: &ReferenceServer,
+    entity: &str,
+    strategy: PullStrategy,
+) -> OfflineSyncEngine {
     OfflineSync::builder(dir, server.url())
         .probe_api_health("/health")
         .options(manual().pull_page_size(1000))
@@ -123,7 +128,10 @@ async fn an_initial_load_of_10_000_records_then_deltas_with_tombstones() {
     let report = pull(&engine).await;
     assert_eq!((report.pulled.upserted, report.pull_failed), (10_000, 0));
     assert_eq!(local(&engine, "tasks").await, remote(&server, "tasks", None));
-    assert!(engine.queue().await.unwrap().is_empty(), "pulled records have no queue item");
+    assert!(
+        engine.queue().await.unwrap().is_empty(),
+        "pulled records have no queue item"
+    );
     // One request per page of 1000.
     assert_eq!(feed_requests(&server), 10);
     let mut last = None;
@@ -135,9 +143,19 @@ async fn an_initial_load_of_10_000_records_then_deltas_with_tombstones() {
 
     // Another client edits, deletes and adds.
     let base = server.url();
-    another_client("PUT", format!("{base}/tasks/t5"), Some(json!({"id": "t5", "title": "Changed", "n": 5}))).await;
+    another_client(
+        "PUT",
+        format!("{base}/tasks/t5"),
+        Some(json!({"id": "t5", "title": "Changed", "n": 5})),
+    )
+    .await;
     another_client("DELETE", format!("{base}/tasks/t6"), None).await;
-    another_client("POST", format!("{base}/tasks"), Some(json!({"id": "new", "title": "New job"}))).await;
+    another_client(
+        "POST",
+        format!("{base}/tasks"),
+        Some(json!({"id": "new", "title": "New job"})),
+    )
+    .await;
     let report = pull(&engine).await;
     assert_eq!((report.pulled.upserted, report.pulled.deleted), (2, 1));
     let mine = local(&engine, "tasks").await;
@@ -158,7 +176,10 @@ async fn an_initial_load_of_10_000_records_then_deltas_with_tombstones() {
 async fn a_pull_while_local_edits_wait_keeps_them_and_the_next_sync_converges() {
     let server = ReferenceServer::start(ServerConfig::new()).await.unwrap();
     server
-        .seed("tasks", (1..=4).map(|n| json!({"id": format!("r{n}"), "title": "server", "done": false})))
+        .seed(
+            "tasks",
+            (1..=4).map(|n| json!({"id": format!("r{n}"), "title": "server", "done": false})),
+        )
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path(), &server, "tasks", PullStrategy::change_feed().into()).await;
@@ -166,30 +187,57 @@ async fn a_pull_while_local_edits_wait_keeps_them_and_the_next_sync_converges() 
 
     // Edits on the device wait in the queue (no sync after save) ...
     engine
-        .save("tasks", "r1", json!({"id": "r1", "title": "mine", "done": false}), SyncOperation::Update)
+        .save(
+            "tasks",
+            "r1",
+            json!({"id": "r1", "title": "mine", "done": false}),
+            SyncOperation::Update,
+        )
         .await
         .unwrap();
     engine
-        .save("tasks", "r4", json!({"id": "r4", "title": "mine too", "done": false}), SyncOperation::Update)
+        .save(
+            "tasks",
+            "r4",
+            json!({"id": "r4", "title": "mine too", "done": false}),
+            SyncOperation::Update,
+        )
         .await
         .unwrap();
     // ... while another client changes r1 and r2, and deletes r3 and r4.
     let base = server.url();
-    another_client("PUT", format!("{base}/tasks/r1"), Some(json!({"id": "r1", "title": "theirs", "done": true}))).await;
-    another_client("PUT", format!("{base}/tasks/r2"), Some(json!({"id": "r2", "title": "theirs", "done": true}))).await;
+    another_client(
+        "PUT",
+        format!("{base}/tasks/r1"),
+        Some(json!({"id": "r1", "title": "theirs", "done": true})),
+    )
+    .await;
+    another_client(
+        "PUT",
+        format!("{base}/tasks/r2"),
+        Some(json!({"id": "r2", "title": "theirs", "done": true})),
+    )
+    .await;
     another_client("DELETE", format!("{base}/tasks/r3"), None).await;
     another_client("DELETE", format!("{base}/tasks/r4"), None).await;
 
     let report = pull(&engine).await;
     assert_eq!(
-        (report.pulled.upserted, report.pulled.deleted, report.pulled.skipped),
+        (
+            report.pulled.upserted,
+            report.pulled.deleted,
+            report.pulled.skipped
+        ),
         (1, 1, 2)
     );
     let mine = local(&engine, "tasks").await;
     assert_eq!(mine["r1"]["title"], "mine", "the pending edit stays");
     assert_eq!(mine["r2"]["title"], "theirs");
     assert!(!mine.contains_key("r3"));
-    assert_eq!(mine["r4"]["title"], "mine too", "an edit to a record deleted there stays");
+    assert_eq!(
+        mine["r4"]["title"], "mine too",
+        "an edit to a record deleted there stays"
+    );
     let r4 = engine.queue_item("tasks", "r4").await.unwrap().unwrap();
     assert_eq!(r4.operation, SyncOperation::Create, "sent again as a create");
 
@@ -218,9 +266,19 @@ async fn a_cursor_the_server_forgot_reloads_the_entity_and_removes_what_it_lost(
     let base = server.url();
     another_client("DELETE", format!("{base}/tasks/r2"), None).await;
     another_client("DELETE", format!("{base}/tasks/r9"), None).await;
-    another_client("PUT", format!("{base}/tasks/r3"), Some(json!({"id": "r3", "v": 2}))).await;
+    another_client(
+        "PUT",
+        format!("{base}/tasks/r3"),
+        Some(json!({"id": "r3", "v": 2})),
+    )
+    .await;
     engine
-        .save("tasks", "r9", json!({"id": "r9", "v": "edited here"}), SyncOperation::Update)
+        .save(
+            "tasks",
+            "r9",
+            json!({"id": "r9", "v": "edited here"}),
+            SyncOperation::Update,
+        )
         .await
         .unwrap();
     // The server purges its tombstones: the device's cursor is too old.
@@ -231,10 +289,16 @@ async fn a_cursor_the_server_forgot_reloads_the_entity_and_removes_what_it_lost(
     let mine = local(&engine, "tasks").await;
     assert!(!mine.contains_key("r2"), "removed by the re-load's sweep");
     assert_eq!(mine["r3"]["v"], 2);
-    assert_eq!(mine["r9"]["v"], "edited here", "a pending change survives the sweep");
+    assert_eq!(
+        mine["r9"]["v"], "edited here",
+        "a pending change survives the sweep"
+    );
     assert_eq!(mine.len(), 29);
     assert!(
-        server.request_log().iter().any(|request| request.status.as_u16() == 410),
+        server
+            .request_log()
+            .iter()
+            .any(|request| request.status.as_u16() == 410),
         "the server answered 410 Gone"
     );
     sync(&engine).await;
@@ -268,7 +332,12 @@ async fn a_filtered_list_with_soft_deletes_brings_changes_down() {
             .unwrap();
         for n in 0..12 {
             writer
-                .save("tasks", &format!("r{n}"), json!({"id": format!("r{n}"), "n": n}), SyncOperation::Create)
+                .save(
+                    "tasks",
+                    &format!("r{n}"),
+                    json!({"id": format!("r{n}"), "n": n}),
+                    SyncOperation::Create,
+                )
                 .await
                 .unwrap();
         }
@@ -286,15 +355,26 @@ async fn a_filtered_list_with_soft_deletes_brings_changes_down() {
             .await
             .unwrap();
         let report = pull(&engine).await;
-        assert_eq!((report.pulled.upserted, report.pull_failed), (12, 0), "{dialect:?}");
+        assert_eq!(
+            (report.pulled.upserted, report.pull_failed),
+            (12, 0),
+            "{dialect:?}"
+        );
         writer
             .save("tasks", "r3", json!({"id": "r3", "n": 33}), SyncOperation::Update)
             .await
             .unwrap();
-        writer.save("tasks", "r4", json!({}), SyncOperation::Delete).await.unwrap();
+        writer
+            .save("tasks", "r4", json!({}), SyncOperation::Delete)
+            .await
+            .unwrap();
         sync(&writer).await;
         let report = pull(&engine).await;
-        assert_eq!((report.pulled.upserted, report.pulled.deleted), (1, 1), "{dialect:?}");
+        assert_eq!(
+            (report.pulled.upserted, report.pulled.deleted),
+            (1, 1),
+            "{dialect:?}"
+        );
         let mine = local(&engine, "tasks").await;
         assert_eq!(mine["r3"]["n"], 33);
         assert!(!mine.contains_key("r4"));
@@ -311,7 +391,10 @@ async fn a_filtered_list_with_soft_deletes_brings_changes_down() {
 async fn a_snapshot_removes_what_the_server_no_longer_lists_unless_a_change_waits() {
     let server = ReferenceServer::start(ServerConfig::new()).await.unwrap();
     server
-        .seed("sites", (0..25).map(|n| json!({"id": format!("s{n:02}"), "n": n})))
+        .seed(
+            "sites",
+            (0..25).map(|n| json!({"id": format!("s{n:02}"), "n": n})),
+        )
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let engine = OfflineSync::builder(dir.path(), server.url())
@@ -326,13 +409,26 @@ async fn a_snapshot_removes_what_the_server_no_longer_lists_unless_a_change_wait
     for id in ["s01", "s02", "s03"] {
         another_client("DELETE", format!("{base}/sites/{id}"), None).await;
     }
-    another_client("PUT", format!("{base}/sites/s10"), Some(json!({"id": "s10", "n": 100}))).await;
+    another_client(
+        "PUT",
+        format!("{base}/sites/s10"),
+        Some(json!({"id": "s10", "n": 100})),
+    )
+    .await;
     engine
-        .save("sites", "s03", json!({"id": "s03", "n": "kept"}), SyncOperation::Update)
+        .save(
+            "sites",
+            "s03",
+            json!({"id": "s03", "n": "kept"}),
+            SyncOperation::Update,
+        )
         .await
         .unwrap();
     let report = pull(&engine).await;
-    assert_eq!(report.pulled.deleted, 2, "s01 and s02 swept; s03 waits to be sent");
+    assert_eq!(
+        report.pulled.deleted, 2,
+        "s01 and s02 swept; s03 waits to be sent"
+    );
     let mine = local(&engine, "sites").await;
     assert_eq!(mine.len(), 23);
     assert_eq!(mine["s10"]["n"], 100);
@@ -357,14 +453,26 @@ async fn feed_answering(status: u16, body: &str) -> MockServer {
 async fn bad_pages_are_refused_whole_and_nothing_else_is_touched() {
     let good = r#"{"changes": [{"op": "upsert", "id": "a", "data": {"id": "a", "v": 1}}], "cursor": "5", "more": false}"#;
     let cases = [
-        ("not JSON", "<html>oops</html>"),
-        ("a change without an id", r#"{"changes": [{"op": "upsert", "id": "b", "data": {"v": 2}}, {"op": "upsert", "data": {"v": 3}}], "cursor": "9"}"#),
-        ("an invalid id", r#"{"changes": [{"op": "upsert", "id": "b", "data": {"v": 2}}, {"op": "upsert", "id": "", "data": {}}], "cursor": "9"}"#),
-        ("a cursor going backwards", r#"{"changes": [{"op": "upsert", "id": "b", "data": {"v": 2}}], "cursor": "3", "more": false}"#),
-        ("a document over the size limit", &format!(
-            r#"{{"changes": [{{"op": "upsert", "id": "b", "data": {{"v": 2}}}}, {{"op": "upsert", "id": "c", "data": {{"big": "{}"}}}}], "cursor": "9"}}"#,
-            "x".repeat(2048)
-        )),
+        ("not JSON", r#"{"changes": [{"op": "upsert", "id": "b""#),
+        (
+            "a change without an id",
+            r#"{"changes": [{"op": "upsert", "id": "b", "data": {"v": 2}}, {"op": "upsert", "data": {"v": 3}}], "cursor": "9"}"#,
+        ),
+        (
+            "an invalid id",
+            r#"{"changes": [{"op": "upsert", "id": "b", "data": {"v": 2}}, {"op": "upsert", "id": "", "data": {}}], "cursor": "9"}"#,
+        ),
+        (
+            "a cursor going backwards",
+            r#"{"changes": [{"op": "upsert", "id": "b", "data": {"v": 2}}], "cursor": "3", "more": false}"#,
+        ),
+        (
+            "a document over the size limit",
+            &format!(
+                r#"{{"changes": [{{"op": "upsert", "id": "b", "data": {{"v": 2}}}}, {{"op": "upsert", "id": "c", "data": {{"big": "{}"}}}}], "cursor": "9"}}"#,
+                "x".repeat(2048)
+            ),
+        ),
     ];
     for (name, bad) in cases {
         let mock = feed_answering(200, good).await;

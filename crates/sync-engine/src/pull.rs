@@ -26,6 +26,10 @@ use crate::error::SyncError;
 use crate::sends::CatchPanic;
 use crate::shared::{Shared, lock};
 
+/// Loads from scratch one pull may start for an entity (after "cursor
+/// expired" answers) before it gives up until the next run.
+const MAX_RELOADS: u32 = 3;
+
 /// The entities pulled, each with its source.
 #[derive(Clone, Default)]
 pub(crate) struct PullSetup {
@@ -127,6 +131,9 @@ impl EntityPull<'_> {
         let mut counts = PullCounts::default();
         // Failures in a row, for the backoff.
         let mut failures = 0u32;
+        // Re-loads started by this pull: a server that keeps expiring the
+        // cursors of its own load would loop forever.
+        let mut reloads = 0u32;
         loop {
             if (self.stopping)() {
                 return Ok((counts, Some(Stop::Stopping)));
@@ -137,7 +144,12 @@ impl EntityPull<'_> {
                     ErrorKind::Permanent,
                     "the server answered \"cursor expired\" to a pull without a cursor: it must answer 410 only to a cursor it no longer knows",
                 ),
+                Ok(PullAnswer::CursorExpired) if reloads >= MAX_RELOADS => ApiError::new(
+                    ErrorKind::Permanent,
+                    "the server expired the cursors of a load from scratch again and again: a cursor it issues during a load must stay valid while it forgets no deletion (docs/server-contract.md)",
+                ),
                 Ok(PullAnswer::CursorExpired) => {
+                    reloads += 1;
                     tracing::warn!(entity = %self.entity, "the server no longer knows the pull cursor: loading everything again");
                     let now = shared.clock.now();
                     let batch = PullBatch {

@@ -66,7 +66,13 @@ impl Feed {
     }
 
     fn record(&self, id: &str) -> Option<Value> {
-        self.state.lock().unwrap().records.get(id).cloned().map(Value::Object)
+        self.state
+            .lock()
+            .unwrap()
+            .records
+            .get(id)
+            .cloned()
+            .map(Value::Object)
     }
 
     fn pulls(&self) -> Vec<Option<String>> {
@@ -87,7 +93,9 @@ impl PullSource for Feed {
         if let Some(page) = self.scripted.lock().unwrap().pop_front() {
             return Ok(PullAnswer::Page(page));
         }
-        let since: u64 = request.cursor.map_or(0, |cursor| cursor.as_str().parse().unwrap());
+        let since: u64 = request
+            .cursor
+            .map_or(0, |cursor| cursor.as_str().parse().unwrap());
         let state = self.state.lock().unwrap();
         if request.cursor.is_some() && since < state.purged_below {
             return Ok(PullAnswer::CursorExpired);
@@ -144,13 +152,22 @@ impl SyncApiAdapter for Feed {
         Ok(None)
     }
 
-    async fn delete(&self, _entity: &EntityName, id: &RecordId, _operation_id: &OperationId) -> Result<(), ApiError> {
+    async fn delete(
+        &self,
+        _entity: &EntityName,
+        id: &RecordId,
+        _operation_id: &OperationId,
+    ) -> Result<(), ApiError> {
         self.writes.lock().unwrap().push(format!("DELETE {id}"));
         self.write(id.as_str(), None);
         Ok(())
     }
 
-    async fn fetch_remote(&self, _entity: &EntityName, id: &RecordId) -> Result<Option<JsonObject>, ApiError> {
+    async fn fetch_remote(
+        &self,
+        _entity: &EntityName,
+        id: &RecordId,
+    ) -> Result<Option<JsonObject>, ApiError> {
         Ok(self.state.lock().unwrap().records.get(id.as_str()).cloned())
     }
 }
@@ -171,7 +188,11 @@ async fn engine_over(feed: &Arc<Feed>, store: &Arc<MemoryStore>, merge: bool) ->
     )
     .options(options())
     .pull("tasks", Arc::clone(feed) as Arc<dyn PullSource>);
-    let builder = if merge { builder.conflict_resolver(MergeFields) } else { builder };
+    let builder = if merge {
+        builder.conflict_resolver(MergeFields)
+    } else {
+        builder
+    };
     builder.build().await.unwrap()
 }
 
@@ -205,7 +226,10 @@ async fn an_initial_load_arrives_page_by_page_with_its_cursor() {
     assert_eq!(feed.pulls(), vec![None, Some("3".into()), Some("6".into())]);
     // A pulled record is a document with no queue item.
     assert!(engine.queue().await.unwrap().is_empty());
-    let state = store.pull_state(&EntityName::new("tasks").unwrap()).await.unwrap();
+    let state = store
+        .pull_state(&EntityName::new("tasks").unwrap())
+        .await
+        .unwrap();
     assert_eq!(state.cursor.unwrap().as_str(), "7");
 
     // Nothing new: one request.
@@ -256,15 +280,26 @@ async fn a_pending_local_change_is_never_overwritten() {
     feed.write("r", Some(json!({"title": "old", "done": false})));
     engine.sync_manager().pull_now().await.unwrap();
     engine
-        .save("tasks", "r", json!({"title": "mine", "done": false}), SyncOperation::Update)
+        .save(
+            "tasks",
+            "r",
+            json!({"title": "mine", "done": false}),
+            SyncOperation::Update,
+        )
         .await
         .unwrap();
     feed.write("r", Some(json!({"title": "old", "done": true})));
     let report = engine.sync_manager().pull_now().await.unwrap();
     assert_eq!(report.pulled.skipped, 1);
-    assert_eq!(local(&engine, "r").await, Some(json!({"title": "mine", "done": false})));
+    assert_eq!(
+        local(&engine, "r").await,
+        Some(json!({"title": "mine", "done": false}))
+    );
     let item = engine.queue_item("tasks", "r").await.unwrap().unwrap();
-    assert_eq!((item.operation, item.status), (SyncOperation::Update, SyncStatus::Pending));
+    assert_eq!(
+        (item.operation, item.status),
+        (SyncOperation::Update, SyncStatus::Pending)
+    );
 
     // A new record created here meets one of the same id created there:
     // the pending create becomes an update, its document stays.
@@ -304,13 +339,23 @@ async fn the_resolver_merges_a_pulled_copy_into_a_pending_change() {
     let store = Arc::new(MemoryStore::new());
     let engine = engine_over(&feed, &store, true).await;
     engine
-        .save("tasks", "r", json!({"title": "t", "done": false, "notes": ""}), SyncOperation::Create)
+        .save(
+            "tasks",
+            "r",
+            json!({"title": "t", "done": false, "notes": ""}),
+            SyncOperation::Create,
+        )
         .await
         .unwrap();
     engine.sync_manager().sync_now().await.unwrap();
     // This device edits the title; another client ticks it done.
     engine
-        .save("tasks", "r", json!({"title": "mine", "done": false, "notes": ""}), SyncOperation::Update)
+        .save(
+            "tasks",
+            "r",
+            json!({"title": "mine", "done": false, "notes": ""}),
+            SyncOperation::Update,
+        )
         .await
         .unwrap();
     feed.write("r", Some(json!({"title": "t", "done": true, "notes": ""})));
@@ -337,7 +382,12 @@ async fn an_expired_cursor_reloads_everything_and_sweeps_what_the_server_lost() 
     feed.write("e", Some(json!({"id": "e"})));
     feed.purge();
     engine
-        .save("tasks", "c", json!({"id": "c", "edited": true}), SyncOperation::Update)
+        .save(
+            "tasks",
+            "c",
+            json!({"id": "c", "edited": true}),
+            SyncOperation::Update,
+        )
         .await
         .unwrap();
     let report = engine.sync_manager().pull_now().await.unwrap();
@@ -364,16 +414,25 @@ async fn a_bad_page_is_refused_whole_and_the_next_pull_starts_where_it_was() {
     let (feed, store, engine) = setup().await;
     feed.write("a", Some(json!({"v": 1})));
     engine.sync_manager().pull_now().await.unwrap();
-    let before = store.pull_state(&EntityName::new("tasks").unwrap()).await.unwrap();
-    feed.failures.lock().unwrap().push_back(ApiError::new(
-        ErrorKind::Permanent,
-        "a change without an id",
-    ));
+    let before = store
+        .pull_state(&EntityName::new("tasks").unwrap())
+        .await
+        .unwrap();
+    feed.failures
+        .lock()
+        .unwrap()
+        .push_back(ApiError::new(ErrorKind::Permanent, "a change without an id"));
     feed.write("a", Some(json!({"v": 2})));
     let report = engine.sync_manager().pull_now().await.unwrap();
     assert_eq!(report.pull_failed, 1);
     assert_eq!(local(&engine, "a").await, Some(json!({"v": 1})));
-    assert_eq!(store.pull_state(&EntityName::new("tasks").unwrap()).await.unwrap(), before);
+    assert_eq!(
+        store
+            .pull_state(&EntityName::new("tasks").unwrap())
+            .await
+            .unwrap(),
+        before
+    );
     // A permanent failure is not retried in the same run.
     assert_eq!(feed.pulls().len(), 2);
     let report = engine.sync_manager().pull_now().await.unwrap();
@@ -391,7 +450,11 @@ async fn a_document_over_the_stores_limit_fails_the_page_and_applies_none_of_it(
     feed.write("huge", Some(json!({"v": "x".repeat(200)})));
     let report = engine.sync_manager().pull_now().await.unwrap();
     assert_eq!(report.pull_failed, 1);
-    assert_eq!(local(&engine, "small").await, None, "the page is applied whole or not at all");
+    assert_eq!(
+        local(&engine, "small").await,
+        None,
+        "the page is applied whole or not at all"
+    );
     engine.close().await;
 }
 
@@ -484,4 +547,23 @@ async fn a_bad_pulled_entity_name_is_refused_at_build() {
     .build()
     .await;
     assert!(matches!(result, Err(sync_engine::SyncError::Invalid(_))));
+}
+
+#[tokio::test]
+async fn a_server_expiring_its_own_loads_fails_the_pull_instead_of_looping() {
+    let (feed, _store, engine) = setup().await;
+    for n in 0..7 {
+        feed.write(&format!("t{n}"), Some(json!({"n": n})));
+    }
+    // Every cursor is older than what the server forgot, even the cursors
+    // of the load from scratch that "cursor expired" starts.
+    feed.state.lock().unwrap().purged_below = u64::MAX;
+    let report = tokio::time::timeout(Duration::from_secs(10), engine.sync_manager().pull_now())
+        .await
+        .expect("the pull ends")
+        .unwrap();
+    assert_eq!(report.pull_failed, 1);
+    // The first load, then three re-loads, each failing at its second page.
+    assert_eq!(feed.pulls().iter().filter(|cursor| cursor.is_none()).count(), 4);
+    engine.close().await;
 }

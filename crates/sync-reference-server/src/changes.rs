@@ -20,8 +20,16 @@
 //! (live records, and the deletions still kept). A `since` below the
 //! latest deletion forgotten (or above the last stamp: a cursor of
 //! another run) is `410` with `{"error": "cursor expired"}`; one that is
-//! not a non-negative integer, or a `limit` that is not a positive one,
-//! `400`. `limit` defaults to 100 and is lowered to 1000.
+//! not a cursor this server issued, or a `limit` that is not a positive
+//! one, `400`. `limit` defaults to 100 and is lowered to 1000.
+//!
+//! A load from scratch (no `since`) pages through stamps that may lie
+//! below the latest deletion forgotten: those pages carry a *load cursor*,
+//! `{stamp}.{horizon}`, the horizon being the latest deletion forgotten
+//! when the load began. It stays valid while no other deletion is
+//! forgotten (the client lists everything, so deletions forgotten before
+//! its load do not concern it); after a purge it is `410` like any other.
+//! The load's last page carries a plain stamp.
 
 use std::io::Write;
 
@@ -43,6 +51,8 @@ pub(crate) const MAX_LIMIT: usize = 1000;
 pub(crate) struct FeedQuery {
     /// The cursor: changes with a larger stamp are listed. `None`: all.
     since: Option<u64>,
+    /// For a load cursor, the horizon its load began at.
+    load_horizon: Option<u64>,
     /// How many changes at most.
     limit: usize,
 }
@@ -73,6 +83,7 @@ impl From<std::io::Error> for FeedRefusal {
 /// ignored.
 pub(crate) fn parse(query: Option<&str>) -> Result<FeedQuery, String> {
     let mut since = None;
+    let mut load_horizon = None;
     let mut limit = None;
     for pair in query
         .unwrap_or_default()
@@ -83,9 +94,20 @@ pub(crate) fn parse(query: Option<&str>) -> Result<FeedQuery, String> {
         let (Some(key), Some(value)) = (percent_decode(key, true), percent_decode(value, true)) else {
             return Err("the query is not valid percent-encoded UTF-8".to_owned());
         };
-        let slot = match key.as_str() {
-            "since" => &mut since,
-            "limit" => &mut limit,
+        let (slot, value) = match key.as_str() {
+            "since" => match value.split_once('.') {
+                Some((stamp, horizon)) => {
+                    let horizon = whole_number(horizon).ok_or_else(|| {
+                        format!("since={value} is not a cursor this server issued (a load cursor's horizon is a whole number)")
+                    })?;
+                    if load_horizon.replace(horizon).is_some() {
+                        return Err("since is given twice".to_owned());
+                    }
+                    (&mut since, stamp.to_owned())
+                }
+                None => (&mut since, value),
+            },
+            "limit" => (&mut limit, value),
             _ => continue,
         };
         let number = whole_number(&value).ok_or_else(|| match key.as_str() {
@@ -103,7 +125,11 @@ pub(crate) fn parse(query: Option<&str>) -> Result<FeedQuery, String> {
         Some(0) => return Err("limit=0: a page holds at least one change".to_owned()),
         Some(limit) => usize::try_from(limit).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
     };
-    Ok(FeedQuery { since, limit })
+    Ok(FeedQuery {
+        since,
+        load_horizon,
+        limit,
+    })
 }
 
 /// `text` as a non-negative integer written in decimal digits only (no
@@ -144,11 +170,17 @@ pub(crate) fn page(
     query: FeedQuery,
 ) -> Result<Vec<u8>, FeedRefusal> {
     let (oldest, last) = collections.feed_bounds(collection);
-    if let Some(since) = query.since
-        && (since < oldest || since > last)
-    {
-        return Err(FeedRefusal::Expired);
+    if let Some(since) = query.since {
+        // A load cursor stays valid while nothing more was forgotten.
+        let forgotten_since = match query.load_horizon {
+            Some(horizon) => horizon != oldest,
+            None => since < oldest,
+        };
+        if forgotten_since || since > last {
+            return Err(FeedRefusal::Expired);
+        }
     }
+    let loading = query.since.is_none() || query.load_horizon.is_some();
     let mut out = Vec::with_capacity(64 + query.limit * 128);
     out.extend_from_slice(b"{\"changes\":[");
     let mut cursor = last;
@@ -164,7 +196,11 @@ pub(crate) fn page(
         }
         more = changes.next().is_some();
     }
-    write!(out, "],\"cursor\":\"{cursor}\",\"more\":{more}}}")?;
+    if loading && more {
+        write!(out, "],\"cursor\":\"{cursor}.{oldest}\",\"more\":{more}}}")?;
+    } else {
+        write!(out, "],\"cursor\":\"{cursor}\",\"more\":{more}}}")?;
+    }
     Ok(out)
 }
 
@@ -201,6 +237,7 @@ mod tests {
             parse(None),
             Ok(FeedQuery {
                 since: None,
+                load_horizon: None,
                 limit: DEFAULT_LIMIT
             })
         );
@@ -208,7 +245,17 @@ mod tests {
             parse(Some("since=42&limit=5&x=y")),
             Ok(FeedQuery {
                 since: Some(42),
+                load_horizon: None,
                 limit: 5
+            })
+        );
+        // A load cursor: the stamp and the horizon its load began at.
+        assert_eq!(
+            parse(Some("since=7.32")),
+            Ok(FeedQuery {
+                since: Some(7),
+                load_horizon: Some(32),
+                limit: DEFAULT_LIMIT
             })
         );
         assert_eq!(parse(Some("limit=100000")).unwrap().limit, MAX_LIMIT);
@@ -216,7 +263,9 @@ mod tests {
             "since=",
             "since=-1",
             "since=+1",
-            "since=1.5",
+            "since=1.5.5",
+            "since=1.x",
+            "since=.5",
             "since=abc",
             "since=99999999999999999999999",
             "since=1&since=2",
