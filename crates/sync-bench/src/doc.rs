@@ -1,5 +1,6 @@
 //! `docs/benchmarks.md` and its plot, rewritten by a full run (never by a
-//! smoke run or a run of chosen scenarios).
+//! smoke run or a run of chosen scenarios, but for the section on pulls,
+//! which a run of chosen scenarios including `pull` rewrites alone).
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -27,14 +28,81 @@ bare sqlx pool and reading the oldest row.
 - **peers**: apalis 1.0 (apalis-sqlite) and effectum 0.7 enqueuing and draining with a no-op handler \
 (built and run from `benches/peers/` by the xtask) against the engine with a no-op adapter, at equal \
 concurrency.
+- **pull**: the server's changes pulled through the facade from the reference server's change feed: \
+an initial load against raw sqlx inserting the same rows and a bare hyper client fetching the same \
+pages, the peak memory of a child process pulling a million records, the cost per record with few or \
+a million records local, and the requests per page (section \"Pulls\").
 ";
+
+/// The scenario whose rows have a section of their own.
+const PULL: &str = "pull";
+
+/// The heading of the section on pulls.
+const PULL_HEADING: &str = "## Pulls\n";
+
+/// Today, `YYYY-MM-DD`.
+fn today() -> String {
+    let date = sync_core::Timestamp::now().to_string();
+    date.get(..10).unwrap_or(&date).to_owned()
+}
+
+/// The section on pulls, from its heading to its end.
+fn pull_section(report: &Report) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    format!(
+        "{PULL_HEADING}\n\
+         Measured on {}, on a machine with {cores} cores, by `cargo xtask bench pull` (which rewrites only \
+         this section) or a full run. The engine \
+         is the one an app builds (`OfflineSync::builder(dir, url).pull(\"tasks\", \
+         PullStrategy::change_feed())`, `pull_page_size` as stated, default durability), timed around \
+         `sync_manager().pull_now()`, against the reference server on loopback (seeded in memory). The \
+         peak memory is a child process's `VmHWM` while pulling, the server in the parent; the cost per \
+         record is a pull of new records on a database that pulled few or many before; requests are \
+         counted in the server's request log and checked in smoke runs too.\n\n{}",
+        today(),
+        report.render_only(false, |scenario| scenario == PULL)
+    )
+}
+
+/// Rewrites only the section on pulls of `docs/benchmarks.md`; the rest
+/// of the file is kept as it was.
+pub(crate) fn write_pull_section(report: &Report) -> Result<PathBuf, String> {
+    let path = docs_dir().join("benchmarks.md");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let text = merge_pull_section(&text, &pull_section(report));
+    std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// `text` with its section on pulls replaced by `section` (appended when
+/// missing), and the scenario's line added to the list at the top when
+/// missing.
+fn merge_pull_section(text: &str, section: &str) -> String {
+    let mut text = text.to_owned();
+    if !text.contains("- **pull**:")
+        && let Some(line) = SCENARIOS.lines().find(|line| line.starts_with("- **pull**:"))
+        && let Some(at) = text.find("\n\n## Results")
+    {
+        text.insert_str(at, &format!("\n{line}"));
+    }
+    match text.find(&format!("\n{PULL_HEADING}")) {
+        Some(at) => {
+            let (before, rest) = text.split_at(at + 1);
+            match rest[PULL_HEADING.len()..].find("\n## ") {
+                // The next section follows after a blank line.
+                Some(next) => format!("{before}{section}\n{}", &rest[PULL_HEADING.len() + next + 1..]),
+                None => format!("{before}{section}"),
+            }
+        }
+        None => format!("{}\n\n{section}", text.trim_end()),
+    }
+}
 
 /// Writes `docs/benchmarks.md` and `docs/benchmarks-growth.svg`.
 pub(crate) fn write(report: &Report) -> Result<PathBuf, String> {
     let dir = docs_dir();
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let date = sync_core::Timestamp::now().to_string();
-    let date = date.get(..10).unwrap_or(&date);
+    let date = today();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -47,7 +115,7 @@ pub(crate) fn write(report: &Report) -> Result<PathBuf, String> {
         std::env::consts::OS,
         std::env::consts::ARCH
     );
-    out.push_str(&report.render(false));
+    out.push_str(&report.render_only(false, |scenario| scenario != PULL));
     if !report.curves.is_empty() {
         out.push_str(
             "\n## Cost per item against queue size\n\n\
@@ -89,6 +157,10 @@ pub(crate) fn write(report: &Report) -> Result<PathBuf, String> {
         let svg = plot(&report.curves);
         std::fs::write(dir.join("benchmarks-growth.svg"), svg)
             .map_err(|e| format!("writing the plot: {e}"))?;
+    }
+    if report.has(PULL) {
+        out.push('\n');
+        out.push_str(&pull_section(report));
     }
     let path = dir.join("benchmarks.md");
     std::fs::write(&path, out).map_err(|e| format!("writing {}: {e}", path.display()))?;
@@ -193,4 +265,29 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_pull_section;
+
+    const TOP: &str = "# Benchmarks\n\n- **peers**: peers.\n\n## Results\n\n| table |\n";
+
+    #[test]
+    fn a_pull_section_is_appended_then_replaced_in_place() {
+        let once = merge_pull_section(TOP, "## Pulls\n\nfirst\n");
+        assert!(
+            once.starts_with("# Benchmarks\n\n- **peers**: peers.\n- **pull**: "),
+            "{once}"
+        );
+        assert!(once.ends_with("| table |\n\n## Pulls\n\nfirst\n"), "{once}");
+        let twice = merge_pull_section(&once, "## Pulls\n\nsecond\n");
+        assert_eq!(twice, once.replace("first", "second"));
+        // A section after it is kept, a blank line between.
+        let followed = format!("{once}\n## Later\n\nkept\n");
+        assert_eq!(
+            merge_pull_section(&followed, "## Pulls\n\nsecond\n"),
+            followed.replace("first", "second")
+        );
+    }
 }

@@ -5,7 +5,8 @@
 //!
 //! `sync-bench [SCENARIO...] [--smoke] [--peers-file PATH]`; with no
 //! scenario, all run, and a full (non-smoke) run of all rewrites
-//! `docs/benchmarks.md`.
+//! `docs/benchmarks.md`. A non-smoke run of chosen scenarios that include
+//! `pull` rewrites only that file's section on pulls.
 #![deny(missing_docs)]
 
 use std::path::PathBuf;
@@ -18,14 +19,16 @@ mod growth;
 mod memory;
 mod net;
 mod peers;
+mod pull;
+mod pull_parts;
 mod report;
 mod requests;
 mod startup;
 mod store;
 
 /// Every scenario, in the order a full run takes them.
-const KNOWN: [&str; 8] = [
-    "store", "net", "engine", "requests", "growth", "memory", "startup", "peers",
+const KNOWN: [&str; 9] = [
+    "store", "net", "engine", "requests", "growth", "memory", "startup", "pull", "peers",
 ];
 
 struct Args {
@@ -70,6 +73,7 @@ async fn scenario(name: &str, report: &mut report::Report, args: &Args) -> Resul
         "growth" => growth::run(report, smoke).await,
         "memory" => memory::run(report, smoke).await,
         "startup" => startup::run(report, smoke).await,
+        "pull" => pull::run(report, smoke).await,
         "peers" => peers::run(report, smoke, args.peers_file.as_deref()).await,
         other => Err(format!("unknown scenario {other:?}")),
     }
@@ -88,12 +92,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The memory scenario's child process.
-    if args.first().map(String::as_str) == Some(memory::CHILD) {
-        return match runtime.block_on(memory::child(&args[1..])) {
+    // The memory and pull scenarios' child processes.
+    let child = match args.first().map(String::as_str) {
+        Some(memory::CHILD) => Some((memory::CHILD, runtime.block_on(memory::child(&args[1..])))),
+        Some(pull::CHILD) => Some((pull::CHILD, runtime.block_on(pull::child(&args[1..])))),
+        _ => None,
+    };
+    if let Some((name, result)) = child {
+        return match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("sync-bench {}: {error}", memory::CHILD);
+                eprintln!("sync-bench {name}: {error}");
                 ExitCode::FAILURE
             }
         };
@@ -108,21 +117,31 @@ fn main() -> ExitCode {
     let all = args.scenarios.is_empty();
     let mut report = report::Report::default();
     for name in KNOWN {
-        if (all || args.scenarios.iter().any(|s| s == name))
-            && let Err(error) = runtime.block_on(scenario(name, &mut report, &args))
-        {
+        if !all && !args.scenarios.iter().any(|s| s == name) {
+            continue;
+        }
+        report.start(name);
+        if let Err(error) = runtime.block_on(scenario(name, &mut report, &args)) {
             eprintln!("sync-bench {name}: {error}");
             return ExitCode::FAILURE;
         }
     }
     print!("{}", report.render(args.smoke));
-    if all && !args.smoke {
-        match doc::write(&report) {
-            Ok(path) => eprintln!("sync-bench: wrote {}", path.display()),
-            Err(error) => {
+    if !args.smoke {
+        let written = if all {
+            Some(doc::write(&report))
+        } else if report.has("pull") {
+            Some(doc::write_pull_section(&report))
+        } else {
+            None
+        };
+        match written {
+            Some(Ok(path)) => eprintln!("sync-bench: wrote {}", path.display()),
+            Some(Err(error)) => {
                 eprintln!("sync-bench: {error}");
                 return ExitCode::FAILURE;
             }
+            None => {}
         }
     }
     if args.smoke || report.all_met() {

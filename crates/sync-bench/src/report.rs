@@ -10,8 +10,12 @@ pub(crate) enum Target {
     RatioAtLeast(f64),
     /// engine / baseline at most this (times, counts: lower is better).
     RatioAtMost(f64),
-    /// The engine figure itself at most this, in the row's unit.
+    /// The engine figure itself under this, in the row's unit.
     ValueBelow(f64),
+    /// The engine figure itself at least this, in the row's unit.
+    ValueAtLeast(f64),
+    /// The engine figure exactly the baseline (counts).
+    Exactly,
 }
 
 /// One comparison.
@@ -53,6 +57,8 @@ impl Row {
             Some(Target::RatioAtLeast(target)) => self.ratio() >= target,
             Some(Target::RatioAtMost(target)) => self.ratio() <= target,
             Some(Target::ValueBelow(target)) => self.engine < target,
+            Some(Target::ValueAtLeast(target)) => self.engine >= target,
+            Some(Target::Exactly) => self.engine == self.baseline,
         }
     }
 
@@ -62,6 +68,8 @@ impl Row {
             Some(Target::RatioAtLeast(target)) => format!("≥ {target}"),
             Some(Target::RatioAtMost(target)) => format!("≤ {target}"),
             Some(Target::ValueBelow(target)) => format!("engine < {} {}", num(target), self.unit),
+            Some(Target::ValueAtLeast(target)) => format!("engine ≥ {} {}", num(target), self.unit),
+            Some(Target::Exactly) => "= baseline".to_owned(),
         }
     }
 }
@@ -73,15 +81,23 @@ pub(crate) struct Curve {
     pub(crate) points: Vec<(f64, f64)>,
 }
 
-/// All rows of a run, plus plain facts (counts) printed under the table.
+/// All rows of a run, plus plain facts (counts) printed under the table,
+/// each under the scenario that made it.
 #[derive(Default)]
 pub(crate) struct Report {
-    rows: Vec<Row>,
-    facts: Vec<String>,
+    rows: Vec<(&'static str, Row)>,
+    facts: Vec<(&'static str, String)>,
     pub(crate) curves: Vec<Curve>,
+    /// The scenario running: the rows and facts to come are its.
+    scenario: &'static str,
 }
 
 impl Report {
+    /// The rows and facts to come are `scenario`'s.
+    pub(crate) fn start(&mut self, scenario: &'static str) {
+        self.scenario = scenario;
+    }
+
     pub(crate) fn row(&mut self, row: Row) {
         eprintln!(
             "  {} [{}]: {} vs {} {} {} -> {:.2}",
@@ -93,24 +109,29 @@ impl Report {
             row.unit,
             row.ratio()
         );
-        self.rows.push(row);
+        self.rows.push((self.scenario, row));
     }
 
     pub(crate) fn fact(&mut self, fact: String) {
         eprintln!("  {fact}");
-        self.facts.push(fact);
+        self.facts.push((self.scenario, fact));
     }
 
     pub(crate) fn all_met(&self) -> bool {
-        self.rows.iter().all(Row::met)
+        self.rows.iter().all(|(_, row)| row.met())
+    }
+
+    /// Whether `scenario` made any row.
+    pub(crate) fn has(&self, scenario: &str) -> bool {
+        self.rows.iter().any(|(name, _)| *name == scenario)
     }
 
     /// The rows whose target was missed, by scenario.
     pub(crate) fn missed(&self) -> Vec<&str> {
         self.rows
             .iter()
-            .filter(|row| !row.met())
-            .map(|row| row.scenario.as_str())
+            .filter(|(_, row)| !row.met())
+            .map(|(_, row)| row.scenario.as_str())
             .collect()
     }
 
@@ -119,10 +140,17 @@ impl Report {
         if smoke {
             out.push_str("(smoke run: tiny sizes, debug build; ratios are not meaningful)\n\n");
         }
+        out.push_str(&self.render_only(smoke, |_| true));
+        out
+    }
+
+    /// The table and facts of the scenarios `keep` accepts.
+    pub(crate) fn render_only(&self, smoke: bool, keep: impl Fn(&str) -> bool) -> String {
+        let mut out = String::new();
         out.push_str(
             "| scenario | sizes | engine | baseline | ratio | target |\n|---|---|---|---|---|---|\n",
         );
-        for row in &self.rows {
+        for (_, row) in self.rows.iter().filter(|(scenario, _)| keep(scenario)) {
             let target = match row.target {
                 Some(_) if smoke => format!("{} (not judged in a smoke run)", row.target_text()),
                 Some(_) if row.met() => format!("{} ✓", row.target_text()),
@@ -143,9 +171,15 @@ impl Report {
                 target
             );
         }
-        if !self.facts.is_empty() {
+        let facts: Vec<&String> = self
+            .facts
+            .iter()
+            .filter(|(scenario, _)| keep(scenario))
+            .map(|(_, fact)| fact)
+            .collect();
+        if !facts.is_empty() {
             out.push('\n');
-            for fact in &self.facts {
+            for fact in facts {
                 let _ = writeln!(out, "- {fact}");
             }
         }

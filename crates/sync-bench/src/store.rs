@@ -107,7 +107,7 @@ fn queue_upsert_sql(rows: usize) -> String {
     )
 }
 
-fn record_upsert_sql(rows: usize) -> String {
+pub(crate) fn record_upsert_sql(rows: usize) -> String {
     format!(
         "INSERT INTO records (entity, id, data, created_at, updated_at) VALUES {} ON CONFLICT (entity, id) \
          DO UPDATE SET data = excluded.data, created_at = excluded.created_at, updated_at = excluded.updated_at",
@@ -164,7 +164,10 @@ fn bind_record(arguments: &mut SqliteArguments, row: &Written) -> Result<(), Str
     Ok(())
 }
 
-async fn raw_sqlx_connection(path: &Path, durability: Durability) -> Result<SqliteConnection, String> {
+pub(crate) async fn raw_sqlx_connection(
+    path: &Path,
+    durability: Durability,
+) -> Result<SqliteConnection, String> {
     let (synchronous, fullfsync) = level_pragmas(durability);
     SqliteConnectOptions::new()
         .filename(path)
