@@ -1,10 +1,15 @@
 //! What the reliability scenarios share: a seeded generator, a script of
-//! changes with its model of the resulting records, state readers and the
-//! at-most-once checks against the reference server's request log.
+//! changes with its model of the resulting records, state readers, the
+//! at-most-once checks against the reference server's request log, the
+//! server's history as of any pull cursor ([`history`]), child processes
+//! to kill and another writer of the server over HTTP.
 #![allow(dead_code)] // Each scenario file uses a different part.
+
+pub(crate) mod history;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::process::Stdio;
 
 use serde_json::{Value, json};
 use sync_facade::{EntityName, OfflineSyncEngine, SyncOperation, SyncStore};
@@ -363,5 +368,85 @@ pub(crate) fn mode_label(mode: IdempotencyMode) -> &'static str {
     match mode {
         IdempotencyMode::Replay => "",
         _ => ", keys ignored",
+    }
+}
+
+/// A command running `entry_point`, a test of this same test binary that
+/// does nothing unless its environment says so (the caller adds it), with
+/// its stdout piped (its lines tell what it did) and its stderr appended
+/// to `stderr` (for the failure report). Killed when dropped.
+pub(crate) fn child_command(entry_point: &str, stderr: &std::path::Path) -> tokio::process::Command {
+    let exe = std::env::current_exe().unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr)
+        .unwrap();
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .args([entry_point, "--exact", "--nocapture", "--test-threads", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true);
+    command
+}
+
+/// Another client of the server, writing over plain HTTP (keep-alive)
+/// under idempotency keys of its own (`{prefix}{n}`), so the request log
+/// tells its writes from the device's.
+pub(crate) struct OtherWriter {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    base: String,
+    prefix: &'static str,
+    sent: std::sync::atomic::AtomicU64,
+}
+
+impl OtherWriter {
+    pub(crate) fn new(base: String, prefix: &'static str) -> Self {
+        Self {
+            client: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http(),
+            base,
+            prefix,
+            sent: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether `key` is one of this writer's idempotency keys.
+    pub(crate) fn owns(&self, key: Option<&str>) -> bool {
+        key.is_some_and(|key| key.starts_with(self.prefix))
+    }
+
+    /// One write (`POST /{collection}`, `PUT` or `DELETE /{collection}/{id}`);
+    /// the status answered, whatever it is.
+    pub(crate) async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> u16 {
+        use http_body_util::BodyExt;
+        let n = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body = body.map_or_else(bytes::Bytes::new, |body| bytes::Bytes::from(body.to_string()));
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .header(
+                sync_reference_server::IDEMPOTENCY_KEY,
+                format!("{}{n}", self.prefix),
+            )
+            .body(http_body_util::Full::new(body))
+            .unwrap();
+        let response = tokio::time::timeout(std::time::Duration::from_secs(60), self.client.request(request))
+            .await
+            .expect("the server did not answer the other writer within 60 s")
+            .unwrap();
+        let status = response.status().as_u16();
+        let _body = response.into_body().collect().await.unwrap();
+        status
+    }
+
+    /// How many writes it sent.
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
