@@ -21,9 +21,9 @@ use std::fmt;
 use crate::attempt::{CopyWrite, relearn};
 use crate::clock::Timestamp;
 use crate::coalesce::{DocumentWrite, QueueWrite, ServerView, item_view};
-use crate::error::ValidationError;
+use crate::error::{StoreError, StoreErrorKind, ValidationError};
 use crate::ids::{EntityName, OperationId, RecordId};
-use crate::model::{JsonObject, ServerCopy, SyncOperation, SyncQueueItem, SyncStatus};
+use crate::model::{JsonObject, ServerCopy, SyncOperation, SyncQueueItem, SyncStatus, check_payload_size};
 
 /// The longest cursor accepted from a server, in bytes.
 pub const MAX_CURSOR_BYTES: usize = 4096;
@@ -473,6 +473,49 @@ pub struct PullBatch {
     pub changes: Vec<PulledChange>,
     /// Merges the resolver prepared for pending changes.
     pub merges: Vec<PreparedMerge>,
+}
+
+impl PullBatch {
+    /// Refuses a page holding a document over `max_payload_bytes` (an
+    /// upsert's, or a merge's), before a store writes anything.
+    ///
+    /// # Errors
+    /// [`crate::StoreErrorKind::Invalid`] carrying the
+    /// [`ValidationError::PayloadTooLarge`], naming the record.
+    pub fn check_sizes(&self, max_payload_bytes: usize) -> Result<(), StoreError> {
+        let upserts = self.changes.iter().filter_map(|change| match change {
+            PulledChange::Upsert { id, data, .. } => Some((id, data)),
+            PulledChange::Tombstone { .. } => None,
+        });
+        let merges = self.merges.iter().map(|merge| (&merge.id, &merge.document));
+        for (id, document) in upserts.chain(merges) {
+            if let Err(error) = check_payload_size(document, max_payload_bytes) {
+                return Err(StoreError::new(
+                    StoreErrorKind::Invalid,
+                    format!(
+                        "the pulled document of {}/{id} was refused, and nothing of its page applied: {error}",
+                        self.entity
+                    ),
+                )
+                .with_source(error));
+            }
+        }
+        Ok(())
+    }
+
+    /// The refusal of a page pulled from a state that is no longer the
+    /// stored one (see [`Self::expected`]).
+    #[must_use]
+    pub fn moved_on(&self) -> StoreError {
+        StoreError::new(
+            StoreErrorKind::Other,
+            format!(
+                "another pull of {} applied a page first (the stored pull state is not the one this page \
+                 was pulled from): nothing was applied; pull again from the stored state",
+                self.entity
+            ),
+        )
+    }
 }
 
 /// What applying a page did.

@@ -15,14 +15,13 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::SqliteConnection;
 use sync_core::coalesce::{DocumentWrite, QueueWrite};
-use sync_core::model::check_payload_size;
 use sync_core::pull::{
     Listing, PendingChange, PreparedMerge, PullBatch, PullCounts, PulledChange, PulledPlan, merges_into,
     pending_change, plan_pulled, sweeps,
 };
 use sync_core::{
-    CopyWrite, EntityName, LocalRecord, RecordId, RecordKey, ServerCopy, StoreError, StoreErrorKind,
-    StoreEvent, SyncQueueItem, Timestamp,
+    CopyWrite, EntityName, LocalRecord, RecordId, RecordKey, ServerCopy, StoreError, StoreEvent,
+    SyncQueueItem, Timestamp,
 };
 
 use crate::pull_rows::{self, Candidate, CopyText};
@@ -33,44 +32,6 @@ use crate::writer::{Statements, WorkResult, Writer};
 /// Statements needed for `rows` rows, one per chunk.
 fn chunks(rows: usize) -> u64 {
     rows.div_ceil(CHUNK) as u64
-}
-
-/// Refuses a page holding a document over the store's payload limit (an
-/// upsert's, or a merge's), before anything is written.
-///
-/// # Errors
-/// [`StoreErrorKind::Invalid`] carrying the
-/// [`sync_core::ValidationError::PayloadTooLarge`], naming the record.
-pub(crate) fn check_sizes(batch: &PullBatch, max_payload_bytes: usize) -> Result<(), StoreError> {
-    let upserts = batch.changes.iter().filter_map(|change| match change {
-        PulledChange::Upsert { id, data, .. } => Some((id, data)),
-        PulledChange::Tombstone { .. } => None,
-    });
-    let merges = batch.merges.iter().map(|merge| (&merge.id, &merge.document));
-    for (id, document) in upserts.chain(merges) {
-        if let Err(error) = check_payload_size(document, max_payload_bytes) {
-            return Err(StoreError::new(
-                StoreErrorKind::Invalid,
-                format!(
-                    "the pulled document of {}/{id} was refused, and nothing of its page applied: {error}",
-                    batch.entity
-                ),
-            )
-            .with_source(error));
-        }
-    }
-    Ok(())
-}
-
-/// The refusal of a page pulled from a state that is no longer stored.
-fn moved_on(entity: &EntityName) -> StoreError {
-    StoreError::new(
-        StoreErrorKind::Other,
-        format!(
-            "another pull of {entity} applied a page first (the stored pull state is not the one this page \
-             was pulled from): nothing was applied; pull again from the stored state"
-        ),
-    )
 }
 
 /// The merge candidates among `ids` of `entity`, in the order of `ids`,
@@ -392,7 +353,7 @@ impl Writer {
         self.statements.add(1);
         let stored = pull_rows::read_state(&mut self.connection, entity).await?;
         if stored != batch.expected {
-            return Err(moved_on(entity));
+            return Err(batch.moved_on());
         }
         // One read of the items and one of the documents of the page's records.
         let mut seen = HashSet::new();

@@ -537,7 +537,7 @@ impl SyncStore for SqliteStore {
     }
 
     async fn apply_pull(&self, batch: PullBatch, now: Timestamp) -> Result<PullCounts, StoreError> {
-        crate::pull::check_sizes(&batch, self.max_payload_bytes)?;
+        batch.check_sizes(self.max_payload_bytes)?;
         self.write(|reply| Command::ApplyPull { batch, now, reply }).await
     }
 

@@ -4,48 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sync_core::model::check_payload_size;
 use sync_core::pull::{
     PendingChange, PreparedMerge, PullBatch, PullCounts, PullState, PulledChange, PulledPlan, pending_change,
     plan_pulled, sweeps,
 };
-use sync_core::{CopyWrite, EntityName, RecordId, RecordKey, StoreError, StoreErrorKind, Timestamp};
+use sync_core::{CopyWrite, EntityName, RecordId, RecordKey, StoreError, Timestamp};
 
 use super::{MemoryStore, State};
-
-/// Refuses a page holding a document over `max_payload_bytes` (an
-/// upsert's or a merge's), naming the record.
-fn check_sizes(batch: &PullBatch, max_payload_bytes: usize) -> Result<(), StoreError> {
-    let upserts = batch.changes.iter().filter_map(|change| match change {
-        PulledChange::Upsert { id, data, .. } => Some((id, data)),
-        PulledChange::Tombstone { .. } => None,
-    });
-    let merges = batch.merges.iter().map(|merge| (&merge.id, &merge.document));
-    for (id, document) in upserts.chain(merges) {
-        if let Err(error) = check_payload_size(document, max_payload_bytes) {
-            return Err(StoreError::new(
-                StoreErrorKind::Invalid,
-                format!(
-                    "the pulled document of {}/{id} was refused, and nothing of its page applied: {error}",
-                    batch.entity
-                ),
-            )
-            .with_source(error));
-        }
-    }
-    Ok(())
-}
-
-/// The refusal of a page pulled from a state that is no longer stored.
-fn moved_on(entity: &EntityName) -> StoreError {
-    StoreError::new(
-        StoreErrorKind::Other,
-        format!(
-            "another pull of {entity} applied a page first (the stored pull state is not the one this page \
-             was pulled from): nothing was applied; pull again from the stored state"
-        ),
-    )
-}
 
 impl MemoryStore {
     /// The entity's stored pull state, or the default.
@@ -78,9 +43,9 @@ impl MemoryStore {
         let mut state = self.lock()?;
         let stored = state.pulls.get(&batch.entity).cloned().unwrap_or_default();
         if stored != batch.expected {
-            return Err(moved_on(&batch.entity));
+            return Err(batch.moved_on());
         }
-        check_sizes(&batch, self.max_payload_bytes)?;
+        batch.check_sizes(self.max_payload_bytes)?;
         let PullBatch {
             entity,
             plan: page,
