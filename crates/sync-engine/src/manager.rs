@@ -182,8 +182,16 @@ impl SyncManager {
         let full = request > 0;
         if full && shared.full_served.load(Ordering::SeqCst) >= request {
             // A full pass that started after this request, and succeeded,
-            // served it (a failed one did not: this run tries itself).
-            return Ok(*lock(&shared.last_report));
+            // served it (a failed one did not: this run tries itself). That
+            // pass may belong to a run that does not pull (one started by
+            // a save): the pull asked for still happens.
+            let mut report = *lock(&shared.last_report);
+            if pull && !report.offline && !shared.pull.is_empty() {
+                report.pulled = PullCounts::default();
+                report.pull_failed = 0;
+                self.pull_into(&mut report, stop.as_deref()).await?;
+            }
+            return Ok(report);
         }
         if !full {
             shared.background_pending.store(false, Ordering::SeqCst);

@@ -31,6 +31,8 @@ struct Feed {
     pulls: Mutex<Vec<Option<String>>>,
     /// Every write request, in order.
     writes: Mutex<Vec<String>>,
+    /// How long each write takes.
+    write_delay: Mutex<Duration>,
 }
 
 #[derive(Default)]
@@ -136,6 +138,8 @@ impl SyncApiAdapter for Feed {
         _operation_id: &OperationId,
     ) -> Result<Option<JsonObject>, ApiError> {
         self.writes.lock().unwrap().push(format!("POST {id}"));
+        let delay = *self.write_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
         self.write(id.as_str(), Some(Value::Object(data.clone())));
         Ok(None)
     }
@@ -565,5 +569,38 @@ async fn a_server_expiring_its_own_loads_fails_the_pull_instead_of_looping() {
     assert_eq!(report.pull_failed, 1);
     // The first load, then three re-loads, each failing at its second page.
     assert_eq!(feed.pulls().iter().filter(|cursor| cursor.is_none()).count(), 4);
+    engine.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_now_pulls_even_when_a_saves_background_run_served_its_push() {
+    let feed = Arc::new(Feed::default());
+    *feed.write_delay.lock().unwrap() = Duration::from_millis(200);
+    let store = Arc::new(MemoryStore::new());
+    let engine = OfflineSyncEngine::builder(
+        Arc::clone(&store) as Arc<dyn SyncStore>,
+        Arc::clone(&feed) as Arc<dyn SyncApiAdapter>,
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(options().sync_after_save(true))
+    .pull("tasks", Arc::clone(&feed) as Arc<dyn PullSource>)
+    .build()
+    .await
+    .unwrap();
+    feed.write("theirs", Some(json!({"by": "them"})));
+    // The save starts a background run, still sending when sync_now asks
+    // for its full pass: that run serves the pass.
+    engine
+        .save("tasks", "mine", json!({"by": "me"}), SyncOperation::Create)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let report = engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(report.pull_failed, 0);
+    assert_eq!(
+        local(&engine, "theirs").await,
+        Some(json!({"by": "them"})),
+        "{report:?}"
+    );
     engine.close().await;
 }
