@@ -8,6 +8,11 @@
 //! moment (a crash, close, a dropped caller) loses nothing: the next one
 //! starts from the last page applied.
 //!
+//! While a page is applied, the next one is already being fetched (when
+//! the page said more remain): the network and the store work at once. A
+//! page fetched that way is used only if the stored cursor after the
+//! apply is the one it was asked with; otherwise it is dropped.
+//!
 //! Pulls run under the engine's run lock, after the run's pushes, so the
 //! server already holds this device's writes when their echo comes back,
 //! and no attempt is in flight while a page is applied.
@@ -16,10 +21,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sync_core::pull::{PreparedMerge, PullBatch, plan_page, restart_listing};
+use sync_core::pull::{PagePlan, PreparedMerge, PullBatch, plan_page, restart_listing};
 use sync_core::{
-    ApiError, AttemptId, EntityName, ErrorKind, JsonObject, PullAnswer, PullCounts, PullPage, PullRequest,
-    PullSource, PulledChange, RecordId, StoreErrorKind,
+    ApiError, AttemptId, EntityName, ErrorKind, JsonObject, PullAnswer, PullCounts, PullCursor, PullPage,
+    PullRequest, PullSource, PulledChange, RecordId, StoreErrorKind, Timestamp,
 };
 
 use crate::error::SyncError;
@@ -134,12 +139,19 @@ impl EntityPull<'_> {
         // Re-loads started by this pull: a server that keeps expiring the
         // cursors of its own load would loop forever.
         let mut reloads = 0u32;
+        // The next page, fetched while the last one was applied, with the
+        // cursor it was asked with.
+        let mut prefetched: Option<(Option<PullCursor>, Result<PullAnswer, ApiError>)> = None;
         loop {
             if (self.stopping)() {
                 return Ok((counts, Some(Stop::Stopping)));
             }
             let state = shared.store.pull_state(self.entity).await?;
-            let failure = match self.fetch(&state).await {
+            let answer = match prefetched.take() {
+                Some((cursor, answer)) if cursor == state.cursor => answer,
+                _ => self.fetch(state.cursor.as_ref()).await,
+            };
+            let failure = match answer {
                 Ok(PullAnswer::CursorExpired) if state.cursor.is_none() => ApiError::new(
                     ErrorKind::Permanent,
                     "the server answered \"cursor expired\" to a pull without a cursor: it must answer 410 only to a cursor it no longer knows",
@@ -169,7 +181,20 @@ impl EntityPull<'_> {
                 Ok(PullAnswer::Page(page)) => {
                     let more = page.more;
                     let changes = page.changes.len() as u64;
-                    match self.apply(state, page).await {
+                    let now = shared.clock.now();
+                    let plan = plan_page(&state, &page, now);
+                    let applied = if more {
+                        let next = plan.after.cursor.clone();
+                        // The request goes out first, so it is on the
+                        // wire while the page is applied.
+                        let (answer, applied) =
+                            tokio::join!(self.fetch(next.as_ref()), self.apply(state, plan, page, now));
+                        prefetched = Some((next, answer));
+                        applied
+                    } else {
+                        self.apply(state, plan, page, now).await
+                    };
+                    match applied {
                         Ok(applied) => {
                             counts.add(applied);
                             failures = 0;
@@ -230,11 +255,11 @@ impl EntityPull<'_> {
         }
     }
 
-    /// One request, within `attempt_timeout`.
-    async fn fetch(&self, state: &sync_core::PullState) -> Result<PullAnswer, ApiError> {
+    /// One request for the page after `cursor`, within `attempt_timeout`.
+    async fn fetch(&self, cursor: Option<&PullCursor>) -> Result<PullAnswer, ApiError> {
         let request = PullRequest {
             entity: self.entity,
-            cursor: state.cursor.as_ref(),
+            cursor,
             limit: self.shared.options.pull_page_size,
         };
         let timeout = self.shared.options.attempt_timeout;
@@ -249,20 +274,20 @@ impl EntityPull<'_> {
     }
 
     /// Merges incoming copies into pending changes (when the app set a
-    /// resolver), then applies the page with its state in one store
-    /// transaction.
+    /// resolver), then applies the page with its state (`plan`, made at
+    /// `now`) in one store transaction.
     async fn apply(
         &self,
         state: sync_core::PullState,
+        plan: PagePlan,
         page: PullPage,
+        now: Timestamp,
     ) -> Result<PullCounts, sync_core::StoreError> {
         let shared = self.shared;
         let merges = match &shared.resolver {
             Some(_) => self.merges(&page).await?,
             None => Vec::new(),
         };
-        let now = shared.clock.now();
-        let plan = plan_page(&state, &page, now);
         let batch = PullBatch {
             entity: self.entity.clone(),
             expected: state,

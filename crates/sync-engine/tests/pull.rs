@@ -33,6 +33,10 @@ struct Feed {
     writes: Mutex<Vec<String>>,
     /// How long each write takes.
     write_delay: Mutex<Duration>,
+    /// A store to read the stored cursor from as each pull arrives.
+    watched: Mutex<Option<Arc<MemoryStore>>>,
+    /// The stored cursor as each pull arrived, in order.
+    stored_at_pull: Mutex<Vec<Option<String>>>,
 }
 
 #[derive(Default)]
@@ -89,6 +93,14 @@ impl PullSource for Feed {
             .lock()
             .unwrap()
             .push(request.cursor.map(|cursor| cursor.as_str().to_owned()));
+        let watched = self.watched.lock().unwrap().clone();
+        if let Some(store) = watched {
+            let state = store.pull_state(request.entity).await.unwrap();
+            self.stored_at_pull
+                .lock()
+                .unwrap()
+                .push(state.cursor.map(|cursor| cursor.as_str().to_owned()));
+        }
         if let Some(failure) = self.failures.lock().unwrap().pop_front() {
             return Err(failure);
         }
@@ -240,6 +252,54 @@ async fn an_initial_load_arrives_page_by_page_with_its_cursor() {
     let report = engine.sync_manager().pull_now().await.unwrap();
     assert_eq!(report.pulled, Default::default());
     assert_eq!(feed.pulls().len(), 4);
+    engine.close().await;
+}
+
+/// The next page is asked for while the last one is applied (not after):
+/// the request for the page after stamp 3 arrives while the store still
+/// holds the cursor before it. The prefetched page is used: one request
+/// per page, none twice.
+#[tokio::test]
+async fn the_next_page_is_requested_while_the_last_one_is_applied() {
+    let (feed, store, engine) = setup().await;
+    *feed.watched.lock().unwrap() = Some(Arc::clone(&store));
+    for n in 0..8 {
+        feed.write(&format!("t{n}"), Some(json!({"n": n})));
+    }
+    let report = engine.sync_manager().pull_now().await.unwrap();
+    assert_eq!(report.pulled.upserted, 8);
+    assert_eq!(feed.pulls(), vec![None, Some("3".into()), Some("6".into())]);
+    assert_eq!(
+        *feed.stored_at_pull.lock().unwrap(),
+        vec![None, None, Some("3".into())],
+        "each next page was requested before the last one was applied"
+    );
+    engine.close().await;
+}
+
+/// A page the store refuses ends the entity's pull; the page fetched
+/// meanwhile is dropped, and the next pull asks again from the stored
+/// cursor.
+#[tokio::test]
+async fn a_page_fetched_during_a_refused_apply_is_dropped() {
+    let feed = Arc::new(Feed::default());
+    let store = Arc::new(MemoryStore::with_max_payload_bytes(64));
+    let engine = engine_over(&feed, &store, false).await;
+    feed.write("huge", Some(json!({"v": "x".repeat(200)})));
+    for n in 0..4 {
+        feed.write(&format!("t{n}"), Some(json!({"n": n})));
+    }
+    let report = engine.sync_manager().pull_now().await.unwrap();
+    assert_eq!(report.pull_failed, 1);
+    // The first page was refused; the second was fetched meanwhile.
+    assert_eq!(feed.pulls(), vec![None, Some("3".into())]);
+    assert_eq!(engine.get_records("tasks").await.unwrap().len(), 0);
+    // Rewritten, "huge" moves to stamp 6: the pages now end at stamps 4 and 6.
+    feed.write("huge", Some(json!({"v": "small"})));
+    let report = engine.sync_manager().pull_now().await.unwrap();
+    assert_eq!(report.pull_failed, 0);
+    assert_eq!(&feed.pulls()[2..], &[None, Some("4".into())]);
+    assert_eq!(engine.get_records("tasks").await.unwrap().len(), 5);
     engine.close().await;
 }
 
