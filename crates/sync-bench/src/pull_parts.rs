@@ -43,23 +43,49 @@ fn insert_sql(rows: usize) -> String {
     )
 }
 
+/// The tables a raw sqlx baseline writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawTables {
+    /// A plain records table, as an app without the engine would keep one.
+    Plain,
+    /// The same with `UNIQUE (entity, id)` and an upsert.
+    Keyed,
+    /// The store's own schema (made by opening a `SqliteStore`), writing
+    /// what the engine writes for each pulled record: its document (in
+    /// `records`, with both of that table's indexes) and the server's copy
+    /// with its version (`server_copies`), and the cursor (`pull_state`)
+    /// with each page. No reads: the engine's look-up of pending changes
+    /// is its own cost.
+    StoreSchema,
+}
+
 /// The raw sqlx baseline: the same documents in transactions of `page`
-/// rows, multi-row inserts into a plain records table (`keyed`: with
-/// `UNIQUE (entity, id)` and the store scenario's upsert), the store's
-/// pragmas at its default durability. Records per second.
+/// rows, multi-row statements of [`STATEMENT_ROWS`] rows into `tables`,
+/// the store's pragmas at its default durability. Records per second.
 pub(crate) async fn raw_sqlx_load(
     path: &Path,
     count: usize,
     page: usize,
-    keyed: bool,
+    tables: RawTables,
 ) -> Result<f64, String> {
-    // An empty file is an empty database (the connection does not create one).
-    std::fs::File::create(path).map_err(err("raw sqlx database"))?;
+    if tables == RawTables::StoreSchema {
+        let store = SqliteStore::open(path).await.map_err(err("store schema"))?;
+        store.close().await;
+    } else {
+        // An empty file is an empty database (the connection does not create one).
+        std::fs::File::create(path).map_err(err("raw sqlx database"))?;
+    }
     let mut connection = crate::store::raw_sqlx_connection(path, Durability::default()).await?;
-    sqlx::raw_sql(if keyed { KEYED_TABLE } else { PLAIN_TABLE })
-        .execute(&mut connection)
-        .await
-        .map_err(err("raw sqlx schema"))?;
+    if let Some(schema) = match tables {
+        RawTables::Plain => Some(PLAIN_TABLE),
+        RawTables::Keyed => Some(KEYED_TABLE),
+        RawTables::StoreSchema => None,
+    } {
+        sqlx::raw_sql(schema)
+            .execute(&mut connection)
+            .await
+            .map_err(err("raw sqlx schema"))?;
+    }
     // The documents arrive as values (built before the clock starts) and
     // are written as text.
     let documents: Vec<Value> = (0..count).map(document).collect();
@@ -74,26 +100,16 @@ pub(crate) async fn raw_sqlx_load(
             .execute(&mut connection)
             .await
             .map_err(err("raw sqlx begin"))?;
-        for chunk in rows.chunks(STATEMENT_ROWS) {
-            let now = Timestamp::now().as_millis();
-            let mut arguments = SqliteArguments::default();
-            for (id, data) in chunk {
-                let add = |e: sqlx::error::BoxDynError| e.to_string();
-                arguments.add(ENTITY).map_err(add)?;
-                arguments.add(id.clone()).map_err(add)?;
-                arguments.add(data.clone()).map_err(add)?;
-                arguments.add(now).map_err(add)?;
-                arguments.add(now).map_err(add)?;
-            }
-            let sql = if keyed {
-                crate::store::record_upsert_sql(chunk.len())
-            } else {
-                insert_sql(chunk.len())
-            };
-            sqlx::query_with(AssertSqlSafe(sql), arguments)
+        for (index, chunk) in rows.chunks(STATEMENT_ROWS).enumerate() {
+            write_chunk(&mut connection, chunk, start + index * STATEMENT_ROWS, tables).await?;
+        }
+        if tables == RawTables::StoreSchema {
+            sqlx::query(PUT_CURSOR)
+                .bind(ENTITY)
+                .bind(end.to_string())
                 .execute(&mut connection)
                 .await
-                .map_err(err("raw sqlx insert"))?;
+                .map_err(err("raw sqlx cursor"))?;
         }
         sqlx::raw_sql("COMMIT")
             .execute(&mut connection)
@@ -107,6 +123,60 @@ pub(crate) async fn raw_sqlx_load(
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     Ok(rate)
+}
+
+/// The cursor's row, as the store writes it.
+const PUT_CURSOR: &str = "INSERT INTO pull_state (entity, cursor, generation) VALUES (?, ?, 0) \
+     ON CONFLICT (entity) DO UPDATE SET cursor = excluded.cursor";
+
+/// One multi-row statement per table for `chunk` (`(id, JSON text)`),
+/// whose first row is record `first`.
+async fn write_chunk(
+    connection: &mut sqlx::SqliteConnection,
+    chunk: &[(String, String)],
+    first: usize,
+    tables: RawTables,
+) -> Result<(), String> {
+    let add = |e: sqlx::error::BoxDynError| e.to_string();
+    let now = Timestamp::now().as_millis();
+    let mut arguments = SqliteArguments::default();
+    for (id, data) in chunk {
+        arguments.add(ENTITY).map_err(add)?;
+        arguments.add(id.clone()).map_err(add)?;
+        arguments.add(data.clone()).map_err(add)?;
+        arguments.add(now).map_err(add)?;
+        arguments.add(now).map_err(add)?;
+    }
+    let sql = match tables {
+        RawTables::Plain => insert_sql(chunk.len()),
+        RawTables::Keyed | RawTables::StoreSchema => crate::store::record_upsert_sql(chunk.len()),
+    };
+    sqlx::query_with(AssertSqlSafe(sql), arguments)
+        .execute(&mut *connection)
+        .await
+        .map_err(err("raw sqlx insert"))?;
+    if tables != RawTables::StoreSchema {
+        return Ok(());
+    }
+    let mut arguments = SqliteArguments::default();
+    for (offset, (id, data)) in chunk.iter().enumerate() {
+        arguments.add(ENTITY).map_err(add)?;
+        arguments.add(id.clone()).map_err(add)?;
+        arguments.add(data.clone()).map_err(add)?;
+        arguments
+            .add(format!("\"{}\"", first + offset + 1))
+            .map_err(add)?;
+    }
+    let sql = format!(
+        "INSERT INTO server_copies (entity, id, data, version) VALUES {} ON CONFLICT (entity, id) \
+         DO UPDATE SET data = excluded.data, version = excluded.version",
+        vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
+    );
+    sqlx::query_with(AssertSqlSafe(sql), arguments)
+        .execute(&mut *connection)
+        .await
+        .map_err(err("raw sqlx server copies"))?;
+    Ok(())
 }
 
 /// The network side alone: the same pages fetched with a bare hyper

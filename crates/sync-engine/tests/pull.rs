@@ -664,3 +664,81 @@ async fn sync_now_pulls_even_when_a_saves_background_run_served_its_push() {
     );
     engine.close().await;
 }
+
+/// An engine over `feed` with auto-sync running, pulling every `interval`.
+async fn auto_syncing(
+    feed: &Arc<Feed>,
+    monitor: &Arc<FakeMonitor>,
+    interval: Option<Duration>,
+) -> OfflineSyncEngine {
+    let engine = OfflineSyncEngine::builder(
+        Arc::new(MemoryStore::new()) as Arc<dyn SyncStore>,
+        Arc::clone(feed) as Arc<dyn SyncApiAdapter>,
+        Arc::clone(monitor) as Arc<dyn sync_core::ConnectivityMonitor>,
+    )
+    .options(options().pull_interval(interval))
+    .pull("tasks", Arc::clone(feed) as Arc<dyn PullSource>)
+    .build()
+    .await
+    .unwrap();
+    engine.sync_manager().start_auto_sync();
+    engine
+}
+
+/// Waits (in paused time) until `id` holds `expected` locally, up to 5 s.
+async fn arrives(engine: &OfflineSyncEngine, id: &str, expected: Value) {
+    for _ in 0..50 {
+        if local(engine, id).await.as_ref() == Some(&expected) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{id} never became {expected}: {:?}", local(engine, id).await);
+}
+
+/// Auto-sync pulls when it starts, then once every `pull_interval`, and
+/// not in between.
+#[tokio::test(start_paused = true)]
+async fn auto_sync_pulls_at_start_and_every_pull_interval() {
+    let feed = Arc::new(Feed::default());
+    let monitor = Arc::new(FakeMonitor::new(true));
+    feed.write("a", Some(json!({"v": 1})));
+    let engine = auto_syncing(&feed, &monitor, Some(Duration::from_secs(60))).await;
+    arrives(&engine, "a", json!({"v": 1})).await;
+    let pulls = feed.pulls().len();
+    feed.write("b", Some(json!({"v": 1})));
+    tokio::time::sleep(Duration::from_secs(55)).await;
+    assert_eq!(local(&engine, "b").await, None, "pulled before pull_interval");
+    assert_eq!(feed.pulls().len(), pulls);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    arrives(&engine, "b", json!({"v": 1})).await;
+    assert_eq!(feed.pulls().len(), pulls + 1, "one request: nothing more was new");
+    // And again, a minute later.
+    feed.write("b", Some(json!({"v": 2})));
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    arrives(&engine, "b", json!({"v": 2})).await;
+    engine.close().await;
+}
+
+/// Without periodic pulls, auto-sync pulls when connectivity comes back,
+/// and not while the link stays up.
+#[tokio::test(start_paused = true)]
+async fn auto_sync_pulls_when_connectivity_comes_back() {
+    let feed = Arc::new(Feed::default());
+    let monitor = Arc::new(FakeMonitor::new(true));
+    feed.write("a", Some(json!({"v": 1})));
+    let engine = auto_syncing(&feed, &monitor, None).await;
+    arrives(&engine, "a", json!({"v": 1})).await;
+    feed.write("a", Some(json!({"v": 2})));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        local(&engine, "a").await,
+        Some(json!({"v": 1})),
+        "pulled with pull_interval off and no reconnection"
+    );
+    monitor.set_online(false);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    monitor.set_online(true);
+    arrives(&engine, "a", json!({"v": 2})).await;
+    engine.close().await;
+}

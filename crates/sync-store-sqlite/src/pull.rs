@@ -190,29 +190,35 @@ impl Group {
         let mut removed_items: Vec<RecordKey> = Vec::new();
         let mut records: Vec<(&LocalRecord, String)> = Vec::new();
         let mut removed_records: Vec<RecordKey> = Vec::new();
-        let mut copies: Vec<(RecordKey, String, Option<&str>)> = Vec::new();
+        let mut copies: Vec<CopyText<'_>> = Vec::new();
         let mut removed_copies: Vec<RecordKey> = Vec::new();
         let mut marks: Vec<&RecordId> = Vec::new();
         for (id, row) in self.order.iter().filter_map(|id| Some((id, self.rows.get(id)?))) {
-            // A document and the server's copy are most often the same
-            // object: encoded once.
-            let mut document_text: Option<&str> = None;
-            match &row.document {
+            let document = match &row.document {
                 Some(Some(record)) => {
                     records.push((record, json_text(&record.data)));
-                    document_text = records
-                        .last()
-                        .filter(|_| matches!(&row.copy, Some(Some(copy)) if copy.data == record.data))
-                        .map(|(_, text)| text.as_str());
+                    Some(record)
                 }
-                Some(None) => removed_records.push(self.key(id)),
-                None if row.upserted && row.created_at.is_some() => marks.push(id),
-                None => {}
-            }
+                Some(None) => {
+                    removed_records.push(self.key(id));
+                    None
+                }
+                None => {
+                    if row.upserted && row.created_at.is_some() {
+                        marks.push(id);
+                    }
+                    None
+                }
+            };
             match &row.copy {
                 Some(Some(copy)) => {
-                    let text = document_text.map_or_else(|| json_text(&copy.data), str::to_owned);
-                    copies.push((self.key(id), text, copy.version.as_deref()));
+                    // A document and the server's copy are most often the
+                    // same object: encoded once.
+                    let text = match (document, records.last()) {
+                        (Some(record), Some((_, text))) if copy.data == record.data => text.clone(),
+                        _ => json_text(&copy.data),
+                    };
+                    copies.push((id, text, copy.version.as_deref()));
                 }
                 Some(None) => removed_copies.push(self.key(id)),
                 None => {}
@@ -238,17 +244,9 @@ impl Group {
         );
         rows::upsert_items(connection, &items).await?;
         rows::delete_keys(connection, "queue", &removed_items.iter().collect::<Vec<_>>()).await?;
-        let records: Vec<(&LocalRecord, &str)> = records
-            .iter()
-            .map(|(record, text)| (*record, text.as_str()))
-            .collect();
-        pull_rows::upsert_records(connection, &records, mark).await?;
+        pull_rows::upsert_records(connection, records, mark).await?;
         rows::delete_keys(connection, "records", &removed_records.iter().collect::<Vec<_>>()).await?;
-        let copies: Vec<CopyText<'_>> = copies
-            .iter()
-            .map(|(key, text, version)| (key, text.as_str(), *version))
-            .collect();
-        pull_rows::upsert_copies(connection, &copies).await?;
+        pull_rows::upsert_copies(connection, &self.entity, copies).await?;
         rows::delete_keys(
             connection,
             "server_copies",

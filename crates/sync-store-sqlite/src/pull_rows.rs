@@ -6,9 +6,7 @@
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, AssertSqlSafe, Row, SqliteConnection};
 use sync_core::pull::{Listing, PullCursor, PullState};
-use sync_core::{
-    EntityName, LocalRecord, RecordId, RecordKey, StoreError, StoreErrorKind, SyncQueueItem, Timestamp,
-};
+use sync_core::{EntityName, LocalRecord, RecordId, StoreError, StoreErrorKind, SyncQueueItem, Timestamp};
 
 use crate::error::{corrupt_row, map_sqlx};
 use crate::queries;
@@ -104,16 +102,19 @@ pub(crate) async fn write_state(
 /// documents with; without one, a document keeps the mark it had.
 pub(crate) async fn upsert_records(
     connection: &mut SqliteConnection,
-    records: &[(&LocalRecord, &str)],
+    records: Vec<(&LocalRecord, String)>,
     mark: Option<u64>,
 ) -> Result<(), StoreError> {
     let mark = mark.map(stored_generation).transpose()?;
-    for chunk in records.chunks(CHUNK) {
+    let mut records = records.into_iter().peekable();
+    while records.peek().is_some() {
+        let chunk: Vec<_> = records.by_ref().take(CHUNK).collect();
+        let rows = chunk.len();
         let sql = format!(
             "INSERT INTO records (entity, id, data, created_at, updated_at, pulled_in) VALUES {} \
              ON CONFLICT (entity, id) DO UPDATE SET data = excluded.data, created_at = excluded.created_at, \
              updated_at = excluded.updated_at, pulled_in = COALESCE(excluded.pulled_in, records.pulled_in)",
-            placeholders(chunk.len(), 6)
+            placeholders(rows, 6)
         );
         let mut arguments = SqliteArguments::default();
         for (record, data) in chunk {
@@ -121,13 +122,13 @@ pub(crate) async fn upsert_records(
                 .add(record.entity.as_str().to_owned())
                 .map_err(bind_error)?;
             arguments.add(record.id.as_str().to_owned()).map_err(bind_error)?;
-            arguments.add((*data).to_owned()).map_err(bind_error)?;
+            arguments.add(data).map_err(bind_error)?;
             arguments.add(record.created_at.as_millis()).map_err(bind_error)?;
             arguments.add(record.updated_at.as_millis()).map_err(bind_error)?;
             arguments.add(mark).map_err(bind_error)?;
         }
         sqlx::query_with(AssertSqlSafe(sql), arguments)
-            .persistent(keep_prepared(chunk.len()))
+            .persistent(keep_prepared(rows))
             .execute(&mut *connection)
             .await
             .map_err(|error| map_sqlx(error, "writing pulled records"))?;
@@ -135,32 +136,34 @@ pub(crate) async fn upsert_records(
     Ok(())
 }
 
-/// One server copy to write: its key, JSON text and version.
-pub(crate) type CopyText<'a> = (&'a RecordKey, &'a str, Option<&'a str>);
+/// One server copy to write: its record's id, JSON text and version.
+pub(crate) type CopyText<'a> = (&'a RecordId, String, Option<&'a str>);
 
-/// Inserts or replaces server copies from their JSON text, one statement
-/// per chunk.
+/// Inserts or replaces server copies of records of `entity` from their
+/// JSON text, one statement per chunk.
 pub(crate) async fn upsert_copies(
     connection: &mut SqliteConnection,
-    copies: &[CopyText<'_>],
+    entity: &EntityName,
+    copies: Vec<CopyText<'_>>,
 ) -> Result<(), StoreError> {
-    for chunk in copies.chunks(CHUNK) {
+    let mut copies = copies.into_iter().peekable();
+    while copies.peek().is_some() {
+        let chunk: Vec<_> = copies.by_ref().take(CHUNK).collect();
+        let rows = chunk.len();
         let sql = format!(
             "INSERT INTO server_copies (entity, id, data, version) VALUES {} \
              ON CONFLICT (entity, id) DO UPDATE SET data = excluded.data, version = excluded.version",
-            placeholders(chunk.len(), 4)
+            placeholders(rows, 4)
         );
         let mut arguments = SqliteArguments::default();
-        for (key, data, version) in chunk {
-            arguments
-                .add(key.entity.as_str().to_owned())
-                .map_err(bind_error)?;
-            arguments.add(key.id.as_str().to_owned()).map_err(bind_error)?;
-            arguments.add((*data).to_owned()).map_err(bind_error)?;
+        for (id, data, version) in chunk {
+            arguments.add(entity.as_str().to_owned()).map_err(bind_error)?;
+            arguments.add(id.as_str().to_owned()).map_err(bind_error)?;
+            arguments.add(data).map_err(bind_error)?;
             arguments.add(version.map(str::to_owned)).map_err(bind_error)?;
         }
         sqlx::query_with(AssertSqlSafe(sql), arguments)
-            .persistent(keep_prepared(chunk.len()))
+            .persistent(keep_prepared(rows))
             .execute(&mut *connection)
             .await
             .map_err(|error| map_sqlx(error, "writing server copies"))?;
