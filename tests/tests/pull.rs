@@ -521,3 +521,48 @@ async fn bad_pages_are_refused_whole_and_nothing_else_is_touched() {
         engine.close().await;
     }
 }
+
+/// An app that adds pulls to a device that already synced records: the
+/// first pull lists everything the server holds, and removes the records
+/// this device pushed that another client deleted since (their tombstones
+/// purged long ago), keeping the ones the server still has.
+#[tokio::test]
+async fn a_first_pull_removes_what_the_server_deleted_before_pulls_were_set_up() {
+    let server = ReferenceServer::start(ServerConfig::new()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pushing = OfflineSync::builder(dir.path(), server.url())
+        .probe_api_health("/health")
+        .options(manual())
+        .build()
+        .await
+        .unwrap();
+    for id in ["a", "b", "c"] {
+        pushing
+            .save("tasks", id, json!({"id": id, "v": 1}), SyncOperation::Create)
+            .await
+            .unwrap();
+    }
+    assert_eq!(sync(&pushing).await.sent, 3);
+    pushing.close().await;
+    let base = server.url();
+    another_client("DELETE", format!("{base}/tasks/b"), None).await;
+    server.purge_tombstones("tasks", None);
+
+    let engine = OfflineSync::builder(dir.path(), server.url())
+        .probe_api_health("/health")
+        .options(manual().pull_page_size(2))
+        .pull("tasks", PullStrategy::change_feed())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        local(&engine, "tasks").await.len(),
+        3,
+        "b is still here before the pull"
+    );
+    let report = pull(&engine).await;
+    assert_eq!((report.pull_failed, report.pulled.deleted), (0, 1));
+    let mine = local(&engine, "tasks").await;
+    assert_eq!(mine.keys().collect::<Vec<_>>(), ["a", "c"]);
+    engine.close().await;
+}

@@ -165,7 +165,8 @@ pub struct PagePlan {
 
 /// Decides what a page does to the entity's pull state.
 ///
-/// A listing page starts a listing unless one is in progress. While a
+/// A listing page, or any page pulled from no cursor (the server's whole
+/// state), starts a listing unless one is in progress. While a
 /// listing is in progress its records are marked; its last page (no
 /// `more`) ends it with a sweep. A snapshot's cursor then starts over; a
 /// re-load's cursor is the change feed's, where deltas go on.
@@ -173,7 +174,10 @@ pub struct PagePlan {
 pub fn plan_page(state: &PullState, page: &PullPage, now: Timestamp) -> PagePlan {
     let listing = match state.listing {
         Some(listing) => Some(listing),
-        None if page.listing => Some(Listing {
+        // A page from no cursor lists everything the server holds, so a
+        // first pull is a full listing too: its end sweeps the local
+        // records the server no longer has (their tombstones may be gone).
+        None if page.listing || state.cursor.is_none() => Some(Listing {
             generation: state.generation.saturating_add(1),
             started_at: now,
         }),

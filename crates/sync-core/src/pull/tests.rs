@@ -305,6 +305,39 @@ fn a_delta_page_moves_the_cursor_and_an_empty_one_keeps_it() {
     assert_eq!(plan.after, state);
 }
 
+/// A change feed's first pull (no cursor yet) lists everything the server
+/// holds: it is a listing, whose last page sweeps what it did not show
+/// (records deleted on the server before this device ever pulled, their
+/// tombstones maybe long purged). The feed's cursor is kept after it.
+#[test]
+fn a_first_pull_from_no_cursor_is_a_full_listing() {
+    let first = plan_page(&PullState::default(), &page(true, false, Some("3")), NOW);
+    let listing = Listing {
+        generation: 1,
+        started_at: NOW,
+    };
+    assert_eq!(first.after.listing, Some(listing));
+    assert_eq!(
+        (first.mark, first.sweep),
+        (Some(1), None),
+        "nothing swept mid-way"
+    );
+    let last = plan_page(&first.after, &page(false, false, Some("6")), NOW);
+    assert_eq!((last.mark, last.sweep), (Some(1), Some(listing)));
+    assert_eq!(
+        last.after,
+        PullState {
+            cursor: Some(PullCursor::new("6").unwrap()),
+            generation: 1,
+            listing: None,
+        },
+        "deltas go on from the feed's cursor"
+    );
+    // A single page from no cursor starts and ends its listing.
+    let only = plan_page(&PullState::default(), &page(false, false, Some("2")), NOW);
+    assert_eq!((only.mark, only.sweep), (Some(1), Some(listing)));
+}
+
 #[test]
 fn a_snapshot_marks_its_pages_sweeps_at_its_end_and_starts_over() {
     let start = PullState {

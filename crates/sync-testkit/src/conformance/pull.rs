@@ -49,9 +49,12 @@ fn tombstone(id: &str) -> PulledChange {
 }
 
 /// A last page of changes (no cursor, not a listing).
+/// A page of deltas with a cursor (the first one pulled is still a full
+/// listing: the store had no cursor).
 fn page(changes: Vec<PulledChange>) -> PullPage {
     PullPage {
         changes,
+        cursor: PullCursor::new("delta").ok(),
         ..PullPage::default()
     }
 }
@@ -209,17 +212,15 @@ pub async fn a_pulled_page_fills_an_empty_store(store: &dyn SyncStore) {
             state.generation,
             state.listing
         ),
-        (Some("cursor-1"), 0, None)
+        (Some("cursor-1"), 1, None),
+        "a first pull (from no cursor) is a full listing, ended by its last page"
     );
 
-    let counted = pull(
-        store,
-        page(vec![upsert("1", json!({"id": "1", "t": "uno"}), Some("v2"))]),
-        Vec::new(),
-        T1,
-    )
-    .await
-    .unwrap();
+    let without_cursor = PullPage {
+        changes: vec![upsert("1", json!({"id": "1", "t": "uno"}), Some("v2"))],
+        ..PullPage::default()
+    };
+    let counted = pull(store, without_cursor, Vec::new(), T1).await.unwrap();
     assert_eq!(counted, counts(1, 0, 0, 0));
     let record = store.record(&key("tasks", "1")).await.unwrap().unwrap();
     assert_eq!(
@@ -522,6 +523,7 @@ where
     two_changes_for_one_record_apply_in_order(&new_store().await).await;
     listing::a_listing_marks_what_it_shows_and_sweeps_the_rest(&new_store().await).await;
     listing::a_listing_marks_the_records_it_showed_under_a_pending_change(&new_store().await).await;
+    listing::a_first_pull_sweeps_what_the_server_no_longer_has(&new_store().await).await;
     a_refused_page_changes_nothing(&new_store().await).await;
     pulled_changes_are_published(&new_store().await).await;
 }

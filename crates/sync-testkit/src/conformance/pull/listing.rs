@@ -47,8 +47,8 @@ pub async fn a_listing_marks_what_it_shows_and_sweeps_the_rest(store: &dyn SyncS
     let state = store.pull_state(&tasks()).await.unwrap();
     assert_eq!(
         state.listing.map(|l| (l.generation, l.started_at)),
-        Some((1, T1)),
-        "a listing in progress"
+        Some((2, T1)),
+        "a listing in progress (the first pull, from no cursor, was listing 1)"
     );
     assert!(
         document(store, "gone").await.is_some(),
@@ -100,7 +100,7 @@ pub async fn a_listing_marks_what_it_shows_and_sweeps_the_rest(store: &dyn SyncS
         store.pull_state(&tasks()).await.unwrap(),
         PullState {
             cursor: None,
-            generation: 1,
+            generation: 2,
             listing: None
         },
         "a snapshot's cursor starts over"
@@ -128,7 +128,7 @@ pub async fn a_listing_marks_what_it_shows_and_sweeps_the_rest(store: &dyn SyncS
         .collect();
     left.sort();
     assert_eq!(left, ["pending", "shown"]);
-    assert_eq!(store.pull_state(&tasks()).await.unwrap().generation, 2);
+    assert_eq!(store.pull_state(&tasks()).await.unwrap().generation, 3);
 }
 
 /// A record a listing showed while a local change to it was pending (its
@@ -163,4 +163,46 @@ pub async fn a_listing_marks_the_records_it_showed_under_a_pending_change(store:
         .unwrap();
     assert_eq!(counted, counts(0, 0, 0, 0), "nothing swept");
     assert!(document(store, "k").await.is_some(), "the listing showed it");
+}
+
+/// A first pull (the store holds no cursor) is a full listing: its last
+/// page sweeps the local records the server did not list, such as records
+/// synced before pulls were set up and deleted on the server since (their
+/// tombstones long purged); pending changes stay. Mid-way, nothing goes.
+pub async fn a_first_pull_sweeps_what_the_server_no_longer_has(store: &dyn SyncStore) {
+    synced(store, "kept", json!({"id": "kept"}), T0).await;
+    synced(store, "deleted_meanwhile", json!({"id": "deleted_meanwhile"}), T0).await;
+    store
+        .save(change("tasks", "pending", SyncOperation::Create), T0)
+        .await
+        .unwrap();
+    let mut first = page(vec![upsert("new", json!({"id": "new"}), Some("1"))]);
+    first.cursor = Some(PullCursor::new("1").unwrap());
+    first.more = true;
+    let counted = pull(store, first, Vec::new(), T1).await.unwrap();
+    assert_eq!(counted, counts(1, 0, 0, 0));
+    assert!(
+        document(store, "deleted_meanwhile").await.is_some(),
+        "nothing swept mid-listing"
+    );
+    let mut last = page(vec![upsert("kept", json!({"id": "kept", "v": 2}), Some("2"))]);
+    last.cursor = Some(PullCursor::new("2").unwrap());
+    let counted = pull(store, last, Vec::new(), T2).await.unwrap();
+    assert_eq!(counted, counts(1, 1, 0, 0), "one record swept");
+    assert_eq!(document(store, "deleted_meanwhile").await, None);
+    for id in ["kept", "new", "pending"] {
+        assert!(document(store, id).await.is_some(), "{id} kept");
+    }
+    let state = store.pull_state(&tasks()).await.unwrap();
+    assert_eq!(
+        (state.cursor.as_ref().map(PullCursor::as_str), state.listing),
+        (Some("2"), None),
+        "deltas go on from the feed's cursor"
+    );
+    // Deltas after it sweep nothing.
+    let mut delta = page(Vec::new());
+    delta.cursor = Some(PullCursor::new("3").unwrap());
+    let counted = pull(store, delta, Vec::new(), T3).await.unwrap();
+    assert_eq!(counted, counts(0, 0, 0, 0));
+    assert_eq!(store.records(&tasks()).await.unwrap().len(), 3);
 }
