@@ -1,10 +1,11 @@
-//! Renders the coalescing and pull tables from sync-core's own decisions,
+//! Renders the coalescing, pull and discard tables from sync-core's own decisions,
 //! so the tables in `docs/queue-state-machine.md` can be checked against
 //! the code.
 
 use serde_json::json;
 use sync_core::CopyWrite;
 use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
+use sync_core::discard::plan_discard;
 use sync_core::pull::{PreparedMerge, PulledChange, plan_pulled};
 use sync_core::{LocalChange, OperationId, SyncOperation, SyncQueueItem, SyncStatus, Timestamp};
 
@@ -199,6 +200,56 @@ pub(crate) fn pull_table() -> String {
     out
 }
 
+/// One cell of the discard table.
+fn discard_cell(
+    existing: Option<&SyncQueueItem>,
+    local_exists: bool,
+    copy_known: bool,
+    revert: bool,
+) -> String {
+    let copy = copy_known.then(|| sync_core::ServerCopy {
+        data: sync_core::JsonObject::new(),
+        version: None,
+    });
+    let plan = match plan_discard(existing, copy.as_ref(), revert) {
+        Ok(plan) => plan,
+        Err(sync_core::DiscardRefusal::InFlight) => return "refused: an attempt is out".to_owned(),
+        Err(_) => return "refused".to_owned(),
+    };
+    let document = match (&plan.document, local_exists) {
+        (Some(DocumentWrite::Upsert(_)), _) => "document ← server's copy",
+        (Some(DocumentWrite::Remove), _) => "document removed",
+        (None, true) => "document kept",
+        (None, false) => "no document",
+    };
+    let queue = match plan.queue {
+        QueueWrite::Remove => "item removed",
+        QueueWrite::Put(_) => "item rewritten",
+        QueueWrite::Keep => "item unchanged",
+    };
+    format!("{document}; {queue}")
+}
+
+/// The discard table as Markdown: what discarding a record's queued change
+/// does, by the record's queue item, with and without a confirmed server
+/// copy kept.
+pub(crate) fn discard_table() -> String {
+    let mut out = String::from(
+        "| record | discard | discard + revert, server copy kept | discard + revert, no copy kept |\n|---|---|---|---|\n",
+    );
+    for (label, state, local_exists) in ROWS {
+        let existing = state
+            .map(|(op, status, possibly_applied, in_flight)| item(op, status, possibly_applied, in_flight));
+        let cells = [
+            discard_cell(existing.as_ref(), local_exists, true, false),
+            discard_cell(existing.as_ref(), local_exists, true, true),
+            discard_cell(existing.as_ref(), local_exists, false, true),
+        ];
+        out.push_str(&format!("| {label} | {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -209,6 +260,11 @@ mod tests {
         assert!(
             docs.contains(&table),
             "docs/queue-state-machine.md is out of date; paste `cargo xtask table`:\n{table}"
+        );
+        let discard = super::discard_table();
+        assert!(
+            docs.contains(&discard),
+            "docs/queue-state-machine.md's discard table is out of date; paste `cargo xtask table`:\n{discard}"
         );
         let pull = super::pull_table();
         assert!(

@@ -22,6 +22,7 @@ pub mod attempt;
 pub mod clock;
 pub mod coalesce;
 pub mod conflict;
+pub mod discard;
 pub mod error;
 pub mod ids;
 pub mod model;
@@ -33,6 +34,7 @@ pub mod snapshot;
 pub use attempt::{AttemptOutcome, AttemptTicket, CopyWrite, SendPlan};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use conflict::{ConflictResolver, FnResolver, LastWriteWins, LocalWins, MergeFields, RemoteWins};
+pub use discard::{DiscardOutcome, DiscardRefusal};
 pub use error::{ApiError, Error, ErrorKind, ResolveError, StoreError, StoreErrorKind, ValidationError};
 pub use ids::{AttemptId, EntityName, MAX_NAME_BYTES, OperationId, RecordId, RecordKey};
 pub use model::{

@@ -357,6 +357,29 @@ pub trait SyncStore: Send + Sync {
     /// Removes every synced queue item. Returns how many.
     async fn clear_synced(&self) -> Result<u64, StoreError>;
 
+    /// Gives up the record's queued change as [`crate::discard::plan_discard`]
+    /// decides (with `revert`, the document goes back to the server's
+    /// last confirmed state where it is known), all in one transaction,
+    /// publishing the changed rows like a save. The default store cannot
+    /// discard.
+    ///
+    /// # Errors
+    /// [`crate::StoreErrorKind::Invalid`] while an attempt for the record
+    /// is in flight (nothing changes); [`crate::StoreErrorKind::Other`]
+    /// from the default.
+    async fn discard(
+        &self,
+        key: &RecordKey,
+        revert: bool,
+        now: Timestamp,
+    ) -> Result<crate::discard::DiscardOutcome, StoreError> {
+        let _ = (key, revert, now);
+        Err(StoreError::new(
+            crate::StoreErrorKind::Other,
+            "this store cannot discard queued changes: implement SyncStore::discard",
+        ))
+    }
+
     /// The entity's pull state: its cursor and any full listing in
     /// progress. The default store does not pull.
     ///

@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 mod diagnostics;
+mod discard;
 mod error;
 mod files;
 mod options;

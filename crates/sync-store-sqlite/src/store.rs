@@ -11,9 +11,9 @@ use sync_core::RecordId;
 use sync_core::model::check_payload_size;
 use sync_core::pull::{PendingChange, PullBatch, PullCounts, PullState};
 use sync_core::{
-    AttemptTicket, BoxStream, EntityName, FinishResult, FinishedAttempt, LocalChange, LocalRecord,
-    QueueCounts, RecordKey, SavedChange, ServerCopy, StoreError, StoreErrorKind, StoreEvent, SyncQueueItem,
-    SyncStore, Timestamp,
+    AttemptTicket, BoxStream, DiscardOutcome, EntityName, FinishResult, FinishedAttempt, LocalChange,
+    LocalRecord, QueueCounts, RecordKey, SavedChange, ServerCopy, StoreError, StoreErrorKind, StoreEvent,
+    SyncQueueItem, SyncStore, Timestamp,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -498,6 +498,22 @@ impl SyncStore for SqliteStore {
 
     async fn clear_synced(&self) -> Result<u64, StoreError> {
         self.write(|reply| Command::ClearSynced { reply }).await
+    }
+
+    async fn discard(
+        &self,
+        key: &RecordKey,
+        revert: bool,
+        now: Timestamp,
+    ) -> Result<DiscardOutcome, StoreError> {
+        let key = key.clone();
+        self.write(|reply| Command::Discard {
+            key,
+            revert,
+            now,
+            reply,
+        })
+        .await
     }
 
     async fn pull_state(&self, entity: &EntityName) -> Result<PullState, StoreError> {

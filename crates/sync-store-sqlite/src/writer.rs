@@ -16,8 +16,8 @@ use sync_core::attempt::{begin_attempt, finish_attempt, rearm_for_pass, recover_
 use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
 use sync_core::pull::{PullBatch, PullCounts};
 use sync_core::{
-    AttemptTicket, CopyWrite, FinishResult, FinishedAttempt, LocalChange, LocalRecord, RecordKey,
-    SavedChange, ServerCopy, StoreError, StoreErrorKind, StoreEvent, SyncQueueItem, Timestamp,
+    AttemptTicket, CopyWrite, DiscardOutcome, FinishResult, FinishedAttempt, LocalChange, LocalRecord,
+    RecordKey, SavedChange, ServerCopy, StoreError, StoreErrorKind, StoreEvent, SyncQueueItem, Timestamp,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -76,6 +76,12 @@ pub(crate) enum Command {
         now: Timestamp,
         reply: oneshot::Sender<Result<PullCounts, StoreError>>,
     },
+    Discard {
+        key: RecordKey,
+        revert: bool,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<DiscardOutcome, StoreError>>,
+    },
 }
 
 /// Item-by-item rewrites decided by sync-core.
@@ -105,7 +111,7 @@ impl Statements {
 
 /// Pending row writes and their events, applied at the end of a command.
 #[derive(Default)]
-struct Changes {
+pub(crate) struct Changes {
     /// Set for attempt transitions: they change items that exist and never
     /// their payloads, so only the other columns are written.
     metadata_only: bool,
@@ -117,15 +123,15 @@ struct Changes {
     documents: HashMap<RecordKey, Option<LocalRecord>>,
     /// Server copies to write (`None`: remove).
     copies: HashMap<RecordKey, Option<ServerCopy>>,
-    events: Vec<StoreEvent>,
+    pub(crate) events: Vec<StoreEvent>,
 }
 
 impl Changes {
-    fn state(&mut self, key: &RecordKey) -> &mut KeyState {
+    pub(crate) fn state(&mut self, key: &RecordKey) -> &mut KeyState {
         self.states.entry(key.clone()).or_default()
     }
 
-    fn queue(&mut self, key: &RecordKey, write: QueueWrite) {
+    pub(crate) fn queue(&mut self, key: &RecordKey, write: QueueWrite) {
         let item = match write {
             QueueWrite::Keep => return,
             QueueWrite::Put(item) => Some(item),
@@ -146,7 +152,12 @@ impl Changes {
         });
     }
 
-    fn document(&mut self, key: &RecordKey, write: DocumentWrite, now: Timestamp) -> Option<LocalRecord> {
+    pub(crate) fn document(
+        &mut self,
+        key: &RecordKey,
+        write: DocumentWrite,
+        now: Timestamp,
+    ) -> Option<LocalRecord> {
         let state = self.state(key);
         let record = match write {
             DocumentWrite::Upsert(data) => {
@@ -172,8 +183,21 @@ impl Changes {
         record
     }
 
+    /// Writes or removes the record's server copy as `write` says.
+    pub(crate) fn copy(&mut self, key: &RecordKey, write: CopyWrite) {
+        match write {
+            CopyWrite::Keep => {}
+            CopyWrite::Put(copy) => {
+                self.copies.insert(key.clone(), Some(copy));
+            }
+            CopyWrite::Remove => {
+                self.copies.insert(key.clone(), None);
+            }
+        }
+    }
+
     /// Writes the final state of every touched row: a few statements in all.
-    async fn write(
+    pub(crate) async fn write(
         &self,
         connection: &mut SqliteConnection,
         statements: &Statements,
@@ -298,6 +322,14 @@ impl Writer {
             Command::ApplyPull { batch, now, reply } => {
                 let _ = reply.send(self.apply_pull(&batch, now).await);
             }
+            Command::Discard {
+                key,
+                revert,
+                now,
+                reply,
+            } => {
+                let _ = reply.send(transaction!(self, self.discard(&key, revert, now)));
+            }
         }
     }
 
@@ -386,7 +418,7 @@ impl Writer {
         };
     }
 
-    async fn load(
+    pub(crate) async fn load(
         &mut self,
         changes: &mut Changes,
         keys: &[&RecordKey],
@@ -483,15 +515,7 @@ impl Writer {
             if let Some(document) = plan.document {
                 changes.document(&ticket.key, document, now);
             }
-            match plan.copy {
-                CopyWrite::Keep => {}
-                CopyWrite::Put(copy) => {
-                    changes.copies.insert(ticket.key.clone(), Some(copy));
-                }
-                CopyWrite::Remove => {
-                    changes.copies.insert(ticket.key.clone(), None);
-                }
-            }
+            changes.copy(&ticket.key, plan.copy);
             results.push(if plan.stale {
                 FinishResult::Stale
             } else {

@@ -16,6 +16,7 @@ use sync_core::{
 };
 use tokio_stream::StreamExt;
 
+pub mod discard;
 pub mod pull;
 
 const T0: Timestamp = Timestamp::from_millis(1_000);
@@ -81,6 +82,9 @@ where
     timers_beyond_the_latest_come_back(&new_store().await).await;
     server_copies_follow_what_the_server_confirmed(&new_store().await).await;
     server_copies_are_forgotten_once_the_server_state_is_unknown(&new_store().await).await;
+    discard::a_parked_update_is_dropped_or_reverted(&new_store().await).await;
+    discard::a_create_the_server_never_saw_is_removed_on_revert(&new_store().await).await;
+    discard::an_attempt_in_flight_is_never_discarded(&new_store().await).await;
     pull::run_all(&new_store).await;
 }
 

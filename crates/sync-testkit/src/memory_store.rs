@@ -31,6 +31,19 @@ struct Entry {
     seq: u64,
 }
 
+/// Writes or removes the record's server copy as `write` says.
+fn apply_copy(state: &mut State, key: &RecordKey, write: CopyWrite) {
+    match write {
+        CopyWrite::Keep => {}
+        CopyWrite::Put(copy) => {
+            state.copies.insert(key.clone(), copy);
+        }
+        CopyWrite::Remove => {
+            state.copies.remove(key);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     queue: BTreeMap<RecordKey, Entry>,
@@ -348,15 +361,7 @@ impl SyncStore for MemoryStore {
             if let Some(document) = plan.document {
                 self.apply_document(&mut state, &ticket.key, document, now);
             }
-            match plan.copy {
-                CopyWrite::Keep => {}
-                CopyWrite::Put(copy) => {
-                    state.copies.insert(ticket.key.clone(), copy);
-                }
-                CopyWrite::Remove => {
-                    state.copies.remove(&ticket.key);
-                }
-            }
+            apply_copy(&mut state, &ticket.key, plan.copy);
             results.push(if plan.stale {
                 FinishResult::Stale
             } else {
@@ -419,6 +424,24 @@ impl SyncStore for MemoryStore {
             self.emit(StoreEvent::SyncedCleared);
         }
         Ok(removed)
+    }
+
+    async fn discard(
+        &self,
+        key: &RecordKey,
+        revert: bool,
+        now: Timestamp,
+    ) -> Result<sync_core::DiscardOutcome, StoreError> {
+        let mut state = self.lock()?;
+        let item = state.queue.get(key).map(|entry| &entry.item);
+        let plan = sync_core::discard::plan_discard(item, state.copies.get(key), revert)
+            .map_err(|refusal| refusal.to_store_error(key))?;
+        if let Some(document) = plan.document {
+            self.apply_document(&mut state, key, document, now);
+        }
+        self.apply_queue(&mut state, key, plan.queue);
+        apply_copy(&mut state, key, plan.copy);
+        Ok(plan.outcome)
     }
 
     async fn pull_state(&self, entity: &EntityName) -> Result<PullState, StoreError> {

@@ -8,7 +8,7 @@ use sync_core::pull::{
     PendingChange, PreparedMerge, PullBatch, PullCounts, PullState, PulledChange, PulledPlan, pending_change,
     plan_pulled, sweeps,
 };
-use sync_core::{CopyWrite, EntityName, RecordId, RecordKey, StoreError, Timestamp};
+use sync_core::{EntityName, RecordId, RecordKey, StoreError, Timestamp};
 
 use super::{MemoryStore, State};
 
@@ -109,14 +109,6 @@ impl MemoryStore {
             self.apply_document(state, key, document, now);
         }
         self.apply_queue(state, key, plan.queue);
-        match plan.copy {
-            CopyWrite::Keep => {}
-            CopyWrite::Put(copy) => {
-                state.copies.insert(key.clone(), copy);
-            }
-            CopyWrite::Remove => {
-                state.copies.remove(key);
-            }
-        }
+        super::apply_copy(state, key, plan.copy);
     }
 }
