@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sync_core::{
-    BoxStream, ConnectivityMonitor, EntityName, LocalChange, LocalRecord, RecordId, RecordKey, SavedChange,
-    SyncApiAdapter, SyncOperation, SyncQueueItem, SyncStatus, SyncStore,
+    BoxStream, ConnectivityMonitor, DiscardOutcome, EntityName, LocalChange, LocalRecord, RecordId,
+    RecordKey, SavedChange, SyncApiAdapter, SyncOperation, SyncQueueItem, SyncStatus, SyncStore,
 };
 
 use crate::builder::OfflineSyncEngineBuilder;
@@ -320,6 +320,32 @@ impl OfflineSyncEngine {
             self.sync_in_background();
         }
         Ok(count)
+    }
+
+    /// Gives up the record's queued change, for apps whose user abandons a
+    /// change the server refused (parked) or one not sent yet. The queue
+    /// item goes; the document stays as last saved, or, with `revert`,
+    /// goes back to what the server is known to hold: the copy it last
+    /// confirmed, or no document for a create it never applied. The
+    /// outcome says which happened ([`DiscardOutcome::Dropped`] when a
+    /// revert was asked but the server's state is not known). Watch
+    /// streams see the change like a save.
+    ///
+    /// Cancel safety: cancel-safe; one store transaction, applied in full
+    /// or not at all.
+    ///
+    /// # Errors
+    /// [`SyncError::Invalid`] for a bad name; [`SyncError::Store`] with
+    /// [`sync_core::StoreErrorKind::Invalid`] while an attempt to send the
+    /// change is out (it may be applied: discard once it reports back),
+    /// nothing changed.
+    pub async fn discard(&self, entity: &str, id: &str, revert: bool) -> Result<DiscardOutcome, SyncError> {
+        let key = RecordKey::new(EntityName::new(entity)?, RecordId::new(id)?);
+        Ok(self
+            .shared
+            .store
+            .discard(&key, revert, self.shared.clock.now())
+            .await?)
     }
 
     /// Waits until nothing is left to send (no pending, syncing or failed

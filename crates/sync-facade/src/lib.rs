@@ -63,10 +63,10 @@ mod defaults;
 pub use defaults::{OfflineSync, OfflineSyncBuilder, OpenError};
 pub use sync_core::{
     ApiError, AttemptOutcome, AttemptTicket, Backoff, BoxStream, Clock, ConflictResolver,
-    ConnectivityMonitor, CopyWrite, DEFAULT_MAX_PAYLOAD_BYTES, EntityName, Error, ErrorKind, FinishResult,
-    FinishedAttempt, FnResolver, JsonObject, LastWriteWins, LocalChange, LocalRecord, LocalWins,
-    MAX_NAME_BYTES, ManualClock, MergeFields, OperationId, PullAnswer, PullCounts, PullCursor, PullPage,
-    PullRequest, PullSource, PullState, PulledChange, QueueCounts, RecordId, RecordKey, RemoteWins,
+    ConnectivityMonitor, CopyWrite, DEFAULT_MAX_PAYLOAD_BYTES, DiscardOutcome, EntityName, Error, ErrorKind,
+    FinishResult, FinishedAttempt, FnResolver, JsonObject, LastWriteWins, LocalChange, LocalRecord,
+    LocalWins, MAX_NAME_BYTES, ManualClock, MergeFields, OperationId, PullAnswer, PullCounts, PullCursor,
+    PullPage, PullRequest, PullSource, PullState, PulledChange, QueueCounts, RecordId, RecordKey, RemoteWins,
     ResolveError, RetryPolicy, RetrySchedule, SavedChange, SendPlan, ServerCopy, StoreError, StoreErrorKind,
     StoreEvent, SyncApiAdapter, SyncOperation, SyncQueueItem, SyncStatus, SyncStore, SystemClock, Timestamp,
     ValidationError, WriteAnswer, WriteKind, WriteRequest,
