@@ -24,6 +24,7 @@ mod diagnostics;
 mod discard;
 mod error;
 mod files;
+pub mod inspect;
 mod options;
 mod pull;
 mod pull_rows;
