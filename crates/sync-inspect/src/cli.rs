@@ -84,6 +84,20 @@ pub(crate) enum Command {
         #[arg(long)]
         all_failed: bool,
     },
+    /// Drops a record's queued change (not one being sent): the document
+    /// stays as last saved, or with --revert goes back to the copy the
+    /// server last confirmed, where one is known. Needs the app closed.
+    Discard {
+        #[command(flatten)]
+        common: Common,
+        /// The record's entity.
+        entity: String,
+        /// The record's id.
+        id: String,
+        /// Put the document back to the server's last confirmed copy.
+        #[arg(long)]
+        revert: bool,
+    },
 }
 
 impl Command {
@@ -94,7 +108,8 @@ impl Command {
             | Self::Queue { common, .. }
             | Self::Show { common, .. }
             | Self::Export { common, .. }
-            | Self::Retry { common, .. } => common,
+            | Self::Retry { common, .. }
+            | Self::Discard { common, .. } => common,
         }
     }
 }

@@ -80,5 +80,8 @@ async fn run(command: &Command) -> Result<String, Failure> {
             (Some(entity), Some(id)) if !*all_failed => write::retry_one(file, json, entity, id).await,
             _ => write::retry_all(file, json).await,
         },
+        Command::Discard {
+            entity, id, revert, ..
+        } => write::discard(file, json, entity, id, *revert).await,
     }
 }

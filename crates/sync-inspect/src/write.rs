@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use sync_core::{StoreErrorKind, SyncStatus, SyncStore, Timestamp};
+use sync_core::{DiscardOutcome, StoreErrorKind, SyncStatus, SyncStore, Timestamp};
 use sync_store_sqlite::inspect::Inspection;
 use sync_store_sqlite::{SCHEMA_VERSION, SqliteStore, SqliteStoreOptions};
 
@@ -101,4 +101,51 @@ pub(crate) async fn retry_all(file: &Path, as_json: bool) -> Result<String, Fail
         0 => "no failed items: nothing to retry\n".to_owned(),
         n => format!("retried {n} failed items: they will be sent at the app's next sync\n"),
     })
+}
+
+/// `offline-sync discard FILE ENTITY ID [--revert]`.
+pub(crate) async fn discard(
+    file: &Path,
+    as_json: bool,
+    entity: &str,
+    id: &str,
+    revert: bool,
+) -> Result<String, Failure> {
+    let key = parse_key(entity, id)?;
+    let store = open_for_writing(file).await?;
+    let outcome = store.discard(&key, revert, Timestamp::now()).await;
+    store.close().await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) if error.kind() == StoreErrorKind::Invalid => {
+            return Err(Failure::new(
+                EXIT_ERROR,
+                format!(
+                    "{key}: {} (an attempt the app left out when it stopped is recovered when the app \
+                     starts again); nothing was changed",
+                    error.message()
+                ),
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if outcome == DiscardOutcome::NothingQueued {
+        return Err(Failure::new(
+            EXIT_NOT_FOUND,
+            format!("{key} has no change waiting to be sent: nothing to discard; nothing was changed"),
+        ));
+    }
+    let name = match outcome {
+        DiscardOutcome::Reverted => "reverted",
+        DiscardOutcome::Removed => "removed",
+        _ => "dropped",
+    };
+    if as_json {
+        return Ok(json::pretty(&json!({
+            "entity": key.entity,
+            "id": key.id,
+            "outcome": name,
+        })));
+    }
+    Ok(format!("discarded {key}: {outcome}\n"))
 }
