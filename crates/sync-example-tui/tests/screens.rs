@@ -264,7 +264,7 @@ async fn the_queue_counter_and_connectivity_follow_the_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_users_edit_waits_while_the_server_is_down() {
+async fn another_user_cannot_edit_while_the_server_is_down() {
     let mut screen = Screen::start().await;
     screen.select("Renew the parking permit").await;
     screen.take_server_down().await;
@@ -275,5 +275,29 @@ async fn another_users_edit_waits_while_the_server_is_down() {
         "{}",
         screen.app.message()
     );
+    screen.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_the_server_refuses_is_parked_until_retried() {
+    let mut screen = Screen::start().await;
+    // The server now wants a bearer token the app does not send: a 401 is
+    // a permanent error, so the change is parked rather than retried.
+    screen.session.server().require_bearer(Some("not-ours".into()));
+    screen.add_task("Paint the fence").await;
+    screen
+        .wait_for("the task parked, still counted as waiting", |text| {
+            shows_badge(text, "Paint the fence", "parked") && text.contains("queue: 1 waiting")
+        })
+        .await;
+
+    screen.session.server().require_bearer(None);
+    screen.select("Paint the fence").await;
+    screen.press(KeyCode::Char('r')).await;
+    screen
+        .wait_for("the task synced after the retry", |text| {
+            shows_badge(text, "Paint the fence", "synced") && text.contains("queue: 0 waiting")
+        })
+        .await;
     screen.quit().await;
 }
