@@ -143,6 +143,7 @@ impl OfflineSyncEngineBuilder {
             link,
             pull,
             pull_progress: tokio::sync::watch::channel(PullProgress::default()).0,
+            events: crate::events::EventBus::default(),
             last_pull: std::sync::Mutex::new(None),
             run_lock: Mutex::new(()),
             full_requested: AtomicU64::new(0),

@@ -35,7 +35,7 @@ use crate::watch::{self, WatchContext};
 /// close the store).
 #[derive(Clone)]
 pub struct OfflineSyncEngine {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     _lifetime: Arc<Lifetime>,
 }
 

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sync_core::{
     ApiError, AttemptId, AttemptOutcome, AttemptTicket, ErrorKind, FinishResult, FinishedAttempt, RecordKey,
@@ -18,6 +19,7 @@ use sync_core::{
 use tracing::Instrument;
 
 use crate::error::SyncError;
+use crate::events::{AttemptEvent, AttemptResult, SyncEvent};
 use crate::manager::SyncReport;
 use crate::send::{Sent, send};
 use crate::sends::{CatchPanic, Panicked, Sends};
@@ -54,6 +56,8 @@ pub(crate) struct Pass<'a> {
     /// Whether a ticket was lost: the pass then leaves its claims for the
     /// next pass to reclaim.
     lost_ticket: bool,
+    /// How long each attempt sent took, until its outcome is recorded.
+    durations: Mutex<HashMap<AttemptId, Duration>>,
 }
 
 impl<'a> Pass<'a> {
@@ -64,6 +68,7 @@ impl<'a> Pass<'a> {
             stop,
             attempts: Mutex::new(HashMap::new()),
             lost_ticket: false,
+            durations: Mutex::new(HashMap::new()),
         }
     }
 
@@ -267,11 +272,43 @@ impl<'a> Pass<'a> {
             .iter()
             .map(|f| matches!(f.outcome, AttemptOutcome::Applied { .. }))
             .collect();
+        // The events of the attempts sent (not of tickets given back
+        // unsent), built only for a listener.
+        let events: Vec<_> = if self.shared.events.listened() {
+            let mut durations = lock(&self.durations);
+            finished
+                .iter()
+                .map(|f| {
+                    durations.remove(&f.ticket.attempt).map(|duration| {
+                        (
+                            f.ticket.key.clone(),
+                            f.ticket.operation,
+                            AttemptResult::of(&f.outcome),
+                            duration,
+                        )
+                    })
+                })
+                .collect()
+        } else {
+            lock(&self.durations).clear();
+            Vec::new()
+        };
         let results = self
             .shared
             .store
             .finish_attempts(finished, self.shared.clock.now())
             .await?;
+        for (event, result) in events.into_iter().zip(&results) {
+            if let Some((key, operation, attempt, duration)) = event {
+                self.shared.events.send(SyncEvent::Attempted(AttemptEvent {
+                    key,
+                    operation,
+                    result: attempt,
+                    duration,
+                    current: *result == FinishResult::Current,
+                }));
+            }
+        }
         Ok(applied
             .into_iter()
             .zip(results)
@@ -300,12 +337,18 @@ impl<'a> Pass<'a> {
                     sent.finished.push(release(ticket, false));
                     break;
                 }
+                if shared.events.listened() {
+                    shared.events.send(SyncEvent::Sending {
+                        key: ticket.key.clone(),
+                        operation: ticket.operation,
+                    });
+                }
                 running.push(attempt(shared, ticket));
             }
             let Some(joined) = running.next().await else {
                 break;
             };
-            let Ok((ticket, result)) = joined else {
+            let Ok((ticket, result, duration)) = joined else {
                 // Only the bookkeeping around an attempt can get here (the
                 // attempt's own panics are caught with their ticket): the
                 // next pass reclaims the item.
@@ -314,6 +357,7 @@ impl<'a> Pass<'a> {
                 continue;
             };
             let outcome = self.outcome(&ticket, result, &mut sent).await;
+            lock(&self.durations).insert(ticket.attempt, duration);
             sent.finished.push(FinishedAttempt { ticket, outcome });
         }
         // Tickets never started (the link dropped, the pass is stopping) go
@@ -395,7 +439,7 @@ impl<'a> Pass<'a> {
 fn attempt(
     shared: &Shared,
     ticket: AttemptTicket,
-) -> impl std::future::Future<Output = (AttemptTicket, Result<Sent, Panicked>)> + Send + 'static {
+) -> impl std::future::Future<Output = (AttemptTicket, Result<Sent, Panicked>, Duration)> + Send + 'static {
     let adapter = Arc::clone(&shared.adapter);
     let resolver = shared.resolver.clone();
     let limit = shared.options.attempt_timeout;
@@ -406,6 +450,7 @@ fn attempt(
         version = ticket.version,
     );
     async move {
+        let started = tokio::time::Instant::now();
         let result = CatchPanic::new(async {
             match tokio::time::timeout(limit, send(adapter.as_ref(), resolver.as_deref(), &ticket)).await {
                 Ok(sent) => sent,
@@ -422,7 +467,7 @@ fn attempt(
             }
         })
         .await;
-        (ticket, result)
+        (ticket, result, started.elapsed())
     }
     .instrument(span)
 }

@@ -196,6 +196,12 @@ impl EntityPull<'_> {
                     };
                     match applied {
                         Ok(applied) => {
+                            if shared.events.listened() {
+                                shared.events.send(crate::events::SyncEvent::Pulled {
+                                    entity: self.entity.clone(),
+                                    counts: applied,
+                                });
+                            }
                             counts.add(applied);
                             failures = 0;
                             self.progress.pages += 1;

@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) pull: PullSetup,
     /// Where the pull going (or the last one) stands.
     pub(crate) pull_progress: tokio::sync::watch::Sender<PullProgress>,
+    /// Attempt and pull events for the app's subscribers.
+    pub(crate) events: crate::events::EventBus,
     /// When the last pull started, for `pull_interval`.
     pub(crate) last_pull: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// What the engine believes about the network.
