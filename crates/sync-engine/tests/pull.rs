@@ -742,3 +742,26 @@ async fn auto_sync_pulls_when_connectivity_comes_back() {
     arrives(&engine, "a", json!({"v": 2})).await;
     engine.close().await;
 }
+
+/// Each page applied is an event with its counts, for a subscriber.
+#[tokio::test]
+async fn each_pulled_page_is_an_event() {
+    let (feed, _store, engine) = setup().await;
+    let mut events = engine.events();
+    for n in 0..4 {
+        feed.write(&format!("t{n}"), Some(json!({"n": n})));
+    }
+    engine.sync_manager().pull_now().await.unwrap();
+    let mut upserted = Vec::new();
+    while upserted.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap() {
+            sync_engine::SyncEvent::Pulled { entity, counts } => {
+                assert_eq!(entity.as_str(), "tasks");
+                upserted.push(counts.upserted);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(upserted, [3, 1], "pages of 3");
+    engine.close().await;
+}
