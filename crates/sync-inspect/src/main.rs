@@ -8,6 +8,7 @@
 //! Exit codes: 0 done; 1 the file was refused or could not be read; 2 bad
 //! usage; 3 the file is in use by an app (writing commands); 4 the record
 //! or item asked for is not there, or has nothing to retry.
+#![deny(missing_docs)]
 
 mod cli;
 mod failure;
