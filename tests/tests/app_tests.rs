@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
+use sync_facade::implement::{ConnectivityMonitor, OperationId, SyncApiAdapter};
 use sync_facade::prelude::*;
 use sync_facade::{
-    ApiError, BoxStream, ConnectivityMonitor, EntityName, ErrorKind, JsonObject, MemoryStore, OperationId,
-    RecordId, SyncApiAdapter, TokioClock,
+    ApiError, BoxStream, EntityName, ErrorKind, JsonObject, MemoryStore, RecordId, TokioClock,
 };
 
 /// The app's own fake of its server: fails the first create with a 503.

@@ -29,11 +29,12 @@ use chaos_support::{
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
+use sync_facade::implement::{ConnectivityMonitor, SyncStore};
 use sync_facade::prelude::*;
 use sync_facade::{
-    ApiError, AuthHook, BoxStream, ConnectivityMonitor, ErrorKind, HttpSyncApiAdapter, InternetCheckOption,
+    ApiError, AuthHook, BoxStream, ErrorKind, HttpSyncApiAdapter, InternetCheckOption,
     InternetConnectionMonitor, OpenError, SqliteStore, SqliteStoreOptions, StoreErrorKind, SyncReport,
-    SyncStore, Timestamp,
+    Timestamp,
 };
 use sync_reference_server::{Fault, FaultPlan, IdempotencyMode, ReferenceServer, ServerConfig};
 

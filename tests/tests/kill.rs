@@ -32,8 +32,9 @@ use chaos_support::{
     Model, Rng, assert_no_duplicates, env_u64, local_records, mode_label, report_line, seed_from_env,
     server_records,
 };
+use sync_facade::implement::SyncStore;
 use sync_facade::prelude::*;
-use sync_facade::{SqliteStore, SqliteStoreOptions, SyncStore};
+use sync_facade::{SqliteStore, SqliteStoreOptions};
 use sync_reference_server::{IdempotencyMode, ReferenceServer, ServerConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 

@@ -74,8 +74,9 @@ use chaos_support::{
     report_line, seed_from_env, server_records,
 };
 use serde_json::{Value, json};
+use sync_facade::implement::{PullState, SyncStore};
 use sync_facade::prelude::*;
-use sync_facade::{EntityName, PullCounts, PullState, SqliteStore, SqliteStoreOptions, SyncStore};
+use sync_facade::{EntityName, PullCounts, SqliteStore, SqliteStoreOptions};
 use sync_reference_server::{ReferenceServer, ServerConfig};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::ChildStdout;

@@ -4,10 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
 
 use serde_json::json;
+use sync_facade::implement::{AttemptOutcome, FinishedAttempt, LocalChange, SendPlan, StoreEvent, SyncStore};
 use sync_facade::prelude::*;
-use sync_facade::{
-    AttemptOutcome, FinishedAttempt, LocalChange, RecordKey, SendPlan, StoreEvent, SyncStore, Timestamp,
-};
+use sync_facade::{RecordKey, Timestamp};
 use sync_testkit::MemoryStore;
 use tokio_stream::StreamExt;
 

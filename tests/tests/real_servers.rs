@@ -30,8 +30,9 @@ use real_servers_support::proxy::LossyProxy;
 use real_servers_support::server::ThirdParty;
 use real_servers_support::{Flavor, Rows, id_text, project};
 use serde_json::{Value, json};
+use sync_facade::implement::SyncStore;
 use sync_facade::prelude::*;
-use sync_facade::{SqliteStore, SqliteStoreOptions, SyncStore};
+use sync_facade::{SqliteStore, SqliteStoreOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const ENTITIES: [&str; 3] = ["tasks", "notes", "customers"];

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::json;
+use sync_facade::implement::SyncApiAdapter;
 use sync_facade::prelude::*;
-use sync_facade::{ApiError, AuthHook, ErrorKind, HttpSyncApiAdapter, SyncApiAdapter};
+use sync_facade::{ApiError, AuthHook, ErrorKind, HttpSyncApiAdapter};
 use sync_reference_server::{ReferenceServer, ServerConfig};
 use sync_testkit::{FakeMonitor, MemoryStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -754,7 +754,11 @@ async fn each_pulled_page_is_an_event() {
     engine.sync_manager().pull_now().await.unwrap();
     let mut upserted = Vec::new();
     while upserted.len() < 2 {
-        match tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             sync_engine::SyncEvent::Pulled { entity, counts } => {
                 assert_eq!(entity.as_str(), "tasks");
                 upserted.push(counts.upserted);

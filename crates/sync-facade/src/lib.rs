@@ -62,19 +62,16 @@ mod defaults;
 #[cfg(all(feature = "sqlite", feature = "http"))]
 pub use defaults::{OfflineSync, OfflineSyncBuilder, OpenError};
 pub use sync_core::{
-    ApiError, AttemptOutcome, AttemptTicket, Backoff, BoxStream, Clock, ConflictResolver,
-    ConnectivityMonitor, CopyWrite, DEFAULT_MAX_PAYLOAD_BYTES, DiscardOutcome, EntityName, Error, ErrorKind,
-    FinishResult, FinishedAttempt, FnResolver, JsonObject, LastWriteWins, LocalChange, LocalRecord,
-    LocalWins, MAX_NAME_BYTES, ManualClock, MergeFields, OperationId, PullAnswer, PullCounts, PullCursor,
-    PullPage, PullRequest, PullSource, PullState, PulledChange, QueueCounts, RecordId, RecordKey, RemoteWins,
-    ResolveError, RetryPolicy, RetrySchedule, SavedChange, SendPlan, ServerCopy, StoreError, StoreErrorKind,
-    StoreEvent, SyncApiAdapter, SyncOperation, SyncQueueItem, SyncStatus, SyncStore, SystemClock, Timestamp,
-    ValidationError, WriteAnswer, WriteKind, WriteRequest,
+    ApiError, Backoff, BoxStream, Clock, ConflictResolver, DEFAULT_MAX_PAYLOAD_BYTES, DiscardOutcome,
+    EntityName, Error, ErrorKind, FnResolver, JsonObject, LastWriteWins, LocalRecord, LocalWins,
+    MAX_NAME_BYTES, ManualClock, MergeFields, PullCounts, PullCursor, QueueCounts, RecordId, RecordKey,
+    RemoteWins, ResolveError, SavedChange, StoreError, StoreErrorKind, SyncOperation, SyncQueueItem,
+    SyncStatus, SystemClock, Timestamp, ValidationError,
 };
-pub use sync_core::{attempt, coalesce, pull, snapshot};
 pub use sync_engine::{
-    BackgroundSyncScheduler, OfflineSyncEngine, OfflineSyncEngineBuilder, OfflineSyncOptions, PullProgress,
-    SyncError, SyncManager, SyncReport, TokioClock,
+    AttemptEvent, AttemptResult, BackgroundSyncScheduler, ChangeOutcome, Collection, OfflineSyncEngine,
+    OfflineSyncEngineBuilder, OfflineSyncOptions, PullProgress, SyncError, SyncEvent, SyncManager, SyncReport,
+    SyncStats, TokioClock, TypedRecords, Unreadable,
 };
 #[cfg(feature = "http")]
 pub use sync_net::{
@@ -90,6 +87,27 @@ pub use sync_store_sqlite::{Durability, SqliteStore, SqliteStoreOptions};
 /// time, so retry timers and auto-sync can be tested instantly.
 #[cfg(feature = "memory-store")]
 pub use sync_testkit::MemoryStore;
+
+/// For implementers of the seams: your own store, server adapter, pull
+/// source or connectivity monitor, plugged in through
+/// [`OfflineSyncEngine::builder`]. The traits, the types that cross them,
+/// and sync-core's pure decisions (`attempt`, `coalesce`, `pull`,
+/// `discard`, `snapshot`) a store applies, plus `async_trait` to implement
+/// the traits with. Apps using the SQLite store and the HTTP adapter need
+/// none of this.
+pub mod implement {
+    pub use async_trait::async_trait;
+    pub use sync_core::{
+        AttemptOutcome, AttemptTicket, ConnectivityMonitor, CopyWrite, FinishResult, FinishedAttempt,
+        LocalChange, OperationId, PullAnswer, PullPage, PullRequest, PullSource, PullState, PulledChange,
+        RetryPolicy, RetrySchedule, SendPlan, ServerCopy, StoreEvent, SyncApiAdapter, SyncStore, WriteAnswer,
+        WriteKind, WriteRequest,
+    };
+    pub use sync_core::{attempt, coalesce, discard, pull, snapshot};
+    /// The store conformance checks: run them against your own store.
+    #[cfg(feature = "memory-store")]
+    pub use sync_testkit::conformance;
+}
 
 /// The names most apps need, for `use sync_facade::prelude::*`.
 pub mod prelude {

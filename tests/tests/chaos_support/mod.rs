@@ -12,7 +12,8 @@ use std::io::Write;
 use std::process::Stdio;
 
 use serde_json::{Value, json};
-use sync_facade::{EntityName, OfflineSyncEngine, SyncOperation, SyncStore};
+use sync_facade::implement::SyncStore;
+use sync_facade::{EntityName, OfflineSyncEngine, SyncOperation};
 use sync_reference_server::{IdempotencyMode, ReferenceServer, RequestRecord};
 
 /// Collection → id → object, for the local store and the server alike.
