@@ -92,6 +92,20 @@ pub enum ValidationError {
     /// A retry policy was configured with zero attempts per run.
     #[error("max_retries must be at least 1: every sync pass needs one attempt")]
     ZeroMaxRetries,
+    /// A value saved through a typed collection had no usable id: its id
+    /// field was missing or null, or held something other than a string or
+    /// an integer.
+    #[error(
+        "the id field {field:?} is {found}: give the value a string or integer {field:?} field, \
+         or point the collection at the field that holds the id (id_field)"
+    )]
+    InvalidIdField {
+        /// The id field's name (`"id"` unless the collection names another).
+        field: String,
+        /// What was there: `"missing"`, `"null"`, `"a boolean"`, `"a
+        /// fractional number"`, `"an array"` or `"an object"`.
+        found: &'static str,
+    },
 }
 
 /// How a failed remote call should be treated. The engine branches on this.

@@ -20,6 +20,7 @@
 mod auto_sync;
 mod builder;
 mod clock;
+mod collection;
 mod engine;
 mod error;
 mod events;
@@ -38,6 +39,7 @@ mod watch;
 
 pub use builder::OfflineSyncEngineBuilder;
 pub use clock::TokioClock;
+pub use collection::{Collection, TypedRecords, Unreadable};
 pub use engine::OfflineSyncEngine;
 pub use error::SyncError;
 pub use events::{AttemptEvent, AttemptResult, SyncEvent};

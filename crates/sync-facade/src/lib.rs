@@ -70,8 +70,8 @@ pub use sync_core::{
 };
 pub use sync_engine::{
     AttemptEvent, AttemptResult, BackgroundSyncScheduler, ChangeOutcome, Collection, OfflineSyncEngine,
-    OfflineSyncEngineBuilder, OfflineSyncOptions, PullProgress, SyncError, SyncEvent, SyncManager, SyncReport,
-    SyncStats, TokioClock, TypedRecords, Unreadable,
+    OfflineSyncEngineBuilder, OfflineSyncOptions, PullProgress, SyncError, SyncEvent, SyncManager,
+    SyncReport, SyncStats, TokioClock, TypedRecords, Unreadable,
 };
 #[cfg(feature = "http")]
 pub use sync_net::{
