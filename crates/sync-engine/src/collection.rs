@@ -15,13 +15,16 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sync_core::{
-    BoxStream, EntityName, JsonObject, LocalRecord, RecordId, SavedChange, SyncOperation, ValidationError,
-};
+use sync_core::{BoxStream, EntityName, JsonObject, RecordId, SavedChange, SyncOperation, ValidationError};
 use tokio_stream::StreamExt;
 
 use crate::engine::OfflineSyncEngine;
 use crate::error::SyncError;
+
+mod records;
+
+use records::read;
+pub use records::{TypedRecords, Unreadable};
 
 /// The field a collection reads ids from unless told otherwise.
 const DEFAULT_ID_FIELD: &str = "id";
@@ -355,70 +358,4 @@ fn id_in(document: &JsonObject, field: &str) -> Result<String, ValidationError> 
         field: field.to_owned(),
         found,
     })
-}
-
-/// One record as `T`, or why it is not.
-fn read<T: DeserializeOwned>(record: LocalRecord) -> Result<T, Unreadable> {
-    serde_json::from_value(Value::Object(record.data)).map_err(|error| Unreadable {
-        id: record.id,
-        error: error.to_string(),
-    })
-}
-
-/// A collection's records as `T`, from [`Collection::all`] and
-/// [`Collection::watch`]: the documents that deserialize, and apart, those
-/// that do not. Both lists keep the engine's order, most recently updated
-/// first.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq)]
-pub struct TypedRecords<T> {
-    /// The records that deserialize into `T`.
-    pub records: Vec<T>,
-    /// The records that do not, with their ids and serde's messages: fix
-    /// them with [`OfflineSyncEngine::get_record`] and
-    /// [`OfflineSyncEngine::save`], or delete them.
-    pub unreadable: Vec<Unreadable>,
-}
-
-impl<T> Default for TypedRecords<T> {
-    fn default() -> Self {
-        Self {
-            records: Vec::new(),
-            unreadable: Vec::new(),
-        }
-    }
-}
-
-impl<T: DeserializeOwned> TypedRecords<T> {
-    fn read(list: Vec<LocalRecord>) -> Self {
-        let mut typed = Self::default();
-        for record in list {
-            match read(record) {
-                Ok(value) => typed.records.push(value),
-                Err(unreadable) => typed.unreadable.push(unreadable),
-            }
-        }
-        typed
-    }
-}
-
-/// A stored document that does not deserialize into a collection's type.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unreadable {
-    /// The record's id.
-    pub id: RecordId,
-    /// Serde's message, such as ``missing field `done` ``.
-    pub error: String,
-}
-
-impl fmt::Display for Unreadable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "record {:?} does not deserialize: {}",
-            self.id.as_str(),
-            self.error
-        )
-    }
 }
