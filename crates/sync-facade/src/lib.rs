@@ -9,8 +9,9 @@
 //! layers: `sqlite` (the SQLite store) and `http` (the REST adapter and the
 //! connectivity monitor, TLS by rustls), both on by default. With both,
 //! [`OfflineSync::builder`] opens an engine in one call; without them, plug
-//! in your own [`SyncStore`], [`SyncApiAdapter`] and [`ConnectivityMonitor`]
-//! through [`OfflineSyncEngine::builder`]. The feature `memory-store` (off
+//! in your own [`implement::SyncStore`], [`implement::SyncApiAdapter`] and
+//! [`implement::ConnectivityMonitor`] through [`OfflineSyncEngine::builder`]
+//! (everything an implementer needs is in [`implement`]). The feature `memory-store` (off
 //! by default) adds `MemoryStore`, an in-memory store for your own tests
 //! with tokio's paused time.
 //!
