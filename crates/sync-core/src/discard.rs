@@ -147,7 +147,7 @@ impl DiscardRefusal {
     #[must_use]
     pub fn to_store_error(self, key: &crate::ids::RecordKey) -> crate::error::StoreError {
         crate::error::StoreError::new(
-            crate::error::StoreErrorKind::Invalid,
+            crate::error::StoreErrorKind::InFlight,
             format!("{}/{}: {self}", key.entity, key.id),
         )
     }

@@ -332,6 +332,10 @@ pub enum StoreErrorKind {
     Invalid,
     /// The store has been closed.
     Closed,
+    /// The record's change is being sent (an attempt is out and may be
+    /// applied): the call was refused, nothing changed; try again once
+    /// the attempt reports back.
+    InFlight,
     /// Any other I/O or database failure.
     Other,
 }
@@ -341,7 +345,7 @@ impl StoreErrorKind {
     /// database was busy, or another process had it open.
     #[must_use]
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Busy | Self::InUse)
+        matches!(self, Self::Busy | Self::InUse | Self::InFlight)
     }
 }
 
@@ -356,6 +360,7 @@ impl fmt::Display for StoreErrorKind {
             Self::SchemaTooNew => "schema too new",
             Self::Invalid => "invalid input",
             Self::Closed => "store closed",
+            Self::InFlight => "change in flight",
             Self::Other => "storage error",
         })
     }

@@ -363,10 +363,13 @@ pub trait SyncStore: Send + Sync {
     /// publishing the changed rows like a save. The default store cannot
     /// discard.
     ///
+    /// Cancel safety: one transaction; a call dropped before it returns
+    /// has discarded in full or not at all.
+    ///
     /// # Errors
-    /// [`crate::StoreErrorKind::Invalid`] while an attempt for the record
-    /// is in flight (nothing changes); [`crate::StoreErrorKind::Other`]
-    /// from the default.
+    /// [`crate::StoreErrorKind::InFlight`] while an attempt for the record
+    /// is out (nothing changes); [`crate::StoreErrorKind::Other`] from the
+    /// default.
     async fn discard(
         &self,
         key: &RecordKey,

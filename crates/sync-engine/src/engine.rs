@@ -336,7 +336,7 @@ impl OfflineSyncEngine {
     ///
     /// # Errors
     /// [`SyncError::Invalid`] for a bad name; [`SyncError::Store`] with
-    /// [`sync_core::StoreErrorKind::Invalid`] while an attempt to send the
+    /// [`sync_core::StoreErrorKind::InFlight`] while an attempt to send the
     /// change is out (it may be applied: discard once it reports back),
     /// nothing changed.
     pub async fn discard(&self, entity: &str, id: &str, revert: bool) -> Result<DiscardOutcome, SyncError> {
@@ -426,6 +426,9 @@ async fn close_now(shared: &Shared) {
         );
         tasks.shutdown().await;
     }
+    // Every outcome the close waited for is recorded and announced: the
+    // event streams end after them.
+    shared.events.close();
     shared.store.close().await;
     drop(lock(&shared.lease).take());
 }

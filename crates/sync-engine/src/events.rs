@@ -71,8 +71,9 @@ pub struct AttemptEvent {
 pub enum AttemptResult {
     /// The server applied the change.
     Applied,
-    /// The server did not hold the record, and that settled the change
-    /// (a delete of a record already gone).
+    /// The server did not hold the record. For a delete, that settles
+    /// it (the record is gone either way); for an update, the engine
+    /// checks the server and re-creates the record in its next attempt.
     NotFound,
     /// The attempt failed; it is retried later.
     Failed {
@@ -113,44 +114,66 @@ impl AttemptResult {
                     Self::Failed { kind, http_status }
                 }
             }
-            _ => Self::Interrupted,
+            AttemptOutcome::Released { .. } => Self::Interrupted,
         }
     }
 }
 
-/// The engine's side of the event channel.
+/// The engine's side of the event channel. Closing it (at the end of the
+/// engine's close, once the last outcomes are recorded) ends every
+/// subscriber's stream after the events already buffered.
 #[derive(Debug)]
 pub(crate) struct EventBus {
-    sender: broadcast::Sender<SyncEvent>,
+    sender: std::sync::Mutex<Option<broadcast::Sender<SyncEvent>>>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         Self {
-            sender: broadcast::channel(EVENT_BUFFER).0,
+            sender: std::sync::Mutex::new(Some(broadcast::channel(EVENT_BUFFER).0)),
         }
     }
 }
 
 impl EventBus {
+    fn with_sender<T>(&self, use_it: impl FnOnce(&broadcast::Sender<SyncEvent>) -> T) -> Option<T> {
+        // A poisoned lock only means a panic elsewhere: the sender is fine.
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sender.as_ref().map(use_it)
+    }
+
     /// Whether anyone listens: events are built only then.
     pub(crate) fn listened(&self) -> bool {
-        self.sender.receiver_count() > 0
+        self.with_sender(|sender| sender.receiver_count() > 0)
+            .unwrap_or(false)
     }
 
     /// Sends `event` to the subscribers there are.
     pub(crate) fn send(&self, event: SyncEvent) {
         // No subscriber is not an error.
-        let _ = self.sender.send(event);
+        let _ = self.with_sender(|sender| sender.send(event));
     }
 
-    /// The events from now on.
+    /// The events from now on; an empty stream once the bus is closed.
     pub(crate) fn subscribe(&self) -> BoxStream<SyncEvent> {
-        Box::pin(
-            BroadcastStream::new(self.sender.subscribe()).map(|event| match event {
+        match self.with_sender(broadcast::Sender::subscribe) {
+            Some(receiver) => Box::pin(BroadcastStream::new(receiver).map(|event| match event {
                 Ok(event) => event,
                 Err(BroadcastStreamRecvError::Lagged(missed)) => SyncEvent::Lagged { missed },
-            }),
-        )
+            })),
+            None => Box::pin(tokio_stream::empty()),
+        }
+    }
+
+    /// Ends every subscriber's stream once it has read what is buffered.
+    pub(crate) fn close(&self) {
+        let mut sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        drop(sender.take());
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use sync_core::{BoxStream, EntityName, PullCursor, QueueCounts, SavedChange, SyncStatus, Timestamp};
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::WatchStream;
 
 use crate::engine::OfflineSyncEngine;
 use crate::error::SyncError;
@@ -53,7 +52,8 @@ pub enum ChangeOutcome {
     /// sent).
     NothingToSend,
     /// The item left the queue without this call seeing it confirmed: it
-    /// was discarded, or cleared by `clear_synced` after it synced.
+    /// was discarded, or cleared by `clear_synced` after it synced (and
+    /// maybe queued again by a later save).
     LeftQueue,
 }
 
@@ -64,20 +64,11 @@ impl OfflineSyncEngine {
     /// 1024 events behind gets [`SyncEvent::Lagged`] with the number it
     /// missed instead of slowing the engine down; [`Self::stats`] and the
     /// watch streams read the state those events add up to. The stream
-    /// ends when the engine closes.
+    /// ends when the engine has closed, after the outcomes its close
+    /// waited for (an engine already closed gives an empty stream).
     #[must_use]
     pub fn events(&self) -> BoxStream<SyncEvent> {
-        // The events, until the engine closes.
-        let closing = WatchStream::new(self.shared.shutdown.subscribe())
-            .filter(|closed| *closed)
-            .map(|_| None);
-        let events = self.shared.events.subscribe().map(Some);
-        Box::pin(
-            events
-                .merge(closing)
-                .take_while(Option::is_some)
-                .filter_map(|event| event),
-        )
+        self.shared.events.subscribe()
     }
 
     /// Counts of the queue per status and entity, parked items, the age of
@@ -135,10 +126,12 @@ impl OfflineSyncEngine {
         let Some(item) = &saved.item else {
             return Ok(ChangeOutcome::NothingToSend);
         };
-        let version = item.version;
+        let (version, queued_at) = (item.version, item.created_at);
         let mut updates = self.watch_queue_item(item.entity.as_str(), item.id.as_str())?;
         while let Some(current) = updates.next().await {
-            let Some(current) = current else {
+            // An item queued at another time is another item (versions
+            // start over): the one this save went into left the queue.
+            let Some(current) = current.filter(|current| current.created_at == queued_at) else {
                 return Ok(ChangeOutcome::LeftQueue);
             };
             if current.version < version || current.is_in_flight() {

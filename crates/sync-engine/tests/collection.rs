@@ -355,3 +355,30 @@ fn _collections_and_their_futures_are_send(tasks: &Collection<Task>, value: &Tas
     send(tasks.watch());
     send(tasks.clone());
 }
+
+/// An unreadable document's error names the field and what was expected,
+/// never the document's values (errors carry no payloads).
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_documents_error_does_not_quote_its_values() {
+    let rig = rig().await;
+    rig.engine
+        .save(
+            "tasks",
+            "s",
+            json!({"id": "s", "title": "t", "done": "card 4111 1111 1111 1111"}),
+            SyncOperation::Create,
+        )
+        .await
+        .unwrap();
+    let all = rig.tasks.all().await.unwrap();
+    let error = &all.unreadable[0].error;
+    assert!(!error.contains("4111"), "{error}");
+    assert!(
+        error.contains("invalid type: a string") && error.contains("expected a boolean"),
+        "{error}"
+    );
+    match rig.tasks.get("s").await {
+        Err(error) => assert!(!error.to_string().contains("4111"), "{error}"),
+        Ok(value) => panic!("{:?}", value.map(|task| task.title)),
+    }
+}

@@ -130,7 +130,7 @@ async fn an_attempt_in_flight_is_not_discarded() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let error = engine.discard("tasks", "1", true).await.unwrap_err();
     match &error {
-        SyncError::Store(store) => assert_eq!(store.kind(), StoreErrorKind::Invalid),
+        SyncError::Store(store) => assert_eq!(store.kind(), StoreErrorKind::InFlight),
         other => panic!("{other:?}"),
     }
     assert!(document(&engine, "1").await.is_some(), "nothing changed");

@@ -236,3 +236,69 @@ async fn waiting_for_a_refused_save_ends_with_its_parked_error() {
     );
     engine.close().await;
 }
+
+/// Closing waits for the attempts out to record their outcomes: their
+/// events reach the subscriber before its stream ends.
+#[tokio::test(start_paused = true)]
+async fn the_outcomes_close_waits_for_are_events_before_the_stream_ends() {
+    let (engine, server) = engine().await;
+    let events = engine.events();
+    server.set_latency(Duration::from_millis(500));
+    save(&engine, "out").await;
+    let manager = engine.sync_manager();
+    let run = tokio::spawn(async move { manager.sync_now().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    engine.close().await;
+    let all: Vec<SyncEvent> = tokio::time::timeout(Duration::from_secs(30), events.collect())
+        .await
+        .expect("the stream ends after close");
+    assert!(
+        all.iter().any(|event| matches!(
+            event,
+            SyncEvent::Attempted(attempt) if attempt.key == key("out") && attempt.result == AttemptResult::Applied
+        )),
+        "the outcome close waited for is announced: {all:?}"
+    );
+    let _ = run.await;
+    let late = engine.events();
+    assert_eq!(
+        late.collect::<Vec<_>>().await,
+        Vec::new(),
+        "a closed engine's stream is empty"
+    );
+}
+
+/// The item a save went into is cleared and the record saved again before
+/// the wait looks: the new item (its versions start over) is another
+/// item, and the wait ends instead of hanging. Closing the engine ends a
+/// wait too.
+#[tokio::test(start_paused = true)]
+async fn a_wait_ends_when_its_item_is_replaced_or_the_engine_closes() {
+    let (engine, _server) = engine().await;
+    let first = save(&engine, "1").await;
+    for n in 2..5 {
+        engine
+            .save("tasks", "1", json!({"id": "1", "v": n}), SyncOperation::Update)
+            .await
+            .unwrap();
+    }
+    engine.sync_manager().sync_now().await.unwrap();
+    engine.clear_synced().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    save(&engine, "1").await;
+    let waited = tokio::time::timeout(Duration::from_secs(60), engine.wait_for_sync(&first)).await;
+    assert_eq!(waited.expect("no hang").unwrap(), ChangeOutcome::LeftQueue);
+
+    let pending = save(&engine, "2").await;
+    let waiting = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.wait_for_sync(&pending).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    engine.close().await;
+    let ended = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ended, Err(sync_engine::SyncError::Closed)), "{ended:?}");
+}

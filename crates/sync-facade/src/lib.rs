@@ -115,8 +115,9 @@ pub mod prelude {
     #[cfg(all(feature = "sqlite", feature = "http"))]
     pub use crate::OfflineSync;
     pub use crate::{
-        ConflictResolver, LastWriteWins, LocalRecord, LocalWins, OfflineSyncEngine, OfflineSyncOptions,
-        RemoteWins, SyncError, SyncOperation, SyncQueueItem, SyncStatus,
+        ChangeOutcome, Collection, ConflictResolver, DiscardOutcome, LastWriteWins, LocalRecord, LocalWins,
+        OfflineSyncEngine, OfflineSyncOptions, RemoteWins, SyncError, SyncEvent, SyncOperation,
+        SyncQueueItem, SyncStatus, TypedRecords,
     };
     #[cfg(feature = "http")]
     pub use crate::{PullStrategy, RequestShape};

@@ -38,7 +38,16 @@ async fn open_for_writing(file: &Path) -> Result<SqliteStore, Failure> {
     }
     let options = SqliteStoreOptions::new(file).busy_timeout(LOCK_WAIT);
     match options.open().await {
-        Ok(store) => Ok(store),
+        Ok(store) => {
+            // The lock proves no attempt is out: items a stopped app left
+            // in flight are recovered (possibly applied), as the app does
+            // when it starts, so they can be retried or discarded.
+            if let Err(error) = store.recover_interrupted(Timestamp::now()).await {
+                store.close().await;
+                return Err(error.into());
+            }
+            Ok(store)
+        }
         Err(error) if error.kind() == StoreErrorKind::InUse => Err(Failure::new(
             EXIT_IN_USE,
             format!(
@@ -117,14 +126,10 @@ pub(crate) async fn discard(
     store.close().await;
     let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(error) if error.kind() == StoreErrorKind::Invalid => {
+        Err(error) if error.kind() == StoreErrorKind::InFlight => {
             return Err(Failure::new(
                 EXIT_ERROR,
-                format!(
-                    "{key}: {} (an attempt the app left out when it stopped is recovered when the app \
-                     starts again); nothing was changed",
-                    error.message()
-                ),
+                format!("{key}: {}; nothing was changed", error.message()),
             ));
         }
         Err(error) => return Err(error.into()),

@@ -129,3 +129,34 @@ async fn a_newer_schema_is_refused_untouched() {
         "has schema version 99, written by a newer version of the sync library (this inspector knows up to 6)",
     );
 }
+
+/// A database written by the first schema version (a device that was never
+/// upgraded): the read commands work on it, untouched; the writing ones
+/// refuse (opening the store would migrate a file its app could then no
+/// longer open), untouched too.
+#[test]
+fn an_older_schema_is_read_and_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("offline_sync.db");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sync-store-sqlite/tests/fixtures/schema_v1.db");
+    std::fs::copy(&fixture, &file).unwrap();
+    let before = snapshot(dir.path());
+    let status = support::ok("status", &file, &["--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["schemaVersion"], 1, "{status}");
+    support::ok("queue", &file, &[]);
+    support::ok("export", &file, &[]);
+    for (command, rest) in [("retry", &["--all-failed"][..]), ("discard", &["tasks", "1"][..])] {
+        let message = fails(1, command, &file, rest);
+        assert!(
+            message.contains("older than this inspector"),
+            "{command}: {message}"
+        );
+    }
+    assert!(
+        snapshot(dir.path()) == before,
+        "the file changed: {:?}",
+        names(dir.path())
+    );
+}

@@ -128,3 +128,30 @@ async fn discard_with_revert_restores_the_server_copy() {
     );
     store.close().await;
 }
+
+/// A file from a device whose app was killed mid-attempt: the item is
+/// still marked in flight. Holding the lock proves the attempt is dead, so
+/// the writing commands recover it (possibly applied) and act on it.
+#[tokio::test]
+async fn an_attempt_a_killed_app_left_in_flight_can_be_discarded() {
+    let (_dir, path) = fixture().await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    let create = sync_core::LocalChange::new(
+        "jobs",
+        "k",
+        serde_json::json!({ "id": "k", "title": "mid-attempt" }),
+        sync_core::SyncOperation::Create,
+    )
+    .unwrap();
+    store.save(create, sync_core::Timestamp::now()).await.unwrap();
+    let claimed = store.claim_ready(sync_core::Timestamp::now(), 100).await.unwrap();
+    assert!(claimed.iter().any(|ticket| ticket.key == key("jobs", "k")));
+    // The app is killed: nothing records the attempt's outcome.
+    store.close().await;
+    let out = ok("discard", &path, &["jobs", "k"]);
+    assert!(out.starts_with("discarded jobs/k: dropped"), "{out}");
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.queue_item(&key("jobs", "k")).await.unwrap(), None);
+    assert!(store.record(&key("jobs", "k")).await.unwrap().is_some());
+    store.close().await;
+}

@@ -5,8 +5,9 @@
 use sync_core::discard::plan_discard;
 use sync_core::{DiscardOutcome, RecordKey, Timestamp};
 
+use crate::changes::Changes;
 use crate::rows;
-use crate::writer::{Changes, WorkResult, Writer};
+use crate::writer::{WorkResult, Writer};
 
 impl Writer {
     /// The work of one discard inside its transaction.

@@ -67,6 +67,9 @@ pub struct Inspection {
 impl Inspection {
     /// Opens the database at `path` for reading.
     ///
+    /// Cancel safety: cancel-safe (nothing is written; a dropped open
+    /// closes its connection).
+    ///
     /// # Errors
     /// - `Invalid`: the file does not exist, or is a directory;
     /// - `Corrupt`: the file is not a SQLite database, is damaged, or is a
@@ -125,6 +128,8 @@ impl Inspection {
 
     /// Closes the connection. Dropping the inspection closes it too, without
     /// waiting.
+    ///
+    /// Cancel safety: cancel-safe (dropped, the connection closes on drop).
     pub async fn close(self) {
         let _ = self.connection.close().await;
     }

@@ -20,6 +20,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod changes;
 mod diagnostics;
 mod discard;
 mod error;

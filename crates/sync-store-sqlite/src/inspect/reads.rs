@@ -54,6 +54,8 @@ impl Inspection {
     /// and in-flight items, pull cursors, file sizes and schema version, all
     /// from one snapshot.
     ///
+    /// Cancel safety: cancel-safe (it only reads, in one snapshot).
+    ///
     /// # Errors
     /// `Corrupt` when the file is damaged or a row does not decode; another
     /// mapped SQLite error otherwise.
@@ -163,6 +165,8 @@ impl Inspection {
 
     /// The queue items `filter` selects, in send order (oldest first).
     ///
+    /// Cancel safety: cancel-safe (it only reads, in one snapshot).
+    ///
     /// # Errors
     /// `Corrupt` when the file is damaged or a row does not decode; another
     /// mapped SQLite error otherwise.
@@ -187,6 +191,8 @@ impl Inspection {
     }
 
     /// The record's document, queue item and server copy, from one snapshot.
+    ///
+    /// Cancel safety: cancel-safe (it only reads, in one snapshot).
     ///
     /// # Errors
     /// `Corrupt` when the file is damaged or a row does not decode; another
@@ -238,6 +244,9 @@ impl Inspection {
     /// Every document (by entity and id) and then every queue item (in send
     /// order), one at a time to `sink`, from one snapshot: memory stays
     /// flat however large the database. Stops at the first error of `sink`.
+    ///
+    /// Cancel safety: cancel-safe (it only reads); dropped part-way, `sink`
+    /// holds the lines written so far.
     ///
     /// # Errors
     /// `Corrupt` when the file is damaged or a row does not decode; `Other`

@@ -123,8 +123,8 @@ pub async fn a_create_the_server_never_saw_is_removed_on_revert(store: &dyn Sync
     assert_eq!(store.queue().await.unwrap(), Vec::new());
 }
 
-/// An attempt in flight may be applied: discarding it is refused as
-/// invalid, and nothing changes.
+/// An attempt in flight may be applied: discarding it is refused
+/// (`InFlight`), and nothing changes.
 pub async fn an_attempt_in_flight_is_never_discarded(store: &dyn SyncStore) {
     store
         .save(change("tasks", "out", SyncOperation::Create), T0)
@@ -137,7 +137,7 @@ pub async fn an_attempt_in_flight_is_never_discarded(store: &dyn SyncStore) {
         .discard(&key("tasks", "out"), true, T1)
         .await
         .expect_err("in flight");
-    assert_eq!(error.kind(), StoreErrorKind::Invalid, "{error}");
+    assert_eq!(error.kind(), StoreErrorKind::InFlight, "{error}");
     assert!(error.to_string().contains("tasks/out"), "{error}");
     assert_eq!((store.queue().await.unwrap(), data(store, "out").await), before);
     assert_eq!(before.0[0].status, SyncStatus::Syncing);
