@@ -187,6 +187,11 @@ impl HttpSyncApiAdapter {
     /// array-shaped API's empty array to an update or delete (PostgREST's
     /// `200 []` with `Prefer: return=representation`): no row matched, so
     /// the record is absent.
+    ///
+    /// A create answered with a record under another id (a server that
+    /// assigns ids itself) is a permanent error, applied: adopting nothing
+    /// and carrying on would send every later change to an id the server
+    /// does not have, and re-create the record once more.
     pub(crate) fn write_answer(
         shape: &RequestShape,
         kind: RequestKind,
@@ -203,6 +208,9 @@ impl HttpSyncApiAdapter {
             });
         };
         match shape.record_in(answer, false) {
+            Ok(Some(record)) if kind == RequestKind::Create && shape.names_another_record(&record, id) => {
+                Err(another_id(response, line))
+            }
             Ok(Some(record)) => Ok(WriteAnswer {
                 version: shape.version_in(etag, Some(&record)),
                 record: shape.adoptable(record, sent, id),
@@ -260,4 +268,20 @@ impl HttpSyncApiAdapter {
             .with_request(line)
             .with_possibly_applied(false))
     }
+}
+
+/// The error for a create the server stored under an id of its own. The ids
+/// stay out of the message (record ids are personal data in many apps).
+fn another_id(response: &Response, line: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::Permanent,
+        "the server answered this create with another id than the record's: it assigns ids itself, \
+         and this engine keeps the id a record was saved with. The record now exists on the server \
+         under the server's id; retrying would create it again. Make the server keep the id it is sent \
+         (give records ids of your own, such as UUIDs), or configure the id field the server answers \
+         with (RequestShape::id_field) if it is another field than the record's id",
+    )
+    .with_status(response.status.as_u16())
+    .with_request(line)
+    .with_possibly_applied(true)
 }

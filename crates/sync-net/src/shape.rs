@@ -668,6 +668,16 @@ impl RequestShape {
         }
     }
 
+    /// Whether `record`, the answer to a create of record `id`, names
+    /// another record: its id field holds another id (or null). Such a
+    /// server assigns ids itself, so the record now exists there under an
+    /// id this engine does not know.
+    pub(crate) fn names_another_record(&self, record: &JsonObject, id: &RecordId) -> bool {
+        record
+            .get(&self.id_field)
+            .is_some_and(|value| scalar_text(value).as_deref() != Some(id.as_str()))
+    }
+
     /// The answer to a write of `sent` for record `id`, as a local document
     /// to adopt: only when it is that record (its id field holds `id`, or
     /// both lack the field). The id keeps the form the document gave it.
