@@ -154,6 +154,16 @@ pub enum AttemptOutcome {
         /// dropped.
         possibly_applied: bool,
     },
+    /// Nothing was sent: the record waits for another one first (a
+    /// parent's create, [`crate::depends`]). No attempt is used; the item
+    /// is pending again with `reason` as its `last_error`, and is not
+    /// claimed before `until`.
+    Held {
+        /// Why it waits, for the app and the support engineer.
+        reason: String,
+        /// When it is looked at again.
+        until: Timestamp,
+    },
 }
 
 /// What happens to the record's server copy (see [`ServerCopy`]).
@@ -273,6 +283,16 @@ pub fn finish_attempt(
                 item.next_attempt_at = Some(later(Some(now), item.not_before).unwrap_or(now));
             }
         }
+        // A newer change meanwhile is ready as saved: it is looked at anew.
+        AttemptOutcome::Held { reason, until } => {
+            if fresh {
+                item.status = SyncStatus::Pending;
+                item.last_error = Some(reason.clone());
+                item.last_error_kind = None;
+                item.last_error_http_status = None;
+                item.next_attempt_at = Some(later(Some(*until), item.not_before).unwrap_or(*until));
+            }
+        }
     }
     FinishPlan {
         queue: QueueWrite::Put(item),
@@ -311,7 +331,9 @@ fn copy_after(ticket: &AttemptTicket, outcome: &AttemptOutcome) -> CopyWrite {
         | AttemptOutcome::Released {
             possibly_applied: true,
         } => CopyWrite::Remove,
-        AttemptOutcome::Failed { .. } | AttemptOutcome::Released { .. } => CopyWrite::Keep,
+        AttemptOutcome::Failed { .. } | AttemptOutcome::Released { .. } | AttemptOutcome::Held { .. } => {
+            CopyWrite::Keep
+        }
     }
 }
 

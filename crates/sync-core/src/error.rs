@@ -106,6 +106,16 @@ pub enum ValidationError {
         /// fractional number"`, `"an array"` or `"an object"`.
         found: &'static str,
     },
+    /// Declared references form a cycle (`path` names the entities, each
+    /// referring to the next): no order could send a parent first.
+    #[error(
+        "the references declared form a cycle ({path}): each record must reach the server after the ones \
+         it refers to, which a cycle makes impossible; declare references from children to parents only"
+    )]
+    ReferenceCycle {
+        /// The entities of the cycle, `a.field → b → ... → a`.
+        path: String,
+    },
 }
 
 /// How a failed remote call should be treated. The engine branches on this.

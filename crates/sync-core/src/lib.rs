@@ -22,6 +22,7 @@ pub mod attempt;
 pub mod clock;
 pub mod coalesce;
 pub mod conflict;
+pub mod depends;
 pub mod discard;
 pub mod error;
 pub mod ids;

@@ -225,6 +225,38 @@ fn released_after_the_request_left_flags_possibly_applied() {
     assert!(after.possibly_applied);
 }
 
+/// A hold (the record waits for its parent's create): nothing sent, no
+/// attempt used, the reason visible, not claimed before its time; a newer
+/// change saved meanwhile stays ready as saved.
+#[test]
+fn held_waits_with_its_reason_without_using_an_attempt() {
+    let (claimed, ticket) = claim(&saved(SyncOperation::Create, "child"));
+    let outcome = AttemptOutcome::Held {
+        reason: "waiting for projects/7".into(),
+        until: T2,
+    };
+    let plan = finish_attempt(Some(&claimed), &ticket, &outcome, T1);
+    assert_eq!(plan.copy, sync_core::CopyWrite::Keep);
+    let after = put(plan.queue);
+    assert_eq!(
+        (
+            after.status,
+            after.retry_count,
+            after.is_in_flight(),
+            after.possibly_applied
+        ),
+        (SyncStatus::Pending, 0, false, false)
+    );
+    assert_eq!(after.last_error.as_deref(), Some("waiting for projects/7"));
+    assert_eq!((after.last_error_kind, after.next_attempt_at), (None, Some(T2)));
+    assert!(!after.is_ready(T1) && after.is_ready(T2));
+
+    let newer = save_on(&claimed, SyncOperation::Update, "newer");
+    let after = put(finish_attempt(Some(&newer), &ticket, &outcome, T1).queue);
+    assert!(after.is_ready(T1), "the newer change is looked at anew");
+    assert_eq!((after.last_error, after.payload), (None, object("newer")));
+}
+
 /// Reference data-loss cell (2): an older attempt's failure must not write
 /// its stale payload over a newer local change.
 #[test]

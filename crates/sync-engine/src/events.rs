@@ -93,6 +93,9 @@ pub enum AttemptResult {
     /// The link dropped during the attempt: it is not counted as a
     /// failure and goes out again when the network is back.
     Interrupted,
+    /// Nothing was sent: the record waits for a record it refers to (its
+    /// item's `last_error` says which).
+    Held,
 }
 
 impl AttemptResult {
@@ -115,6 +118,7 @@ impl AttemptResult {
                 }
             }
             AttemptOutcome::Released { .. } => Self::Interrupted,
+            AttemptOutcome::Held { .. } => Self::Held,
         }
     }
 }

@@ -1,0 +1,200 @@
+//! Dependency order: records that refer to each other reach the server
+//! parent first.
+//!
+//! The app declares its references (`tasks.project_id → projects`). A
+//! change to a record that refers to a parent whose create has not reached
+//! the server waits for it ([`gate_for_parent`]): while the parent's
+//! attempt is out, and, when the parent failed, until the parent is sent
+//! again (a parked parent holds its dependants, with the reason in their
+//! items). Declarations are checked once ([`References::new`]): a cycle
+//! (including an entity referring to itself) is refused, since no order
+//! could send a parent first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::SyncOperation;
+use crate::clock::Timestamp;
+use crate::error::ValidationError;
+use crate::ids::{EntityName, RecordId, RecordKey};
+use crate::model::{JsonObject, SyncQueueItem, SyncStatus};
+
+/// One declared reference: documents of `entity` name a record of
+/// `parent` in their field `field`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The referring (child) entity.
+    pub entity: EntityName,
+    /// The field holding the parent's id (a string or an integer).
+    pub field: String,
+    /// The entity referred to.
+    pub parent: EntityName,
+}
+
+/// Every declared reference, checked: no cycles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    /// Per child entity, its (field, parent) pairs.
+    by_entity: BTreeMap<EntityName, Vec<(String, EntityName)>>,
+}
+
+impl References {
+    /// Checks the declarations.
+    ///
+    /// # Errors
+    /// [`ValidationError::Empty`] for an empty field name;
+    /// [`ValidationError::ReferenceCycle`] when the references form a
+    /// cycle (an entity referring to itself included).
+    pub fn new(declared: impl IntoIterator<Item = Reference>) -> Result<Self, ValidationError> {
+        let mut by_entity: BTreeMap<EntityName, Vec<(String, EntityName)>> = BTreeMap::new();
+        for reference in declared {
+            if reference.field.is_empty() {
+                return Err(ValidationError::Empty {
+                    what: "reference field",
+                });
+            }
+            let fields = by_entity.entry(reference.entity).or_default();
+            if !fields.contains(&(reference.field.clone(), reference.parent.clone())) {
+                fields.push((reference.field, reference.parent));
+            }
+        }
+        let references = Self { by_entity };
+        if let Some(path) = references.cycle() {
+            return Err(ValidationError::ReferenceCycle { path });
+        }
+        Ok(references)
+    }
+
+    /// Whether nothing is declared.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.by_entity.is_empty()
+    }
+
+    /// A cycle among the declarations, as `a.field → b.field → a`.
+    fn cycle(&self) -> Option<String> {
+        // Depth-first search from each entity, over its parents.
+        fn visit(
+            references: &References,
+            entity: &EntityName,
+            path: &mut Vec<(EntityName, String)>,
+            done: &mut BTreeSet<EntityName>,
+        ) -> Option<String> {
+            if let Some(start) = path.iter().position(|(on_path, _)| on_path == entity) {
+                let mut text: Vec<String> = path[start..]
+                    .iter()
+                    .map(|(entity, field)| format!("{entity}.{field}"))
+                    .collect();
+                text.push(entity.to_string());
+                return Some(text.join(" → "));
+            }
+            if done.contains(entity) {
+                return None;
+            }
+            for (field, parent) in references.by_entity.get(entity).into_iter().flatten() {
+                path.push((entity.clone(), field.clone()));
+                let found = visit(references, parent, path, done);
+                path.pop();
+                if found.is_some() {
+                    return found;
+                }
+            }
+            done.insert(entity.clone());
+            None
+        }
+        let mut done = BTreeSet::new();
+        self.by_entity
+            .keys()
+            .find_map(|entity| visit(self, entity, &mut Vec::new(), &mut done))
+    }
+
+    /// The parents a document of `entity` refers to: the declared fields
+    /// holding a string or an integer that is a valid id (others, such as
+    /// `null`, refer to nothing).
+    #[must_use]
+    pub fn parents(&self, entity: &EntityName, document: &JsonObject) -> Vec<RecordKey> {
+        let Some(fields) = self.by_entity.get(entity) else {
+            return Vec::new();
+        };
+        fields
+            .iter()
+            .filter_map(|(field, parent)| {
+                let id = match document.get(field)? {
+                    Value::String(text) => text.clone(),
+                    Value::Number(number) if number.is_i64() || number.is_u64() => number.to_string(),
+                    _ => return None,
+                };
+                let id: RecordId = id.parse().ok()?;
+                Some(RecordKey::new(parent.clone(), id))
+            })
+            .collect()
+    }
+}
+
+/// How long a change waits before it looks at its parent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldDelays {
+    /// While the parent's create is pending or out: it is about to land.
+    pub short: Duration,
+    /// While the parent is parked: it waits for the app.
+    pub long: Duration,
+}
+
+/// A change that must wait for its parent: why, and until when it is not
+/// claimed again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The reason, kept in the item's `last_error`.
+    pub reason: String,
+    /// When the change is looked at again.
+    pub until: Timestamp,
+}
+
+/// Whether a change to a record referring to `parent` must wait, given the
+/// parent's queue item: yes while the parent's create has not reached the
+/// server (pending, out, or failed), `None` when the parent has no create
+/// waiting (no item, synced, or an update or delete: the server holds it).
+#[must_use]
+pub fn gate_for_parent(
+    parent: &RecordKey,
+    parent_item: Option<&SyncQueueItem>,
+    now: Timestamp,
+    delays: HoldDelays,
+) -> Option<Hold> {
+    let item = parent_item?;
+    let created = item.status == SyncStatus::Synced && item.in_flight.is_none();
+    if item.operation != SyncOperation::Create || created {
+        return None;
+    }
+    let (state, wait) = if item.is_parked() {
+        let status = item
+            .last_error_http_status
+            .map_or_else(String::new, |status| format!(", HTTP {status}"));
+        (
+            format!("is parked (refused for good{status}): retry or discard it"),
+            delays.long,
+        )
+    } else if item.status == SyncStatus::Failed {
+        ("failed and waits to be sent again".to_owned(), delays.short)
+    } else {
+        ("is on its way".to_owned(), delays.short)
+    };
+    let mut until = now.saturating_add(wait);
+    if !item.is_parked() && item.in_flight.is_none() {
+        if let Some(next) = item.next_attempt_at {
+            until = until.max(next);
+        }
+    }
+    Some(Hold {
+        reason: format!(
+            "waiting for {}/{} to reach the server first: its create {state}",
+            parent.entity, parent.id
+        ),
+        until,
+    })
+}
+
+#[cfg(test)]
+mod tests;
