@@ -182,10 +182,11 @@ pub fn gate_for_parent(
         ("is on its way".to_owned(), delays.short)
     };
     let mut until = now.saturating_add(wait);
-    if !item.is_parked() && item.in_flight.is_none() {
-        if let Some(next) = item.next_attempt_at {
-            until = until.max(next);
-        }
+    if let Some(next) = item
+        .next_attempt_at
+        .filter(|_| !item.is_parked() && item.in_flight.is_none())
+    {
+        until = until.max(next);
     }
     Some(Hold {
         reason: format!(
