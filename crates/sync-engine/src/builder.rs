@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::time::Duration;
 
+use sync_core::depends::{Reference, References};
 use sync_core::{
     Clock, ConflictResolver, ConnectivityMonitor, EntityName, PullSource, SyncApiAdapter, SyncStore,
 };
@@ -35,6 +36,8 @@ pub struct OfflineSyncEngineBuilder {
     clock: Arc<dyn Clock>,
     /// Entities to pull, as the app named them (checked at build).
     pulls: Vec<(String, Arc<dyn PullSource>)>,
+    /// References as declared: (entity, field, parent), checked at build.
+    references: Vec<(String, String, String)>,
 }
 
 impl OfflineSyncEngineBuilder {
@@ -51,7 +54,23 @@ impl OfflineSyncEngineBuilder {
             options: OfflineSyncOptions::default(),
             clock: Arc::new(sync_core::SystemClock),
             pulls: Vec::new(),
+            references: Vec::new(),
         }
+    }
+
+    /// Declares that documents of `entity` name a record of `parent` in
+    /// their `field` (a string or an integer id; `null` or missing refers
+    /// to nothing). A change to such a document is sent only once the
+    /// parent's create has reached the server: while the parent's attempt
+    /// is out (concurrent requests included) it waits, and while the
+    /// parent has failed it is held, with the reason in its item's
+    /// `last_error` (a parked parent holds its dependants, not the rest of
+    /// the queue). Default: none. Cycles (an entity referring to itself
+    /// included) are refused at build.
+    pub fn reference(mut self, entity: &str, field: &str, parent: &str) -> Self {
+        self.references
+            .push((entity.to_owned(), field.to_owned(), parent.to_owned()));
+        self
     }
 
     /// Pulls `entity`'s server changes from `source`: every sync run pushes
@@ -99,8 +118,9 @@ impl OfflineSyncEngineBuilder {
     ///
     /// # Errors
     /// [`SyncError::Invalid`] for options that cannot work (zero retries,
-    /// zero concurrency, a zero pull page size) or a pulled entity's
-    /// invalid name; [`SyncError::StoreInUse`] when another engine of
+    /// zero concurrency, a zero pull page size), a pulled entity's
+    /// invalid name, or references with an invalid name or a cycle
+    /// ([`sync_core::ValidationError::ReferenceCycle`]); [`SyncError::StoreInUse`] when another engine of
     /// this process drives the store; [`SyncError::Store`] if recovery
     /// fails.
     pub async fn build(self) -> Result<OfflineSyncEngine, SyncError> {
@@ -115,6 +135,15 @@ impl OfflineSyncEngineBuilder {
         for (name, source) in self.pulls {
             pull.sources.push((EntityName::new(name)?, source));
         }
+        let mut declared = Vec::with_capacity(self.references.len());
+        for (entity, field, parent) in self.references {
+            declared.push(Reference {
+                entity: EntityName::new(entity)?,
+                field,
+                parent: EntityName::new(parent)?,
+            });
+        }
+        let references = References::new(declared)?;
         // Nothing of this engine is in flight yet: anything marked so was
         // left by a process that stopped mid-attempt, unless another engine
         // of this process drives the same store, which the lease refuses.
@@ -144,6 +173,7 @@ impl OfflineSyncEngineBuilder {
             pull,
             pull_progress: tokio::sync::watch::channel(PullProgress::default()).0,
             events: crate::events::EventBus::default(),
+            references,
             last_pull: std::sync::Mutex::new(None),
             run_lock: Mutex::new(()),
             full_requested: AtomicU64::new(0),

@@ -29,6 +29,7 @@ mod link;
 mod manager;
 mod observe;
 mod options;
+mod order;
 mod pass;
 mod pull;
 mod relay;

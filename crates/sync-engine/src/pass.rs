@@ -8,7 +8,7 @@
 //! reclaims what it left in flight: passes run one at a time, so no live
 //! send owns those items any more.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::error::SyncError;
 use crate::events::{AttemptEvent, AttemptResult, SyncEvent};
 use crate::manager::SyncReport;
+use crate::order::{Gate, PageOrder, held};
 use crate::send::{Sent, send};
 use crate::sends::{CatchPanic, Panicked, Sends};
 use crate::shared::{Shared, lock};
@@ -58,6 +59,9 @@ pub(crate) struct Pass<'a> {
     lost_ticket: bool,
     /// How long each attempt sent took, until its outcome is recorded.
     durations: Mutex<HashMap<AttemptId, Duration>>,
+    /// The creates the last page applied (their outcomes are recorded
+    /// while the next page goes out), for dependency order.
+    applied_creates: Mutex<HashSet<RecordKey>>,
 }
 
 impl<'a> Pass<'a> {
@@ -69,6 +73,7 @@ impl<'a> Pass<'a> {
             attempts: Mutex::new(HashMap::new()),
             lost_ticket: false,
             durations: Mutex::new(HashMap::new()),
+            applied_creates: Mutex::new(HashSet::new()),
         }
     }
 
@@ -327,10 +332,16 @@ impl<'a> Pass<'a> {
             offline: false,
             lost_ticket: false,
         };
-        let mut queue = tickets.into_iter();
+        let applied_before = std::mem::take(&mut *lock(&self.applied_creates));
+        let mut order = PageOrder::new(shared, &tickets, applied_before);
+        let mut queue: VecDeque<AttemptTicket> = tickets.into();
+        // Tickets waiting for a page-mate's attempt to end.
+        let mut waiting: VecDeque<AttemptTicket> = VecDeque::new();
         loop {
             while running.len() < concurrency && !sent.offline && !self.stopping() {
-                let Some(ticket) = queue.next() else { break };
+                let Some(ticket) = next_to_send(&mut order, &mut waiting, &mut queue, &mut sent).await else {
+                    break;
+                };
                 // Before each remote call: is the link still there?
                 if !shared.is_online(false).await {
                     sent.offline = true;
@@ -358,11 +369,26 @@ impl<'a> Pass<'a> {
             };
             let outcome = self.outcome(&ticket, result, &mut sent).await;
             lock(&self.durations).insert(ticket.attempt, duration);
+            order.ended(&ticket.key, ticket.operation, &outcome);
             sent.finished.push(FinishedAttempt { ticket, outcome });
         }
-        // Tickets never started (the link dropped, the pass is stopping) go
-        // back as they were.
-        sent.finished.extend(queue.map(|ticket| release(ticket, false)));
+        // Tickets still waiting for a page-mate that can no longer end (its
+        // attempt was lost, the link dropped, the pass is stopping) are held
+        // or go back as they were, with those never started.
+        let stopped = sent.offline || self.stopping();
+        for ticket in waiting {
+            let outcome = if stopped {
+                AttemptOutcome::Released {
+                    possibly_applied: false,
+                }
+            } else {
+                order.held_here()
+            };
+            sent.finished.push(FinishedAttempt { ticket, outcome });
+        }
+        sent.finished
+            .extend(queue.into_iter().map(|ticket| release(ticket, false)));
+        *lock(&self.applied_creates) = order.into_applied();
         sent
     }
 
@@ -432,6 +458,51 @@ impl<'a> Pass<'a> {
         *count += 1;
         *count
     }
+}
+
+/// The next ticket of the page to send: a waiting one whose page-mate
+/// ended, else the next of the queue. Tickets that must wait for a
+/// page-mate are set aside; those held by a record outside the page end
+/// here with their hold.
+async fn next_to_send(
+    order: &mut PageOrder<'_>,
+    waiting: &mut VecDeque<AttemptTicket>,
+    queue: &mut VecDeque<AttemptTicket>,
+    sent: &mut PageSent,
+) -> Option<AttemptTicket> {
+    let mut still_waiting = VecDeque::new();
+    let mut found = None;
+    while let Some(ticket) = waiting.pop_front() {
+        match order.gate(&ticket).await {
+            Gate::Go => {
+                found = Some(ticket);
+                break;
+            }
+            Gate::Wait => still_waiting.push_back(ticket),
+            Gate::Hold(hold) => {
+                let outcome = held(hold);
+                order.ended(&ticket.key, ticket.operation, &outcome);
+                sent.finished.push(FinishedAttempt { ticket, outcome });
+            }
+        }
+    }
+    still_waiting.append(waiting);
+    *waiting = still_waiting;
+    if found.is_some() {
+        return found;
+    }
+    while let Some(ticket) = queue.pop_front() {
+        match order.gate(&ticket).await {
+            Gate::Go => return Some(ticket),
+            Gate::Wait => waiting.push_back(ticket),
+            Gate::Hold(hold) => {
+                let outcome = held(hold);
+                order.ended(&ticket.key, ticket.operation, &outcome);
+                sent.finished.push(FinishedAttempt { ticket, outcome });
+            }
+        }
+    }
+    None
 }
 
 /// One attempt as a future the page can run: the requests of its plan,

@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) pull_progress: tokio::sync::watch::Sender<PullProgress>,
     /// Attempt and pull events for the app's subscribers.
     pub(crate) events: crate::events::EventBus,
+    /// Declared references: parents reach the server first.
+    pub(crate) references: sync_core::depends::References,
     /// When the last pull started, for `pull_interval`.
     pub(crate) last_pull: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// What the engine believes about the network.

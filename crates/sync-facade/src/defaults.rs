@@ -55,6 +55,7 @@ impl OfflineSync {
             public_probes: false,
             store: None,
             root_certificates: Vec::new(),
+            references: Vec::new(),
         }
     }
 }
@@ -71,9 +72,22 @@ pub struct OfflineSyncBuilder {
     public_probes: bool,
     store: Option<SqliteStoreOptions>,
     root_certificates: Vec<Vec<u8>>,
+    /// Declared references: (entity, field, parent).
+    references: Vec<(String, String, String)>,
 }
 
 impl OfflineSyncBuilder {
+    /// Declares that documents of `entity` name a record of `parent` in
+    /// their `field`: changes reach the server parent first, even with
+    /// several requests out, and a parked parent holds its dependants (see
+    /// [`sync_engine::OfflineSyncEngineBuilder::reference`]). Cycles are
+    /// refused at build.
+    pub fn reference(mut self, entity: &str, field: &str, parent: &str) -> Self {
+        self.references
+            .push((entity.to_owned(), field.to_owned(), parent.to_owned()));
+        self
+    }
+
     /// Sync options. Default [`OfflineSyncOptions::default`].
     pub fn options(mut self, options: OfflineSyncOptions) -> Self {
         self.options = options;
@@ -197,6 +211,9 @@ impl OfflineSyncBuilder {
                 entity.as_str(),
                 Arc::clone(&adapter) as Arc<dyn sync_core::PullSource>,
             );
+        }
+        for (entity, field, parent) in &self.references {
+            engine = engine.reference(entity, field, parent);
         }
         if let Some(resolver) = self.resolver {
             engine = engine.conflict_resolver_arc(resolver);

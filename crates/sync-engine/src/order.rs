@@ -1,0 +1,174 @@
+//! Dependency order inside a pass ([`PageOrder`]): a ticket whose parent
+//! (a declared reference, `sync_core::depends`) is created by a ticket of
+//! the same page waits for that attempt to end, even with several requests
+//! out; a parent delete waits for its children's deletes in the page; and
+//! a ticket whose parent's create has not reached the server otherwise is
+//! held (`AttemptOutcome::Held`), as `sync_core::depends::gate_for_parent`
+//! decides.
+//!
+//! Pages are sent one after the other, so a page's attempts have all ended
+//! before the next page's start; the creates a page applied are remembered
+//! until their outcomes are recorded, so the next page does not take them
+//! for creates still out.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use sync_core::depends::{Hold, HoldDelays, gate_for_parent};
+use sync_core::{AttemptOutcome, AttemptTicket, RecordKey, SyncOperation};
+
+use crate::shared::Shared;
+
+/// What to do with a ticket now.
+pub(crate) enum Gate {
+    /// Send it.
+    Go,
+    /// A ticket of this page must end first: look again when one does.
+    Wait,
+    /// Do not send it: it waits for a record outside this page.
+    Hold(Hold),
+}
+
+/// The tickets of one page, for dependency order.
+pub(crate) struct PageOrder<'a> {
+    shared: &'a Shared,
+    /// Tickets of the page that have not ended, by key, with their operation.
+    unfinished: HashMap<RecordKey, SyncOperation>,
+    /// Parents named by each unfinished delete of the page (from the copy
+    /// the server last confirmed, else its payload).
+    deletes: HashMap<RecordKey, Vec<RecordKey>>,
+    /// Creates applied in the last page, outcomes maybe not recorded yet:
+    /// on the server, whatever the store still says.
+    applied_before: HashSet<RecordKey>,
+    /// Creates applied in this page.
+    applied: HashSet<RecordKey>,
+}
+
+impl<'a> PageOrder<'a> {
+    pub(crate) fn new(
+        shared: &'a Shared,
+        tickets: &[AttemptTicket],
+        applied_before: HashSet<RecordKey>,
+    ) -> Self {
+        let references = &shared.references;
+        let mut deletes = HashMap::new();
+        for ticket in tickets
+            .iter()
+            .filter(|ticket| ticket.operation == SyncOperation::Delete)
+        {
+            let document = ticket.base.as_ref().map_or(&ticket.payload, |base| &base.data);
+            let parents = references.parents(&ticket.key.entity, document);
+            if !parents.is_empty() {
+                deletes.insert(ticket.key.clone(), parents);
+            }
+        }
+        Self {
+            shared,
+            unfinished: tickets
+                .iter()
+                .map(|ticket| (ticket.key.clone(), ticket.operation))
+                .collect(),
+            deletes,
+            applied_before,
+            applied: HashSet::new(),
+        }
+    }
+
+    /// The creates this page applied, for the next page.
+    pub(crate) fn into_applied(self) -> HashSet<RecordKey> {
+        self.applied
+    }
+
+    /// Whether any ticket can depend on another (references declared).
+    pub(crate) fn active(&self) -> bool {
+        !self.shared.references.is_empty()
+    }
+
+    /// Records that `key`'s ticket ended, applied or not.
+    pub(crate) fn ended(&mut self, key: &RecordKey, operation: SyncOperation, outcome: &AttemptOutcome) {
+        self.unfinished.remove(key);
+        self.deletes.remove(key);
+        if operation == SyncOperation::Create && matches!(outcome, AttemptOutcome::Applied { .. }) {
+            self.applied.insert(key.clone());
+        }
+    }
+
+    /// What to do with `ticket` now.
+    pub(crate) async fn gate(&self, ticket: &AttemptTicket) -> Gate {
+        if !self.active() {
+            return Gate::Go;
+        }
+        if ticket.operation == SyncOperation::Delete {
+            // A parent's delete waits for its children's deletes.
+            let child_out = self
+                .deletes
+                .iter()
+                .any(|(child, parents)| child != &ticket.key && parents.contains(&ticket.key));
+            return if child_out { Gate::Wait } else { Gate::Go };
+        }
+        let now = self.shared.clock.now();
+        for parent in self
+            .shared
+            .references
+            .parents(&ticket.key.entity, &ticket.payload)
+        {
+            if parent == ticket.key || self.applied.contains(&parent) || self.applied_before.contains(&parent)
+            {
+                continue;
+            }
+            if self.unfinished.get(&parent) == Some(&SyncOperation::Create) {
+                return Gate::Wait;
+            }
+            let parent_item = match self.shared.store.queue_item(&parent).await {
+                Ok(item) => item,
+                Err(error) => {
+                    // Unknown: waiting is safe, sending might not be.
+                    tracing::warn!(kind = %error.kind(), "reading a parent's queue item failed");
+                    return Gate::Hold(Hold {
+                        reason: format!(
+                            "waiting for {}/{}: its state could not be read",
+                            parent.entity, parent.id
+                        ),
+                        until: now.saturating_add(self.delays().short),
+                    });
+                }
+            };
+            if let Some(hold) = gate_for_parent(&parent, parent_item.as_ref(), now, self.delays()) {
+                return Gate::Hold(hold);
+            }
+        }
+        Gate::Go
+    }
+
+    /// How long held tickets wait: a moment while a parent is on its way;
+    /// past the pass's horizon while it is parked, so the pass ends and
+    /// auto-sync looks again later.
+    fn delays(&self) -> HoldDelays {
+        let policy = &self.shared.policy;
+        let horizon = policy
+            .base_delay()
+            .saturating_mul(policy.max_retries().saturating_add(1));
+        HoldDelays {
+            short: Duration::from_millis(100),
+            long: horizon.saturating_mul(2).max(Duration::from_secs(60)),
+        }
+    }
+
+    /// The outcome of a ticket held for good in this page (a page-mate it
+    /// waited for can no longer end).
+    pub(crate) fn held_here(&self) -> AttemptOutcome {
+        AttemptOutcome::Held {
+            reason: "waiting for a record it refers to, sent in the same pass, whose attempt did not end"
+                .to_owned(),
+            until: self.shared.clock.now().saturating_add(self.delays().short),
+        }
+    }
+}
+
+/// The outcome of a held ticket.
+pub(crate) fn held(hold: Hold) -> AttemptOutcome {
+    AttemptOutcome::Held {
+        reason: hold.reason,
+        until: hold.until,
+    }
+}
