@@ -30,7 +30,7 @@ tasks:
   ci     fmt check, clippy -D warnings, all tests, docs -D warnings
   demo   run the end-to-end demo (local REST server, offline saves, live drain)
   table  print the queue-coalescing, pull and discard tables, computed by sync-core
-  bench [store] [net] [engine] [requests] [growth] [memory] [startup] [pull] [peers] [--smoke]
+  bench [store] [net] [engine] [requests] [growth] [memory] [startup] [pull] [wan] [peers] [--smoke]
          benchmarks with baselines measured in the same run, printed as ratios;
          a full run rewrites docs/benchmarks.md; peers (benches/peers) never run in --smoke
   chaos [--kills N] [--seed S]

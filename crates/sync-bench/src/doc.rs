@@ -32,6 +32,11 @@ concurrency.
 an initial load against raw sqlx inserting the same rows and a bare hyper client fetching the same \
 pages, the peak memory of a child process pulling a million records, the cost per record with few or \
 a million records local, and the requests per page (section \"Pulls\").
+- **wan**: a slow link: the reference server answers every request 50 ms late; the engine, built \
+through the facade with references declared, drains 2 000 projects and tasks at several \
+concurrencies, each against the physical limit of the same run (concurrency ÷ the round trip of a \
+bare hyper client against the same server); every task must reach the server after its project \
+(request log).
 ";
 
 /// The scenario whose rows have a section of their own.

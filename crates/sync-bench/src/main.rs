@@ -25,10 +25,11 @@ mod report;
 mod requests;
 mod startup;
 mod store;
+mod wan;
 
 /// Every scenario, in the order a full run takes them.
-const KNOWN: [&str; 9] = [
-    "store", "net", "engine", "requests", "growth", "memory", "startup", "pull", "peers",
+const KNOWN: [&str; 10] = [
+    "store", "net", "engine", "requests", "growth", "memory", "startup", "pull", "wan", "peers",
 ];
 
 struct Args {
@@ -74,6 +75,7 @@ async fn scenario(name: &str, report: &mut report::Report, args: &Args) -> Resul
         "memory" => memory::run(report, smoke).await,
         "startup" => startup::run(report, smoke).await,
         "pull" => pull::run(report, smoke).await,
+        "wan" => wan::run(report, smoke).await,
         "peers" => peers::run(report, smoke, args.peers_file.as_deref()).await,
         other => Err(format!("unknown scenario {other:?}")),
     }
