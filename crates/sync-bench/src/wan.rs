@@ -106,12 +106,22 @@ async fn drain(url: &str, dir: &std::path::Path, records: usize, concurrency: us
             let task = format!("c{concurrency}-t{p}-{t}");
             let project = format!("c{concurrency}-p{p}");
             engine
-                .save("tasks", &task, json!({"id": task, "project_id": project, "notes": "n".repeat(150)}), SyncOperation::Create)
+                .save(
+                    "tasks",
+                    &task,
+                    json!({"id": task, "project_id": project, "notes": "n".repeat(150)}),
+                    SyncOperation::Create,
+                )
                 .await
                 .map_err(err("save"))?;
             if t == 1 {
                 engine
-                    .save("projects", &project, json!({"id": project, "notes": "n".repeat(150)}), SyncOperation::Create)
+                    .save(
+                        "projects",
+                        &project,
+                        json!({"id": project, "notes": "n".repeat(150)}),
+                        SyncOperation::Create,
+                    )
                     .await
                     .map_err(err("save"))?;
             }

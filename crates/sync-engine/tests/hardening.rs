@@ -355,7 +355,8 @@ async fn stopping_auto_sync_mid_request_leaves_nothing_in_flight() {
     let store = Arc::new(MemoryStore::new());
     let server = FakeAdapter::new();
     server.set_latency(Duration::from_millis(500));
-    let options = manual();
+    // One request at a time: exactly one is out when auto-sync stops.
+    let options = manual().concurrency(1);
     let engine = engine_over(
         store.clone(),
         Arc::new(server.clone()),
