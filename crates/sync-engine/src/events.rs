@@ -94,7 +94,7 @@ pub enum AttemptResult {
     /// failure and goes out again when the network is back.
     Interrupted,
     /// Nothing was sent: the record waits for a record it refers to (its
-    /// item's `last_error` says which).
+    /// item's `last_error` says which); the event's duration is zero.
     Held,
 }
 

@@ -284,7 +284,9 @@ impl<'a> Pass<'a> {
             finished
                 .iter()
                 .map(|f| {
-                    durations.remove(&f.ticket.attempt).map(|duration| {
+                    // A held ticket sent nothing: its event has no duration.
+                    let held = matches!(f.outcome, AttemptOutcome::Held { .. }).then_some(Duration::ZERO);
+                    durations.remove(&f.ticket.attempt).or(held).map(|duration| {
                         (
                             f.ticket.key.clone(),
                             f.ticket.operation,

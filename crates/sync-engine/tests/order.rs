@@ -215,7 +215,21 @@ async fn a_parked_project_holds_its_tasks_visibly_and_nothing_else() {
         Some(key("projects", "bad")),
         Fault::Fail(ErrorKind::Permanent, Some(422)),
     );
+    let mut events = rig.engine.events();
     rig.engine.sync_manager().sync_now().await.unwrap();
+    let mut held = false;
+    while let Ok(Some(event)) = tokio::time::timeout(
+        Duration::from_millis(10),
+        tokio_stream::StreamExt::next(&mut events),
+    )
+    .await
+    {
+        if let sync_engine::SyncEvent::Attempted(attempt) = event {
+            held |=
+                attempt.key == key("tasks", "child") && attempt.result == sync_engine::AttemptResult::Held;
+        }
+    }
+    assert!(held, "the hold is an event");
     let project = rig.engine.queue_item("projects", "bad").await.unwrap().unwrap();
     assert!(project.is_parked());
     let child = rig.engine.queue_item("tasks", "child").await.unwrap().unwrap();

@@ -151,11 +151,14 @@ async fn a_save_while_the_server_is_down_shows_pending() {
     screen.take_server_down().await;
 
     screen.add_task("Fix the gate").await;
+    // The record and its queue item reach the screen through two streams:
+    // the badge is checked once both have.
     let text = screen
-        .wait_for("the new task", |text| task_line(text, "Fix the gate").is_some())
+        .wait_for("the new task, pending", |text| {
+            shows_badge(text, "Fix the gate", "pending") && text.contains("queue: 1 waiting")
+        })
         .await;
-    assert!(shows_badge(&text, "Fix the gate", "pending"), "{text}");
-    assert!(text.contains("queue: 1 waiting"), "{text}");
+    assert!(text.contains("○ offline"), "{text}");
     screen.quit().await;
 }
 
