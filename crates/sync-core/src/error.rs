@@ -106,6 +106,9 @@ pub enum ValidationError {
         /// fractional number"`, `"an array"` or `"an object"`.
         found: &'static str,
     },
+    /// A create of a record whose id a local document has already.
+    #[error("a record with this id exists already: save it to edit it, or give the new record another id")]
+    RecordExists,
     /// Declared references form a cycle (`path` names the entities, each
     /// referring to the next): no order could send a parent first.
     #[error(

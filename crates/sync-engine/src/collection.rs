@@ -222,6 +222,32 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
         self.write(value, SyncOperation::Create).await
     }
 
+    /// Saves `value` as a new record: refused, with nothing saved, when a
+    /// document with its id exists locally already (use
+    /// [`Collection::save`] to edit it). For forms that create, where a
+    /// clash of ids is a mistake to show rather than an edit to make. The
+    /// check reads the local document just before the save: a save of the
+    /// same id by another task in between is not detected.
+    ///
+    /// Cancel safety: cancel-safe, as [`Collection::save`] (the check only
+    /// reads).
+    ///
+    /// # Errors
+    /// [`SyncError::Invalid`] with [`ValidationError::RecordExists`] when
+    /// the record exists locally; as [`Collection::save`] otherwise.
+    pub async fn create(&self, value: &T) -> Result<SavedChange, SyncError> {
+        let (id, _) = self.to_document(value)?;
+        if self
+            .engine
+            .get_record(self.entity.as_str(), id.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(SyncError::Invalid(ValidationError::RecordExists));
+        }
+        self.write(value, SyncOperation::Create).await
+    }
+
     /// As [`Collection::save`], stating that the server already holds the
     /// record: use it for a record this device has not seen (not pulled,
     /// never saved here), so the engine sends an update instead of a

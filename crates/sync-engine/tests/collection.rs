@@ -382,3 +382,28 @@ async fn an_unreadable_documents_error_does_not_quote_its_values() {
         Ok(value) => panic!("{:?}", value.map(|task| task.title)),
     }
 }
+
+/// `create` makes a new record, and refuses (saving nothing) an id a local
+/// document has already; `save` edits it.
+#[tokio::test(start_paused = true)]
+async fn create_refuses_an_id_that_exists_and_save_edits_it() {
+    let rig = rig().await;
+    rig.tasks.create(&task("1", "Buy milk")).await.unwrap();
+    let error = rig.tasks.create(&task("1", "Buy bread")).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            SyncError::Invalid(sync_core::ValidationError::RecordExists)
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        rig.tasks.get("1").await.unwrap(),
+        Some(task("1", "Buy milk")),
+        "nothing saved"
+    );
+    rig.tasks.save(&task("1", "Buy bread")).await.unwrap();
+    assert_eq!(rig.tasks.get("1").await.unwrap(), Some(task("1", "Buy bread")));
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(rig.server.methods_for(&key("tasks", "1")), ["POST"]);
+}
