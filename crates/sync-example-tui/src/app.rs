@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use sync_facade::{LocalRecord, SyncQueueItem, SyncStatus};
+use sync_facade::{SyncQueueItem, SyncStatus, TypedRecords, Unreadable};
 
 use crate::badge::Badge;
+use crate::task::Task;
 
 /// The entity the example keeps its tasks in.
 pub const TASKS: &str = "tasks";
@@ -16,8 +17,10 @@ pub const TASKS: &str = "tasks";
 /// What the engine's watch streams report.
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
-    /// The local tasks, as [`sync_facade::OfflineSyncEngine::watch_records`] gives them.
-    Tasks(Vec<LocalRecord>),
+    /// The local tasks, as the typed collection's
+    /// [`sync_facade::Collection::watch`] gives them: the documents that
+    /// read as [`Task`], and apart, those that do not.
+    Tasks(TypedRecords<Task>),
     /// The whole queue, as [`sync_facade::OfflineSyncEngine::watch_queue`] gives it.
     Queue(Vec<SyncQueueItem>),
     /// Whether the API is reachable, from
@@ -48,6 +51,12 @@ pub enum Action {
     },
     /// Delete a task.
     DeleteTask {
+        /// The task.
+        id: String,
+    },
+    /// Give up a task's waiting change and put the task back as the
+    /// server has it (or remove it, for a create the server never had).
+    Discard {
         /// The task.
         id: String,
     },
@@ -111,7 +120,9 @@ pub struct TaskRow {
 /// input line and the last message.
 #[derive(Debug, Clone)]
 pub struct App {
-    tasks: Vec<LocalRecord>,
+    /// In list order: where each task first appeared.
+    tasks: Vec<Task>,
+    unreadable: Vec<Unreadable>,
     queue: Vec<SyncQueueItem>,
     online: Option<bool>,
     server_up: bool,
@@ -128,6 +139,7 @@ impl App {
     pub fn new(server_url: impl Into<String>) -> Self {
         Self {
             tasks: Vec::new(),
+            unreadable: Vec::new(),
             queue: Vec::new(),
             online: None,
             server_up: true,
@@ -142,19 +154,19 @@ impl App {
     /// Takes in one report of the engine's.
     pub fn apply(&mut self, event: EngineEvent) {
         match event {
-            EngineEvent::Tasks(mut records) => {
+            EngineEvent::Tasks(typed) => {
                 let previous_index = self.selected_index();
-                records.sort_by(|a, b| (a.created_at, a.id.as_str()).cmp(&(b.created_at, b.id.as_str())));
-                self.tasks = records;
+                self.tasks = keep_order(std::mem::take(&mut self.tasks), typed.records);
+                self.unreadable = typed.unreadable;
                 let still_there = self
                     .selected
                     .as_deref()
-                    .is_some_and(|id| self.tasks.iter().any(|record| record.id.as_str() == id));
+                    .is_some_and(|id| self.tasks.iter().any(|task| task.id == id));
                 if !still_there {
                     let index = previous_index
                         .unwrap_or(0)
                         .min(self.tasks.len().saturating_sub(1));
-                    self.selected = self.tasks.get(index).map(|record| record.id.as_str().to_owned());
+                    self.selected = self.tasks.get(index).map(|task| task.id.clone());
                 }
             }
             EngineEvent::Queue(items) => self.queue = items,
@@ -173,28 +185,26 @@ impl App {
             .collect();
         self.tasks
             .iter()
-            .map(|record| TaskRow {
-                id: record.id.as_str().to_owned(),
-                title: record
-                    .data
-                    .get("title")
-                    .and_then(|title| title.as_str())
-                    .unwrap_or_default()
-                    .to_owned(),
-                done: record
-                    .data
-                    .get("done")
-                    .and_then(|done| done.as_bool())
-                    .unwrap_or(false),
-                badge: Badge::of(items.get(record.id.as_str()).copied()),
+            .map(|task| TaskRow {
+                id: task.id.clone(),
+                title: task.title.clone(),
+                done: task.done,
+                badge: Badge::of(items.get(task.id.as_str()).copied()),
             })
             .collect()
     }
 
-    /// The local document of task `id`, if it is in the list.
+    /// Task `id`, if it is in the list.
     #[must_use]
-    pub fn task(&self, id: &str) -> Option<&LocalRecord> {
-        self.tasks.iter().find(|record| record.id.as_str() == id)
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.iter().find(|task| task.id == id)
+    }
+
+    /// The stored tasks that do not read as [`Task`] (saved with another
+    /// shape): not in the list, but counted on screen.
+    #[must_use]
+    pub fn unreadable(&self) -> &[Unreadable] {
+        &self.unreadable
     }
 
     /// How many changes wait to be sent: queue items of any entity that
@@ -240,7 +250,7 @@ impl App {
     #[must_use]
     pub fn selected_index(&self) -> Option<usize> {
         let id = self.selected.as_deref()?;
-        self.tasks.iter().position(|record| record.id.as_str() == id)
+        self.tasks.iter().position(|task| task.id == id)
     }
 
     /// Selects task `id` (shown once it is in the list).
@@ -320,6 +330,7 @@ impl App {
             KeyCode::Char(' ') => selected.map(|id| Action::ToggleDone { id }),
             KeyCode::Char('o') => selected.map(|id| Action::EditOnServer { id }),
             KeyCode::Char('r') => selected.map(|id| Action::Retry { id }),
+            KeyCode::Char('x') => selected.map(|id| Action::Discard { id }),
             KeyCode::Char('s') => Some(Action::ToggleServer),
             KeyCode::Up | KeyCode::Char('k') => {
                 self.move_selection(-1);
@@ -372,8 +383,23 @@ impl App {
             Some(index) => index.saturating_add_signed(step).min(last),
             None => 0,
         };
-        self.selected = self.tasks.get(index).map(|record| record.id.as_str().to_owned());
+        self.selected = self.tasks.get(index).map(|task| task.id.clone());
     }
+}
+
+/// `latest` (the engine's list, most recently updated first) in a steady
+/// order: tasks stay where they first appeared in `previous`, and tasks
+/// new to the list go last, in id order among themselves.
+fn keep_order(previous: Vec<Task>, latest: Vec<Task>) -> Vec<Task> {
+    let mut latest: HashMap<String, Task> = latest.into_iter().map(|task| (task.id.clone(), task)).collect();
+    let mut ordered: Vec<Task> = previous
+        .into_iter()
+        .filter_map(|task| latest.remove(&task.id))
+        .collect();
+    let mut new: Vec<Task> = latest.into_values().collect();
+    new.sort_by(|a, b| a.id.cmp(&b.id));
+    ordered.extend(new);
+    ordered
 }
 
 #[cfg(test)]
@@ -408,10 +434,40 @@ mod tests {
         assert_eq!(press(&mut app, KeyCode::Char('q')), Some(Action::Quit));
     }
 
+    fn task(id: &str) -> Task {
+        Task {
+            id: id.into(),
+            title: format!("Task {id}"),
+            done: false,
+        }
+    }
+
+    fn tasks(ids: &[&str]) -> EngineEvent {
+        let mut typed = TypedRecords::default();
+        typed.records = ids.iter().map(|id| task(id)).collect();
+        EngineEvent::Tasks(typed)
+    }
+
+    #[test]
+    fn tasks_keep_their_place_and_new_ones_go_last() {
+        let mut app = App::new("http://127.0.0.1:1");
+        // The engine lists the most recently updated first.
+        app.apply(tasks(&["t2", "t1"]));
+        app.apply(tasks(&["t1", "t-new", "t2"]));
+        let ids: Vec<String> = app.rows().into_iter().map(|row| row.id).collect();
+        assert_eq!(ids, ["t1", "t2", "t-new"]);
+        assert_eq!(app.selected(), Some("t1"));
+        assert_eq!(
+            press(&mut app, KeyCode::Char('x')),
+            Some(Action::Discard { id: "t1".into() })
+        );
+    }
+
     #[test]
     fn commands_on_a_task_need_one_selected() {
         let mut app = App::new("http://127.0.0.1:1");
         assert_eq!(press(&mut app, KeyCode::Char('d')), None);
+        assert_eq!(press(&mut app, KeyCode::Char('x')), None);
         assert_eq!(press(&mut app, KeyCode::Char('s')), Some(Action::ToggleServer));
     }
 }

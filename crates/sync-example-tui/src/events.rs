@@ -1,5 +1,5 @@
-//! [`EngineEvents`]: the engine's watch streams (tasks, queue,
-//! connectivity) merged into one channel of [`EngineEvent`]s for the UI
+//! [`EngineEvents`]: the engine's watch streams (the typed tasks
+//! collection, queue, connectivity) merged into one channel of [`EngineEvent`]s for the UI
 //! loop.
 
 use sync_facade::{OfflineSyncEngine, SyncError};
@@ -8,6 +8,7 @@ use tokio::task::JoinSet;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::app::{EngineEvent, TASKS};
+use crate::task::Task;
 
 /// The engine's reports, in arrival order. The forwarding tasks end when
 /// the engine closes or when this is dropped.
@@ -18,7 +19,8 @@ pub struct EngineEvents {
 }
 
 impl EngineEvents {
-    /// Starts watching `engine`'s tasks, queue and connectivity.
+    /// Starts watching `engine`'s tasks (through the typed collection, so
+    /// the list arrives as [`Task`]s), queue and connectivity.
     ///
     /// # Errors
     /// [`SyncError::Invalid`] if the tasks entity name were refused.
@@ -26,7 +28,7 @@ impl EngineEvents {
         let (sender, receiver) = mpsc::unbounded_channel();
         let mut forwarders = JoinSet::new();
         forwarders.spawn(forward(
-            engine.watch_records(TASKS)?,
+            engine.collection::<Task>(TASKS)?.watch(),
             sender.clone(),
             EngineEvent::Tasks,
         ));

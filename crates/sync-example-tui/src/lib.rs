@@ -10,8 +10,16 @@
 //!   connectivity indicator and the queue counter follow;
 //! - `o` has another user rename the selected task on the server over
 //!   plain HTTP, and the engine's pull (every 2 s) brings it on screen;
-//! - `r` retries a failed or parked change; `q` closes the engine and
-//!   leaves.
+//! - `r` retries a failed or parked change; `x` discards the selected
+//!   task's waiting change and puts the task back as the server has it
+//!   (or removes it, if the server never had it); `q` closes the engine
+//!   and leaves.
+//!
+//! Tasks are a typed collection: [`Task`] derives serde's traits and
+//! `engine.collection::<Task>("tasks")` creates, saves, deletes and
+//! watches them, ids read from the `id` field. A stored document that does
+//! not read as a [`Task`] is not dropped: the screen counts it ("1 task
+//! could not be read").
 //!
 //! Run it with `cargo run -p sync-example-tui`. The pieces are testable
 //! without a terminal: [`App`] is the model (engine reports and key
@@ -26,12 +34,14 @@ pub mod events;
 pub mod other_user;
 pub mod render;
 pub mod session;
+pub mod task;
 
 pub use app::{Action, App, EngineEvent, TaskRow};
 pub use badge::Badge;
 pub use events::EngineEvents;
 pub use render::render;
 pub use session::{Session, SessionConfig, SessionError};
+pub use task::Task;
 
 /// Takes in one key press: the [`App`] updates itself and names the
 /// action the key asks for, which `session` carries out.

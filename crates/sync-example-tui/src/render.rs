@@ -11,22 +11,30 @@ use crate::app::{App, InputPurpose, Mode, TaskRow};
 use crate::badge::Badge;
 
 /// The keys, as the bottom line lists them.
-pub const KEY_HELP: &str =
-    "a add  e edit  space done  d delete  s server down/up  o another user edits  r retry  ↑↓ select  q quit";
+pub const KEY_HELP: &str = "a add  e edit  space done  d delete  s server down/up  o another user edits  r retry  x discard change  ↑↓ select  q quit";
 
 /// Draws the whole screen: the status bar (connectivity, queue counter,
-/// server), the task list with a badge per task, the input or message
-/// line, and the keys.
+/// server), the task list with a badge per task, a line counting the
+/// stored tasks that could not be read (only when there are some), the
+/// input or message line, and the keys.
 pub fn render(app: &App, frame: &mut Frame<'_>) {
-    let [status_area, list_area, input_area, help_area] = Layout::vertical([
+    let unreadable_height = u16::from(!app.unreadable().is_empty());
+    let [status_area, list_area, unreadable_area, input_area, help_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
+        Constraint::Length(unreadable_height),
         Constraint::Length(1),
         Constraint::Length(1),
     ])
     .areas(frame.area());
     frame.render_widget(Paragraph::new(status_line(app)), status_area);
     render_tasks(app, frame, list_area);
+    if let Some(line) = unreadable_line(app) {
+        frame.render_widget(
+            Paragraph::new(line).style(Style::default().fg(Color::Red)),
+            unreadable_area,
+        );
+    }
     frame.render_widget(Paragraph::new(input_line(app)), input_area);
     frame.render_widget(
         Paragraph::new(KEY_HELP).style(Style::default().fg(Color::DarkGray)),
@@ -85,6 +93,25 @@ fn render_tasks(app: &App, frame: &mut Frame<'_>, area: Rect) {
         .highlight_style(Style::default().add_modifier(Modifier::REVERSED));
     let mut state = ListState::default().with_selected(app.selected_index());
     frame.render_stateful_widget(list, area, &mut state);
+}
+
+/// "1 task could not be read: id (why)", when stored tasks do not read
+/// as [`crate::Task`].
+fn unreadable_line(app: &App) -> Option<String> {
+    let unreadable = app.unreadable();
+    let first = unreadable.first()?;
+    let count = unreadable.len();
+    let tasks = if count == 1 { "task" } else { "tasks" };
+    let others = if count > 1 {
+        format!(" and {} more", count - 1)
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "{count} {tasks} could not be read: {} ({}){others}",
+        first.id.as_str(),
+        first.error
+    ))
 }
 
 /// One task: its badge, whether it is done, and its title.

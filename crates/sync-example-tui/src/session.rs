@@ -5,15 +5,16 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use sync_facade::OpenError;
+use serde_json::json;
 use sync_facade::prelude::*;
+use sync_facade::{OpenError, StoreErrorKind};
 use sync_reference_server::{ReferenceServer, ServerConfig};
 use tempfile::TempDir;
 
 use crate::app::{Action, App, TASKS};
 use crate::events::EngineEvents;
 use crate::other_user::{OTHER_USER_NAME, OtherUser, OtherUserError};
+use crate::task::Task;
 
 /// Why something the user asked for could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,7 @@ impl Default for SessionConfig {
 #[derive(Debug)]
 pub struct Session {
     engine: OfflineSyncEngine,
+    tasks: Collection<Task>,
     server: ReferenceServer,
     other_user: OtherUser,
     _data_dir: TempDir,
@@ -102,8 +104,11 @@ impl Session {
             .options(options)
             .build()
             .await?;
-        let events = match EngineEvents::watch(&engine) {
-            Ok(events) => events,
+        let watched = engine
+            .collection::<Task>(TASKS)
+            .and_then(|tasks| Ok((tasks, EngineEvents::watch(&engine)?)));
+        let (tasks, events) = match watched {
+            Ok(watched) => watched,
             Err(error) => {
                 engine.close().await;
                 return Err(error.into());
@@ -112,6 +117,7 @@ impl Session {
         engine.sync_manager().start_auto_sync();
         let session = Self {
             other_user: OtherUser::new(server.addr()),
+            tasks,
             engine,
             server,
             _data_dir: data_dir,
@@ -123,6 +129,12 @@ impl Session {
     #[must_use]
     pub fn engine(&self) -> &OfflineSyncEngine {
         &self.engine
+    }
+
+    /// The tasks, as a typed collection over the engine.
+    #[must_use]
+    pub fn tasks(&self) -> &Collection<Task> {
+        &self.tasks
     }
 
     /// The reference server.
@@ -171,6 +183,33 @@ impl Session {
                     format!("{id} has no failed change to retry.")
                 }
             }),
+            Action::Discard { id } => match self.discard(&id).await {
+                Ok(outcome) => Ok(match outcome {
+                    DiscardOutcome::Reverted => {
+                        format!("Discarded {id}'s change: back to the server's copy.")
+                    }
+                    DiscardOutcome::Removed => {
+                        format!("Discarded {id}'s change: removed, the server never had it.")
+                    }
+                    DiscardOutcome::Dropped => {
+                        format!(
+                            "Discarded {id}'s change; the server's copy is not known, so the task stays as saved."
+                        )
+                    }
+                    DiscardOutcome::NothingQueued => {
+                        format!("{id} has no change waiting: nothing to discard.")
+                    }
+                    _ => format!("Discarded {id}'s change ({outcome})."),
+                }),
+                Err(SessionError::Sync(SyncError::Store(error)))
+                    if error.kind() == StoreErrorKind::InFlight =>
+                {
+                    Ok(format!(
+                        "{id}'s change is being sent right now; discard it once it reports back."
+                    ))
+                }
+                Err(error) => Err(error),
+            },
             Action::Quit => {
                 app.request_quit();
                 Ok("Closing the engine…".to_owned())
@@ -185,10 +224,13 @@ impl Session {
     /// [`SessionError::Sync`] if the engine refuses the save.
     pub async fn add_task(&self, title: &str) -> Result<String, SessionError> {
         let simple = uuid::Uuid::new_v4().simple().to_string();
-        let id = format!("t-{}", &simple[..8]);
-        let task = json!({"id": id, "title": title, "done": false});
-        self.engine.save(TASKS, &id, task, SyncOperation::Create).await?;
-        Ok(id)
+        let task = Task {
+            id: format!("t-{}", &simple[..8]),
+            title: title.to_owned(),
+            done: false,
+        };
+        self.tasks.create(&task).await?;
+        Ok(task.id)
     }
 
     /// Saves task `id` with a new title (an update in the queue).
@@ -196,11 +238,9 @@ impl Session {
     /// # Errors
     /// [`SessionError::NoSuchTask`], or [`SessionError::Sync`].
     pub async fn rename_task(&self, id: &str, title: &str) -> Result<(), SessionError> {
-        self.update_task(id, |task| {
-            task.insert("title".into(), Value::String(title.to_owned()));
-        })
-        .await
-        .map(|_| ())
+        self.update_task(id, |task| title.clone_into(&mut task.title))
+            .await
+            .map(|_| ())
     }
 
     /// Flips task `id`'s `done`; returns the new value.
@@ -208,30 +248,20 @@ impl Session {
     /// # Errors
     /// [`SessionError::NoSuchTask`], or [`SessionError::Sync`].
     pub async fn toggle_done(&self, id: &str) -> Result<bool, SessionError> {
-        let task = self
-            .update_task(id, |task| {
-                let done = task.get("done").and_then(Value::as_bool).unwrap_or(false);
-                task.insert("done".into(), Value::Bool(!done));
-            })
-            .await?;
-        Ok(task.get("done").and_then(Value::as_bool).unwrap_or(false))
+        let task = self.update_task(id, |task| task.done = !task.done).await?;
+        Ok(task.done)
     }
 
-    async fn update_task(
-        &self,
-        id: &str,
-        change: impl FnOnce(&mut sync_facade::JsonObject),
-    ) -> Result<sync_facade::JsonObject, SessionError> {
+    /// Reads task `id`, changes it and saves it (the id stays, so the
+    /// engine queues an update).
+    async fn update_task(&self, id: &str, change: impl FnOnce(&mut Task)) -> Result<Task, SessionError> {
         let mut task = self
-            .engine
-            .get_record(TASKS, id)
+            .tasks
+            .get(id)
             .await?
-            .ok_or_else(|| SessionError::NoSuchTask(id.to_owned()))?
-            .data;
+            .ok_or_else(|| SessionError::NoSuchTask(id.to_owned()))?;
         change(&mut task);
-        self.engine
-            .save(TASKS, id, Value::Object(task.clone()), SyncOperation::Update)
-            .await?;
+        self.tasks.save(&task).await?;
         Ok(task)
     }
 
@@ -240,10 +270,20 @@ impl Session {
     /// # Errors
     /// [`SessionError::Sync`] if the engine refuses the save.
     pub async fn delete_task(&self, id: &str) -> Result<(), SessionError> {
-        self.engine
-            .save(TASKS, id, json!({}), SyncOperation::Delete)
-            .await?;
+        self.tasks.delete(id).await?;
         Ok(())
+    }
+
+    /// Gives up task `id`'s waiting change (pending, failed or parked) and
+    /// puts the task back as the server last confirmed it, or removes it
+    /// for a create the server never had; the outcome says which.
+    ///
+    /// # Errors
+    /// [`SessionError::Sync`]: [`SyncError::Store`] of kind
+    /// [`StoreErrorKind::InFlight`] while the change is being sent
+    /// (nothing changed; try once it reports back).
+    pub async fn discard(&self, id: &str) -> Result<DiscardOutcome, SessionError> {
+        Ok(self.engine.discard(TASKS, id, true).await?)
     }
 
     /// Takes the server down when it is up, brings it back (same port,

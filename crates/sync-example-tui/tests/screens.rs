@@ -9,7 +9,9 @@ use std::time::Duration;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use serde_json::json;
 use sync_example_tui::{App, EngineEvents, Session, SessionConfig, on_key, render};
+use sync_facade::SyncOperation;
 
 /// How long a condition may take to show on screen.
 const WAIT: Duration = Duration::from_secs(10);
@@ -228,6 +230,13 @@ async fn deleting_a_task_removes_it() {
         })
         .await;
     assert!(text.contains("Tasks (2)"), "{text}");
+    // The list and the queue reach the screen through two streams: the
+    // list may show the task gone before the queue shows its delete, so
+    // "0 waiting" above does not prove the delete was sent. Wait for it.
+    assert!(
+        screen.session.engine().wait_until_drained(WAIT).await.unwrap(),
+        "the delete was sent within {WAIT:?}"
+    );
     assert!(
         !screen.session.server().snapshot()["tasks"].contains_key("t1"),
         "the delete reached the server"
@@ -302,5 +311,103 @@ async fn a_change_the_server_refuses_is_parked_until_retried() {
             shows_badge(text, "Paint the fence", "synced") && text.contains("queue: 0 waiting")
         })
         .await;
+    screen.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discarding_a_parked_rename_puts_the_servers_title_back() {
+    let mut screen = Screen::start().await;
+    // The server refuses every change from now on (401): the rename parks.
+    screen.session.server().require_bearer(Some("not-ours".into()));
+    screen.select("Call the plumber").await;
+    screen.press(KeyCode::Char('e')).await;
+    screen.type_line(" today").await;
+    screen
+        .wait_for("the rename parked and waiting", |text| {
+            shows_badge(text, "Call the plumber today", "parked") && text.contains("queue: 1 waiting")
+        })
+        .await;
+
+    screen.press(KeyCode::Char('x')).await;
+    assert!(
+        screen.app.message().contains("back to the server's copy"),
+        "{}",
+        screen.app.message()
+    );
+    // The server still refuses everything, pulls included: the title can
+    // only come back from the discard.
+    let text = screen
+        .wait_for("the server's title back, nothing waiting", |text| {
+            task_line(text, "Call the plumber today").is_none()
+                && shows_badge(text, "Call the plumber", "synced")
+                && text.contains("queue: 0 waiting")
+        })
+        .await;
+    assert!(text.contains("Tasks (3)"), "{text}");
+    screen.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discarding_a_parked_create_removes_the_task() {
+    let mut screen = Screen::start().await;
+    screen.session.server().require_bearer(Some("not-ours".into()));
+    screen.add_task("Paint the fence").await;
+    screen
+        .wait_for("the new task parked and waiting", |text| {
+            shows_badge(text, "Paint the fence", "parked") && text.contains("queue: 1 waiting")
+        })
+        .await;
+
+    screen.select("Paint the fence").await;
+    screen.press(KeyCode::Char('x')).await;
+    assert!(
+        screen.app.message().contains("removed, the server never had it"),
+        "{}",
+        screen.app.message()
+    );
+    let text = screen
+        .wait_for("the task gone, nothing waiting", |text| {
+            task_line(text, "Paint the fence").is_none() && text.contains("queue: 0 waiting")
+        })
+        .await;
+    assert!(text.contains("Tasks (3)"), "{text}");
+
+    // Nothing left to discard for it.
+    screen.select("Water the plants").await;
+    screen.press(KeyCode::Char('x')).await;
+    assert!(
+        screen.app.message().contains("nothing to discard"),
+        "{}",
+        screen.app.message()
+    );
+    screen.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_does_not_read_is_counted_not_dropped() {
+    let mut screen = Screen::start().await;
+    // Saved untyped, with a shape `Task` does not read (`done` a string).
+    screen
+        .session
+        .engine()
+        .save(
+            "tasks",
+            "t-odd",
+            json!({"id": "t-odd", "title": "Odd one", "done": "maybe"}),
+            SyncOperation::Create,
+        )
+        .await
+        .unwrap();
+    let text = screen
+        .wait_for("the unreadable task counted", |text| {
+            text.contains("1 task could not be read: t-odd")
+        })
+        .await;
+    assert!(!text.contains("Odd one"), "{text}");
+    assert!(text.contains("Tasks (3)"), "{text}");
+    assert!(
+        shows_badge(&text, "Water the plants", "synced"),
+        "the readable tasks stay listed:\n{text}"
+    );
     screen.quit().await;
 }
