@@ -187,3 +187,53 @@ pub(crate) async fn timed_drain(engine: &OfflineSyncEngine, count: usize) -> Res
     }
     Ok(elapsed)
 }
+
+/// `VmHWM` (peak) and `VmRSS` (now) of this process, in KiB (Linux).
+pub(crate) fn peak_and_current_kib() -> Result<(u64, u64), String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("reading /proc/self/status (memory figures need Linux): {e}"))?;
+    let field = |name: &str| -> Result<u64, String> {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("no {name} in /proc/self/status"))
+    };
+    Ok((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// What a child process of a memory measurement printed.
+pub(crate) struct ChildMeasured {
+    pub(crate) peak_mib: f64,
+    pub(crate) seconds: f64,
+}
+
+/// Runs this binary again as `subcommand args...` (its `mode` named in
+/// errors) and reads the `peak_kib=.. seconds=..` it prints.
+pub(crate) fn run_child(subcommand: &str, args: &[String], mode: &str) -> Result<ChildMeasured, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let output = std::process::Command::new(exe)
+        .arg(subcommand)
+        .args(args)
+        .output()
+        .map_err(|e| format!("starting the {mode} child: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "the {mode} child failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let field = |name: &str| -> Result<f64, String> {
+        stdout
+            .split_whitespace()
+            .find_map(|pair| pair.strip_prefix(name))
+            .and_then(|value| value.parse().ok())
+            .ok_or_else(|| format!("the {mode} child printed no {name}: {stdout:?}"))
+    };
+    Ok(ChildMeasured {
+        peak_mib: field("peak_kib=")? / 1024.0,
+        seconds: field("seconds=")?,
+    })
+}

@@ -7,31 +7,16 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use sync_net::HttpSyncApiAdapter;
 use sync_store_sqlite::SqliteStore;
 
-use crate::common::{engine, filled_db, timed_drain};
+use crate::common::{ChildMeasured, engine, filled_db, peak_and_current_kib, timed_drain};
 use crate::report::{Report, Row, Target};
 
 /// The hidden subcommand the parent runs its children with.
 pub(crate) const CHILD: &str = "__memory-child";
-
-/// `VmHWM` (peak) and `VmRSS` (now) of this process, in KiB.
-fn peak_and_current_kib() -> Result<(u64, u64), String> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("reading /proc/self/status (the memory scenario needs Linux): {e}"))?;
-    let field = |name: &str| -> Result<u64, String> {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| format!("no {name} in /proc/self/status"))
-    };
-    Ok((field("VmHWM:")?, field("VmRSS:")?))
-}
 
 /// The child: `__memory-child <db> <open|drain> <server address> <count>`.
 /// Prints `peak_kib=.. rss_kib=.. seconds=..` on stdout.
@@ -60,40 +45,15 @@ pub(crate) async fn child(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-struct Measured {
-    peak_mib: f64,
-    seconds: f64,
-}
-
-fn run_child(db: &Path, mode: &str, address: SocketAddr, count: usize) -> Result<Measured, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let output = Command::new(exe)
-        .arg(CHILD)
-        .arg(db)
-        .arg(mode)
-        .arg(address.to_string())
-        .arg(count.to_string())
-        .output()
-        .map_err(|e| format!("starting the {mode} child: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "the {mode} child failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    let field = |name: &str| -> Result<f64, String> {
-        stdout
-            .split_whitespace()
-            .find_map(|pair| pair.strip_prefix(name))
-            .and_then(|value| value.parse().ok())
-            .ok_or_else(|| format!("the {mode} child printed no {name}: {stdout:?}"))
-    };
-    Ok(Measured {
-        peak_mib: field("peak_kib=")? / 1024.0,
-        seconds: field("seconds=")?,
-    })
+/// Runs the child in `mode` on `db`, draining to the server at `address`.
+fn run_child(db: &Path, mode: &str, address: SocketAddr, count: usize) -> Result<ChildMeasured, String> {
+    let args = [
+        db.display().to_string(),
+        mode.to_owned(),
+        address.to_string(),
+        count.to_string(),
+    ];
+    crate::common::run_child(CHILD, &args, mode)
 }
 
 pub(crate) async fn run(report: &mut Report, smoke: bool) -> Result<(), String> {

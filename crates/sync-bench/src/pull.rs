@@ -23,7 +23,6 @@
 //!    these are checked in a smoke run too.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use http::Method;
@@ -31,6 +30,7 @@ use serde_json::{Value, json};
 use sync_facade::{OfflineSync, OfflineSyncEngine, OfflineSyncOptions, PullStrategy};
 use sync_reference_server::{ReferenceServer, ServerConfig};
 
+use crate::common::ChildMeasured;
 use crate::pull_parts::{RawTables, adapter_only, fetch_only, raw_sqlx_load, store_only};
 use crate::report::{Report, Row, Target, num};
 
@@ -245,17 +245,6 @@ async fn initial_load(dir: &Path, sizes: &Sizes) -> Result<Initial, String> {
     Ok(best)
 }
 
-/// `VmHWM` (peak) of this process, in KiB.
-fn peak_kib() -> Result<u64, String> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("reading /proc/self/status (the pull scenario needs Linux): {e}"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "no VmHWM in /proc/self/status".to_owned())
-}
-
 /// The child: `__pull-child <dir> <url> <page> <open|pull> <count>`: opens
 /// the engine with its database in `dir`, and in `pull` mode pulls,
 /// checking `count` records came down. Prints `peak_kib=.. seconds=..`.
@@ -276,49 +265,31 @@ pub(crate) async fn child(args: &[String]) -> Result<(), String> {
         other => return Err(format!("unknown mode {other:?}")),
     };
     engine.close().await;
-    println!("peak_kib={} seconds={seconds}", peak_kib()?);
+    let (peak, _) = crate::common::peak_and_current_kib()?;
+    println!("peak_kib={peak} seconds={seconds}");
     Ok(())
 }
 
-struct Measured {
-    peak_mib: f64,
-    seconds: f64,
-}
-
-fn run_child(dir: &Path, url: &str, page: usize, mode: &str, count: usize) -> Result<Measured, String> {
-    let exe = std::env::current_exe().map_err(err("current_exe"))?;
-    let output = Command::new(exe)
-        .arg(CHILD)
-        .arg(dir)
-        .arg(url)
-        .arg(page.to_string())
-        .arg(mode)
-        .arg(count.to_string())
-        .output()
-        .map_err(|e| format!("starting the {mode} child: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "the {mode} child failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    let field = |name: &str| -> Result<f64, String> {
-        stdout
-            .split_whitespace()
-            .find_map(|pair| pair.strip_prefix(name))
-            .and_then(|value| value.parse().ok())
-            .ok_or_else(|| format!("the {mode} child printed no {name}: {stdout:?}"))
-    };
-    Ok(Measured {
-        peak_mib: field("peak_kib=")? / 1024.0,
-        seconds: field("seconds=")?,
-    })
+/// Runs the child in `mode` over `dir`, pulling from `url`.
+fn run_child(dir: &Path, url: &str, page: usize, mode: &str, count: usize) -> Result<ChildMeasured, String> {
+    let args = [
+        dir.display().to_string(),
+        url.to_owned(),
+        page.to_string(),
+        mode.to_owned(),
+        count.to_string(),
+    ];
+    crate::common::run_child(CHILD, &args, mode)
 }
 
 /// A child run off the parent's runtime, which serves the server meanwhile.
-async fn child_run(dir: &Path, url: &str, page: usize, mode: &str, count: usize) -> Result<Measured, String> {
+async fn child_run(
+    dir: &Path,
+    url: &str,
+    page: usize,
+    mode: &str,
+    count: usize,
+) -> Result<ChildMeasured, String> {
     let (dir, url, mode) = (dir.to_path_buf(), url.to_owned(), mode.to_owned());
     tokio::task::spawn_blocking(move || run_child(&dir, &url, page, &mode, count))
         .await

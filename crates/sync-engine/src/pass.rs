@@ -370,7 +370,10 @@ impl<'a> Pass<'a> {
                 continue;
             };
             let outcome = self.outcome(&ticket, result, &mut sent).await;
-            lock(&self.durations).insert(ticket.attempt, duration);
+            // Kept for the outcome's event, when someone listens.
+            if shared.events.listened() {
+                lock(&self.durations).insert(ticket.attempt, duration);
+            }
             order.ended(&ticket.key, ticket.operation, &outcome);
             sent.finished.push(FinishedAttempt { ticket, outcome });
         }
