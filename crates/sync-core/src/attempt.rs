@@ -10,6 +10,7 @@ use crate::coalesce::{Desired, DocumentWrite, QueueWrite, ServerView, operation_
 use crate::error::ErrorKind;
 use crate::ids::{AttemptId, OperationId, RecordKey};
 use crate::model::{JsonObject, ServerCopy, SyncOperation, SyncQueueItem, SyncStatus};
+use crate::rename::Rename;
 
 /// The requests an attempt makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +127,20 @@ pub enum AttemptOutcome {
         /// `ETag`, or a version field), if it gave one.
         server_version: Option<String>,
     },
+    /// The server applied the create of a record saved under a temporary
+    /// id ([`crate::RecordId::temporary`]) and gave it its own id: as
+    /// `Applied`, and the record is renamed everywhere
+    /// ([`crate::rename`]) in the same transaction. The store refuses the
+    /// rename when the new id is taken ([`crate::rename::check_target`])
+    /// and parks the item instead.
+    AppliedAs {
+        /// The server's id and the references to rewrite.
+        assigned: crate::rename::AssignedId,
+        /// As for `Applied`.
+        replace_local_with: Option<JsonObject>,
+        /// As for `Applied`.
+        server_version: Option<String>,
+    },
     /// The server answered that the record does not exist (an update
     /// answered 404): the record is re-created from the local state, since
     /// the server must end up holding it, after a fetch confirms the 404
@@ -191,6 +206,18 @@ pub struct FinishPlan {
     /// Whether a newer local change (or a recovery) superseded the attempt,
     /// so its outcome only refined what we know of the server.
     pub stale: bool,
+    /// The rename to apply first, for [`AttemptOutcome::AppliedAs`]: the
+    /// queue, document and copy writes above are then for the new key.
+    pub rename: Option<crate::rename::Rename>,
+}
+
+impl FinishPlan {
+    /// The key the queue, document and copy writes are for: the new one
+    /// after a rename.
+    #[must_use]
+    pub fn key<'a>(&'a self, ticket: &'a AttemptTicket) -> &'a RecordKey {
+        self.rename.as_ref().map_or(&ticket.key, |rename| &rename.to)
+    }
 }
 
 /// Applies an attempt's outcome to the record's current queue item.
@@ -220,6 +247,7 @@ pub fn finish_attempt(
             document: None,
             copy: CopyWrite::Keep,
             stale: true,
+            rename: None,
         };
     };
     let mut item = current.clone();
@@ -238,6 +266,33 @@ pub fn finish_attempt(
             }
         }
         AttemptOutcome::Applied { .. } => relearn(&mut item, view_after(ticket.operation), now),
+        AttemptOutcome::AppliedAs {
+            assigned,
+            replace_local_with,
+            ..
+        } => {
+            let rename = Rename::new(&ticket.key, assigned);
+            item.id = rename.to.id.clone();
+            rename.rewrite_own(&mut item.payload);
+            if fresh {
+                mark_synced(&mut item);
+                if item.operation != SyncOperation::Delete {
+                    document = replace_local_with.clone().map(DocumentWrite::Upsert);
+                }
+            } else {
+                relearn(&mut item, view_after(ticket.operation), now);
+                // The create's key was kept for it (to find a lost answer);
+                // the change saved since is a new request to the server.
+                item.operation_id = crate::ids::OperationId::generate();
+            }
+            return FinishPlan {
+                queue: QueueWrite::Put(item),
+                document,
+                copy,
+                stale: !fresh,
+                rename: Some(rename),
+            };
+        }
         // A 404 alone proves nothing (a wrong route answers it too), so the
         // server's state becomes unknown: the re-create fetches first, and
         // parks if the fetch finds the record. The 404 is recorded (not as
@@ -299,6 +354,7 @@ pub fn finish_attempt(
         document,
         copy,
         stale: !fresh,
+        rename: None,
     }
 }
 
@@ -318,6 +374,19 @@ fn copy_after(ticket: &AttemptTicket, outcome: &AttemptOutcome) -> CopyWrite {
             data: replace_local_with
                 .clone()
                 .unwrap_or_else(|| ticket.payload.clone()),
+            version: server_version.clone(),
+        }),
+        AttemptOutcome::AppliedAs { .. } if ticket.operation == SyncOperation::Delete => CopyWrite::Remove,
+        AttemptOutcome::AppliedAs {
+            assigned,
+            replace_local_with,
+            server_version,
+        } => CopyWrite::Put(ServerCopy {
+            data: replace_local_with.clone().unwrap_or_else(|| {
+                let mut data = ticket.payload.clone();
+                Rename::new(&ticket.key, assigned).rewrite_own(&mut data);
+                data
+            }),
             version: server_version.clone(),
         }),
         AttemptOutcome::NotFound => CopyWrite::Remove,

@@ -228,7 +228,15 @@ pub fn plan_save(
         last_error_kind: live.and_then(|item| item.last_error_kind),
         last_error_http_status: live.and_then(|item| item.last_error_http_status),
         version: existing.map_or(1, |item| item.version.saturating_add(1)),
-        operation_id: context.operation_id,
+        // A create under a temporary id keeps its key until the server has
+        // confirmed it: the key is how a lost answer is found again
+        // (`crate::rename`).
+        operation_id: match live {
+            Some(item) if item.operation == SyncOperation::Create && item.id.is_temporary() => {
+                item.operation_id.clone()
+            }
+            _ => context.operation_id,
+        },
         possibly_applied,
         in_flight: live.and_then(|item| item.in_flight),
         // A new change is sent at once, unless the server asked to wait.

@@ -20,6 +20,7 @@ use crate::clock::Timestamp;
 use crate::error::ValidationError;
 use crate::ids::{EntityName, RecordId, RecordKey};
 use crate::model::{JsonObject, SyncQueueItem, SyncStatus};
+use crate::rename::ReferringField;
 
 /// One declared reference: documents of `entity` name a record of
 /// `parent` in their field `field`.
@@ -110,6 +111,24 @@ impl References {
             .find_map(|entity| visit(self, entity, &mut Vec::new(), &mut done))
     }
 
+    /// The declared fields of other entities that refer to `parent`: what
+    /// a rename of one of its records rewrites ([`crate::rename`]).
+    #[must_use]
+    pub fn referring_to(&self, parent: &EntityName) -> Vec<ReferringField> {
+        self.by_entity
+            .iter()
+            .flat_map(|(entity, fields)| {
+                fields
+                    .iter()
+                    .filter(move |(_, to)| to == parent)
+                    .map(move |(field, _)| ReferringField {
+                        entity: entity.clone(),
+                        field: field.clone(),
+                    })
+            })
+            .collect()
+    }
+
     /// The parents a document of `entity` refers to: the declared fields
     /// holding a string or an integer that is a valid id (others, such as
     /// `null`, refer to nothing).
@@ -153,9 +172,16 @@ pub struct Hold {
 }
 
 /// Whether a change to a record referring to `parent` must wait, given the
-/// parent's queue item: yes while the parent's create has not reached the
+/// parent's queue item (found through the parent's id, or the server's id
+/// it was renamed to): yes while the parent's create has not reached the
 /// server (pending, out, or failed), `None` when the parent has no create
 /// waiting (no item, synced, or an update or delete: the server holds it).
+///
+/// A change that still names a parent by its temporary id never goes: the
+/// server knows no such id. It waits a moment when the parent was renamed
+/// (the rename rewrites the change, which is read again), and long when
+/// the parent has no create waiting (deleted or discarded before it
+/// reached the server: the app must point the record elsewhere).
 #[must_use]
 pub fn gate_for_parent(
     parent: &RecordKey,
@@ -163,9 +189,41 @@ pub fn gate_for_parent(
     now: Timestamp,
     delays: HoldDelays,
 ) -> Option<Hold> {
+    let creating = |item: &SyncQueueItem| {
+        item.operation == SyncOperation::Create
+            && !(item.status == SyncStatus::Synced && item.in_flight.is_none())
+    };
+    if parent.id.is_temporary() {
+        let hold = |reason: String, wait: Duration| Hold {
+            reason,
+            until: now.saturating_add(wait),
+        };
+        match parent_item {
+            Some(item) if item.id != parent.id => {
+                return Some(hold(
+                    format!(
+                        "waiting for its reference to {}/{} to be rewritten to the id the server gave it",
+                        parent.entity, parent.id
+                    ),
+                    delays.short,
+                ));
+            }
+            Some(item) if creating(item) => {}
+            _ => {
+                return Some(hold(
+                    format!(
+                        "refers to {}/{}, which has a temporary id and no create waiting to reach the \
+                         server (deleted or discarded first?): point this record at another one, or \
+                         delete it",
+                        parent.entity, parent.id
+                    ),
+                    delays.long,
+                ));
+            }
+        }
+    }
     let item = parent_item?;
-    let created = item.status == SyncStatus::Synced && item.in_flight.is_none();
-    if item.operation != SyncOperation::Create || created {
+    if !creating(item) {
         return None;
     }
     let (state, wait) = if item.is_parked() {

@@ -146,6 +146,39 @@ validated_name!(
     "record id"
 );
 
+/// The prefix of a temporary id ([`RecordId::temporary`]).
+const TEMPORARY_PREFIX: &str = "tmp-";
+
+impl RecordId {
+    /// A fresh temporary id, for a record whose id the server assigns: the
+    /// server's id replaces it when the create is applied, and the
+    /// temporary one keeps resolving to it. It reads `tmp-` and 32
+    /// lowercase hex digits (128 random bits), so it is recognisable
+    /// everywhere ([`Self::is_temporary`]) and never sent to the server as
+    /// an id.
+    #[must_use]
+    pub fn temporary() -> Self {
+        let mut text = String::with_capacity(TEMPORARY_PREFIX.len() + 32);
+        text.push_str(TEMPORARY_PREFIX);
+        for byte in random_bytes() {
+            text.push_str(&format!("{byte:02x}"));
+        }
+        Self(text)
+    }
+
+    /// Whether this is a temporary id made by [`Self::temporary`]: `tmp-`
+    /// and exactly 32 lowercase hex digits.
+    #[must_use]
+    pub fn is_temporary(&self) -> bool {
+        self.0.strip_prefix(TEMPORARY_PREFIX).is_some_and(|hex| {
+            hex.len() == 32
+                && hex
+                    .bytes()
+                    .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+        })
+    }
+}
+
 impl From<u64> for RecordId {
     fn from(value: u64) -> Self {
         // A decimal number is never empty, never long and has no control
@@ -289,6 +322,31 @@ impl fmt::Display for RecordKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporary_ids_are_fresh_and_recognised() {
+        let one = RecordId::temporary();
+        let two = RecordId::temporary();
+        assert_ne!(one, two);
+        assert!(one.is_temporary() && two.is_temporary(), "{one}");
+        assert_eq!(one.as_str().len(), 36);
+        for not in [
+            "tmp-",
+            "tmp-0123456789abcdef0123456789abcdeF",
+            "tmp-0123456789abcdef0123456789abcde",
+            "tmp-0123456789abcdef0123456789abcdef0",
+            "TMP-0123456789abcdef0123456789abcdef",
+            "17",
+            "tmp-0123456789abcdef0123456789abcdeg",
+        ] {
+            assert!(!RecordId::new(not).unwrap().is_temporary(), "{not}");
+        }
+        assert!(
+            RecordId::new("tmp-0123456789abcdef0123456789abcdef")
+                .unwrap()
+                .is_temporary()
+        );
+    }
 
     #[test]
     fn accepts_ordinary_and_unicode_names() {

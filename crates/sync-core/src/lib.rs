@@ -28,6 +28,7 @@ pub mod error;
 pub mod ids;
 pub mod model;
 pub mod pull;
+pub mod rename;
 pub mod retry;
 pub mod seams;
 pub mod snapshot;
@@ -45,6 +46,6 @@ pub use model::{
 pub use pull::{PullAnswer, PullCounts, PullCursor, PullPage, PullState, PulledChange};
 pub use retry::{Backoff, RetryPolicy, RetrySchedule};
 pub use seams::{
-    BoxStream, ConnectivityMonitor, FinishResult, FinishedAttempt, PullRequest, PullSource, QueueCounts,
-    SavedChange, StoreEvent, SyncApiAdapter, SyncStore, WriteAnswer, WriteKind, WriteRequest,
+    BoxStream, ConnectivityMonitor, CreatedLookup, FinishResult, FinishedAttempt, PullRequest, PullSource,
+    QueueCounts, SavedChange, StoreEvent, SyncApiAdapter, SyncStore, WriteAnswer, WriteKind, WriteRequest,
 };

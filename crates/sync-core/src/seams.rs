@@ -61,6 +61,32 @@ pub struct WriteAnswer {
     pub record: Option<JsonObject>,
     /// The record's version after the write, when the server gave one.
     pub version: Option<String>,
+    /// For the create of a record under a temporary id
+    /// ([`RecordId::temporary`]): the id the server gave it, as the server
+    /// wrote it, from where the adapter's request shape says the id is;
+    /// `None` when the answer holds none. The engine checks it
+    /// ([`crate::rename::assigned_id`]) and renames the record.
+    pub assigned_id: Option<serde_json::Value>,
+}
+
+/// What [`SyncApiAdapter::find_created`] found.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreatedLookup {
+    /// The server holds the record created under this temporary id.
+    Found {
+        /// Its id, as the server wrote it.
+        id: serde_json::Value,
+        /// Its copy.
+        copy: ServerCopy,
+    },
+    /// The server holds no record created under this temporary id.
+    Absent,
+    /// This adapter cannot look records up by their temporary id: the
+    /// engine posts the create again with the same idempotency key, which
+    /// the server must answer with the record it created the first time
+    /// (see `docs/server-contract.md`).
+    Unsupported,
 }
 
 /// The app's server, as the engine sees it.
@@ -133,10 +159,33 @@ pub trait SyncApiAdapter: Send + Sync {
                 None
             }
         };
+        let assigned_id = match kind {
+            WriteKind::Create if id.is_temporary() => record
+                .as_ref()
+                .and_then(|record| record.get(crate::answer::ID_FIELD))
+                .cloned(),
+            _ => None,
+        };
         Ok(WriteAnswer {
             record,
             version: None,
+            assigned_id,
         })
+    }
+
+    /// Finds the record an earlier create of `temporary` made, when the
+    /// answer to that create was lost (a timeout, a cut link, a kill
+    /// before the rename was stored): by the temporary id, which the
+    /// create sent in a field the server keeps. The default cannot:
+    /// [`CreatedLookup::Unsupported`].
+    async fn find_created(
+        &self,
+        entity: &EntityName,
+        temporary: &RecordId,
+        operation_id: &OperationId,
+    ) -> Result<CreatedLookup, ApiError> {
+        let _ = (entity, temporary, operation_id);
+        Ok(CreatedLookup::Unsupported)
     }
 
     /// Fetches the server's copy with its version; `None` when the server
@@ -307,6 +356,27 @@ pub trait SyncStore: Send + Sync {
     async fn server_copy(&self, key: &RecordKey) -> Result<Option<ServerCopy>, StoreError> {
         let _ = key;
         Ok(None)
+    }
+
+    /// The id a record goes by now: for a temporary id whose record the
+    /// server has named, the server's id (the rename keeps an alias);
+    /// otherwise `key.id` itself. [`Self::save`], [`Self::save_batch`],
+    /// [`Self::record`] and [`Self::queue_item`] accept either id. The
+    /// default store knows no renames: it answers the id itself, and
+    /// refuses a temporary one.
+    ///
+    /// # Errors
+    /// [`crate::StoreErrorKind::Other`] from the default, for a temporary
+    /// id.
+    async fn resolve_id(&self, key: &RecordKey) -> Result<RecordId, StoreError> {
+        if key.id.is_temporary() {
+            return Err(StoreError::new(
+                crate::StoreErrorKind::Other,
+                "this store does not support server-assigned ids: implement SyncStore::resolve_id and \
+                 apply FinishPlan::rename in finish_attempts",
+            ));
+        }
+        Ok(key.id.clone())
     }
 
     /// The whole queue in `created_at` order.

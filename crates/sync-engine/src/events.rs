@@ -102,7 +102,7 @@ impl AttemptResult {
     /// The result an outcome reports.
     pub(crate) fn of(outcome: &AttemptOutcome) -> Self {
         match outcome {
-            AttemptOutcome::Applied { .. } => Self::Applied,
+            AttemptOutcome::Applied { .. } | AttemptOutcome::AppliedAs { .. } => Self::Applied,
             AttemptOutcome::NotFound => Self::NotFound,
             AttemptOutcome::Failed {
                 kind,

@@ -409,6 +409,7 @@ mod tests {
         WriteAnswer {
             record: Some(record),
             version: None,
+            assigned_id: None,
         }
     }
 

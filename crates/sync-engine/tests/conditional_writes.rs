@@ -130,6 +130,7 @@ impl SyncApiAdapter for Versioned {
         Ok(WriteAnswer {
             record: None,
             version: Some(Self::tag(version)),
+            assigned_id: None,
         })
     }
 

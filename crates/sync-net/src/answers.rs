@@ -205,6 +205,7 @@ impl HttpSyncApiAdapter {
             return Ok(WriteAnswer {
                 record: None,
                 version: shape.version_in(etag, None),
+                assigned_id: None,
             });
         };
         match shape.record_in(answer, false) {
@@ -214,11 +215,13 @@ impl HttpSyncApiAdapter {
             Ok(Some(record)) => Ok(WriteAnswer {
                 version: shape.version_in(etag, Some(&record)),
                 record: shape.adoptable(record, sent, id),
+                assigned_id: None,
             }),
             Ok(None) if kind != RequestKind::Create => Err(no_row_matched(response, line)),
             Ok(None) | Err(_) => Ok(WriteAnswer {
                 record: None,
                 version: shape.version_in(etag, None),
+                assigned_id: None,
             }),
         }
     }

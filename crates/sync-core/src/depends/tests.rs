@@ -164,3 +164,55 @@ fn a_change_waits_while_its_parents_create_has_not_reached_the_server() {
         hold.reason
     );
 }
+
+#[test]
+fn a_change_naming_a_temporary_parent_never_goes() {
+    let temporary = RecordId::temporary();
+    let parent_key = RecordKey::new(name("projects"), temporary.clone());
+    // Its create on the way: held, as for any parent.
+    let mut creating = parent(SyncStatus::Pending, SyncOperation::Create);
+    creating.id = temporary.clone();
+    let hold = gate_for_parent(&parent_key, Some(&creating), NOW, DELAYS).unwrap();
+    assert!(hold.reason.contains("is on its way"), "{}", hold.reason);
+    // Renamed since (the store found the item under the server's id): a
+    // moment, until the rewritten change is read again.
+    let mut renamed = parent(SyncStatus::Synced, SyncOperation::Create);
+    renamed.id = "17".parse().unwrap();
+    let hold = gate_for_parent(&parent_key, Some(&renamed), NOW, DELAYS).unwrap();
+    assert_eq!(hold.until, NOW.saturating_add(DELAYS.short));
+    assert!(hold.reason.contains("rewritten"), "{}", hold.reason);
+    // No create waiting (deleted or discarded before it was sent): long.
+    for item in [None, Some(parent(SyncStatus::Pending, SyncOperation::Delete))] {
+        let item = item.map(|mut item| {
+            item.id = temporary.clone();
+            item
+        });
+        let hold = gate_for_parent(&parent_key, item.as_ref(), NOW, DELAYS).unwrap();
+        assert_eq!(hold.until, NOW.saturating_add(DELAYS.long));
+        assert!(hold.reason.contains("temporary id"), "{}", hold.reason);
+    }
+}
+
+#[test]
+fn the_fields_referring_to_an_entity_are_listed_for_renames() {
+    let references = References::new([
+        reference("tasks", "project_id", "projects"),
+        reference("notes", "project", "projects"),
+        reference("tasks", "owner", "users"),
+    ])
+    .unwrap();
+    let mut referring: Vec<(String, String)> = references
+        .referring_to(&name("projects"))
+        .into_iter()
+        .map(|field| (field.entity.into_string(), field.field))
+        .collect();
+    referring.sort();
+    assert_eq!(
+        referring,
+        [
+            ("notes".to_owned(), "project".to_owned()),
+            ("tasks".to_owned(), "project_id".to_owned())
+        ]
+    );
+    assert!(references.referring_to(&name("tasks")).is_empty());
+}

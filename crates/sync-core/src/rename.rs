@@ -1,0 +1,259 @@
+//! Server-assigned ids: a record created offline under a temporary id
+//! ([`RecordId::temporary`]) takes the id the server gave it when its
+//! create is applied.
+//!
+//! The rename is part of the attempt's outcome
+//! ([`AttemptOutcome::AppliedAs`]), so it lands in the same transaction
+//! as the rest of it: the local document, the queue item (and any change
+//! saved since), the server copy, an alias from the temporary id to the
+//! new one, and every declared reference to the record in other
+//! documents and queued payloads. Before it lands, the answer's id is
+//! checked ([`assigned_id`]) and so is the place it goes to
+//! ([`check_target`]); a refusal parks the create, possibly applied, and
+//! renames nothing.
+
+use serde_json::Value;
+
+use crate::attempt::AttemptOutcome;
+use crate::clock::Timestamp;
+use crate::error::ErrorKind;
+use crate::ids::{EntityName, OperationId, RecordId, RecordKey};
+use crate::model::{JsonObject, SyncOperation, SyncQueueItem, SyncStatus};
+
+/// The field of a document that holds the record's own id, rewritten by a
+/// rename when it holds the temporary id.
+pub const OWN_ID_FIELD: &str = crate::answer::ID_FIELD;
+
+/// A declared reference to the renamed record's entity: documents of
+/// `entity` hold a parent's id in `field`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferringField {
+    /// The referring (child) entity.
+    pub entity: EntityName,
+    /// The field holding the parent's id.
+    pub field: String,
+}
+
+/// The id the server gave a record created under a temporary id, with
+/// what a rename needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignedId {
+    /// The server's id.
+    pub id: RecordId,
+    /// The id as the server wrote it (a number for an auto-increment key):
+    /// the form written into documents and payloads.
+    pub value: Value,
+    /// The fields of other entities that refer to this record's entity
+    /// (declared references), rewritten from the temporary id to this one.
+    pub referring: Vec<ReferringField>,
+}
+
+/// Why the id in a create's answer cannot replace the temporary one.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignedIdRefusal {
+    /// The answer holds no id.
+    Missing,
+    /// The answer's id is not a string or an integer, is not a valid
+    /// record id, or is itself a temporary id.
+    Invalid,
+    /// Another local record has this id and changes of its own not yet
+    /// on the server.
+    Clash,
+}
+
+impl AssignedIdRefusal {
+    /// What went wrong and what to do, without the ids (they are personal
+    /// data in many apps).
+    #[must_use]
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Missing => {
+                "the server applied the create of a record with a temporary id but its answer holds no id \
+                 where the request shape says it is: nothing was renamed; make the server answer a \
+                 create with the record (or set the shape's id field and answer location), then retry \
+                 the item, which looks the record up before posting again"
+            }
+            Self::Invalid => {
+                "the server applied the create of a record with a temporary id but answered with an id \
+                 that is not a valid record id (not a string or an integer, empty, too long, a control \
+                 character, or a temporary id): nothing was renamed; fix the server's answer, then retry \
+                 the item, which looks the record up before posting again"
+            }
+            Self::Clash => {
+                "the server applied the create of a record with a temporary id and answered with an id \
+                 another local record already has, with changes of its own not yet sent: nothing was \
+                 renamed; look at both records (discard one), then retry the item"
+            }
+        }
+    }
+
+    /// The outcome that parks the create: permanent, possibly applied (the
+    /// server said it applied it), so a retry looks the record up first.
+    #[must_use]
+    pub fn outcome(self) -> AttemptOutcome {
+        AttemptOutcome::Failed {
+            kind: ErrorKind::Permanent,
+            message: self.message().to_owned(),
+            http_status: None,
+            possibly_applied: true,
+            next_attempt_at: None,
+            not_before: None,
+        }
+    }
+}
+
+/// The text of an id as a server writes it: a string, or an integer.
+#[must_use]
+pub fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) if number.is_i64() || number.is_u64() => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// The server's id in an answer (`None`: the answer holds none), checked.
+///
+/// # Errors
+/// [`AssignedIdRefusal::Missing`] without an id (`null` included);
+/// [`AssignedIdRefusal::Invalid`] for an id that is not a string or an
+/// integer, fails [`RecordId`]'s rules, or is itself temporary (a server
+/// echoing the id it was sent).
+pub fn assigned_id(
+    answer_id: Option<&Value>,
+    referring: Vec<ReferringField>,
+) -> Result<AssignedId, AssignedIdRefusal> {
+    let value = match answer_id {
+        None | Some(Value::Null) => return Err(AssignedIdRefusal::Missing),
+        Some(value) => value,
+    };
+    let id: RecordId = id_text(value)
+        .and_then(|text| text.parse().ok())
+        .ok_or(AssignedIdRefusal::Invalid)?;
+    if id.is_temporary() {
+        return Err(AssignedIdRefusal::Invalid);
+    }
+    Ok(AssignedId {
+        id,
+        value: value.clone(),
+        referring,
+    })
+}
+
+/// Whether a record may take `to`, given what the store holds there: not
+/// when a queue item there still has something to send (the other
+/// record's own changes would be lost). A local document alone (a copy a
+/// pull brought, perhaps this very record) or a synced item is replaced:
+/// the server says the id is this record's now.
+///
+/// # Errors
+/// [`AssignedIdRefusal::Clash`].
+pub fn check_target(existing_item: Option<&SyncQueueItem>) -> Result<(), AssignedIdRefusal> {
+    match existing_item {
+        Some(item) if item.status != SyncStatus::Synced || item.in_flight.is_some() => {
+            Err(AssignedIdRefusal::Clash)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A rename to apply with an attempt's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rename {
+    /// The record under its temporary id.
+    pub from: RecordKey,
+    /// The record under the server's id.
+    pub to: RecordKey,
+    /// The server's id as written into documents and payloads.
+    pub value: Value,
+    /// The declared references to rewrite.
+    pub referring: Vec<ReferringField>,
+}
+
+impl Rename {
+    /// The rename of `from` to the assigned id.
+    #[must_use]
+    pub fn new(from: &RecordKey, assigned: &AssignedId) -> Self {
+        Self {
+            from: from.clone(),
+            to: RecordKey::new(from.entity.clone(), assigned.id.clone()),
+            value: assigned.value.clone(),
+            referring: assigned.referring.clone(),
+        }
+    }
+
+    /// The record's own document (or payload) with its id field moved to
+    /// the new id, when it held the temporary one; `true` when it changed.
+    pub fn rewrite_own(&self, document: &mut JsonObject) -> bool {
+        rewrite_field(document, OWN_ID_FIELD, &self.from.id, &self.value)
+    }
+
+    /// The fields of a document of `entity` that refer to the renamed
+    /// record.
+    pub fn fields_of<'a>(&'a self, entity: &'a EntityName) -> impl Iterator<Item = &'a str> + 'a {
+        self.referring
+            .iter()
+            .filter(move |referring| &referring.entity == entity)
+            .map(|referring| referring.field.as_str())
+    }
+
+    /// A document of `entity` with its references to the temporary id
+    /// moved to the new one; `true` when any changed.
+    pub fn rewrite_references(&self, entity: &EntityName, document: &mut JsonObject) -> bool {
+        let fields: Vec<&str> = self.fields_of(entity).collect();
+        let mut changed = false;
+        for field in fields {
+            changed |= rewrite_field(document, field, &self.from.id, &self.value);
+        }
+        changed
+    }
+
+    /// A queued change of another record whose payload referred to the
+    /// renamed one, after the rewrite; `None` when it did not refer to it.
+    ///
+    /// A rewritten payload is a new version of the change: an attempt out
+    /// with the old payload finishes stale and the item is sent again. It
+    /// takes a new idempotency key (the server may have applied the old
+    /// payload under the old one), except a create under a temporary id,
+    /// whose key is how a lost answer is found again.
+    #[must_use]
+    pub fn rewrite_queued(&self, item: &SyncQueueItem, now: Timestamp) -> Option<SyncQueueItem> {
+        let mut rewritten = item.clone();
+        if !self.rewrite_references(&item.entity, &mut rewritten.payload) {
+            return None;
+        }
+        rewritten.version = rewritten.version.saturating_add(1);
+        rewritten.updated_at = now;
+        if !(item.operation == SyncOperation::Create && item.id.is_temporary()) {
+            rewritten.operation_id = OperationId::generate();
+        }
+        if rewritten.status == SyncStatus::Synced && rewritten.in_flight.is_none() {
+            // The server holds a temporary id (a record synced before the
+            // reference was declared): it gets the new one as an update.
+            rewritten.operation = SyncOperation::Update;
+            rewritten.possibly_applied = false;
+            rewritten.status = SyncStatus::Pending;
+            rewritten.next_attempt_at = Some(now);
+        } else if rewritten.status == SyncStatus::Syncing {
+            rewritten.status = SyncStatus::Pending;
+            rewritten.next_attempt_at = Some(now);
+        }
+        Some(rewritten)
+    }
+}
+
+/// Moves `document[field]` from `from` to `to` when it holds `from` (as a
+/// string); `true` when it changed.
+fn rewrite_field(document: &mut JsonObject, field: &str, from: &RecordId, to: &Value) -> bool {
+    match document.get_mut(field) {
+        Some(value) if value.as_str() == Some(from.as_str()) => {
+            *value = to.clone();
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;
