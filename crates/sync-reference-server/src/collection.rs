@@ -161,6 +161,11 @@ impl Collection {
         self.live > 0
     }
 
+    /// How many live rows (not soft-deleted) are stored.
+    pub(crate) fn live_count(&self) -> usize {
+        self.live
+    }
+
     /// Sets the slot of `id` (`None` empties it), keeping every index in
     /// step; returns what it held.
     pub(crate) fn set(&mut self, id: &str, slot: Option<Slot>) -> Option<Slot> {

@@ -70,6 +70,16 @@ pub struct ServerConfig {
     /// ([`crate::ReferenceServer::purge_tombstones`] or
     /// `POST /_admin/{collection}/purge-tombstones`).
     pub tombstone_retention: Option<u64>,
+    /// Whether the server assigns the ids of created records itself, as a
+    /// database with an auto-increment key does (changed later with
+    /// [`crate::ReferenceServer::set_assigned_ids`]): a `POST
+    /// /{collection}` gets the collection's next integer (`1`, `2`, …,
+    /// never handed out twice, not even after a delete; kept in the data
+    /// file), stored and answered as the JSON number `"id": 17`, and a
+    /// body that carries an `"id"` of its own is refused with `400`.
+    /// Default: `false`, the client names its records (a body without an
+    /// `"id"` gets a generated string id).
+    pub assigned_ids: bool,
 }
 
 /// The shape of the API the server speaks: its routes, answers and errors.
@@ -148,7 +158,9 @@ pub enum IdempotencyMode {
     /// as new. A repeated create of an existing id gets `409 Conflict`
     /// ("already holds a record", which the engine's HTTP adapter
     /// classifies as a conflict that was possibly applied, so its next
-    /// attempt checks for the record and updates it), a repeated update is
+    /// attempt checks for the record and updates it; with
+    /// [`ServerConfig::assigned_ids`], a second record under a new id), a
+    /// repeated update is
     /// applied again, and a repeated delete of a record already gone gets
     /// `404`. Nothing is remembered, no answer is replayed, and an unusable
     /// key is not refused. The request log still records each request's
@@ -160,7 +172,8 @@ pub enum IdempotencyMode {
 impl ServerConfig {
     /// The defaults: an ephemeral port, no data file, no prefix, no faults,
     /// no bearer token, [`IdempotencyMode::Replay`], [`Dialect::Rest`], no
-    /// stamp field, hard deletes and deletions kept until purged.
+    /// stamp field, hard deletes, deletions kept until purged and ids
+    /// chosen by the clients.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -237,6 +250,21 @@ impl ServerConfig {
     #[must_use]
     pub fn with_tombstone_retention(mut self, stamps: u64) -> Self {
         self.tombstone_retention = Some(stamps);
+        self
+    }
+
+    /// Assigns the ids of created records on the server when `assign` is
+    /// `true` (see [`Self::assigned_ids`]).
+    ///
+    /// ```
+    /// use sync_reference_server::ServerConfig;
+    ///
+    /// assert!(ServerConfig::new().with_assigned_ids(true).assigned_ids);
+    /// assert!(!ServerConfig::new().assigned_ids);
+    /// ```
+    #[must_use]
+    pub fn with_assigned_ids(mut self, assign: bool) -> Self {
+        self.assigned_ids = assign;
         self
     }
 

@@ -62,6 +62,8 @@ struct State {
     replays: HashMap<String, Replay>,
     /// Whether `replays` is used.
     idempotency: IdempotencyMode,
+    /// Whether creates get their ids from the server.
+    assigned_ids: bool,
     log: Vec<RequestRecord>,
     /// The token requests to collections must carry, when required.
     bearer: Option<String>,
@@ -151,6 +153,26 @@ impl Shared {
 
     pub(crate) fn idempotency(&self) -> IdempotencyMode {
         self.lock().idempotency
+    }
+
+    pub(crate) fn set_assigned_ids(&self, assign: bool) {
+        self.lock().assigned_ids = assign;
+    }
+
+    pub(crate) fn assigned_ids(&self) -> bool {
+        self.lock().assigned_ids
+    }
+
+    pub(crate) fn last_assigned_id(&self, collection: &str) -> u64 {
+        self.lock().collections.last_assigned_id(collection)
+    }
+
+    pub(crate) fn records(&self, collection: &str) -> Vec<Value> {
+        self.lock().collections.records(collection)
+    }
+
+    pub(crate) fn record_count(&self, collection: &str) -> usize {
+        self.lock().collections.record_count(collection)
     }
 
     pub(crate) fn delayed_applies_pending(&self) -> usize {
@@ -426,6 +448,7 @@ impl Shared {
                 replayed: true,
             };
         }
+        let assign = state.assigned_ids;
         let collections = &mut state.collections;
         if let (Some(condition), Some(id)) = (&if_match, operation.conditional_id()) {
             // Before the body is looked at: a precondition is evaluated
@@ -440,7 +463,7 @@ impl Shared {
             Operation::List(query) => return list(collections, &collection, &query),
             Operation::Changes(query) => return feed(collections, &collection, query),
             Operation::Fetch(id) => return fetch(dialect, collections, &collection, &id),
-            Operation::Create => create(dialect, collections, &collection, &body, record),
+            Operation::Create => create(dialect, assign, collections, &collection, &body, record),
             Operation::Replace(id) => replace(collections, &collection, &id, &body),
             Operation::Patch(id) => patch(dialect, represent, collections, &collection, &id, &body),
             Operation::Delete(id) => delete(dialect, represent, collections, &collection, &id),

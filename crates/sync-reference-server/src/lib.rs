@@ -7,8 +7,9 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `POST /{collection}` with a JSON object | `201`, the stored object and its `ETag`; `409` if its id exists |
+//! | `POST /{collection}` with a JSON object | `201`, the stored object and its `ETag`; `409` if its id exists (with [assigned ids](#server-assigned-ids), under the next id; `400` for a body with an id) |
 //! | `GET /{collection}` | `200` and the objects in insertion order (or as the [list parameters](#lists) ask) |
+//! | `GET /{collection}?{field}={value}` | `200` and the objects whose field holds the value, as an array (`[]` for none): a [lookup](#lists) |
 //! | `GET /{collection}/changes?limit={n}[&since={cursor}]` | `200` and a page of the [change feed](#the-change-feed); `410` for an expired cursor |
 //! | `GET /{collection}/{id}` | `200`, the object and its `ETag`, or `404` |
 //! | `PUT /{collection}/{id}` with a JSON object | `200`, the stored object and its new `ETag`, or `404` |
@@ -19,10 +20,14 @@
 //! | `POST /_admin/{collection}/purge-tombstones[?through={stamp}]` | `200` and `{"purged": n, "oldest_cursor": "…"}` |
 //!
 //! `/{collection}?id={id}` addresses a record as `/{collection}/{id}` does;
-//! path segments and query values are percent-decoded. Bodies that are not
-//! JSON objects get `400`, other methods `405`; every error body is a JSON
-//! object with an `"error"` message (but for the PostgREST dialect's own,
-//! below).
+//! path segments and query values are percent-decoded. A `POST` without
+//! an `"id"` (or with `null`) gets one the server makes up, a string. A
+//! `PUT` body's `"id"`, if any, must be the addressed one (a number or its
+//! decimal text; else `400`), and the stored id is kept (a number stays a
+//! number). The names `health`, `_admin` and `_assigned_ids` are no
+//! collections. Bodies that are not JSON objects get `400`, other methods
+//! `405`; every error body is a JSON object with an `"error"` message (but
+//! for the PostgREST dialect's own, below).
 //!
 //! ## ETags and conditional writes
 //!
@@ -92,13 +97,22 @@
 //!
 //! ## Lists
 //!
-//! `GET /{collection}` takes json-server's parameters: `{field}_gte=X`,
+//! `GET /{collection}` takes json-server's parameters. `{field}=X` is a
+//! lookup: it keeps the records whose field is the string `X`, a number
+//! whose decimal text is `X` (`17`, `2.5`) or the boolean `X`, so that a
+//! client that lost the answer to a create finds its record by a field it
+//! sent (`GET /tasks?client_ref=r-81` answers `[{"id": 17, …}]`, or `[]`).
+//! Every parameter not named below is a lookup, except `id` (which
+//! addresses a record) and names starting with `_` (json-server's own,
+//! such as `_page`), which are ignored. `{field}_gte=X`,
 //! `_gt`, `_lte`, `_lt` (numbers compare numerically, strings byte by
 //! byte, ids of digits as numbers and before the others; a record without
 //! the field, or with another type, is left out), `_sort=a,-b` (`-`:
 //! descending; ties keep insertion order), `_start=k` and `_limit=n`.
-//! Other parameters are ignored as before. The PostgREST dialect takes
-//! `{field}=gte.X` (`gt.`, `lte.`, `lt.`), `order=a.asc,b.desc`,
+//! All filters apply together (a repeated lookup of one field, with two
+//! values, keeps nothing). The PostgREST dialect takes `{column}=eq.X`
+//! (a lookup; `id=eq.` addresses a row), `{field}=gte.X` (`gt.`, `lte.`,
+//! `lt.`), `order=a.asc,b.desc`,
 //! `offset=` and `limit=` on its list (only there: elsewhere they are
 //! `400`). Pages of the insertion order, of `_sort=id`, and of
 //! `_sort={stamp field},id` with range filters on the stamp field, come
@@ -116,6 +130,31 @@
 //! matches, the feed says `delete`, [`ReferenceServer::snapshot`] leaves
 //! it out) but lists still show it, and a `POST` of its id brings it back.
 //! [`ReferenceServer::seed`] fills a collection without HTTP.
+//!
+//! ## Server-assigned ids
+//!
+//! With [`ServerConfig::with_assigned_ids`] (`--assign-ids`, or
+//! [`ReferenceServer::set_assigned_ids`] while running) the server names
+//! the records created, as a database with an auto-increment key does: a
+//! `POST /{collection}` stores the body under the collection's next
+//! integer, `1`, `2`, … (counted per collection, skipping ids in use, and
+//! never handed out twice: not after a delete, and with a data file not
+//! after a restart, as the file keeps the last one of each collection
+//! under `"_assigned_ids"`). The record holds it as a JSON number,
+//! `{"id": 17, …}`, the answer is the usual `201` with the record and its
+//! `ETag`, and from then on the record is `/{collection}/17` for `GET`,
+//! `PUT`, `PATCH` and `DELETE`, in the lists, the change feed (`"id": 17`)
+//! and the request log (id `"17"`). A body that carries an `"id"` (but
+//! for `null`, which is none) is refused with `400` and
+//! `{"error": "the server assigns ids: …"}` (in the PostgREST dialect,
+//! code `428C9` as PostgreSQL answers for an identity column), and
+//! nothing is created or counted: that is a client sending its own
+//! temporary id. A repeated `Idempotency-Key` gets the first answer, the
+//! same id, and creates nothing; with [`IdempotencyMode::Ignore`] every
+//! repeat creates a record under a new id, the duplicate a
+//! non-idempotent server makes. [`ReferenceServer::last_assigned_id`]
+//! tells the last one; [`ReferenceServer::records`] and
+//! [`ReferenceServer::record_count`] what a collection holds.
 //!
 //! ## `PATCH`
 //!

@@ -1,8 +1,10 @@
-//! Lists with range filters, a sort, an offset and a limit: json-server's
-//! query parameters in the REST dialect, PostgREST's in the other.
+//! Lists with lookups, range filters, a sort, an offset and a limit:
+//! json-server's query parameters in the REST dialect, PostgREST's in the
+//! other.
 //!
 //! | | REST | PostgREST |
 //! |---|---|---|
+//! | lookup | `{field}=X` | `{field}=eq.X` (not `id`, which addresses a row) |
 //! | range filter | `{field}_gte=X`, `_gt`, `_lte`, `_lt` | `{field}=gte.X`, `gt.`, `lte.`, `lt.` |
 //! | sort | `_sort=a,-b` (`-`: descending) | `order=a.asc,b.desc` (`a`: ascending) |
 //! | offset | `_start=k` | `offset=k` |
@@ -11,7 +13,12 @@
 //! A filter keeps the records whose field compares with `X` as asked:
 //! numbers numerically (`X` read as a JSON number), strings byte by byte,
 //! ids as [`IdOrd`](crate::order::IdOrd) orders them; a record without the
-//! field, or with another type, is left out. Several filters all apply.
+//! field, or with another type, is left out. A lookup keeps the records
+//! whose field is the string `X`, a number whose decimal text is `X`, or
+//! the boolean `X` (`true`, `false`). Several filters all apply. In the
+//! REST dialect every parameter that is none of the others is a lookup,
+//! but `id` (which addresses a record) and names starting with `_`
+//! (json-server's own, such as `_page`), which are ignored.
 //! A sort compares fields as [`compare_values`] does (ids as ids); records
 //! equal on every key stay in insertion order, as without a sort.
 //!
@@ -55,6 +62,8 @@ struct Filter {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
+    /// A lookup: the field's value, as text, is the filter's.
+    Eq,
     Gt,
     Gte,
     Lt,
@@ -68,9 +77,9 @@ struct SortKey {
 }
 
 impl Op {
-    /// The operators by their REST suffix and PostgREST name, longest
-    /// suffix first.
-    const ALL: [(Self, &'static str, &'static str); 4] = [
+    /// The range operators by their REST suffix and PostgREST name,
+    /// longest suffix first.
+    const RANGES: [(Self, &'static str, &'static str); 4] = [
         (Self::Gte, "_gte", "gte"),
         (Self::Lte, "_lte", "lte"),
         (Self::Gt, "_gt", "gt"),
@@ -79,6 +88,7 @@ impl Op {
 
     fn holds(self, order: Ordering) -> bool {
         match self {
+            Self::Eq => order == Ordering::Equal,
             Self::Gt => order == Ordering::Greater,
             Self::Gte => order != Ordering::Less,
             Self::Lt => order == Ordering::Less,
@@ -86,9 +96,13 @@ impl Op {
         }
     }
 
-    /// The PostgREST operator `value` starts with (`gte.`), and the rest.
+    /// The PostgREST operator `value` starts with (`eq.`, `gte.`), and
+    /// the rest.
     fn postgrest(value: &str) -> Option<(Self, &str)> {
-        Self::ALL.iter().find_map(|(op, _, name)| {
+        if let Some(rest) = value.strip_prefix("eq.") {
+            return Some((Self::Eq, rest));
+        }
+        Self::RANGES.iter().find_map(|(op, _, name)| {
             value
                 .strip_prefix(name)
                 .and_then(|rest| rest.strip_prefix('.'))
@@ -100,7 +114,7 @@ impl Op {
 impl Filter {
     fn new(field: &str, op: Op, text: &str) -> Result<Self, String> {
         if field.is_empty() {
-            return Err("a range filter needs a field name".to_owned());
+            return Err("a filter needs a field name".to_owned());
         }
         let number = match serde_json::from_str::<Value>(text) {
             Ok(Value::Number(number)) => Some(number),
@@ -118,6 +132,14 @@ impl Filter {
         let Some(value) = object.get(&self.field) else {
             return false;
         };
+        if self.op == Op::Eq {
+            return match value {
+                Value::String(stored) => *stored == self.text,
+                Value::Number(stored) => stored.to_string() == self.text,
+                Value::Bool(stored) => stored.to_string() == self.text,
+                _ => false,
+            };
+        }
         let order = if self.field == "id" {
             match id_text(value) {
                 Some(id) => compare_ids(&id, &self.text),
@@ -166,8 +188,10 @@ fn count(name: &str, value: &str) -> Result<usize, String> {
         .map_err(|_| format!("{name}={value} is not a whole number of records"))
 }
 
-/// A list query in json-server's parameters; `id` (which addresses a
-/// record) and unknown parameters are left alone, as before.
+/// A list query in json-server's parameters: every parameter that is none
+/// of them is a lookup (`{field}=X`), but `id` (which addresses a record)
+/// and the names starting with `_` (json-server's own, such as `_page`),
+/// which are left alone, as before.
 pub(crate) fn parse_rest(query: Option<&str>) -> Result<ListQuery, String> {
     let mut list = ListQuery::default();
     for (key, value) in pairs(query)? {
@@ -184,11 +208,13 @@ pub(crate) fn parse_rest(query: Option<&str>) -> Result<ListQuery, String> {
             "_start" => list.start = count(&key, &value)?,
             "_limit" => list.limit = Some(count(&key, &value)?),
             _ => {
-                let filter = Op::ALL
+                let range = Op::RANGES
                     .iter()
                     .find_map(|(op, suffix, _)| key.strip_suffix(suffix).map(|field| (*op, field)));
-                if let Some((op, field)) = filter {
-                    list.filters.push(Filter::new(field, op, &value)?);
+                match range {
+                    Some((op, field)) => list.filters.push(Filter::new(field, op, &value)?),
+                    None if key.is_empty() || key.starts_with('_') || key == "id" => {}
+                    None => list.filters.push(Filter::new(&key, Op::Eq, &value)?),
                 }
             }
         }
@@ -206,10 +232,17 @@ fn sort_key(field: &str, descending: bool) -> Result<SortKey, String> {
     })
 }
 
-/// Whether a PostgREST query parameter belongs to a list (a range filter,
-/// `order`, `offset`, `limit`), which the router lets through.
+/// Whether a PostgREST query parameter belongs to a list (a lookup on
+/// another column than `id`, a range filter, `order`, `offset`,
+/// `limit`), which the router lets through.
 pub(crate) fn is_postgrest_list_param(key: &str, value: &str) -> bool {
-    matches!(key, "order" | "offset" | "limit") || Op::postgrest(value).is_some()
+    matches!(key, "order" | "offset" | "limit")
+        || match Op::postgrest(value) {
+            // `id=eq.{id}` addresses a row.
+            Some((Op::Eq, _)) => key != "id",
+            Some(_) => true,
+            None => false,
+        }
 }
 
 /// A list query in PostgREST's parameters. The caller has taken `id=eq.`
@@ -364,6 +397,12 @@ fn stamp_bounds(filters: &[Filter], field: &str) -> (u64, u64, bool) {
             continue;
         };
         match filter.op {
+            Op::Eq => {
+                from = from.max(bound);
+                to = to.min(bound);
+                // A lookup compares text: `05` is no bound of 5.
+                exact = exact && bound.to_string() == filter.text;
+            }
             Op::Gte => from = from.max(bound),
             // Past the largest value: nothing (an empty range).
             Op::Gt => match bound.checked_add(1) {
@@ -390,9 +429,20 @@ mod tests {
             "updated_at_gte=5&_sort=updated_at,-id&_start=2&_limit=10&x=1&id=3",
         ))
         .unwrap();
-        assert_eq!(query.filters.len(), 1);
+        assert_eq!(query.filters.len(), 2);
         assert_eq!(query.filters[0].op, Op::Gte);
         assert_eq!(query.filters[0].field, "updated_at");
+        // `x=1` is a lookup; `id` addresses a record, `_`-names are json-server's.
+        assert_eq!(query.filters[1].op, Op::Eq);
+        assert_eq!(
+            (query.filters[1].field.as_str(), query.filters[1].text.as_str()),
+            ("x", "1")
+        );
+        assert!(
+            parse_rest(Some("_page=2&_per_page=5&_embed=x&=3"))
+                .unwrap()
+                .is_plain()
+        );
         assert_eq!(query.sort.len(), 2);
         assert!(query.sort[1].descending);
         assert_eq!((query.start, query.limit), (2, Some(10)));
@@ -414,6 +464,10 @@ mod tests {
         assert_eq!(query.sort.len(), 2);
         assert_eq!((query.start, query.limit), (3, Some(7)));
         assert!(parse_postgrest(Some("order=a.desc")).unwrap().sort[0].descending);
+        let lookup = parse_postgrest(Some("client_ref=eq.r1&id=eq.7")).unwrap();
+        assert_eq!(lookup.filters.len(), 1, "id=eq. is the router's");
+        assert_eq!(lookup.filters[0].op, Op::Eq);
+        assert_eq!(lookup.filters[0].text, "r1");
         for bad in ["order=a.up", "title=like.x", "limit=-1"] {
             assert!(parse_postgrest(Some(bad)).is_err(), "{bad}");
         }
@@ -430,5 +484,9 @@ mod tests {
         assert!(from > to && exact);
         let query = parse_rest(Some("t_gte=-3&t_lt=2.5")).unwrap();
         assert_eq!(stamp_bounds(&query.filters, "t"), (0, u64::MAX, false));
+        let query = parse_rest(Some("t=7")).unwrap();
+        assert_eq!(stamp_bounds(&query.filters, "t"), (7, 7, true));
+        let query = parse_rest(Some("t_gte=2&t=7.0")).unwrap();
+        assert_eq!(stamp_bounds(&query.filters, "t"), (2, u64::MAX, false));
     }
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! sync-reference-server [--port N] [--data FILE] [--prefix /api]
 //!                       [--dialect rest|postgrest]
-//!                       [--bearer TOKEN] [--ignore-idempotency-keys]
+//!                       [--bearer TOKEN] [--ignore-idempotency-keys] [--assign-ids]
 //!                       [--stamp-field FIELD] [--soft-delete FIELD]
 //!                       [--tombstone-retention N]
 //!                       [--lose-responses P] [--delayed-apply P [--apply-delay MS]]
@@ -22,7 +22,7 @@ use sync_reference_server::{Dialect, Fault, FaultPlan, IdempotencyMode, Referenc
 const USAGE: &str = "\
 usage: sync-reference-server [--port N] [--data FILE] [--prefix /api]
                              [--dialect rest|postgrest]
-                             [--bearer TOKEN] [--ignore-idempotency-keys]
+                             [--bearer TOKEN] [--ignore-idempotency-keys] [--assign-ids]
                              [--stamp-field FIELD] [--soft-delete FIELD]
                              [--tombstone-retention N]
                              [--lose-responses P] [--delayed-apply P [--apply-delay MS]]
@@ -37,6 +37,10 @@ usage: sync-reference-server [--port N] [--data FILE] [--prefix /api]
   --bearer TOKEN             require `Authorization: Bearer TOKEN` on collections (else 401)
   --ignore-idempotency-keys  apply every write as new, as json-server does: no replay for a
                              repeated Idempotency-Key, 409 for a repeated create of an id
+  --assign-ids               the server assigns ids, as an auto-increment key does: POST
+                             /{collection} stores the record under the collection's next
+                             integer (1, 2, ...; never reused, kept in --data FILE) as
+                             \"id\": 17; a POST body with an \"id\" gets 400
   --stamp-field FIELD        set FIELD on every create, update, patch and soft delete to a
                              strictly growing integer (milliseconds since the Unix epoch)
   --soft-delete FIELD        DELETE sets FIELD to true and keeps the record: GET answers 404,
@@ -135,6 +139,12 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
                 }
                 config.idempotency = IdempotencyMode::Ignore;
             }
+            "--assign-ids" => {
+                if inline.is_some() {
+                    return Err(format!("{flag} takes no value"));
+                }
+                config.assigned_ids = true;
+            }
             "--help" | "-h" => return Ok(Command::Help),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -176,8 +186,8 @@ fn probability(flag: &str, text: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{flag}: {text:?} is not a probability (0 to 1)"))
 }
 
-/// The banner's lines about the dialect, the fault plan, the bearer check
-/// and the idempotency mode.
+/// The banner's lines about the dialect, the fault plan, the bearer check,
+/// the idempotency mode, the ids and the pull settings.
 fn describe(config: &ServerConfig, lose: Option<f64>, delayed: Option<(f64, Duration)>) -> String {
     let mut lines = String::new();
     if config.dialect == Dialect::PostgRest {
@@ -205,6 +215,9 @@ fn describe(config: &ServerConfig, lose: Option<f64>, delayed: Option<(f64, Dura
     }
     if config.idempotency == IdempotencyMode::Ignore {
         lines.push_str("\nidempotency keys ignored: every write is applied as new");
+    }
+    if config.assigned_ids {
+        lines.push_str("\nids assigned by the server: POST bodies must not carry an id");
     }
     if let Some(field) = &config.stamp_field {
         lines.push_str(&format!("\nstamp field: {field} set on every write"));
@@ -334,6 +347,18 @@ mod tests {
         assert!(notes.contains("idempotency keys ignored"), "{notes}");
         assert_eq!(serve(&[]).0.idempotency, IdempotencyMode::Replay);
         assert!(parse(&["--ignore-idempotency-keys=yes"]).is_err());
+    }
+
+    #[test]
+    fn reads_the_assigned_ids_flag() {
+        let (config, notes) = serve(&["--assign-ids"]);
+        assert_eq!(
+            config,
+            ServerConfig::new().with_port(3000).with_assigned_ids(true)
+        );
+        assert!(notes.contains("ids assigned by the server"), "{notes}");
+        assert!(!serve(&[]).0.assigned_ids);
+        assert!(parse(&["--assign-ids=yes"]).is_err());
     }
 
     #[test]

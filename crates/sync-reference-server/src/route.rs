@@ -2,6 +2,7 @@
 
 use crate::config::Dialect;
 use crate::listing::is_postgrest_list_param;
+use crate::store::ASSIGNED_IDS_KEY;
 
 /// What a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +73,8 @@ pub(crate) fn route(
             _ => Err(RouteError::NotFound),
         };
     }
-    if segments.len() > 2 {
+    // The data file keeps the last assigned ids under this name.
+    if segments.len() > 2 || name == ASSIGNED_IDS_KEY {
         return Err(RouteError::NotFound);
     }
     let feed_path = segments.get(1) == Some(&CHANGES);
@@ -182,7 +184,7 @@ fn postgrest_id(query: &str) -> Result<Option<String>, RouteError> {
             }
             other => {
                 return Err(bad(format!(
-                    "the query parameter {other:?} is not supported: only the filters id=eq.{{id}}, {{column}}=gte.{{value}} (gt, lte, lt), select=*, order, offset and limit"
+                    "the query parameter {other:?} is not supported: only the filters id=eq.{{id}}, {{column}}=eq.{{value}}, {{column}}=gte.{{value}} (gt, lte, lt), select=*, order, offset and limit"
                 )));
             }
         }
@@ -294,6 +296,8 @@ mod tests {
             ("/api", "/tasks"),
             ("/api", "/api"),
             ("/api", "/apix/tasks"),
+            ("", "/_assigned_ids"),
+            ("", "/_assigned_ids/1"),
         ] {
             assert_eq!(
                 route(prefix, path, None),
@@ -347,7 +351,6 @@ mod tests {
             "id=in.(1,2)",
             "id=eq.",
             "id=eq.1&id=eq.2",
-            "title=eq.x",
             "title=like.x",
             "select=id",
             "id=eq.%",
@@ -357,6 +360,12 @@ mod tests {
                 "{query}"
             );
         }
+        // A lookup by another column lists, alone or beside the id filter.
+        assert_eq!(postgrest("/tasks", Some("title=eq.x")), collection("tasks", None));
+        assert_eq!(
+            postgrest("/tasks", Some("title=eq.x&id=eq.7")),
+            collection("tasks", Some("7"))
+        );
         // The REST dialect reads `id=eq.7` as the id "eq.7".
         assert_eq!(
             route("", "/tasks", Some("id=eq.7")),

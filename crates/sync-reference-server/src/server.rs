@@ -94,6 +94,7 @@ impl ReferenceServer {
         shared.set_faults(config.faults);
         shared.require_bearer(config.bearer_token);
         shared.set_idempotency(config.idempotency);
+        shared.set_assigned_ids(config.assigned_ids);
         let running = Running::spawn(listener, Arc::clone(&shared));
         Ok(Self {
             shared,
@@ -177,6 +178,22 @@ impl ReferenceServer {
         self.shared.snapshot()
     }
 
+    /// The records of `collection` now, in insertion order (as
+    /// `GET /{collection}` lists them without parameters, but for
+    /// soft-deleted records, which are left out as in [`Self::snapshot`]);
+    /// empty for a collection without records.
+    #[must_use]
+    pub fn records(&self, collection: &str) -> Vec<Value> {
+        self.shared.records(collection)
+    }
+
+    /// How many records `collection` holds now (soft-deleted ones not
+    /// counted): the length of [`Self::records`], without copying them.
+    #[must_use]
+    pub fn record_count(&self, collection: &str) -> usize {
+        self.shared.record_count(collection)
+    }
+
     /// Every request addressed to a collection so far, oldest first.
     #[must_use]
     pub fn request_log(&self) -> Vec<RequestRecord> {
@@ -237,6 +254,29 @@ impl ReferenceServer {
     #[must_use]
     pub fn idempotency(&self) -> IdempotencyMode {
         self.shared.idempotency()
+    }
+
+    /// From the next request on, assigns the ids of created records on the
+    /// server (`true`) or lets the clients name them (`false`); see
+    /// [`ServerConfig::assigned_ids`]. The ids assigned so far are
+    /// remembered either way, so switching back on goes on after the last
+    /// one.
+    pub fn set_assigned_ids(&self, assign: bool) {
+        self.shared.set_assigned_ids(assign);
+    }
+
+    /// Whether the server assigns the ids of created records now.
+    #[must_use]
+    pub fn assigned_ids(&self) -> bool {
+        self.shared.assigned_ids()
+    }
+
+    /// The last id assigned in `collection` (with a data file, in this run
+    /// or an earlier one), `0` when none was: the next create there gets a
+    /// greater one.
+    #[must_use]
+    pub fn last_assigned_id(&self, collection: &str) -> u64 {
+        self.shared.last_assigned_id(collection)
     }
 
     /// The [`Dialect`] spoken (fixed at start).
@@ -303,7 +343,9 @@ impl ReferenceServer {
     ///
     /// # Errors
     /// [`Error::InvalidRecords`] when one is not a JSON object with a
-    /// non-empty string or number `"id"` (nothing is stored), or
+    /// non-empty string or number `"id"`, or `collection` is
+    /// `_assigned_ids` (the data file's name for the assigned ids):
+    /// nothing is stored then. Or
     /// [`Error::WriteDataFile`] (the records are stored in memory).
     pub fn seed(&self, collection: &str, records: impl IntoIterator<Item = Value>) -> Result<usize, Error> {
         self.shared

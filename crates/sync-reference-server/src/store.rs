@@ -15,6 +15,11 @@ use crate::collection::{Collection, Row, Slot, Tombstone};
 /// Soft-deleted records are left out, as `GET` answers them `404`.
 pub type Snapshot = BTreeMap<String, BTreeMap<String, Value>>;
 
+/// The data file's top-level key holding the last id assigned in each
+/// collection (see [`Collections::assign_id`]), beside the collections'
+/// arrays; no collection may take the name.
+pub(crate) const ASSIGNED_IDS_KEY: &str = "_assigned_ids";
+
 /// What the store does beyond keeping objects, set at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct StoreOptions {
@@ -37,6 +42,10 @@ pub(crate) struct Collections {
     /// The last generated id, server-wide, so a generated id is not handed
     /// out twice while the server runs, even after its record is deleted.
     last_generated_id: u64,
+    /// The last id assigned in each collection in the assigned-ids mode
+    /// (absent: none yet), kept in the data file so that no id is
+    /// assigned twice, not even after a delete and a restart.
+    last_assigned_ids: BTreeMap<String, u64>,
     /// The last version handed out, server-wide rather than per record: a
     /// record deleted and created again gets a version no earlier record
     /// had, so an ETag of the old one never matches the new one.
@@ -161,6 +170,50 @@ impl Collections {
                 return id;
             }
         }
+    }
+
+    /// The id the server assigns to a record created in `collection`: the
+    /// next integer after the last one assigned there (from `1`) that no
+    /// slot holds, not even a soft-deleted record or a tombstone (a record
+    /// created with an explicit id). Counted per collection and never
+    /// wound back, so an id is assigned once.
+    pub(crate) fn assign_id(&mut self, collection: &str) -> u64 {
+        let last = self.last_assigned_ids.entry(collection.to_owned()).or_insert(0);
+        let slots = self.by_name.get(collection);
+        loop {
+            // Never reached (one create per nanosecond for 500 years), but
+            // saturating keeps the code panic-free.
+            *last = last.saturating_add(1);
+            let taken = slots.is_some_and(|slots| slots.slot(&last.to_string()).is_some());
+            if !taken {
+                return *last;
+            }
+        }
+    }
+
+    /// The last id assigned in `collection`, `0` when none was.
+    pub(crate) fn last_assigned_id(&self, collection: &str) -> u64 {
+        self.last_assigned_ids.get(collection).copied().unwrap_or(0)
+    }
+
+    /// The live records of `collection` (soft-deleted ones left out), in
+    /// insertion order; empty for an unknown one.
+    pub(crate) fn records(&self, collection: &str) -> Vec<Value> {
+        self.by_name
+            .get(collection)
+            .map(|collection| {
+                collection
+                    .rows_in_order()
+                    .filter(|row| !row.deleted)
+                    .map(|row| Value::Object(row.object.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many live records (not soft-deleted) `collection` holds.
+    pub(crate) fn record_count(&self, collection: &str) -> usize {
+        self.by_name.get(collection).map_or(0, Collection::live_count)
     }
 
     /// Adds a record the caller checked is not live (a soft-deleted one is
@@ -331,15 +384,18 @@ impl Collections {
     /// The data file's text: `{"collection": [objects in order], ...}`,
     /// the shape json-server's `db.json` has, one record per line.
     /// Soft-deleted records are kept (with their field); tombstones are
-    /// not.
+    /// not. When ids were ever assigned, the last one of each collection
+    /// follows under [`ASSIGNED_IDS_KEY`]: `"_assigned_ids": {"tasks": 17}`.
     pub(crate) fn to_file_text(&self) -> Result<Vec<u8>, serde_json::Error> {
         let mut out = b"{".to_vec();
         let stored = self
             .by_name
             .iter()
             .filter(|(_, collection)| !collection.has_no_rows());
-        for (index, (name, collection)) in stored.enumerate() {
-            out.extend_from_slice(if index == 0 { b"\n  " } else { b",\n  " });
+        let mut written = 0;
+        for (name, collection) in stored {
+            out.extend_from_slice(if written == 0 { b"\n  " } else { b",\n  " });
+            written += 1;
             serde_json::to_writer(&mut out, name)?;
             out.extend_from_slice(b": [");
             for (position, row) in collection.rows_in_order().enumerate() {
@@ -347,6 +403,12 @@ impl Collections {
                 serde_json::to_writer(&mut out, &row.object)?;
             }
             out.extend_from_slice(b"\n  ]");
+        }
+        if !self.last_assigned_ids.is_empty() {
+            out.extend_from_slice(if written == 0 { b"\n  " } else { b",\n  " });
+            serde_json::to_writer(&mut out, ASSIGNED_IDS_KEY)?;
+            out.extend_from_slice(b": ");
+            serde_json::to_writer(&mut out, &self.last_assigned_ids)?;
         }
         out.extend_from_slice(b"\n}\n");
         Ok(out)
@@ -363,6 +425,10 @@ impl Collections {
         };
         let mut collections = Self::new(base, options);
         for (name, records) in top {
+            if name == ASSIGNED_IDS_KEY {
+                collections.last_assigned_ids = read_assigned_ids(records)?;
+                continue;
+            }
             let Value::Array(records) = records else {
                 return Err(format!("collection {name:?} must be an array of objects"));
             };
@@ -398,6 +464,25 @@ impl Collections {
         }
         Ok(collections)
     }
+}
+
+/// The last assigned ids as the data file keeps them: an object of
+/// collection names to non-negative integers.
+fn read_assigned_ids(value: Value) -> Result<BTreeMap<String, u64>, String> {
+    let Value::Object(counters) = value else {
+        return Err(format!(
+            "{ASSIGNED_IDS_KEY:?} must be an object of collection names to the last id assigned"
+        ));
+    };
+    counters
+        .into_iter()
+        .map(|(name, last)| match last.as_u64() {
+            Some(last) => Ok((name, last)),
+            None => Err(format!(
+                "{ASSIGNED_IDS_KEY:?}: the last id assigned in {name:?} is not a non-negative integer"
+            )),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -494,6 +579,49 @@ mod tests {
         let _ = store.remove("t", "3");
         assert_eq!(store.generate_id("t"), "2");
         assert_eq!(store.generate_id("t"), "4", "not the tombstone's id");
+    }
+
+    #[test]
+    fn assigned_ids_count_per_collection_skip_taken_ids_and_survive_the_file() {
+        let mut store = Collections::default();
+        assert_eq!(store.last_assigned_id("t"), 0);
+        assert_eq!(store.assign_id("t"), 1);
+        assert_eq!(store.assign_id("u"), 1, "counted per collection");
+        let _ = store.insert("t", "2", object(json!({"id": 2})));
+        let _ = store.insert("t", "3", object(json!({"id": "3"})));
+        let _ = store.remove("t", "3");
+        assert_eq!(store.assign_id("t"), 4, "past a live id and a tombstone");
+        assert_eq!(store.last_assigned_id("t"), 4);
+        assert_eq!(store.records("t"), [json!({"id": 2})]);
+        assert_eq!(store.record_count("t"), 1);
+        assert_eq!(store.record_count("none"), 0);
+
+        let text = store.to_file_text().unwrap();
+        let file: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(file["_assigned_ids"], json!({"t": 4, "u": 1}));
+        let mut loaded = Collections::from_file_text(&text, 9, StoreOptions::default()).unwrap();
+        assert_eq!(loaded.assign_id("t"), 5);
+        assert_eq!(loaded.assign_id("u"), 2);
+        assert_eq!(loaded.snapshot(), store.snapshot());
+
+        // Only the counters: still an object the next load reads.
+        let mut counters_only = Collections::default();
+        let _ = counters_only.assign_id("t");
+        let text = counters_only.to_file_text().unwrap();
+        let loaded = Collections::from_file_text(&text, 0, StoreOptions::default()).unwrap();
+        assert_eq!(loaded.last_assigned_id("t"), 1);
+        // Without any, the file has json-server's shape alone.
+        assert_eq!(Collections::default().to_file_text().unwrap(), b"{\n}\n");
+        for bad in [
+            r#"{"_assigned_ids": [1]}"#,
+            r#"{"_assigned_ids": {"t": -1}}"#,
+            r#"{"_assigned_ids": {"t": "4"}}"#,
+        ] {
+            assert!(
+                Collections::from_file_text(bad.as_bytes(), 0, StoreOptions::default()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -133,8 +133,13 @@ pub(crate) fn fetch(dialect: Dialect, collections: &Collections, collection: &st
     }
 }
 
+/// A `POST`: the record is stored under the body's `"id"`, or one the
+/// server makes up when it has none; when `assign` (the assigned-ids
+/// mode), under the collection's next assigned id, and a body with an
+/// `"id"` is refused.
 pub(crate) fn create(
     dialect: Dialect,
+    assign: bool,
     collections: &mut Collections,
     collection: &str,
     body: &[u8],
@@ -142,6 +147,13 @@ pub(crate) fn create(
 ) -> Result<(Written, Undo), Reply> {
     let mut object = parse_object(body)?;
     let id = match object.get("id") {
+        // `null` is no id, as a client's serialiser writes a missing one.
+        None | Some(Value::Null) if assign => {
+            let id = collections.assign_id(collection);
+            object.insert("id".to_owned(), Value::from(id));
+            id.to_string()
+        }
+        Some(_) if assign => return Err(id_refused(dialect, collection)),
         None | Some(Value::Null) => {
             let id = collections.generate_id(collection);
             object.insert("id".to_owned(), Value::String(id.clone()));
@@ -171,6 +183,28 @@ pub(crate) fn create(
     Ok((Written::Created { object, version }, undo))
 }
 
+/// The refusal of a create that names its record on a server that
+/// assigns ids: most likely a client sending its own temporary id.
+fn id_refused(dialect: Dialect, collection: &str) -> Reply {
+    match dialect {
+        Dialect::Rest => Reply::bad_request(format!(
+            "the server assigns ids: a create (POST /{collection}) must not carry an \"id\"; \
+             the answer holds the id assigned"
+        )),
+        // What PostgreSQL says through PostgREST of an identity column
+        // `GENERATED ALWAYS`.
+        Dialect::PostgRest => Reply::postgrest_error(
+            StatusCode::BAD_REQUEST,
+            "428C9",
+            "cannot insert a non-DEFAULT value into column \"id\"",
+            Some(
+                "Column \"id\" is an identity column defined as GENERATED ALWAYS: the server assigns ids."
+                    .to_owned(),
+            ),
+        ),
+    }
+}
+
 pub(crate) fn replace(
     collections: &mut Collections,
     collection: &str,
@@ -198,7 +232,13 @@ pub(crate) fn replace(
                 "the body's \"id\" differs from the id addressed",
             ));
         }
-        Some(_) => {}
+        // The same id (a number or its decimal string): the stored form
+        // is kept, as a patch keeps it, so a number stays a number.
+        Some(_) => {
+            if let Some(stored_id) = existing.get("id") {
+                object.insert("id".to_owned(), stored_id.clone());
+            }
+        }
     }
     update(collections, collection, id, object)
 }

@@ -101,6 +101,7 @@ fn the_binary_refuses_bad_arguments_and_files() {
     for flag in [
         "--prefix",
         "--ignore-idempotency-keys",
+        "--assign-ids",
         "--delayed-apply",
         "--apply-delay",
         "--dialect",

@@ -10,7 +10,7 @@ use super::Shared;
 use crate::changes;
 use crate::persist;
 use crate::reply::Reply;
-use crate::store::id_key;
+use crate::store::{ASSIGNED_IDS_KEY, id_key};
 
 /// What a purge did.
 #[derive(Debug)]
@@ -95,6 +95,11 @@ impl Shared {
     /// replaced when live), unlogged, then writes the data file once.
     /// `Err` says what is wrong; nothing is stored then.
     pub(crate) fn seed(&self, collection: &str, records: Vec<Value>) -> Result<usize, SeedError> {
+        if collection == ASSIGNED_IDS_KEY {
+            return Err(SeedError::Invalid(format!(
+                "the collection name {ASSIGNED_IDS_KEY:?} is reserved (the data file keeps the last assigned ids under it)"
+            )));
+        }
         let mut objects = Vec::with_capacity(records.len());
         for (index, record) in records.into_iter().enumerate() {
             let Value::Object(object) = record else {

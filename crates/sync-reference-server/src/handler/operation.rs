@@ -58,7 +58,7 @@ impl Operation {
             return Err(Reply::postgrest_error(
                 StatusCode::BAD_REQUEST,
                 "PGRST100",
-                "range filters, order, offset and limit apply to a list (GET without id=eq.) only",
+                "lookups, range filters, order, offset and limit apply to a list (GET without id=eq.) only",
                 None,
             ));
         }

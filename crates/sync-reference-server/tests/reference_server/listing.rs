@@ -48,7 +48,8 @@ async fn rest_lists_filter_sort_and_page() {
 
     // Without parameters, as before: every record in insertion order.
     assert_eq!(ids(&server, "/tasks").await, ["10", "2", "a", "9", "b", "3"]);
-    assert_eq!(ids(&server, "/tasks?unknown=1").await.len(), 6);
+    // json-server's own parameters (starting with `_`) are ignored.
+    assert_eq!(ids(&server, "/tasks?_page=1&_embed=x").await.len(), 6);
 
     // Numbers compare numerically, strings (`"7"` of record 3) byte by
     // byte; a missing field never matches.
@@ -113,6 +114,67 @@ async fn rest_lists_filter_sort_and_page() {
 }
 
 #[tokio::test]
+async fn rest_lookups_keep_the_records_whose_field_holds_the_value() {
+    let server = start().await;
+    server.seed("tasks", records()).unwrap();
+    server
+        .seed(
+            "flags",
+            [
+                json!({"id": "t", "done": true, "ref": "a b&c"}),
+                json!({"id": "f", "done": false, "ref": "x"}),
+                json!({"id": "o", "done": {"nested": true}}),
+            ],
+        )
+        .unwrap();
+
+    // A string by its text, a number by its decimal text.
+    assert_eq!(ids(&server, "/tasks?s=c").await, ["9"]);
+    assert_eq!(ids(&server, "/tasks?n=5").await, ["10", "9"]);
+    assert_eq!(ids(&server, "/tasks?n=9.5").await, ["a"]);
+    assert_eq!(ids(&server, "/tasks?n=7").await, ["3"], "the string \"7\"");
+    assert_eq!(ids(&server, "/tasks?n=5.0").await, Vec::<String>::new());
+    // Several are ANDed, and go with ranges, sorts and pages.
+    assert_eq!(ids(&server, "/tasks?n=5&s=b").await, ["10"]);
+    assert_eq!(ids(&server, "/tasks?n=5&s=c&s=b").await, Vec::<String>::new());
+    assert_eq!(ids(&server, "/tasks?n=5&id_gte=10").await, ["10"]);
+    assert_eq!(ids(&server, "/tasks?n=5&_sort=id").await, ["9", "10"]);
+    assert_eq!(
+        ids(&server, "/tasks?n=5&_sort=id&_start=1&_limit=1").await,
+        ["10"]
+    );
+    assert_eq!(ids(&server, "/tasks?n=5&_limit=1").await, ["10"]);
+    // None: an empty array, not a 404.
+    for target in [
+        "/tasks?s=zzz",
+        "/tasks?missing=1",
+        "/tasks?unknown=1",
+        "/nothing?s=c",
+    ] {
+        let reply = send(server.addr(), "GET", target, None).await;
+        assert_eq!(reply.status, 200, "{target}");
+        assert_eq!(reply.json(), json!([]), "{target}");
+    }
+    // Booleans by their text; values are form-decoded; objects never match.
+    assert_eq!(ids(&server, "/flags?done=true").await, ["t"]);
+    assert_eq!(ids(&server, "/flags?done=false").await, ["f"]);
+    assert_eq!(ids(&server, "/flags?ref=a+b%26c").await, ["t"]);
+    assert_eq!(
+        ids(&server, "/flags?done=%7B%22nested%22%3Atrue%7D").await,
+        Vec::<String>::new()
+    );
+    // `id` still addresses one record.
+    assert_eq!(
+        send(server.addr(), "GET", "/tasks?id=9&s=zzz", None).await.json(),
+        json!({"id": "9", "n": 5, "s": "c"})
+    );
+    // Lookups belong to lists: writes ignore them, as before.
+    let reply = send(server.addr(), "POST", "/flags?ref=x", Some(r#"{"id":"p"}"#)).await;
+    assert_eq!(reply.status, 201);
+    assert_eq!(server.record_count("flags"), 4);
+}
+
+#[tokio::test]
 async fn postgrest_lists_filter_order_and_page() {
     let server = ReferenceServer::start(ServerConfig::new().with_dialect(Dialect::PostgRest))
         .await
@@ -147,6 +209,11 @@ async fn postgrest_lists_filter_order_and_page() {
         list(&server, "/tasks?id=eq.9").await,
         [json!({"id": "9", "n": 5, "s": "c"})]
     );
+    // Lookups on other columns: `eq.`.
+    assert_eq!(ids(&server, "/tasks?n=eq.5").await, ["10", "9"]);
+    assert_eq!(ids(&server, "/tasks?n=eq.5&s=eq.c").await, ["9"]);
+    assert_eq!(ids(&server, "/tasks?n=eq.5&order=id.desc&limit=1").await, ["10"]);
+    assert_eq!(ids(&server, "/tasks?s=eq.zzz").await, Vec::<String>::new());
 
     for bad in ["order=id.up", "limit=x", "offset=-1", "n=like.5"] {
         let reply = send(server.addr(), "GET", &format!("/tasks?{bad}"), None).await;
@@ -228,6 +295,20 @@ async fn stamp_ordered_pages_with_ties_match_a_full_sort() {
         .collect();
     assert_eq!(pulled, expected);
     assert_eq!(pulled.len(), 20);
+
+    // A lookup of the stamp field, served from its index.
+    assert_eq!(
+        ids(&server, "/tasks?updated_at=2000&_sort=updated_at,id").await,
+        ["8", "k7"]
+    );
+    assert_eq!(
+        ids(
+            &server,
+            "/tasks?updated_at=2000&updated_at_gt=2000&_sort=updated_at,id"
+        )
+        .await,
+        Vec::<String>::new()
+    );
 
     // Bounds on both sides.
     assert_eq!(

@@ -5,6 +5,7 @@
 //! feed, filtered lists, the stamp field and soft deletes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
 
+mod assigned_ids;
 mod auth;
 mod changes;
 mod client;

@@ -233,7 +233,6 @@ async fn mass_updates_and_unsupported_requests_are_refused() {
     for target in [
         "/tasks?id=7",
         "/tasks?id=neq.7",
-        "/tasks?v=eq.0",
         "/tasks?v=like.0",
         "/tasks?id=eq.7&id=eq.8",
     ] {
@@ -245,9 +244,12 @@ async fn mass_updates_and_unsupported_requests_are_refused() {
     }
     let reply = send(addr, "POST", "/tasks?id=eq.8", Some(r#"{"id":"8"}"#)).await;
     assert_eq!(reply.status, 400);
-    // A list's parameters are for lists only.
+    // A list's parameters (a lookup too) are for lists only: writes go
+    // by id=eq. alone.
     for (method, target) in [
         ("DELETE", "/tasks?order=id"),
+        ("DELETE", "/tasks?v=eq.0"),
+        ("PATCH", "/tasks?v=eq.0"),
         ("DELETE", "/tasks?id=eq.7&v=gte.0"),
         ("GET", "/tasks?id=eq.7&limit=1"),
     ] {
