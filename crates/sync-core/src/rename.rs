@@ -12,13 +12,15 @@
 //! ([`check_target`]); a refusal parks the create, possibly applied, and
 //! renames nothing.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::attempt::AttemptOutcome;
 use crate::clock::Timestamp;
 use crate::error::ErrorKind;
 use crate::ids::{EntityName, OperationId, RecordId, RecordKey};
-use crate::model::{JsonObject, SyncOperation, SyncQueueItem, SyncStatus};
+use crate::model::{JsonObject, LocalChange, SyncOperation, SyncQueueItem, SyncStatus};
 
 /// The field of a document that holds the record's own id, rewritten by a
 /// rename when it holds the temporary id.
@@ -241,6 +243,76 @@ impl Rename {
         }
         Some(rewritten)
     }
+}
+
+/// What a renamed temporary id became: kept by the store, so the old id
+/// keeps resolving ([`crate::SyncStore::resolve_id`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alias {
+    /// The record's entity.
+    pub entity: EntityName,
+    /// The server's id.
+    pub id: RecordId,
+    /// The server's id as written into documents.
+    pub value: Value,
+}
+
+impl Alias {
+    /// The alias a rename leaves.
+    #[must_use]
+    pub fn of(rename: &Rename) -> Self {
+        Self {
+            entity: rename.to.entity.clone(),
+            id: rename.to.id.clone(),
+            value: rename.value.clone(),
+        }
+    }
+}
+
+/// The temporary ids a change names: its own id, and top-level string
+/// fields holding one. A store looks up their aliases before the save
+/// ([`apply_aliases`]).
+#[must_use]
+pub fn temporary_ids_in(change: &LocalChange) -> Vec<RecordId> {
+    let mut ids: Vec<RecordId> = change
+        .payload
+        .values()
+        .filter_map(Value::as_str)
+        .filter_map(|text| text.parse::<RecordId>().ok())
+        .filter(RecordId::is_temporary)
+        .collect();
+    if change.key.id.is_temporary() {
+        ids.push(change.key.id.clone());
+    }
+    ids
+}
+
+/// A change saved after renames it did not know of (the app still holds a
+/// temporary id): its key moves to the server's id when its own id was
+/// renamed, and every top-level field holding a renamed temporary id gets
+/// the server's id. Temporary ids are random and never sent, so one in a
+/// field can only mean that record. `aliases` maps temporary ids to what
+/// they became.
+#[must_use]
+pub fn apply_aliases(mut change: LocalChange, aliases: &HashMap<RecordId, Alias>) -> LocalChange {
+    if aliases.is_empty() {
+        return change;
+    }
+    if let Some(alias) = aliases.get(&change.key.id)
+        && alias.entity == change.key.entity
+    {
+        change.key = RecordKey::new(alias.entity.clone(), alias.id.clone());
+    }
+    for value in change.payload.values_mut() {
+        let renamed = value
+            .as_str()
+            .and_then(|text| text.parse::<RecordId>().ok())
+            .and_then(|id| aliases.get(&id));
+        if let Some(alias) = renamed {
+            *value = alias.value.clone();
+        }
+    }
+    change
 }
 
 /// Moves `document[field]` from `from` to `to` when it holds `from` (as a

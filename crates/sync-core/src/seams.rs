@@ -270,6 +270,16 @@ pub enum StoreEvent {
         /// The item after the change; `None` when removed.
         item: Option<SyncQueueItem>,
     },
+    /// A record created under a temporary id took the id the server gave
+    /// it ([`crate::rename`]): its document and queue item moved from
+    /// `from` to `to` (the `Record` and `QueueItem` events that follow say
+    /// so row by row). Watchers of one record follow it to `to`.
+    Renamed {
+        /// The record under its temporary id.
+        from: RecordKey,
+        /// The record under the server's id.
+        to: RecordKey,
+    },
     /// Every synced item was removed by `clear_synced`.
     SyncedCleared,
     /// This subscriber fell behind and missed events: re-read what it shows.

@@ -90,7 +90,7 @@ impl QueueSnapshot {
                 }
             }
             StoreEvent::Lagged => Applied::Resync,
-            StoreEvent::Record { .. } => Applied::Unchanged,
+            StoreEvent::Record { .. } | StoreEvent::Renamed { .. } => Applied::Unchanged,
         }
     }
 

@@ -42,7 +42,7 @@ async fn status_counts_per_entity_and_status() {
     assert_eq!(cells, ["notes", "3", "1", "0", "0", "2", "1"], "{table}");
 
     let json = parse(&ok("status", &path, &["--json"]));
-    assert_eq!(json["schemaVersion"], 6);
+    assert_eq!(json["schemaVersion"], 7);
     assert_eq!(json["parked"], 1);
     assert_eq!(json["entities"]["notes"]["failed"], 2);
     assert_eq!(json["entities"]["tasks"]["synced"], 1);

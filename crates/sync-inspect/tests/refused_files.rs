@@ -126,7 +126,7 @@ async fn a_newer_schema_is_refused_untouched() {
     refused_untouched(
         dir.path(),
         &file,
-        "has schema version 99, written by a newer version of the sync library (this inspector knows up to 6)",
+        "has schema version 99, written by a newer version of the sync library (this inspector knows up to 7)",
     );
 }
 

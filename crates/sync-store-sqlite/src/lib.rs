@@ -30,6 +30,7 @@ mod options;
 mod pull;
 mod pull_rows;
 mod queries;
+mod renames;
 mod rows;
 mod schema;
 mod store;

@@ -30,6 +30,17 @@ pub(crate) const NEXT_ATTEMPT_TIME: &str = "SELECT MIN(next_attempt_at) FROM que
 pub(crate) const RECORDS_OF_ENTITY: &str = "SELECT entity, id, data, created_at, updated_at \
      FROM records INDEXED BY records_by_updated WHERE entity = ?1 ORDER BY updated_at DESC, id";
 
+/// The server's id a temporary id was renamed to: `?1` temporary id,
+/// `?2` entity.
+pub(crate) const RESOLVE_ALIAS: &str = "SELECT id FROM id_aliases WHERE temporary_id = ?1 AND entity = ?2";
+
+/// Queue items whose payload holds a text: `?1` entity, `?2` the text.
+pub(crate) const QUEUE_ITEMS_NAMING: &str = concat!(
+    "SELECT ",
+    queue_columns!(),
+    " FROM queue WHERE entity = ?1 AND instr(payload, ?2) > 0"
+);
+
 /// One document: `?1` entity, `?2` id.
 pub(crate) const RECORD: &str =
     "SELECT entity, id, data, created_at, updated_at FROM records WHERE entity = ?1 AND id = ?2";

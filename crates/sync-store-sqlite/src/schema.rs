@@ -45,10 +45,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 6,
         sql: include_str!("../migrations/0006_pull.sql"),
     },
+    Migration {
+        version: 7,
+        sql: include_str!("../migrations/0007_id_aliases.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 async fn pragma_value(connection: &mut SqliteConnection, pragma: &'static str) -> Result<i64, StoreError> {
     sqlx::query_scalar::<_, i64>(pragma)
@@ -141,6 +145,32 @@ mod tests {
 
     use super::*;
 
+    /// Version 6 upgrades to 7 with no alias: every record keeps its id.
+    #[tokio::test]
+    async fn version_6_upgrades_to_7_with_no_alias() {
+        let mut connection = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        migrate(&mut connection, 6).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO records (entity, id, data, created_at, updated_at) \
+             VALUES ('notes', '1', '{\"text\":\"x\"}', 1, 2)",
+        )
+        .execute(&mut connection)
+        .await
+        .unwrap();
+        migrate(&mut connection, SCHEMA_VERSION).await.unwrap();
+        assert_eq!(
+            pragma_value(&mut connection, "PRAGMA user_version")
+                .await
+                .unwrap(),
+            7
+        );
+        let kept: (String, i64) = sqlx::query_as("SELECT id, (SELECT COUNT(*) FROM id_aliases) FROM records")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(kept, ("1".to_owned(), 0));
+    }
+
     /// Version 5 upgrades to 6 with no pull state and no listing marks:
     /// documents, copies and the queue are kept; a half-stored listing is
     /// refused.
@@ -156,7 +186,7 @@ mod tests {
         .execute(&mut connection)
         .await
         .unwrap();
-        migrate(&mut connection, SCHEMA_VERSION).await.unwrap();
+        migrate(&mut connection, 6).await.unwrap();
         assert_eq!(
             pragma_value(&mut connection, "PRAGMA user_version")
                 .await

@@ -237,6 +237,27 @@ impl SqliteStore {
         map_sqlx(error, context)
     }
 
+    /// The key a temporary id was renamed to (`sync_core::rename`), if it
+    /// was; no read for any other id.
+    async fn renamed(&self, key: &RecordKey) -> Result<Option<RecordKey>, StoreError> {
+        if !key.id.is_temporary() {
+            return Ok(None);
+        }
+        self.statements.add(1);
+        let id = sqlx::query_scalar::<_, String>(queries::RESOLVE_ALIAS)
+            .bind(key.id.as_str())
+            .bind(key.entity.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(|error| self.read_error(error, "reading an id alias"))?;
+        id.map(|id| {
+            id.parse()
+                .map(|id| RecordKey::new(key.entity.clone(), id))
+                .map_err(|e| crate::error::corrupt_row("id alias", e))
+        })
+        .transpose()
+    }
+
     /// The database file's path.
     #[must_use]
     pub fn path(&self) -> &Path {
@@ -348,7 +369,16 @@ impl SyncStore for SqliteStore {
         self.write(|reply| Command::Save { changes, now, reply }).await
     }
 
+    async fn resolve_id(&self, key: &RecordKey) -> Result<RecordId, StoreError> {
+        Ok(self
+            .renamed(key)
+            .await?
+            .map_or_else(|| key.id.clone(), |key| key.id))
+    }
+
     async fn record(&self, key: &RecordKey) -> Result<Option<LocalRecord>, StoreError> {
+        let renamed = self.renamed(key).await?;
+        let key = renamed.as_ref().unwrap_or(key);
         self.statements.add(1);
         let row = sqlx::query(queries::RECORD)
             .bind(key.entity.as_str())
@@ -370,6 +400,8 @@ impl SyncStore for SqliteStore {
     }
 
     async fn queue_item(&self, key: &RecordKey) -> Result<Option<SyncQueueItem>, StoreError> {
+        let renamed = self.renamed(key).await?;
+        let key = renamed.as_ref().unwrap_or(key);
         self.statements.add(1);
         let row = sqlx::query(queries::QUEUE_ITEM)
             .bind(key.entity.as_str())

@@ -291,6 +291,41 @@ impl Writer {
     }
 
     async fn save(&mut self, batches: &[(&[LocalChange], Timestamp)]) -> WorkResult<Vec<SavedChange>> {
+        // Changes that still name renamed temporary ids land on the
+        // server's ids (read in this transaction, so no rename slips in
+        // between).
+        let temporary: Vec<_> = batches
+            .iter()
+            .flat_map(|(changes, _)| changes.iter())
+            .flat_map(sync_core::rename::temporary_ids_in)
+            .collect();
+        if !temporary.is_empty() {
+            let aliases = crate::renames::load_aliases(&mut self.connection, &temporary).await?;
+            if !aliases.is_empty() {
+                let resolved: Vec<(Vec<LocalChange>, Timestamp)> = batches
+                    .iter()
+                    .map(|(changes, now)| {
+                        let changes = changes
+                            .iter()
+                            .map(|change| sync_core::rename::apply_aliases(change.clone(), &aliases))
+                            .collect();
+                        (changes, *now)
+                    })
+                    .collect();
+                let views: Vec<(&[LocalChange], Timestamp)> = resolved
+                    .iter()
+                    .map(|(changes, now)| (changes.as_slice(), *now))
+                    .collect();
+                return self.save_resolved(&views).await;
+            }
+        }
+        self.save_resolved(batches).await
+    }
+
+    async fn save_resolved(
+        &mut self,
+        batches: &[(&[LocalChange], Timestamp)],
+    ) -> WorkResult<Vec<SavedChange>> {
         let mut seen = HashSet::new();
         let keys: Vec<&RecordKey> = batches
             .iter()
@@ -354,6 +389,32 @@ impl Writer {
     }
 
     async fn finish(
+        &mut self,
+        finished: &[FinishedAttempt],
+        now: Timestamp,
+    ) -> WorkResult<Vec<FinishResult>> {
+        let renames =
+            |one: &FinishedAttempt| matches!(one.outcome, sync_core::AttemptOutcome::AppliedAs { .. });
+        if !finished.iter().any(renames) {
+            return self.finish_plain(finished, now).await;
+        }
+        // A rename moves rows and rewrites others: each outcome is applied
+        // in turn, in this one transaction, so each sees the last.
+        let mut results = Vec::with_capacity(finished.len());
+        let mut events = Vec::new();
+        for one in finished {
+            let (mut result, mut more) = if renames(one) {
+                self.finish_renamed(one, now).await?
+            } else {
+                self.finish_plain(std::slice::from_ref(one), now).await?
+            };
+            results.append(&mut result);
+            events.append(&mut more);
+        }
+        Ok((results, events))
+    }
+
+    pub(crate) async fn finish_plain(
         &mut self,
         finished: &[FinishedAttempt],
         now: Timestamp,

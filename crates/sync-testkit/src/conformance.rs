@@ -18,6 +18,7 @@ use tokio_stream::StreamExt;
 
 pub mod discard;
 pub mod pull;
+pub mod rename;
 
 const T0: Timestamp = Timestamp::from_millis(1_000);
 const T1: Timestamp = Timestamp::from_millis(2_000);
@@ -85,6 +86,9 @@ where
     discard::a_parked_update_is_dropped_or_reverted(&new_store().await).await;
     discard::a_create_the_server_never_saw_is_removed_on_revert(&new_store().await).await;
     discard::an_attempt_in_flight_is_never_discarded(&new_store().await).await;
+    rename::an_applied_create_renames_the_record_everywhere(&new_store().await).await;
+    rename::a_change_saved_during_the_create_is_sent_to_the_new_id(&new_store().await).await;
+    rename::a_taken_id_parks_the_create_and_renames_nothing(&new_store().await).await;
     pull::run_all(&new_store).await;
 }
 

@@ -1,12 +1,13 @@
 //! An in-memory store: the executable reference for `SyncStore`.
 
 mod pull;
+mod rename;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use sync_core::attempt::{begin_attempt, finish_attempt, rearm_for_pass, recover_interrupted, retry_now};
+use sync_core::attempt::{begin_attempt, rearm_for_pass, recover_interrupted, retry_now};
 use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
 use sync_core::model::check_payload_size;
 use sync_core::pull::{PendingChange, PullBatch, PullCounts, PullState};
@@ -53,6 +54,8 @@ struct State {
     pulls: BTreeMap<EntityName, PullState>,
     /// The generation of the full listing that last showed each record.
     pulled_in: BTreeMap<RecordKey, u64>,
+    /// Temporary ids renamed to the server's ids.
+    aliases: std::collections::HashMap<RecordId, sync_core::rename::Alias>,
     next_seq: u64,
     closed: bool,
 }
@@ -195,6 +198,7 @@ impl MemoryStore {
     }
 
     fn save_locked(&self, state: &mut State, change: LocalChange, now: Timestamp) -> SavedChange {
+        let change = Self::resolve_change(state, change);
         let key = change.key.clone();
         let local_exists = state.records.contains_key(&key);
         let existing = state.queue.get(&key).map(|entry| &entry.item);
@@ -258,7 +262,13 @@ impl SyncStore for MemoryStore {
     }
 
     async fn record(&self, key: &RecordKey) -> Result<Option<LocalRecord>, StoreError> {
-        Ok(self.lock()?.records.get(key).cloned())
+        let state = self.lock()?;
+        Ok(state.records.get(&Self::resolve_key(&state, key)).cloned())
+    }
+
+    async fn resolve_id(&self, key: &RecordKey) -> Result<RecordId, StoreError> {
+        let state = self.lock()?;
+        Ok(Self::resolved_id(&state, key))
     }
 
     async fn records(&self, entity: &EntityName) -> Result<Vec<LocalRecord>, StoreError> {
@@ -274,7 +284,11 @@ impl SyncStore for MemoryStore {
     }
 
     async fn queue_item(&self, key: &RecordKey) -> Result<Option<SyncQueueItem>, StoreError> {
-        Ok(self.lock()?.queue.get(key).map(|entry| entry.item.clone()))
+        let state = self.lock()?;
+        Ok(state
+            .queue
+            .get(&Self::resolve_key(&state, key))
+            .map(|entry| entry.item.clone()))
     }
 
     async fn queue(&self) -> Result<Vec<SyncQueueItem>, StoreError> {
@@ -353,22 +367,10 @@ impl SyncStore for MemoryStore {
             ));
         }
         let mut state = self.lock()?;
-        let mut results = Vec::with_capacity(finished.len());
-        for FinishedAttempt { ticket, outcome } in finished {
-            let current = state.queue.get(&ticket.key).map(|entry| &entry.item);
-            let plan = finish_attempt(current, &ticket, &outcome, now);
-            self.apply_queue(&mut state, &ticket.key, plan.queue);
-            if let Some(document) = plan.document {
-                self.apply_document(&mut state, &ticket.key, document, now);
-            }
-            apply_copy(&mut state, &ticket.key, plan.copy);
-            results.push(if plan.stale {
-                FinishResult::Stale
-            } else {
-                FinishResult::Current
-            });
-        }
-        Ok(results)
+        Ok(finished
+            .into_iter()
+            .map(|finished| self.finish_one(&mut state, finished, now))
+            .collect())
     }
 
     async fn recover_interrupted(&self, now: Timestamp) -> Result<u64, StoreError> {

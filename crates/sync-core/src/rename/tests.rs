@@ -273,3 +273,46 @@ fn references_in_documents_and_queued_payloads_move_to_the_new_id() {
     unrelated.payload = object(json!({"project_id": "p9"}));
     assert_eq!(rename.rewrite_queued(&unrelated, later), None);
 }
+
+#[test]
+fn a_save_naming_renamed_temporary_ids_takes_the_servers_ids() {
+    let project = RecordId::temporary();
+    let task = RecordId::temporary();
+    let unknown = RecordId::temporary();
+    let change = LocalChange::new(
+        "tasks",
+        task.as_str(),
+        json!({"project_id": project.as_str(), "other": unknown.as_str(), "title": "tmp-x"}),
+        SyncOperation::Update,
+    )
+    .unwrap();
+    let mut found = temporary_ids_in(&change);
+    found.sort();
+    let mut expected = vec![project.clone(), task.clone(), unknown.clone()];
+    expected.sort();
+    assert_eq!(found, expected);
+    let aliases = HashMap::from([
+        (
+            project,
+            Alias {
+                entity: "projects".parse().unwrap(),
+                id: "17".parse().unwrap(),
+                value: json!(17),
+            },
+        ),
+        (
+            task,
+            Alias {
+                entity: "tasks".parse().unwrap(),
+                id: "a1".parse().unwrap(),
+                value: json!("a1"),
+            },
+        ),
+    ]);
+    let resolved = apply_aliases(change, &aliases);
+    assert_eq!(resolved.key.id.as_str(), "a1");
+    assert_eq!(
+        Value::Object(resolved.payload),
+        json!({"project_id": 17, "other": unknown.as_str(), "title": "tmp-x"})
+    );
+}
