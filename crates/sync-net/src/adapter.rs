@@ -9,11 +9,12 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, IF_MATCH, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sync_core::{
-    ApiError, EntityName, ErrorKind, JsonObject, OperationId, RecordId, ServerCopy, SyncApiAdapter,
-    WriteAnswer, WriteKind, WriteRequest,
+    ApiError, CreatedLookup, EntityName, ErrorKind, JsonObject, OperationId, RecordId, ServerCopy,
+    SyncApiAdapter, WriteAnswer, WriteKind, WriteRequest,
 };
 
 use crate::answers::{captive_portal, no_row_matched};
+use crate::assigned;
 use crate::client::{self, HttpClient, Trust};
 use crate::error::NetError;
 use crate::exchange::{Response, Target};
@@ -101,6 +102,17 @@ pub(crate) struct Config {
 ///   found (permanent on a create: the collection's route is missing), a
 ///   401 after one refresh through the [`AuthHook`] and anything else
 ///   permanent.
+///
+/// # Server-assigned ids
+///
+/// A record created under a temporary id ([`RecordId::temporary`]) is
+/// posted without it as its id, and with it in the shape's local-id field
+/// when one is set ([`RequestShape::local_id_field`]); the id in the
+/// answer's record (the shape's id field) is returned as
+/// [`WriteAnswer::assigned_id`], and the engine renames the record. Such
+/// a create needs a collection route: one whose template holds `{id}` is
+/// refused, nothing sent. [`SyncApiAdapter::find_created`] finds the
+/// record by the local-id field when the answer to its create was lost.
 ///
 /// Cloning is cheap and shares the connection pool.
 ///
@@ -393,7 +405,19 @@ impl HttpSyncApiAdapter {
         } = request;
         let shape = self.shape_of(entity);
         let mut target = self.target(shape, kind, entity, Some(id))?;
-        let (body, patch) = shape.write_body(kind, data, base);
+        // A record under a temporary id, for the server to name.
+        let temporary = kind == RequestKind::Create && id.is_temporary();
+        let created;
+        let document = if temporary {
+            if let Some(error) = assigned::id_route_refusal(shape, &target.line) {
+                return Err(error);
+            }
+            created = assigned::created_document(shape, data, id);
+            &created
+        } else {
+            data
+        };
+        let (body, patch) = shape.write_body(kind, document, base);
         // The app's own Content-Type stands.
         if patch && !self.config.default_headers.contains_key(CONTENT_TYPE) {
             target.headers.insert(
@@ -422,6 +446,9 @@ impl HttpSyncApiAdapter {
         // counting that as applied would lose the change.
         if let Some(error) = captive_portal(&response, &target.line, true) {
             return Err(error);
+        }
+        if temporary {
+            return Ok(assigned::created_answer(shape, &response, data, id));
         }
         Self::write_answer(shape, kind, &response, data, id, &target.line)
     }
@@ -548,6 +575,22 @@ impl SyncApiAdapter for HttpSyncApiAdapter {
                 .await
                 .map(|()| WriteAnswer::default()),
         }
+    }
+
+    /// Looks the record up by the shape's local-id field
+    /// ([`RequestShape::local_id_field`], through
+    /// [`RequestShape::lookup_route`]): `Unsupported` without one. Several
+    /// records found is a permanent error, possibly applied (the server
+    /// created the record more than once).
+    async fn find_created(
+        &self,
+        entity: &EntityName,
+        temporary: &RecordId,
+        operation_id: &OperationId,
+    ) -> Result<CreatedLookup, ApiError> {
+        // A read: no idempotency key.
+        let _ = operation_id;
+        self.lookup_created(entity, temporary).await
     }
 
     async fn fetch_copy(&self, entity: &EntityName, id: &RecordId) -> Result<Option<ServerCopy>, ApiError> {

@@ -188,8 +188,10 @@ impl HttpSyncApiAdapter {
     /// `200 []` with `Prefer: return=representation`): no row matched, so
     /// the record is absent.
     ///
-    /// A create answered with a record under another id (a server that
-    /// assigns ids itself) is a permanent error, applied: adopting nothing
+    /// A create of an ordinary id answered with a record under another id
+    /// (a server that assigns ids itself) is a permanent error, applied
+    /// (a create under a temporary id is read by
+    /// [`crate::assigned::created_answer`] instead): adopting nothing
     /// and carrying on would send every later change to an id the server
     /// does not have, and re-create the record once more.
     pub(crate) fn write_answer(
@@ -279,10 +281,13 @@ fn another_id(response: &Response, line: &str) -> ApiError {
     ApiError::new(
         ErrorKind::Permanent,
         "the server answered this create with another id than the record's: it assigns ids itself, \
-         and this engine keeps the id a record was saved with. The record now exists on the server \
-         under the server's id; retrying would create it again. Make the server keep the id it is sent \
-         (give records ids of your own, such as UUIDs), or configure the id field the server answers \
-         with (RequestShape::id_field) if it is another field than the record's id",
+         and this record was saved with an id of its own. The record now exists on the server under \
+         the server's id; retrying would create it again. For server-assigned ids, create such records \
+         with the engine's create(entity, data): they get a temporary id, which the server's id \
+         replaces when the create is applied; to survive lost answers, also set the shape's local-id \
+         field (RequestShape::local_id_field). Otherwise make the server keep the id it is sent (give \
+         records ids of your own, such as UUIDs), or configure the id field the server answers with \
+         (RequestShape::id_field) if it is another field than the record's id",
     )
     .with_status(response.status.as_u16())
     .with_request(line)

@@ -26,10 +26,12 @@
 
 mod adapter;
 mod answers;
+mod assigned;
 mod client;
 mod connectivity;
 mod error;
 mod exchange;
+mod lookup;
 mod presets;
 mod pull;
 mod pull_answers;

@@ -29,6 +29,7 @@ impl RequestShape {
             id_type: IdType::AsSent,
             version: VersionSource::ETag,
             omit_id_on_update: false,
+            lookup: crate::lookup::LookupShape::default(),
         }
     }
 
@@ -38,6 +39,15 @@ impl RequestShape {
     /// and every edit would re-create the record). It never answers
     /// "already exists" (it keeps duplicate ids), so a create that may
     /// have been applied is always checked with a `GET` first.
+    ///
+    /// json-server assigns an id itself (a 4-hex-digit string) to a record
+    /// posted without one, and filters lists by any field
+    /// (`GET /tasks?client_ref=...`), so
+    /// `RequestShape::json_server().local_id_field("client_ref")` serves
+    /// server-assigned ids: records created under a temporary id are
+    /// posted without an id, with the temporary id in `client_ref`, and a
+    /// create whose answer was lost is found by it
+    /// ([`Self::local_id_field`]).
     #[must_use]
     pub fn json_server() -> Self {
         let mut shape = Self::rest().id_type(IdType::String);
@@ -51,6 +61,13 @@ impl RequestShape {
     /// a 404 with a `detail` field (a wrong route's 404 is an HTML page and
     /// proves nothing); a taken id is a 400 saying "already exists". The
     /// model's key must be a client-set field for the app's ids to be kept.
+    ///
+    /// For server-assigned ids (an auto-increment key), set a local-id
+    /// field ([`Self::local_id_field`]) that the model stores and the view
+    /// can filter by (django-filter's `filterset_fields`: without it, DRF
+    /// ignores the query and lists everything, which the lookup refuses),
+    /// and, when the list is paginated, `lookup_results("/results")`
+    /// ([`Self::lookup_results`]).
     #[must_use]
     pub fn django_rest_framework() -> Self {
         let absent = || [AnswerMatch::status(404).with_body_field_present("/detail")];

@@ -374,6 +374,10 @@ pub struct RequestShape {
     /// Whether update bodies leave out the id field (servers that refuse
     /// even an unchanged primary key in a patch).
     pub(crate) omit_id_on_update: bool,
+    /// Server-assigned ids: the field a create under a temporary id
+    /// carries it in, and how a record is looked up by it
+    /// ([`crate::lookup`]).
+    pub(crate) lookup: crate::lookup::LookupShape,
 }
 
 impl Default for RequestShape {
@@ -559,6 +563,7 @@ impl RequestShape {
         {
             return Err("the body's wrapping key is empty".to_owned());
         }
+        self.check_lookup()?;
         for kind in RequestKind::ALL {
             let spec = self.spec(kind);
             if let Route::Template(template) = &spec.route {
