@@ -109,6 +109,16 @@ pub enum ValidationError {
     /// A create of a record whose id a local document has already.
     #[error("a record with this id exists already: save it to edit it, or give the new record another id")]
     RecordExists,
+    /// A record created for the server to name (`create`) already holds
+    /// an id of its own in `field`.
+    #[error(
+        "a record whose id the server assigns must not hold an id of its own in {field:?}: leave the field \
+         out (the server's id replaces the temporary one), or save the record under its own id"
+    )]
+    IdForServerToAssign {
+        /// The id field found in the document.
+        field: String,
+    },
     /// Declared references form a cycle (`path` names the entities, each
     /// referring to the next): no order could send a parent first.
     #[error(

@@ -114,8 +114,13 @@ impl OfflineSyncEngine {
         data: Value,
         operation: SyncOperation,
     ) -> Result<SavedChange, SyncError> {
+        self.save_change(LocalChange::new(entity, id, data, operation)?)
+            .await
+    }
+
+    /// Saves one checked change (see [`Self::save`]).
+    pub(crate) async fn save_change(&self, change: LocalChange) -> Result<SavedChange, SyncError> {
         self.shared.ensure_open()?;
-        let change = LocalChange::new(entity, id, data, operation)?;
         let (now, _) = self.shared.observe_clock();
         let saved = self.shared.store.save(change, now).await?;
         if self.shared.options.sync_after_save {
@@ -300,7 +305,7 @@ impl OfflineSyncEngine {
     /// # Errors
     /// [`SyncError::Invalid`] for a bad name; [`SyncError::Store`].
     pub async fn retry(&self, entity: &str, id: &str) -> Result<bool, SyncError> {
-        let key = RecordKey::new(EntityName::new(entity)?, RecordId::new(id)?);
+        let key = self.current_key(entity, id).await?;
         let retried = self.shared.store.retry(&key, self.shared.clock.now()).await?;
         if retried {
             self.sync_in_background();
@@ -340,7 +345,7 @@ impl OfflineSyncEngine {
     /// change is out (it may be applied: discard once it reports back),
     /// nothing changed.
     pub async fn discard(&self, entity: &str, id: &str, revert: bool) -> Result<DiscardOutcome, SyncError> {
-        let key = RecordKey::new(EntityName::new(entity)?, RecordId::new(id)?);
+        let key = self.current_key(entity, id).await?;
         Ok(self
             .shared
             .store

@@ -90,7 +90,12 @@ impl<'a> PageOrder<'a> {
     pub(crate) fn ended(&mut self, key: &RecordKey, operation: SyncOperation, outcome: &AttemptOutcome) {
         self.unfinished.remove(key);
         self.deletes.remove(key);
-        if operation == SyncOperation::Create && matches!(outcome, AttemptOutcome::Applied { .. }) {
+        if operation == SyncOperation::Create
+            && matches!(
+                outcome,
+                AttemptOutcome::Applied { .. } | AttemptOutcome::AppliedAs { .. }
+            )
+        {
             self.applied.insert(key.clone());
         }
     }
@@ -114,7 +119,11 @@ impl<'a> PageOrder<'a> {
             .references
             .parents(&ticket.key.entity, &ticket.payload)
         {
-            if parent == ticket.key || self.applied.contains(&parent) || self.applied_before.contains(&parent)
+            // A parent named by a temporary id is looked up in the store
+            // (renamed or not): the ticket must not go with that id.
+            let renamable = parent.id.is_temporary();
+            if parent == ticket.key
+                || (!renamable && (self.applied.contains(&parent) || self.applied_before.contains(&parent)))
             {
                 continue;
             }

@@ -519,6 +519,11 @@ fn attempt(
     let adapter = Arc::clone(&shared.adapter);
     let resolver = shared.resolver.clone();
     let limit = shared.options.attempt_timeout;
+    let referring = if ticket.key.id.is_temporary() {
+        shared.references.referring_to(&ticket.key.entity)
+    } else {
+        Vec::new()
+    };
     let span = tracing::info_span!(
         "sync_item",
         entity = %ticket.key.entity,
@@ -528,7 +533,12 @@ fn attempt(
     async move {
         let started = tokio::time::Instant::now();
         let result = CatchPanic::new(async {
-            match tokio::time::timeout(limit, send(adapter.as_ref(), resolver.as_deref(), &ticket)).await {
+            match tokio::time::timeout(
+                limit,
+                send(adapter.as_ref(), resolver.as_deref(), &ticket, referring),
+            )
+            .await
+            {
                 Ok(sent) => sent,
                 Err(_) => Sent::Failed(
                     ApiError::new(

@@ -9,6 +9,8 @@
 //! version known, an update with a resolver takes one request when nobody
 //! else changed the record, instead of a `GET` and a `PUT`.
 
+mod assigned;
+
 use sync_core::answer::answer_replaces_document;
 use sync_core::{
     ApiError, AttemptOutcome, AttemptTicket, ConflictResolver, ErrorKind, JsonObject, SendPlan, ServerCopy,
@@ -136,11 +138,25 @@ impl Requests<'_> {
         base: Option<&JsonObject>,
         version: Option<&str>,
     ) -> Result<WriteAnswer, ApiError> {
+        self.write_as(&self.ticket.key.id, kind, data, base, version)
+            .await
+    }
+
+    /// A write to another id than the ticket's: the server's id of a
+    /// record created under a temporary one.
+    async fn write_as(
+        &self,
+        id: &sync_core::RecordId,
+        kind: WriteKind,
+        data: &JsonObject,
+        base: Option<&JsonObject>,
+        version: Option<&str>,
+    ) -> Result<WriteAnswer, ApiError> {
         self.adapter
             .write(WriteRequest {
                 kind,
                 entity: &self.ticket.key.entity,
-                id: &self.ticket.key.id,
+                id,
                 data,
                 base,
                 version,
@@ -352,17 +368,23 @@ impl Requests<'_> {
     }
 }
 
-/// Sends `ticket` according to its plan.
+/// Sends `ticket` according to its plan. `referring` are the declared
+/// references to the ticket's entity, rewritten when a record created
+/// under a temporary id takes the server's id.
 pub(crate) async fn send(
     adapter: &dyn SyncApiAdapter,
     resolver: Option<&dyn ConflictResolver>,
     ticket: &AttemptTicket,
+    referring: Vec<sync_core::rename::ReferringField>,
 ) -> Sent {
     let requests = Requests {
         adapter,
         resolver,
         ticket,
     };
+    if ticket.key.id.is_temporary() {
+        return assigned::send_temporary(&requests, referring).await;
+    }
     let result = match ticket.plan {
         SendPlan::Create => requests.create().await,
         SendPlan::CreateIfAbsent => match requests.fetch().await {
@@ -502,7 +524,7 @@ mod tests {
             (SendPlan::CreateIfAbsent, None),
             (SendPlan::Update, Some(&resolver as &dyn ConflictResolver)),
         ] {
-            let sent = send(&server, resolver, &ticket(plan)).await;
+            let sent = send(&server, resolver, &ticket(plan), Vec::new()).await;
             let Sent::Failed(error) = sent else {
                 panic!("{plan:?}: not a failure");
             };

@@ -296,9 +296,12 @@ pub(crate) fn item_status(context: WatchContext, key: RecordKey) -> BoxStream<Op
 
 /// Streams `view` of one record's queue item: the current value, then one
 /// value per burst of events that changes it.
+///
+/// A record created under a temporary id is followed to the server's id
+/// when it is renamed ([`StoreEvent::Renamed`]), or already was.
 fn follow_item<T>(
     context: WatchContext,
-    key: RecordKey,
+    mut key: RecordKey,
     view: impl Fn(Option<SyncQueueItem>) -> T + Send + 'static,
 ) -> BoxStream<T>
 where
@@ -307,12 +310,23 @@ where
     spawn_stream(move |sender| async move {
         let mut events = context.store.subscribe();
         let mut shutdown = context.shutdown.clone();
-        let read = || context.store.queue_item(&key);
+        let store = Arc::clone(&context.store);
+        let read = |key: RecordKey| {
+            let store = Arc::clone(&store);
+            move || {
+                let (store, key) = (Arc::clone(&store), key.clone());
+                async move { store.queue_item(&key).await }
+            }
+        };
         // The item as last seen: a `clear_synced` removes it exactly when
         // it is synced, with no read.
-        let Some(mut item) = read_until_ok(&context, &sender, &read).await else {
+        let Some(mut item) = read_until_ok(&context, &sender, read(key.clone())).await else {
             return;
         };
+        if let Some(found) = &item {
+            // Read through the alias of a renamed temporary id.
+            key = found.key();
+        }
         let mut last = view(item.clone());
         if sender.send(last.clone()).await.is_err() {
             return;
@@ -326,6 +340,9 @@ where
                     } if *changed == key => {
                         item = now.clone();
                     }
+                    StoreEvent::Renamed { from, to } if *from == key => {
+                        key = to.clone();
+                    }
                     StoreEvent::SyncedCleared
                         if item
                             .as_ref()
@@ -334,9 +351,12 @@ where
                         item = None;
                     }
                     StoreEvent::Lagged => {
-                        let Some(fresh) = read_until_ok(&context, &sender, &read).await else {
+                        let Some(fresh) = read_until_ok(&context, &sender, read(key.clone())).await else {
                             return;
                         };
+                        if let Some(found) = &fresh {
+                            key = found.key();
+                        }
                         item = fresh;
                     }
                     _ => {}

@@ -1,0 +1,670 @@
+//! Server-assigned ids (issue 14): a record created offline under a
+//! temporary id takes the server's id when its create is applied, with
+//! every reference to it; a lost answer finds the record instead of
+//! creating it twice; bad answers park and rename nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use sync_core::{
+    ApiError, CreatedLookup, EntityName, ErrorKind, JsonObject, OperationId, RecordId, ServerCopy,
+    SyncApiAdapter, SyncOperation, SyncStatus, ValidationError, WriteAnswer, WriteKind, WriteRequest,
+};
+use sync_engine::{OfflineSyncEngine, OfflineSyncOptions, SyncError, TokioClock};
+use sync_testkit::{FakeMonitor, MemoryStore};
+
+/// How the fake server answers a create.
+#[derive(Clone, Copy, PartialEq)]
+enum Answer {
+    /// The record with its id.
+    Record,
+    /// The record without an id field.
+    NoId,
+    /// The record with a fractional id.
+    BadId,
+}
+
+#[derive(Default)]
+struct ServerState {
+    /// `(entity, id)` → record; ids count from 1 per entity.
+    records: BTreeMap<(String, u64), JsonObject>,
+    next: HashMap<String, u64>,
+    /// The temporary id each record was created under (what a server
+    /// keeping a `client_ref` field knows).
+    created_under: HashMap<String, (String, u64)>,
+    /// Idempotency keys of creates, and the id each made.
+    keys: HashMap<String, u64>,
+    log: Vec<String>,
+    lose_next_answer: bool,
+    /// The lost answer is reported as surely not applied (a link that
+    /// lies), so the retry posts again.
+    quietly: bool,
+}
+
+/// A server that assigns ids itself (auto-increment), checking that no
+/// temporary id ever reaches it and that tasks arrive after their project.
+#[derive(Clone)]
+struct AssigningServer {
+    state: Arc<Mutex<ServerState>>,
+    lookup: bool,
+    replay: bool,
+    answer: Answer,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+impl AssigningServer {
+    fn new(lookup: bool, replay: bool, answer: Answer) -> Self {
+        Self {
+            state: Arc::default(),
+            lookup,
+            replay,
+            answer,
+            violations: Arc::default(),
+        }
+    }
+
+    fn lose_next_answer(&self) {
+        self.state.lock().unwrap().lose_next_answer = true;
+    }
+
+    fn lose_next_answer_quietly(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.lose_next_answer = true;
+        state.quietly = true;
+    }
+
+    fn records(&self, entity: &str) -> Vec<(u64, Value)> {
+        let state = self.state.lock().unwrap();
+        state
+            .records
+            .iter()
+            .filter(|((name, _), _)| name == entity)
+            .map(|((_, id), data)| (*id, Value::Object(data.clone())))
+            .collect()
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    fn check(&self, entity: &str, data: &JsonObject) {
+        let mut violations = self.violations.lock().unwrap();
+        for (field, value) in data {
+            if value
+                .as_str()
+                .is_some_and(|text| text.parse::<RecordId>().is_ok_and(|id| id.is_temporary()))
+            {
+                violations.push(format!("{entity}.{field} carried a temporary id"));
+            }
+        }
+        if entity == "tasks"
+            && let Some(project) = data.get("project_id")
+        {
+            let state = self.state.lock().unwrap();
+            let known = project
+                .as_u64()
+                .is_some_and(|id| state.records.contains_key(&("projects".to_owned(), id)));
+            if !known {
+                violations.push(format!("a task arrived naming project {project}, unknown"));
+            }
+        }
+    }
+
+    fn id_of(id: &RecordId) -> Result<u64, ApiError> {
+        id.as_str().parse().map_err(|_| {
+            ApiError::new(ErrorKind::NotFound, "HTTP 404: not an id of this server").with_status(404)
+        })
+    }
+}
+
+fn unused() -> ApiError {
+    ApiError::new(ErrorKind::Permanent, "the engine calls write")
+}
+
+#[async_trait]
+impl SyncApiAdapter for AssigningServer {
+    async fn create(
+        &self,
+        _: &EntityName,
+        _: &RecordId,
+        _: &JsonObject,
+        _: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError> {
+        Err(unused())
+    }
+    async fn update(
+        &self,
+        _: &EntityName,
+        _: &RecordId,
+        _: &JsonObject,
+        _: &OperationId,
+    ) -> Result<Option<JsonObject>, ApiError> {
+        Err(unused())
+    }
+    async fn delete(&self, _: &EntityName, _: &RecordId, _: &OperationId) -> Result<(), ApiError> {
+        Err(unused())
+    }
+    async fn fetch_remote(&self, _: &EntityName, _: &RecordId) -> Result<Option<JsonObject>, ApiError> {
+        Err(unused())
+    }
+
+    async fn write(&self, request: WriteRequest<'_>) -> Result<WriteAnswer, ApiError> {
+        let entity = request.entity.as_str().to_owned();
+        let mut body = request.data.clone();
+        let result = match request.kind {
+            WriteKind::Create => {
+                assert!(
+                    request.id.is_temporary(),
+                    "this server only takes creates it names"
+                );
+                if body.get("id").and_then(Value::as_str) == Some(request.id.as_str()) {
+                    body.remove("id");
+                }
+                self.check(&entity, &body);
+                let mut state = self.state.lock().unwrap();
+                // The temporary id is a unique field here (`client_ref`).
+                if self.lookup && state.created_under.contains_key(request.id.as_str()) {
+                    state.log.push(format!("POST {entity} (exists)"));
+                    return Err(ApiError::new(ErrorKind::AlreadyExists, "HTTP 409").with_status(409));
+                }
+                let replayed = self
+                    .replay
+                    .then(|| state.keys.get(request.operation_id.as_str()).copied())
+                    .flatten();
+                let id = match replayed {
+                    Some(id) => id,
+                    None => {
+                        let next = state.next.entry(entity.clone()).or_insert(0);
+                        *next += 1;
+                        let id = *next;
+                        state.keys.insert(request.operation_id.as_str().to_owned(), id);
+                        state
+                            .created_under
+                            .insert(request.id.as_str().to_owned(), (entity.clone(), id));
+                        let mut stored = body.clone();
+                        stored.insert("id".into(), json!(id));
+                        state.records.insert((entity.clone(), id), stored);
+                        id
+                    }
+                };
+                state.log.push(format!("POST {entity}"));
+                let mut record = state
+                    .records
+                    .get(&(entity.clone(), id))
+                    .cloned()
+                    .unwrap_or_default();
+                match self.answer {
+                    Answer::Record => {}
+                    Answer::NoId => {
+                        record.remove("id");
+                    }
+                    Answer::BadId => {
+                        record.insert("id".into(), json!(1.5));
+                    }
+                }
+                let assigned_id = record.get("id").cloned();
+                Ok(WriteAnswer {
+                    record: Some(record),
+                    version: None,
+                    assigned_id,
+                })
+            }
+            WriteKind::Update => {
+                self.check(&entity, &body);
+                let id = Self::id_of(request.id)?;
+                let mut state = self.state.lock().unwrap();
+                state.log.push(format!("PUT {entity}/{id}"));
+                match state.records.get_mut(&(entity.clone(), id)) {
+                    Some(stored) => {
+                        body.insert("id".into(), json!(id));
+                        *stored = body.clone();
+                        Ok(WriteAnswer {
+                            record: Some(body),
+                            version: None,
+                            assigned_id: None,
+                        })
+                    }
+                    None => Err(ApiError::new(ErrorKind::NotFound, "HTTP 404").with_status(404)),
+                }
+            }
+            WriteKind::Delete => {
+                let id = Self::id_of(request.id)?;
+                let mut state = self.state.lock().unwrap();
+                state.log.push(format!("DELETE {entity}/{id}"));
+                state.records.remove(&(entity, id));
+                Ok(WriteAnswer::default())
+            }
+            _ => Err(unused()),
+        };
+        let mut state = self.state.lock().unwrap();
+        if result.is_ok() && std::mem::take(&mut state.lose_next_answer) {
+            let quietly = std::mem::take(&mut state.quietly);
+            return Err(
+                ApiError::new(ErrorKind::Transient, "the connection dropped before the answer")
+                    .with_possibly_applied(!quietly),
+            );
+        }
+        result
+    }
+
+    async fn fetch_copy(&self, entity: &EntityName, id: &RecordId) -> Result<Option<ServerCopy>, ApiError> {
+        let id = Self::id_of(id)?;
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .records
+            .get(&(entity.as_str().to_owned(), id))
+            .map(|data| ServerCopy {
+                data: data.clone(),
+                version: None,
+            }))
+    }
+
+    async fn find_created(
+        &self,
+        entity: &EntityName,
+        temporary: &RecordId,
+        _: &OperationId,
+    ) -> Result<CreatedLookup, ApiError> {
+        if !self.lookup {
+            return Ok(CreatedLookup::Unsupported);
+        }
+        let mut state = self.state.lock().unwrap();
+        state.log.push(format!("GET {entity}?client_ref"));
+        let found = state
+            .created_under
+            .get(temporary.as_str())
+            .filter(|(name, _)| name == entity.as_str())
+            .and_then(|(name, id)| {
+                state
+                    .records
+                    .get(&(name.clone(), *id))
+                    .map(|data| (*id, data.clone()))
+            });
+        Ok(match found {
+            Some((id, data)) => CreatedLookup::Found {
+                id: json!(id),
+                copy: ServerCopy { data, version: None },
+            },
+            None => CreatedLookup::Absent,
+        })
+    }
+}
+
+async fn engine(server: &AssigningServer, concurrency: usize) -> OfflineSyncEngine {
+    OfflineSyncEngine::builder(
+        Arc::new(MemoryStore::new()),
+        Arc::new(server.clone()),
+        Arc::new(FakeMonitor::new(true)),
+    )
+    .options(
+        OfflineSyncOptions::default()
+            .sync_after_save(false)
+            .connectivity_check_interval(None)
+            .concurrency(concurrency),
+    )
+    .reference("tasks", "project_id", "projects")
+    .clock(Arc::new(TokioClock::new()))
+    .build()
+    .await
+    .unwrap()
+}
+
+/// Syncs until nothing is left to send (held children wait a moment).
+async fn drain(engine: &OfflineSyncEngine) {
+    for _ in 0..50 {
+        engine.sync_manager().sync_now().await.unwrap();
+        if engine
+            .wait_until_drained(Duration::from_millis(150))
+            .await
+            .unwrap()
+        {
+            return;
+        }
+    }
+    panic!("the queue did not drain: {:?}", engine.queue().await.unwrap());
+}
+
+fn violations(server: &AssigningServer) -> Vec<String> {
+    server.violations.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_record_created_offline_takes_the_servers_id_and_keeps_answering_to_its_own() {
+    let server = AssigningServer::new(true, false, Answer::Record);
+    let engine = engine(&server, 1).await;
+    let created = engine.create("projects", json!({"name": "draft"})).await.unwrap();
+    let tmp = created.id.to_string();
+    assert!(created.id.is_temporary(), "{tmp}");
+    // Offline, it is a record like any other.
+    engine
+        .save("projects", &tmp, json!({"name": "plan"}), SyncOperation::Update)
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.get_record("projects", &tmp).await.unwrap().unwrap().data["name"],
+        json!("plan")
+    );
+    let mut status = engine.watch_item_status("projects", &tmp).unwrap();
+    use tokio_stream::StreamExt;
+    assert_eq!(status.next().await, Some(Some(SyncStatus::Pending)));
+
+    drain(&engine).await;
+    assert_eq!(
+        server.records("projects"),
+        [(1, json!({"id": 1, "name": "plan"}))]
+    );
+    assert_eq!(engine.resolve_id("projects", &tmp).await.unwrap().as_str(), "1");
+    let record = engine.get_record("projects", &tmp).await.unwrap().unwrap();
+    assert_eq!((record.id.as_str(), &record.data["id"]), ("1", &json!(1)));
+    let all = engine.get_records("projects").await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    // The watch followed the record to its new id.
+    let synced = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(value) = status.next().await {
+            if value == Some(SyncStatus::Synced) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(synced);
+    assert_eq!(
+        created.saved.item.as_ref().map(|item| item.id.clone()),
+        Some(created.id.clone())
+    );
+
+    // A later edit through the old id goes to the server's id.
+    engine
+        .save("projects", &tmp, json!({"name": "final"}), SyncOperation::Update)
+        .await
+        .unwrap();
+    drain(&engine).await;
+    assert_eq!(
+        server.records("projects"),
+        [(1, json!({"id": 1, "name": "final"}))]
+    );
+    assert_eq!(server.log(), ["POST projects", "PUT projects/1"]);
+    assert!(violations(&server).is_empty(), "{:?}", violations(&server));
+}
+
+#[tokio::test]
+async fn references_to_a_new_record_take_its_id_and_children_wait_for_it() {
+    let server = AssigningServer::new(true, false, Answer::Record);
+    let engine = engine(&server, 8).await;
+    let mut projects = Vec::new();
+    for p in 0..4 {
+        let project = engine
+            .create("projects", json!({"name": format!("p{p}")}))
+            .await
+            .unwrap();
+        for t in 0..5 {
+            let task = engine
+                .create(
+                    "tasks",
+                    json!({"title": format!("t{p}.{t}"), "project_id": project.id.as_str()}),
+                )
+                .await
+                .unwrap();
+            if t == 0 {
+                // A task edited while its project waits.
+                engine
+                    .save(
+                        "tasks",
+                        task.id.as_str(),
+                        json!({"title": "edited", "project_id": project.id.as_str()}),
+                        SyncOperation::Update,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        projects.push(project);
+    }
+    drain(&engine).await;
+    assert!(violations(&server).is_empty(), "{:?}", violations(&server));
+    let tasks = server.records("tasks");
+    assert_eq!(tasks.len(), 20);
+    for (_, task) in &tasks {
+        let project = task["project_id"].as_u64().expect("a numeric project id");
+        assert!((1..=4).contains(&project), "{task}");
+    }
+    assert_eq!(
+        tasks.iter().filter(|(_, task)| task["title"] == "edited").count(),
+        4
+    );
+    // Local documents refer to the server's ids too.
+    for record in engine.get_records("tasks").await.unwrap() {
+        assert!(record.data["project_id"].is_u64(), "{:?}", record.data);
+        assert!(!record.id.is_temporary());
+    }
+    for project in &projects {
+        assert!(
+            !engine
+                .resolve_id("projects", project.id.as_str())
+                .await
+                .unwrap()
+                .is_temporary()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_found_by_the_temporary_id_and_not_created_twice() {
+    let server = AssigningServer::new(true, false, Answer::Record);
+    let engine = engine(&server, 1).await;
+    let created = engine.create("projects", json!({"name": "a"})).await.unwrap();
+    server.lose_next_answer();
+    engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(server.records("projects").len(), 1);
+    // Edited while the answer is unknown: the edit reaches the record.
+    engine
+        .save(
+            "projects",
+            created.id.as_str(),
+            json!({"name": "b"}),
+            SyncOperation::Update,
+        )
+        .await
+        .unwrap();
+    drain(&engine).await;
+    assert_eq!(server.records("projects"), [(1, json!({"id": 1, "name": "b"}))]);
+    assert_eq!(
+        server.log(),
+        ["POST projects", "GET projects?client_ref", "PUT projects/1"]
+    );
+    assert_eq!(
+        engine
+            .resolve_id("projects", created.id.as_str())
+            .await
+            .unwrap()
+            .as_str(),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn without_a_lookup_a_replaying_server_gives_the_first_answer_again() {
+    let server = AssigningServer::new(false, true, Answer::Record);
+    let engine = engine(&server, 1).await;
+    let created = engine.create("projects", json!({"name": "a"})).await.unwrap();
+    server.lose_next_answer();
+    engine.sync_manager().sync_now().await.unwrap();
+    engine
+        .save(
+            "projects",
+            created.id.as_str(),
+            json!({"name": "b"}),
+            SyncOperation::Update,
+        )
+        .await
+        .unwrap();
+    drain(&engine).await;
+    // The same key again: replayed, then the newer state over it.
+    assert_eq!(server.records("projects"), [(1, json!({"id": 1, "name": "b"}))]);
+    assert_eq!(server.log(), ["POST projects", "POST projects", "PUT projects/1"]);
+}
+
+#[tokio::test]
+async fn a_record_deleted_after_a_lost_answer_is_deleted_on_the_server() {
+    let server = AssigningServer::new(true, false, Answer::Record);
+    let engine = engine(&server, 1).await;
+    let created = engine.create("projects", json!({"name": "a"})).await.unwrap();
+    server.lose_next_answer();
+    engine.sync_manager().sync_now().await.unwrap();
+    engine
+        .save("projects", created.id.as_str(), json!({}), SyncOperation::Delete)
+        .await
+        .unwrap();
+    drain(&engine).await;
+    assert!(server.records("projects").is_empty());
+    assert_eq!(
+        server.log(),
+        ["POST projects", "GET projects?client_ref", "DELETE projects/1"]
+    );
+    // Deleted before it was ever sent: nothing at all.
+    let never = engine.create("projects", json!({"name": "x"})).await.unwrap();
+    engine
+        .save("projects", never.id.as_str(), json!({}), SyncOperation::Delete)
+        .await
+        .unwrap();
+    drain(&engine).await;
+    assert_eq!(server.log().len(), 3);
+}
+
+#[tokio::test]
+async fn an_answer_without_a_usable_id_parks_and_renames_nothing() {
+    for answer in [Answer::NoId, Answer::BadId] {
+        let server = AssigningServer::new(true, false, answer);
+        let engine = engine(&server, 1).await;
+        let created = engine.create("projects", json!({"name": "a"})).await.unwrap();
+        let task = engine
+            .create("tasks", json!({"project_id": created.id.as_str()}))
+            .await
+            .unwrap();
+        engine.sync_manager().sync_now().await.unwrap();
+        let item = engine
+            .queue_item("projects", created.id.as_str())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(item.is_parked() && item.possibly_applied, "{item:?}");
+        assert!(
+            item.last_error
+                .as_deref()
+                .is_some_and(|error| error.contains("nothing was renamed")),
+            "{item:?}"
+        );
+        assert_eq!(item.id, created.id);
+        assert_eq!(
+            engine.resolve_id("projects", created.id.as_str()).await.unwrap(),
+            created.id
+        );
+        // The task waits, visibly, and was never sent.
+        let waiting = engine
+            .queue_item("tasks", task.id.as_str())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(waiting.status, SyncStatus::Pending);
+        assert!(
+            waiting
+                .last_error
+                .as_deref()
+                .is_some_and(|error| error.contains("is parked")),
+            "{waiting:?}"
+        );
+        assert!(server.records("tasks").is_empty());
+    }
+}
+
+#[tokio::test]
+async fn an_id_a_local_record_with_unsent_changes_has_parks_the_create() {
+    let server = AssigningServer::new(true, false, Answer::Record);
+    let engine = engine(&server, 1).await;
+    let created = engine.create("projects", json!({"name": "new"})).await.unwrap();
+    // A record the app saved under "1" itself, not sent yet (it is after
+    // the create in the queue).
+    engine
+        .save(
+            "projects",
+            "1",
+            json!({"id": "1", "name": "mine"}),
+            SyncOperation::Update,
+        )
+        .await
+        .unwrap();
+    engine.sync_manager().sync_now().await.unwrap();
+    let item = engine
+        .queue_item("projects", created.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(item.is_parked(), "{item:?}");
+    assert!(
+        item.last_error
+            .as_deref()
+            .is_some_and(|error| error.contains("another local record"))
+    );
+    assert_eq!(
+        engine.get_record("projects", "1").await.unwrap().unwrap().data["name"],
+        json!("mine")
+    );
+    assert_eq!(
+        engine
+            .get_record("projects", created.id.as_str())
+            .await
+            .unwrap()
+            .unwrap()
+            .data["name"],
+        json!("new")
+    );
+}
+
+#[tokio::test]
+async fn a_create_with_an_id_of_its_own_is_refused() {
+    let server = AssigningServer::new(true, false, Answer::Record);
+    let engine = engine(&server, 1).await;
+    let refused = engine.create("projects", json!({"id": 5, "name": "x"})).await;
+    assert!(
+        matches!(
+            refused,
+            Err(SyncError::Invalid(ValidationError::IdForServerToAssign { .. }))
+        ),
+        "{refused:?}"
+    );
+    assert!(engine.get_records("projects").await.unwrap().is_empty());
+    assert!(engine.queue().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_already_exists_answer_is_the_record_an_earlier_create_made() {
+    let server = AssigningServer::new(true, false, Answer::Record);
+    let engine = engine(&server, 1).await;
+    let created = engine.create("projects", json!({"name": "a"})).await.unwrap();
+    server.lose_next_answer_quietly();
+    engine.sync_manager().sync_now().await.unwrap();
+    drain(&engine).await;
+    assert_eq!(server.records("projects"), [(1, json!({"id": 1, "name": "a"}))]);
+    assert_eq!(
+        server.log(),
+        [
+            "POST projects",
+            "POST projects (exists)",
+            "GET projects?client_ref"
+        ]
+    );
+    assert_eq!(
+        engine
+            .resolve_id("projects", created.id.as_str())
+            .await
+            .unwrap()
+            .as_str(),
+        "1"
+    );
+}
