@@ -1,14 +1,20 @@
-//! Through the facade: a server that assigns ids itself (issue 14). Until
-//! the engine follows server-assigned ids, a create answered under another
-//! id parks with a message saying what to do, after exactly one POST:
-//! before, the engine counted it done and sent every later change to an id
-//! the server did not have, re-creating the record.
+//! Through the facade: a server that assigns ids itself (issue 14).
+//!
+//! - A record saved under an id of the app's own and answered under
+//!   another id parks with a message saying what to do, after exactly one
+//!   POST: before, the engine counted it done and sent every later change
+//!   to an id the server did not have, re-creating the record.
+//! - A record created with `create` (a temporary id) takes the server's id
+//!   on the reference server in its assigned-ids mode, with the references
+//!   to it, parents first, several requests out, one record per create.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: a panic is the failure report.
 
 use std::time::Duration;
 
-use serde_json::json;
+use http::Method;
+use serde_json::{Value, json};
 use sync_facade::prelude::*;
+use sync_reference_server::{Fault, FaultPlan, IdempotencyMode, ReferenceServer, ServerConfig};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -75,6 +81,172 @@ async fn a_create_stored_under_the_servers_own_id_parks_with_what_to_do() {
     assert!(
         engine.get_record("tasks", "local-1").await.unwrap().is_some(),
         "the document stays"
+    );
+    engine.close().await;
+}
+
+async fn open_assigning(dir: &std::path::Path, server: &ReferenceServer) -> OfflineSyncEngine {
+    OfflineSync::builder(dir, server.url())
+        .probe_api_health("/health")
+        .shape(RequestShape::rest().local_id_field("client_ref"))
+        .reference("tasks", "project_id", "projects")
+        .options(
+            OfflineSyncOptions::default()
+                .sync_after_save(false)
+                .connectivity_check_interval(None)
+                .concurrency(8),
+        )
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn drain(engine: &OfflineSyncEngine) {
+    for _ in 0..100 {
+        tokio::time::timeout(Duration::from_secs(60), engine.sync_manager().sync_now())
+            .await
+            .unwrap()
+            .unwrap();
+        if engine
+            .wait_until_drained(Duration::from_millis(150))
+            .await
+            .unwrap()
+        {
+            return;
+        }
+    }
+    panic!("the queue never drained: {:#?}", engine.queue().await.unwrap());
+}
+
+/// No temporary id on the server, every task after its project, one record
+/// per create: from the server's own log and data.
+fn check_server(server: &ReferenceServer, projects: usize, tasks: usize) {
+    let stored_projects = server.records("projects");
+    let stored_tasks = server.records("tasks");
+    assert_eq!((stored_projects.len(), stored_tasks.len()), (projects, tasks));
+    let project_ids: Vec<&Value> = stored_projects.iter().map(|project| &project["id"]).collect();
+    for task in &stored_tasks {
+        assert!(task["project_id"].is_u64(), "{task}");
+        assert!(project_ids.contains(&&task["project_id"]), "{task}");
+    }
+    for record in stored_projects.iter().chain(&stored_tasks) {
+        let text = record.to_string();
+        // Only the local-id field may hold the temporary id.
+        let without_ref = text.replace(record["client_ref"].as_str().unwrap_or("-"), "");
+        assert!(!without_ref.contains("tmp-"), "{text}");
+    }
+    let mut created = std::collections::HashSet::new();
+    for request in server.applied_requests() {
+        if request.method.as_str() == "POST" {
+            let id = request.id.clone().unwrap();
+            created.insert((request.collection.clone(), id));
+        }
+    }
+    assert_eq!(created.len(), projects + tasks, "one create per record");
+}
+
+#[tokio::test]
+async fn records_created_offline_take_the_servers_ids_with_their_references() {
+    let server = ReferenceServer::start(ServerConfig::new().with_assigned_ids(true))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_assigning(dir.path(), &server).await;
+    let mut temporary = Vec::new();
+    for p in 0..5 {
+        let project = engine
+            .create("projects", json!({"name": format!("p{p}")}))
+            .await
+            .unwrap();
+        for t in 0..4 {
+            let task = engine
+                .create(
+                    "tasks",
+                    json!({"title": format!("t{p}.{t}"), "project_id": project.id.as_str()}),
+                )
+                .await
+                .unwrap();
+            temporary.push(("tasks", task.id));
+        }
+        temporary.push(("projects", project.id));
+    }
+    drain(&engine).await;
+    check_server(&server, 5, 20);
+    // Every temporary id resolves to a server id, and reads by it work.
+    for (entity, id) in &temporary {
+        let now = engine.resolve_id(entity, id.as_str()).await.unwrap();
+        assert!(now.as_str().parse::<u64>().is_ok(), "{entity}/{now}");
+        let record = engine.get_record(entity, id.as_str()).await.unwrap().unwrap();
+        assert_eq!(record.id, now);
+        assert_eq!(record.data["id"], json!(now.as_str().parse::<u64>().unwrap()));
+    }
+    for task in engine.get_records("tasks").await.unwrap() {
+        assert!(task.data["project_id"].is_u64(), "{:?}", task.data);
+    }
+    // An edit through a temporary id reaches the record the server named.
+    let (_, first_task) = &temporary[0];
+    engine
+        .save(
+            "tasks",
+            first_task.as_str(),
+            json!({"title": "edited", "project_id": engine.get_record("tasks", first_task.as_str()).await.unwrap().unwrap().data["project_id"]}),
+            SyncOperation::Update,
+        )
+        .await
+        .unwrap();
+    drain(&engine).await;
+    check_server(&server, 5, 20);
+    assert_eq!(
+        server
+            .records("tasks")
+            .iter()
+            .filter(|task| task["title"] == "edited")
+            .count(),
+        1
+    );
+    engine.close().await;
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_a_create_finds_the_record_instead_of_posting_again() {
+    // The server ignores idempotency keys: only the lookup by the
+    // temporary id can tell that the create was applied. Its first POST
+    // is applied, then the connection closes before the answer.
+    let server = ReferenceServer::start(
+        ServerConfig::new()
+            .with_assigned_ids(true)
+            .with_idempotency(IdempotencyMode::Ignore)
+            .with_faults(
+                FaultPlan::seeded(1)
+                    .only_methods(&[Method::POST])
+                    .burst(1, Fault::LoseResponse),
+            ),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_assigning(dir.path(), &server).await;
+    let created = engine.create("projects", json!({"name": "kept"})).await.unwrap();
+    drain(&engine).await;
+    assert_eq!(
+        server.records("projects").len(),
+        1,
+        "{:?}",
+        server.records("projects")
+    );
+    let posts = server
+        .request_log()
+        .iter()
+        .filter(|request| request.method == Method::POST)
+        .count();
+    assert_eq!(posts, 1, "one POST: the retry looked the record up");
+    assert_eq!(
+        engine
+            .resolve_id("projects", created.id.as_str())
+            .await
+            .unwrap()
+            .as_str(),
+        "1"
     );
     engine.close().await;
 }

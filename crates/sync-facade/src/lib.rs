@@ -70,9 +70,9 @@ pub use sync_core::{
     SyncStatus, SystemClock, Timestamp, ValidationError,
 };
 pub use sync_engine::{
-    AttemptEvent, AttemptResult, BackgroundSyncScheduler, ChangeOutcome, Collection, OfflineSyncEngine,
-    OfflineSyncEngineBuilder, OfflineSyncOptions, PullProgress, SyncError, SyncEvent, SyncManager,
-    SyncReport, SyncStats, TokioClock, TypedRecords, Unreadable,
+    AttemptEvent, AttemptResult, BackgroundSyncScheduler, ChangeOutcome, Collection, Created,
+    OfflineSyncEngine, OfflineSyncEngineBuilder, OfflineSyncOptions, PullProgress, SyncError, SyncEvent,
+    SyncManager, SyncReport, SyncStats, TokioClock, TypedRecords, Unreadable,
 };
 #[cfg(feature = "http")]
 pub use sync_net::{
@@ -93,18 +93,18 @@ pub use sync_testkit::MemoryStore;
 /// source or connectivity monitor, plugged in through
 /// [`OfflineSyncEngine::builder`]. The traits, the types that cross them,
 /// and sync-core's pure decisions (`attempt`, `coalesce`, `pull`,
-/// `discard`, `snapshot`) a store applies, plus `async_trait` to implement
+/// `discard`, `rename`, `snapshot`) a store applies, plus `async_trait` to implement
 /// the traits with. Apps using the SQLite store and the HTTP adapter need
 /// none of this.
 pub mod implement {
     pub use async_trait::async_trait;
     pub use sync_core::{
-        AttemptOutcome, AttemptTicket, ConnectivityMonitor, CopyWrite, FinishResult, FinishedAttempt,
-        LocalChange, OperationId, PullAnswer, PullPage, PullRequest, PullSource, PullState, PulledChange,
-        RetryPolicy, RetrySchedule, SendPlan, ServerCopy, StoreEvent, SyncApiAdapter, SyncStore, WriteAnswer,
-        WriteKind, WriteRequest,
+        AttemptOutcome, AttemptTicket, ConnectivityMonitor, CopyWrite, CreatedLookup, FinishResult,
+        FinishedAttempt, LocalChange, OperationId, PullAnswer, PullPage, PullRequest, PullSource, PullState,
+        PulledChange, RetryPolicy, RetrySchedule, SendPlan, ServerCopy, StoreEvent, SyncApiAdapter,
+        SyncStore, WriteAnswer, WriteKind, WriteRequest,
     };
-    pub use sync_core::{attempt, coalesce, discard, pull, snapshot};
+    pub use sync_core::{attempt, coalesce, discard, pull, rename, snapshot};
     /// The store conformance checks: run them against your own store.
     #[cfg(feature = "memory-store")]
     pub use sync_testkit::conformance;
@@ -115,8 +115,8 @@ pub mod prelude {
     #[cfg(all(feature = "sqlite", feature = "http"))]
     pub use crate::OfflineSync;
     pub use crate::{
-        ChangeOutcome, Collection, ConflictResolver, DiscardOutcome, LastWriteWins, LocalRecord, LocalWins,
-        OfflineSyncEngine, OfflineSyncOptions, RemoteWins, SyncError, SyncEvent, SyncOperation,
+        ChangeOutcome, Collection, ConflictResolver, Created, DiscardOutcome, LastWriteWins, LocalRecord,
+        LocalWins, OfflineSyncEngine, OfflineSyncOptions, RemoteWins, SyncError, SyncEvent, SyncOperation,
         SyncQueueItem, SyncStatus, TypedRecords,
     };
     #[cfg(feature = "http")]
