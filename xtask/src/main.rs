@@ -7,7 +7,7 @@
 //!   denied, then the benchmarks in smoke mode and the demo.
 //! - `demo`: the end-to-end demo (a local REST server, offline saves, the
 //!   queue draining live, server state checked against local state).
-//! - `table`: prints the queue-coalescing, pull and discard tables, computed by sync-core.
+//! - `table`: prints the queue-coalescing, pull, discard and rename tables, computed by sync-core.
 //! - `bench [SCENARIO...] [--smoke]`: benchmarks against baselines measured
 //!   in the same run (release build; `--smoke` runs tiny sizes in a debug
 //!   build, only to keep the benchmarks compiling and running).
@@ -29,7 +29,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci     fmt check, clippy -D warnings, all tests, docs -D warnings
   demo   run the end-to-end demo (local REST server, offline saves, live drain)
-  table  print the queue-coalescing, pull and discard tables, computed by sync-core
+  table  print the queue-coalescing, pull, discard and rename tables, computed by sync-core
   bench [store] [net] [engine] [requests] [growth] [memory] [startup] [pull] [wan] [peers] [--smoke]
          benchmarks with baselines measured in the same run, printed as ratios;
          a full run rewrites docs/benchmarks.md; peers (benches/peers) never run in --smoke
@@ -50,10 +50,11 @@ fn main() -> ExitCode {
         ),
         Some("table") if args.len() == 1 => {
             print!(
-                "{}\n{}\n{}",
+                "{}\n{}\n{}\n{}",
                 table::coalescing_table(),
                 table::pull_table(),
-                table::discard_table()
+                table::discard_table(),
+                table::rename_table()
             );
             Ok(())
         }

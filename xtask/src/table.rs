@@ -250,6 +250,93 @@ pub(crate) fn discard_table() -> String {
     out
 }
 
+/// One cell of the rename table: what a create's answer under a
+/// temporary id does, given what the store holds under the answer's id
+/// and whether a newer change was saved while the create was out.
+fn rename_cell(answer: Option<&serde_json::Value>, target: Option<&SyncQueueItem>, newer: bool) -> String {
+    use sync_core::rename::{assigned_id, check_target};
+    use sync_core::{AttemptOutcome, RecordId};
+    let assigned = match assigned_id(answer, Vec::new()) {
+        Ok(assigned) => assigned,
+        Err(refusal) => return format!("parked, possibly applied ({refusal:?}); nothing renamed"),
+    };
+    if let Err(refusal) = check_target(target) {
+        return format!("parked, possibly applied ({refusal:?}); nothing renamed");
+    }
+    let Ok(change) = LocalChange::new("tasks", RecordId::temporary().as_str(), json!({}), SyncOperation::Create)
+    else {
+        unreachable!("a fixed, valid change")
+    };
+    let QueueWrite::Put(created) = plan_save(None, false, change, SaveContext::at(Timestamp::EPOCH)).queue else {
+        unreachable!("a first save queues")
+    };
+    let Some((claimed, ticket)) = sync_core::attempt::begin_attempt(&created, Timestamp::EPOCH) else {
+        unreachable!("a new item is ready")
+    };
+    let current = if newer {
+        let Ok(change) = LocalChange::new("tasks", created.id.as_str(), json!({"v": 2}), SyncOperation::Update)
+        else {
+            unreachable!("a fixed, valid change")
+        };
+        match plan_save(Some(&claimed), true, change, SaveContext::at(Timestamp::EPOCH)).queue {
+            QueueWrite::Put(item) => item,
+            _ => unreachable!("a save to a live item queues"),
+        }
+    } else {
+        claimed
+    };
+    let outcome = AttemptOutcome::AppliedAs {
+        assigned,
+        replace_local_with: None,
+        server_version: None,
+    };
+    let plan = sync_core::attempt::finish_attempt(Some(&current), &ticket, &outcome, Timestamp::EPOCH);
+    let Some(rename) = plan.rename else {
+        return "nothing changes".to_owned();
+    };
+    let item = match plan.queue {
+        QueueWrite::Put(item) if item.status == SyncStatus::Synced => "item synced".to_owned(),
+        QueueWrite::Put(item) => {
+            let key = if item.operation_id == current.operation_id {
+                "same key"
+            } else {
+                "new key"
+            };
+            format!("the newer change: send {} ({key})", item.operation)
+        }
+        _ => "item unchanged".to_owned(),
+    };
+    let replaced = if target.is_some() { ", what was there replaced" } else { "" };
+    format!("renamed to `{}`{replaced}; {item}", rename.to.id)
+}
+
+/// The rename table as Markdown.
+pub(crate) fn rename_table() -> String {
+    let answers: [(&str, Option<serde_json::Value>); 6] = [
+        ("`17`", Some(json!(17))),
+        ("`\"a1\"`", Some(json!("a1"))),
+        ("no id", None),
+        ("`null`", Some(serde_json::Value::Null)),
+        ("`1.5` (not a string or integer)", Some(json!(1.5))),
+        ("a temporary id", Some(json!(sync_core::RecordId::temporary().as_str()))),
+    ];
+    let synced = item(SyncOperation::Update, SyncStatus::Synced, false, false);
+    let pending = item(SyncOperation::Update, SyncStatus::Pending, false, false);
+    let mut out = String::from(
+        "| the answer's id | nothing under that id | a synced record (a pulled copy) there | a record with changes to send there | nothing there, a newer change saved meanwhile |\n|---|---|---|---|---|\n",
+    );
+    for (label, answer) in answers {
+        let cells = [
+            rename_cell(answer.as_ref(), None, false),
+            rename_cell(answer.as_ref(), Some(&synced), false),
+            rename_cell(answer.as_ref(), Some(&pending), false),
+            rename_cell(answer.as_ref(), None, true),
+        ];
+        out.push_str(&format!("| {label} | {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -265,6 +352,11 @@ mod tests {
         assert!(
             docs.contains(&discard),
             "docs/queue-state-machine.md's discard table is out of date; paste `cargo xtask table`:\n{discard}"
+        );
+        let rename = super::rename_table();
+        assert!(
+            docs.contains(&rename),
+            "docs/queue-state-machine.md's rename table is out of date; paste `cargo xtask table`:\n{rename}"
         );
         let pull = super::pull_table();
         assert!(
