@@ -492,3 +492,31 @@ pub fn retry_now(item: &SyncQueueItem, now: Timestamp) -> Option<SyncQueueItem> 
         rearmed
     })
 }
+
+/// Whether an item waits for a record it refers to: pending, not in flight,
+/// held by an [`AttemptOutcome::Held`] (a reason with no error kind) until
+/// a time after `now`.
+#[must_use]
+pub fn is_held(item: &SyncQueueItem, now: Timestamp) -> bool {
+    item.status == SyncStatus::Pending
+        && item.in_flight.is_none()
+        && item.last_error.is_some()
+        && item.last_error_kind.is_none()
+        && item.next_attempt_at.is_some_and(|at| at > now)
+}
+
+/// The app's retry of one item: a failed item as [`retry_now`], or an
+/// item held for a record it refers to ([`is_held`]), looked at again now
+/// (the app retried that record, or wants it tried). `None` otherwise.
+#[must_use]
+pub fn retry_one(item: &SyncQueueItem, now: Timestamp) -> Option<SyncQueueItem> {
+    if let Some(retried) = retry_now(item, now) {
+        return Some(retried);
+    }
+    is_held(item, now).then(|| {
+        let mut woken = item.clone();
+        woken.next_attempt_at = Some(later(Some(now), item.not_before).unwrap_or(now));
+        woken.updated_at = now;
+        woken
+    })
+}

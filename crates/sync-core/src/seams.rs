@@ -427,8 +427,9 @@ pub trait SyncStore: Send + Sync {
     /// now (`Retry-After` still holds; parked items stay parked).
     async fn rearm_failed(&self, now: Timestamp) -> Result<u64, StoreError>;
 
-    /// Makes one failed item (parked or not) eligible now. Returns whether
-    /// there was such an item.
+    /// Makes one failed item (parked or not), or one held for a record it
+    /// refers to, eligible now ([`crate::attempt::retry_one`]). Returns
+    /// whether there was such an item.
     async fn retry(&self, key: &RecordKey, now: Timestamp) -> Result<bool, StoreError>;
 
     /// Makes every failed item eligible now. Returns how many.

@@ -597,3 +597,27 @@ fn the_http_status_goes_with_the_last_error_recorded_replaced_kept_and_cleared()
         (SyncStatus::Synced, None, None)
     );
 }
+
+/// An item held for its parent is looked at again at the app's retry
+/// (of the parent, or of the item); other pending items are not retried.
+#[test]
+fn a_held_item_is_woken_by_the_apps_retry_and_nothing_else_is() {
+    let pending = saved(SyncOperation::Update, "child");
+    let (claimed, ticket) = claim(&pending);
+    let hold = AttemptOutcome::Held {
+        reason: "waiting for projects/7 to reach the server first".to_owned(),
+        until: T2,
+    };
+    let held = put(finish_attempt(Some(&claimed), &ticket, &hold, T0).queue);
+    assert!(sync_core::attempt::is_held(&held, T1));
+    assert!(!held.is_ready(T1));
+    let woken = sync_core::attempt::retry_one(&held, T1).unwrap();
+    assert!(woken.is_ready(T1), "{woken:?}");
+    assert_eq!(
+        woken.last_error, held.last_error,
+        "the reason stays until it is sent"
+    );
+    // Past its hold, or a plain pending change: nothing to wake.
+    assert!(!sync_core::attempt::is_held(&held, T2));
+    assert!(sync_core::attempt::retry_one(&pending, T1).is_none());
+}

@@ -308,6 +308,8 @@ impl OfflineSyncEngine {
         let key = self.current_key(entity, id).await?;
         let retried = self.shared.store.retry(&key, self.shared.clock.now()).await?;
         if retried {
+            // Records held for this one follow it now, not at their timer.
+            self.wake_held(Some(&key)).await?;
             self.sync_in_background();
         }
         Ok(retried)
@@ -322,6 +324,7 @@ impl OfflineSyncEngine {
     pub async fn retry_failed(&self) -> Result<u64, SyncError> {
         let count = self.shared.store.retry_failed(self.shared.clock.now()).await?;
         if count > 0 {
+            self.wake_held(None).await?;
             self.sync_in_background();
         }
         Ok(count)

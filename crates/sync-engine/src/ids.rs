@@ -75,4 +75,31 @@ impl OfflineSyncEngine {
         let id = self.shared.store.resolve_id(&key).await?;
         Ok(RecordKey::new(key.entity, id))
     }
+
+    /// Makes the items held for `parent` (for any record, with `None`)
+    /// eligible now: the app retried what they wait for. Returns how many.
+    /// Without declared references nothing is ever held, and nothing is
+    /// read.
+    pub(crate) async fn wake_held(&self, parent: Option<&RecordKey>) -> Result<u64, SyncError> {
+        let references = &self.shared.references;
+        if references.is_empty() {
+            return Ok(0);
+        }
+        let now = self.shared.clock.now();
+        let mut woken = 0;
+        for item in self.shared.store.queue().await? {
+            if !sync_core::attempt::is_held(&item, now) {
+                continue;
+            }
+            if let Some(parent) = parent
+                && !references.parents(&item.entity, &item.payload).contains(parent)
+            {
+                continue;
+            }
+            if self.shared.store.retry(&item.key(), now).await? {
+                woken += 1;
+            }
+        }
+        Ok(woken)
+    }
 }

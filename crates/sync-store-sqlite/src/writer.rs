@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::{Connection, SqliteConnection};
-use sync_core::attempt::{begin_attempt, finish_attempt, rearm_for_pass, recover_interrupted, retry_now};
+use sync_core::attempt::{
+    begin_attempt, finish_attempt, rearm_for_pass, recover_interrupted, retry_now, retry_one,
+};
 use sync_core::coalesce::{QueueWrite, SaveContext, plan_save};
 use sync_core::pull::{PullBatch, PullCounts};
 use sync_core::{
@@ -450,7 +452,8 @@ impl Writer {
         let decide = |item: &SyncQueueItem| match rewrite {
             Rewrite::RecoverInterrupted => recover_interrupted(item, now),
             Rewrite::RearmFailed => rearm_for_pass(item, now),
-            Rewrite::RetryFailed | Rewrite::RetryOne(_) => retry_now(item, now),
+            Rewrite::RetryFailed => retry_now(item, now),
+            Rewrite::RetryOne(_) => retry_one(item, now),
             Rewrite::RebaseTimers(policy) => sync_core::retry::rebase_timers(item, now, policy),
         };
         let (query, bound) = match rewrite {

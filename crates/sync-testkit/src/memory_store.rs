@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use sync_core::attempt::{begin_attempt, rearm_for_pass, recover_interrupted, retry_now};
+use sync_core::attempt::{begin_attempt, rearm_for_pass, recover_interrupted, retry_now, retry_one};
 use sync_core::coalesce::{DocumentWrite, QueueWrite, SaveContext, plan_save};
 use sync_core::model::check_payload_size;
 use sync_core::pull::{PendingChange, PullBatch, PullCounts, PullState};
@@ -403,7 +403,7 @@ impl SyncStore for MemoryStore {
 
     async fn retry(&self, key: &RecordKey, now: Timestamp) -> Result<bool, StoreError> {
         let mut state = self.lock()?;
-        let Some(item) = state.queue.get(key).and_then(|entry| retry_now(&entry.item, now)) else {
+        let Some(item) = state.queue.get(key).and_then(|entry| retry_one(&entry.item, now)) else {
             return Ok(false);
         };
         self.put_item(&mut state, item);
