@@ -263,19 +263,28 @@ fn rename_cell(answer: Option<&serde_json::Value>, target: Option<&SyncQueueItem
     if let Err(refusal) = check_target(target) {
         return format!("parked, possibly applied ({refusal:?}); nothing renamed");
     }
-    let Ok(change) = LocalChange::new("tasks", RecordId::temporary().as_str(), json!({}), SyncOperation::Create)
-    else {
+    let Ok(change) = LocalChange::new(
+        "tasks",
+        RecordId::temporary().as_str(),
+        json!({}),
+        SyncOperation::Create,
+    ) else {
         unreachable!("a fixed, valid change")
     };
-    let QueueWrite::Put(created) = plan_save(None, false, change, SaveContext::at(Timestamp::EPOCH)).queue else {
+    let QueueWrite::Put(created) = plan_save(None, false, change, SaveContext::at(Timestamp::EPOCH)).queue
+    else {
         unreachable!("a first save queues")
     };
     let Some((claimed, ticket)) = sync_core::attempt::begin_attempt(&created, Timestamp::EPOCH) else {
         unreachable!("a new item is ready")
     };
     let current = if newer {
-        let Ok(change) = LocalChange::new("tasks", created.id.as_str(), json!({"v": 2}), SyncOperation::Update)
-        else {
+        let Ok(change) = LocalChange::new(
+            "tasks",
+            created.id.as_str(),
+            json!({"v": 2}),
+            SyncOperation::Update,
+        ) else {
             unreachable!("a fixed, valid change")
         };
         match plan_save(Some(&claimed), true, change, SaveContext::at(Timestamp::EPOCH)).queue {
@@ -306,7 +315,11 @@ fn rename_cell(answer: Option<&serde_json::Value>, target: Option<&SyncQueueItem
         }
         _ => "item unchanged".to_owned(),
     };
-    let replaced = if target.is_some() { ", what was there replaced" } else { "" };
+    let replaced = if target.is_some() {
+        ", what was there replaced"
+    } else {
+        ""
+    };
     format!("renamed to `{}`{replaced}; {item}", rename.to.id)
 }
 
@@ -318,7 +331,10 @@ pub(crate) fn rename_table() -> String {
         ("no id", None),
         ("`null`", Some(serde_json::Value::Null)),
         ("`1.5` (not a string or integer)", Some(json!(1.5))),
-        ("a temporary id", Some(json!(sync_core::RecordId::temporary().as_str()))),
+        (
+            "a temporary id",
+            Some(json!(sync_core::RecordId::temporary().as_str())),
+        ),
     ];
     let synced = item(SyncOperation::Update, SyncStatus::Synced, false, false);
     let pending = item(SyncOperation::Update, SyncStatus::Pending, false, false);

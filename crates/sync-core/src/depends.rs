@@ -129,6 +129,15 @@ impl References {
             .collect()
     }
 
+    /// Whether `entity` has records referring to it (it is a parent in a
+    /// declaration).
+    #[must_use]
+    pub fn is_parent(&self, entity: &EntityName) -> bool {
+        self.by_entity
+            .values()
+            .any(|fields| fields.iter().any(|(_, parent)| parent == entity))
+    }
+
     /// The parents a document of `entity` refers to: the declared fields
     /// holding a string or an integer that is a valid id (others, such as
     /// `null`, refer to nothing).
@@ -140,16 +149,65 @@ impl References {
         fields
             .iter()
             .filter_map(|(field, parent)| {
-                let id = match document.get(field)? {
-                    Value::String(text) => text.clone(),
-                    Value::Number(number) if number.is_i64() || number.is_u64() => number.to_string(),
-                    _ => return None,
-                };
-                let id: RecordId = id.parse().ok()?;
+                let id = id_in(document, field)?;
                 Some(RecordKey::new(parent.clone(), id))
             })
             .collect()
     }
+}
+
+/// The id a document names in `field`: a string or an integer that is a
+/// valid record id (anything else, such as `null`, names nothing).
+#[must_use]
+pub fn id_in(document: &JsonObject, field: &str) -> Option<RecordId> {
+    let id = match document.get(field)? {
+        Value::String(text) => text.clone(),
+        Value::Number(number) if number.is_i64() || number.is_u64() => number.to_string(),
+        _ => return None,
+    };
+    id.parse().ok()
+}
+
+/// Whether a parent's delete must wait for the deletes of records that
+/// refer to it, queued outside its page (`children`: their items, not
+/// synced): yes while any is queued; a moment while they are on their
+/// way, until a failed one's next attempt, and long while one is parked
+/// (the app must retry or discard it). `None` without such deletes.
+#[must_use]
+pub fn gate_for_children(
+    parent: &RecordKey,
+    children: &[SyncQueueItem],
+    now: Timestamp,
+    delays: HoldDelays,
+) -> Option<Hold> {
+    if children.is_empty() {
+        return None;
+    }
+    let parked = children.iter().filter(|item| item.is_parked()).count();
+    let mut until = now.saturating_add(if parked > 0 { delays.long } else { delays.short });
+    if parked == 0
+        && let Some(next) = children
+            .iter()
+            .filter(|item| item.status == SyncStatus::Failed && item.in_flight.is_none())
+            .filter_map(|item| item.next_attempt_at)
+            .min()
+    {
+        until = until.max(next);
+    }
+    let state = if parked > 0 {
+        format!(", {parked} of them parked: retry or discard them")
+    } else {
+        String::new()
+    };
+    Some(Hold {
+        reason: format!(
+            "waiting for the deletes of {} records that refer to {}/{} to reach the server first{state}",
+            children.len(),
+            parent.entity,
+            parent.id
+        ),
+        until,
+    })
 }
 
 /// How long a change waits before it looks at its parent again.

@@ -389,6 +389,23 @@ pub trait SyncStore: Send + Sync {
         Ok(key.id.clone())
     }
 
+    /// The deletes queued (not synced, or in flight) of records of
+    /// `entity` whose document names `parent` in `field`
+    /// ([`crate::depends::id_in`]): as the server last confirmed it, else
+    /// as the delete's payload holds it. A parent's delete waits for them
+    /// ([`crate::depends::gate_for_children`]). The default store finds
+    /// none, so a parent's delete then waits only for its children's
+    /// deletes sent beside it.
+    async fn queued_child_deletes(
+        &self,
+        entity: &EntityName,
+        field: &str,
+        parent: &RecordId,
+    ) -> Result<Vec<SyncQueueItem>, StoreError> {
+        let _ = (entity, field, parent);
+        Ok(Vec::new())
+    }
+
     /// The whole queue in `created_at` order.
     async fn queue(&self) -> Result<Vec<SyncQueueItem>, StoreError>;
 

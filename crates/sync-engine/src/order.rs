@@ -4,7 +4,8 @@
 //! out; a parent delete waits for its children's deletes in the page; and
 //! a ticket whose parent's create has not reached the server otherwise is
 //! held (`AttemptOutcome::Held`), as `sync_core::depends::gate_for_parent`
-//! decides.
+//! decides; a parent delete whose children's deletes are queued outside
+//! the page is held too (`gate_for_children`).
 //!
 //! Pages are sent one after the other, so a page's attempts have all ended
 //! before the next page's start; the creates a page applied are remembered
@@ -14,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use sync_core::depends::{Hold, HoldDelays, gate_for_parent};
+use sync_core::depends::{Hold, HoldDelays, gate_for_children, gate_for_parent};
 use sync_core::{AttemptOutcome, AttemptTicket, RecordKey, SyncOperation};
 
 use crate::shared::Shared;
@@ -42,6 +43,8 @@ pub(crate) struct PageOrder<'a> {
     applied_before: HashSet<RecordKey>,
     /// Creates applied in this page.
     applied: HashSet<RecordKey>,
+    /// Deletes applied in this page (their outcomes not yet recorded).
+    deletes_ended: HashSet<RecordKey>,
 }
 
 impl<'a> PageOrder<'a> {
@@ -73,6 +76,7 @@ impl<'a> PageOrder<'a> {
             deletes,
             applied_before,
             applied: HashSet::new(),
+            deletes_ended: HashSet::new(),
         }
     }
 
@@ -90,6 +94,14 @@ impl<'a> PageOrder<'a> {
     pub(crate) fn ended(&mut self, key: &RecordKey, operation: SyncOperation, outcome: &AttemptOutcome) {
         self.unfinished.remove(key);
         self.deletes.remove(key);
+        if operation == SyncOperation::Delete
+            && matches!(
+                outcome,
+                AttemptOutcome::Applied { .. } | AttemptOutcome::AppliedAs { .. }
+            )
+        {
+            self.deletes_ended.insert(key.clone());
+        }
         if operation == SyncOperation::Create
             && matches!(
                 outcome,
@@ -111,7 +123,14 @@ impl<'a> PageOrder<'a> {
                 .deletes
                 .iter()
                 .any(|(child, parents)| child != &ticket.key && parents.contains(&ticket.key));
-            return if child_out { Gate::Wait } else { Gate::Go };
+            if child_out {
+                return Gate::Wait;
+            }
+            // And for those queued outside this page.
+            return match self.children_deleted_elsewhere(ticket).await {
+                Some(hold) => Gate::Hold(hold),
+                None => Gate::Go,
+            };
         }
         let now = self.shared.clock.now();
         for parent in self
@@ -149,6 +168,43 @@ impl<'a> PageOrder<'a> {
             }
         }
         Gate::Go
+    }
+
+    /// The hold of a parent's delete while deletes of records that refer
+    /// to it are queued outside this page (not sent beside it, not ended
+    /// in it).
+    async fn children_deleted_elsewhere(&self, ticket: &AttemptTicket) -> Option<Hold> {
+        let references = &self.shared.references;
+        if !references.is_parent(&ticket.key.entity) {
+            return None;
+        }
+        let now = self.shared.clock.now();
+        let mut children = Vec::new();
+        for referring in references.referring_to(&ticket.key.entity) {
+            match self
+                .shared
+                .store
+                .queued_child_deletes(&referring.entity, &referring.field, &ticket.key.id)
+                .await
+            {
+                Ok(found) => children.extend(found.into_iter().filter(|item| {
+                    let key = item.key();
+                    !self.unfinished.contains_key(&key) && !self.deletes_ended.contains(&key)
+                })),
+                Err(error) => {
+                    // Unknown: waiting is safe, sending might not be.
+                    tracing::warn!(kind = %error.kind(), "reading queued deletes failed");
+                    return Some(Hold {
+                        reason: format!(
+                            "waiting for the deletes of records that refer to {}/{}: they could not be read",
+                            ticket.key.entity, ticket.key.id
+                        ),
+                        until: now.saturating_add(self.delays().short),
+                    });
+                }
+            }
+        }
+        gate_for_children(&ticket.key, &children, now, self.delays())
     }
 
     /// How long held tickets wait: a moment while a parent is on its way;

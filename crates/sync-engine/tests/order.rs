@@ -307,6 +307,59 @@ async fn a_projects_delete_waits_for_its_tasks_deletes() {
     rig.engine.close().await;
 }
 
+/// The project's delete is claimed pages before its tasks' deletes (one
+/// request at a time, other changes queued between them): it waits for
+/// them all the same, and goes in the same run.
+#[tokio::test(start_paused = true)]
+async fn a_projects_delete_waits_for_its_tasks_deletes_queued_pages_later() {
+    let rig = rig(1).await;
+    save(&rig.engine, "projects", "p", json!({"id": "p"})).await;
+    for t in 0..3 {
+        save(
+            &rig.engine,
+            "tasks",
+            &format!("t{t}"),
+            json!({"id": format!("t{t}"), "project_id": "p"}),
+        )
+        .await;
+    }
+    rig.engine.sync_manager().sync_now().await.unwrap();
+    // Each change queued at a time of its own: the queue's order is theirs.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    rig.engine
+        .save("projects", "p", json!({}), SyncOperation::Delete)
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    for n in 0..20 {
+        save(
+            &rig.engine,
+            "notes",
+            &format!("n{n}"),
+            json!({"id": format!("n{n}")}),
+        )
+        .await;
+    }
+    tokio::time::advance(Duration::from_secs(1)).await;
+    for t in 0..3 {
+        rig.engine
+            .save("tasks", &format!("t{t}"), json!({}), SyncOperation::Delete)
+            .await
+            .unwrap();
+    }
+    let report = rig.engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(report.still_pending, 0, "{report:?}");
+    assert_eq!(violations(&rig), Vec::<String>::new());
+    assert!(
+        rig.server
+            .inner
+            .records()
+            .keys()
+            .all(|key| key.entity.as_str() == "notes")
+    );
+    rig.engine.close().await;
+}
+
 #[tokio::test]
 async fn cycles_are_refused_at_build() {
     let built = OfflineSyncEngine::builder(

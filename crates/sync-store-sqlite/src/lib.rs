@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 mod changes;
+mod children;
 mod diagnostics;
 mod discard;
 mod error;

@@ -41,6 +41,15 @@ pub(crate) const QUEUE_ITEMS_NAMING: &str = concat!(
     " FROM queue WHERE entity = ?1 AND instr(payload, ?2) > 0"
 );
 
+/// The deletes of an entity not synced (or in flight), each with its
+/// server copy's document, if any: `?1` entity.
+pub(crate) const QUEUED_DELETES_WITH_COPIES: &str = concat!(
+    "SELECT ",
+    queue_columns!(),
+    ", (SELECT c.data FROM server_copies c WHERE c.entity = queue.entity AND c.id = queue.id) AS copy \
+     FROM queue WHERE entity = ?1 AND operation = 'delete' AND (status != 'synced' OR in_flight IS NOT NULL)"
+);
+
 /// One document: `?1` entity, `?2` id.
 pub(crate) const RECORD: &str =
     "SELECT entity, id, data, created_at, updated_at FROM records WHERE entity = ?1 AND id = ?2";

@@ -243,3 +243,26 @@ impl Writer {
         Ok((vec![result], changes.events))
     }
 }
+
+impl crate::SqliteStore {
+    /// The key a temporary id was renamed to (`sync_core::rename`), if it
+    /// was; no read for any other id.
+    pub(crate) async fn renamed(&self, key: &RecordKey) -> Result<Option<RecordKey>, StoreError> {
+        if !key.id.is_temporary() {
+            return Ok(None);
+        }
+        self.statements.add(1);
+        let id = sqlx::query_scalar::<_, String>(queries::RESOLVE_ALIAS)
+            .bind(key.id.as_str())
+            .bind(key.entity.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(|error| self.read_error(error, "reading an id alias"))?;
+        id.map(|id| {
+            id.parse()
+                .map(|id| RecordKey::new(key.entity.clone(), id))
+                .map_err(|e| crate::error::corrupt_row("id alias", e))
+        })
+        .transpose()
+    }
+}

@@ -60,9 +60,9 @@ pub struct SqliteStore {
     path: PathBuf,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    readers: SqlitePool,
+    pub(crate) readers: SqlitePool,
     events: broadcast::Sender<StoreEvent>,
-    statements: Arc<Statements>,
+    pub(crate) statements: Arc<Statements>,
     max_payload_bytes: usize,
     /// Real and tokio time at open: a read that times out while tokio's
     /// clock ran far ahead of the real one was tripped by a paused clock.
@@ -219,7 +219,7 @@ impl SqliteStore {
     /// the real one by more than the timeout is no busy pool: tokio's time
     /// is paused (a test with `start_paused`, or `time::advance`), and the
     /// acquire timeout fired as virtual time jumped.
-    fn read_error(&self, error: sqlx::Error, context: &str) -> StoreError {
+    pub(crate) fn read_error(&self, error: sqlx::Error, context: &str) -> StoreError {
         let (real, virtual_time) = self.opened_at;
         let ahead = virtual_time.elapsed().saturating_sub(real.elapsed());
         if matches!(error, sqlx::Error::PoolTimedOut) && ahead >= READ_ACQUIRE_TIMEOUT / 2 {
@@ -235,27 +235,6 @@ impl SqliteStore {
             .with_source(error);
         }
         map_sqlx(error, context)
-    }
-
-    /// The key a temporary id was renamed to (`sync_core::rename`), if it
-    /// was; no read for any other id.
-    async fn renamed(&self, key: &RecordKey) -> Result<Option<RecordKey>, StoreError> {
-        if !key.id.is_temporary() {
-            return Ok(None);
-        }
-        self.statements.add(1);
-        let id = sqlx::query_scalar::<_, String>(queries::RESOLVE_ALIAS)
-            .bind(key.id.as_str())
-            .bind(key.entity.as_str())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(|error| self.read_error(error, "reading an id alias"))?;
-        id.map(|id| {
-            id.parse()
-                .map(|id| RecordKey::new(key.entity.clone(), id))
-                .map_err(|e| crate::error::corrupt_row("id alias", e))
-        })
-        .transpose()
     }
 
     /// The database file's path.
@@ -410,6 +389,15 @@ impl SyncStore for SqliteStore {
             .await
             .map_err(|error| self.read_error(error, "reading a queue item"))?;
         row.as_ref().map(item_from_row).transpose()
+    }
+
+    async fn queued_child_deletes(
+        &self,
+        entity: &EntityName,
+        field: &str,
+        parent: &RecordId,
+    ) -> Result<Vec<SyncQueueItem>, StoreError> {
+        self.child_deletes(entity, field, parent).await
     }
 
     async fn queue(&self) -> Result<Vec<SyncQueueItem>, StoreError> {

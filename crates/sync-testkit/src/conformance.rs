@@ -89,6 +89,7 @@ where
     rename::an_applied_create_renames_the_record_everywhere(&new_store().await).await;
     rename::a_change_saved_during_the_create_is_sent_to_the_new_id(&new_store().await).await;
     rename::a_taken_id_parks_the_create_and_renames_nothing(&new_store().await).await;
+    rename::queued_child_deletes_are_found_by_their_reference(&new_store().await).await;
     pull::run_all(&new_store).await;
 }
 

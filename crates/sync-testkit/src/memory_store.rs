@@ -291,6 +291,32 @@ impl SyncStore for MemoryStore {
             .map(|entry| entry.item.clone()))
     }
 
+    async fn queued_child_deletes(
+        &self,
+        entity: &EntityName,
+        field: &str,
+        parent: &RecordId,
+    ) -> Result<Vec<SyncQueueItem>, StoreError> {
+        let state = self.lock()?;
+        Ok(Self::sorted_queue(&state)
+            .into_iter()
+            .map(|entry| &entry.item)
+            .filter(|item| {
+                &item.entity == entity
+                    && item.operation == sync_core::SyncOperation::Delete
+                    && (item.status != SyncStatus::Synced || item.in_flight.is_some())
+            })
+            .filter(|item| {
+                let document = state
+                    .copies
+                    .get(&item.key())
+                    .map_or(&item.payload, |copy| &copy.data);
+                sync_core::depends::id_in(document, field).as_ref() == Some(parent)
+            })
+            .cloned()
+            .collect())
+    }
+
     async fn queue(&self) -> Result<Vec<SyncQueueItem>, StoreError> {
         let state = self.lock()?;
         Ok(Self::sorted_queue(&state)

@@ -216,3 +216,32 @@ fn the_fields_referring_to_an_entity_are_listed_for_renames() {
     );
     assert!(references.referring_to(&name("tasks")).is_empty());
 }
+
+#[test]
+fn a_parents_delete_waits_for_its_childrens_queued_deletes() {
+    let project = key("projects", "7");
+    assert_eq!(gate_for_children(&project, &[], NOW, DELAYS), None);
+    let mut child = parent(SyncStatus::Pending, SyncOperation::Delete);
+    child.entity = name("tasks");
+    let hold = gate_for_children(&project, std::slice::from_ref(&child), NOW, DELAYS).unwrap();
+    assert_eq!(hold.until, NOW.saturating_add(DELAYS.short));
+    assert!(
+        hold.reason.contains("1 records that refer to projects/7"),
+        "{}",
+        hold.reason
+    );
+    // A failed child: until its next attempt.
+    let mut failed = child.clone();
+    failed.status = SyncStatus::Failed;
+    failed.next_attempt_at = Some(NOW.saturating_add(Duration::from_secs(5)));
+    let hold = gate_for_children(&project, &[child.clone(), failed], NOW, DELAYS).unwrap();
+    assert_eq!(hold.until, NOW.saturating_add(Duration::from_secs(5)));
+    // A parked child: long, saying so.
+    let mut parked = child;
+    parked.status = SyncStatus::Failed;
+    parked.last_error_kind = Some(ErrorKind::Permanent);
+    parked.next_attempt_at = None;
+    let hold = gate_for_children(&project, &[parked], NOW, DELAYS).unwrap();
+    assert_eq!(hold.until, NOW.saturating_add(DELAYS.long));
+    assert!(hold.reason.contains("parked"), "{}", hold.reason);
+}

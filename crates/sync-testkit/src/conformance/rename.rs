@@ -387,3 +387,70 @@ pub async fn a_taken_id_parks_the_create_and_renames_nothing(store: &dyn SyncSto
         "17"
     );
 }
+
+/// The deletes a parent's delete waits for: queued deletes of the
+/// entity whose document (the server's copy, else the payload) names the
+/// parent in the field; not synced ones, not other records'.
+pub async fn queued_child_deletes_are_found_by_their_reference(store: &dyn SyncStore) {
+    for (id, project) in [("t1", "p"), ("t2", "p"), ("t3", "q")] {
+        store
+            .save(
+                change_with(
+                    "tasks",
+                    id,
+                    SyncOperation::Create,
+                    json!({"id": id, "project_id": project}),
+                ),
+                T0,
+            )
+            .await
+            .expect("a save");
+    }
+    for _ in 0..3 {
+        let ticket = store.claim_ready(T1, 1).await.expect("a claim").remove(0);
+        store
+            .finish_attempts(
+                vec![FinishedAttempt {
+                    ticket,
+                    outcome: AttemptOutcome::Applied {
+                        replace_local_with: None,
+                        server_version: None,
+                    },
+                }],
+                T1,
+            )
+            .await
+            .expect("a finish");
+    }
+    for id in ["t1", "t3"] {
+        store
+            .save(change_with("tasks", id, SyncOperation::Delete, json!({})), T2)
+            .await
+            .expect("a save");
+    }
+    // A delete whose server copy is unknown names its parent in its payload.
+    store
+        .save(
+            change_with("tasks", "t9", SyncOperation::Delete, json!({"project_id": "p"})),
+            T2,
+        )
+        .await
+        .expect("a save");
+    let tasks = "tasks".parse().expect("valid");
+    let mut found: Vec<String> = store
+        .queued_child_deletes(&tasks, "project_id", &"p".parse().expect("valid"))
+        .await
+        .expect("a read")
+        .into_iter()
+        .map(|item| item.id.into_string())
+        .collect();
+    found.sort();
+    assert_eq!(found, ["t1", "t9"]);
+    assert!(
+        store
+            .queued_child_deletes(&tasks, "owner", &"p".parse().expect("valid"))
+            .await
+            .expect("a read")
+            .is_empty()
+    );
+}
