@@ -141,6 +141,19 @@ pub enum AttemptOutcome {
         /// As for `Applied`.
         server_version: Option<String>,
     },
+    /// An earlier create of a record under a temporary id was applied (its
+    /// answer was lost): found by the temporary id, or answered again by a
+    /// server replaying the create's key, holding `copy`, not the local
+    /// state. The record is renamed as for `AppliedAs`, the server's copy
+    /// is kept, and the local state goes as an update of the new id (or a
+    /// delete) at the next claim, under a key of its own: nothing of it was
+    /// sent. The local document is left as it is.
+    FoundAs {
+        /// The server's id and the references to rewrite.
+        assigned: crate::rename::AssignedId,
+        /// What the server holds.
+        copy: ServerCopy,
+    },
     /// The server answered that the record does not exist (an update
     /// answered 404): the record is re-created from the local state, since
     /// the server must end up holding it, after a fetch confirms the 404
@@ -179,6 +192,18 @@ pub enum AttemptOutcome {
         /// When it is looked at again.
         until: Timestamp,
     },
+}
+
+impl AttemptOutcome {
+    /// The server's id of a record created under a temporary id, for the
+    /// outcomes that rename it (`AppliedAs`, `FoundAs`).
+    #[must_use]
+    pub fn assigned(&self) -> Option<&crate::rename::AssignedId> {
+        match self {
+            Self::AppliedAs { assigned, .. } | Self::FoundAs { assigned, .. } => Some(assigned),
+            _ => None,
+        }
+    }
 }
 
 /// What happens to the record's server copy (see [`ServerCopy`]).
@@ -266,6 +291,27 @@ pub fn finish_attempt(
             }
         }
         AttemptOutcome::Applied { .. } => relearn(&mut item, view_after(ticket.operation), now),
+        AttemptOutcome::FoundAs { assigned, .. } => {
+            let rename = Rename::new(&ticket.key, assigned);
+            item.id = rename.to.id.clone();
+            rename.rewrite_own(&mut item.payload);
+            // Sent nothing of the local state: it goes now, to the new id.
+            if item.status == SyncStatus::Syncing {
+                item.status = SyncStatus::Pending;
+            }
+            relearn(&mut item, ServerView::Present, now);
+            if item.status != SyncStatus::Synced {
+                item.operation_id = crate::ids::OperationId::generate();
+                item.next_attempt_at = Some(later(Some(now), item.not_before).unwrap_or(now));
+            }
+            return FinishPlan {
+                queue: QueueWrite::Put(item),
+                document: None,
+                copy,
+                stale: !fresh,
+                rename: Some(rename),
+            };
+        }
         AttemptOutcome::AppliedAs {
             assigned,
             replace_local_with,
@@ -389,6 +435,7 @@ fn copy_after(ticket: &AttemptTicket, outcome: &AttemptOutcome) -> CopyWrite {
             }),
             version: server_version.clone(),
         }),
+        AttemptOutcome::FoundAs { copy, .. } => CopyWrite::Put(copy.clone()),
         AttemptOutcome::NotFound => CopyWrite::Remove,
         // The request may have applied: what the server holds is no longer
         // known. A patch or a merge against the old copy could leave the

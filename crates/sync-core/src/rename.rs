@@ -290,7 +290,8 @@ pub fn temporary_ids_in(change: &LocalChange) -> Vec<RecordId> {
 /// A change saved after renames it did not know of (the app still holds a
 /// temporary id): its key moves to the server's id when its own id was
 /// renamed, and every top-level field holding a renamed temporary id gets
-/// the server's id. Temporary ids are random and never sent, so one in a
+/// the server's id, except a field other than `id` holding the record's
+/// own (the local-id field the server keeps). Temporary ids are random and never sent, so one in a
 /// field can only mean that record. `aliases` maps temporary ids to what
 /// they became.
 #[must_use]
@@ -303,12 +304,17 @@ pub fn apply_aliases(mut change: LocalChange, aliases: &HashMap<RecordId, Alias>
     {
         change.key = RecordKey::new(alias.entity.clone(), alias.id.clone());
     }
-    for value in change.payload.values_mut() {
+    for (field, value) in &mut change.payload {
         let renamed = value
             .as_str()
             .and_then(|text| text.parse::<RecordId>().ok())
             .and_then(|id| aliases.get(&id));
-        if let Some(alias) = renamed {
+        let Some(alias) = renamed else { continue };
+        // The record's own temporary id outside its id field is the
+        // local-id field the server keeps (`client_ref`): left as it is,
+        // as the rename leaves it.
+        let own = alias.entity == change.key.entity && alias.id == change.key.id;
+        if field == OWN_ID_FIELD || !own {
             *value = alias.value.clone();
         }
     }

@@ -102,7 +102,9 @@ impl AttemptResult {
     /// The result an outcome reports.
     pub(crate) fn of(outcome: &AttemptOutcome) -> Self {
         match outcome {
-            AttemptOutcome::Applied { .. } | AttemptOutcome::AppliedAs { .. } => Self::Applied,
+            AttemptOutcome::Applied { .. }
+            | AttemptOutcome::AppliedAs { .. }
+            | AttemptOutcome::FoundAs { .. } => Self::Applied,
             AttemptOutcome::NotFound => Self::NotFound,
             AttemptOutcome::Failed {
                 kind,

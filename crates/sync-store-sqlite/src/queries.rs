@@ -50,6 +50,21 @@ pub(crate) const QUEUED_DELETES_WITH_COPIES: &str = concat!(
      FROM queue WHERE entity = ?1 AND operation = 'delete' AND (status != 'synced' OR in_flight IS NOT NULL)"
 );
 
+/// One document by a temporary id, renamed or not, in one statement (one
+/// snapshot: a rename committing in between cannot hide it): `?1`
+/// entity, `?2` temporary id.
+pub(crate) const RECORD_BY_TEMPORARY_ID: &str = "SELECT entity, id, data, created_at, updated_at FROM records \
+     WHERE entity = ?1 AND id = COALESCE((SELECT a.id FROM id_aliases a WHERE a.temporary_id = ?2 AND a.entity = ?1), ?2)";
+
+/// One queue item by a temporary id, renamed or not: as
+/// [`RECORD_BY_TEMPORARY_ID`].
+pub(crate) const QUEUE_ITEM_BY_TEMPORARY_ID: &str = concat!(
+    "SELECT ",
+    queue_columns!(),
+    " FROM queue WHERE entity = ?1 AND id = \
+     COALESCE((SELECT a.id FROM id_aliases a WHERE a.temporary_id = ?2 AND a.entity = ?1), ?2)"
+);
+
 /// One document: `?1` entity, `?2` id.
 pub(crate) const RECORD: &str =
     "SELECT entity, id, data, created_at, updated_at FROM records WHERE entity = ?1 AND id = ?2";

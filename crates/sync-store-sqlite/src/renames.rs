@@ -9,8 +9,8 @@ use sync_core::attempt::finish_attempt;
 use sync_core::coalesce::{DocumentWrite, QueueWrite};
 use sync_core::rename::{Alias, Rename, check_target};
 use sync_core::{
-    AttemptOutcome, EntityName, FinishResult, FinishedAttempt, JsonObject, LocalRecord, RecordId, RecordKey,
-    StoreError, StoreEvent, SyncQueueItem, Timestamp,
+    EntityName, FinishResult, FinishedAttempt, JsonObject, LocalRecord, RecordId, RecordKey, StoreError,
+    StoreEvent, SyncQueueItem, Timestamp,
 };
 
 use crate::changes::Changes;
@@ -140,7 +140,7 @@ pub(crate) async fn naming(
 }
 
 impl Writer {
-    /// Applies one [`AttemptOutcome::AppliedAs`]: the rename, unless the
+    /// Applies one [`sync_core::AttemptOutcome::AppliedAs`] or `FoundAs`: the rename, unless the
     /// new id is taken (the create then parks, renaming nothing), and the
     /// outcome under the new key, with every declared reference to the
     /// temporary id rewritten.
@@ -150,7 +150,7 @@ impl Writer {
         now: Timestamp,
     ) -> WorkResult<Vec<FinishResult>> {
         let FinishedAttempt { ticket, outcome } = finished;
-        let AttemptOutcome::AppliedAs { assigned, .. } = outcome else {
+        let Some(assigned) = outcome.assigned() else {
             return self.finish_plain(std::slice::from_ref(finished), now).await;
         };
         let to = RecordKey::new(ticket.key.entity.clone(), assigned.id.clone());

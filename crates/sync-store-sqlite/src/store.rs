@@ -356,10 +356,13 @@ impl SyncStore for SqliteStore {
     }
 
     async fn record(&self, key: &RecordKey) -> Result<Option<LocalRecord>, StoreError> {
-        let renamed = self.renamed(key).await?;
-        let key = renamed.as_ref().unwrap_or(key);
         self.statements.add(1);
-        let row = sqlx::query(queries::RECORD)
+        let query = if key.id.is_temporary() {
+            queries::RECORD_BY_TEMPORARY_ID
+        } else {
+            queries::RECORD
+        };
+        let row = sqlx::query(query)
             .bind(key.entity.as_str())
             .bind(key.id.as_str())
             .fetch_optional(&self.readers)
@@ -379,10 +382,13 @@ impl SyncStore for SqliteStore {
     }
 
     async fn queue_item(&self, key: &RecordKey) -> Result<Option<SyncQueueItem>, StoreError> {
-        let renamed = self.renamed(key).await?;
-        let key = renamed.as_ref().unwrap_or(key);
         self.statements.add(1);
-        let row = sqlx::query(queries::QUEUE_ITEM)
+        let query = if key.id.is_temporary() {
+            queries::QUEUE_ITEM_BY_TEMPORARY_ID
+        } else {
+            queries::QUEUE_ITEM
+        };
+        let row = sqlx::query(query)
             .bind(key.entity.as_str())
             .bind(key.id.as_str())
             .fetch_optional(&self.readers)

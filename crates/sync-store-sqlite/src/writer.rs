@@ -395,8 +395,7 @@ impl Writer {
         finished: &[FinishedAttempt],
         now: Timestamp,
     ) -> WorkResult<Vec<FinishResult>> {
-        let renames =
-            |one: &FinishedAttempt| matches!(one.outcome, sync_core::AttemptOutcome::AppliedAs { .. });
+        let renames = |one: &FinishedAttempt| one.outcome.assigned().is_some();
         if !finished.iter().any(renames) {
             return self.finish_plain(finished, now).await;
         }

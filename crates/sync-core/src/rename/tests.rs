@@ -293,7 +293,7 @@ fn a_save_naming_renamed_temporary_ids_takes_the_servers_ids() {
     assert_eq!(found, expected);
     let aliases = HashMap::from([
         (
-            project,
+            project.clone(),
             Alias {
                 entity: "projects".parse().unwrap(),
                 id: "17".parse().unwrap(),
@@ -301,7 +301,7 @@ fn a_save_naming_renamed_temporary_ids_takes_the_servers_ids() {
             },
         ),
         (
-            task,
+            task.clone(),
             Alias {
                 entity: "tasks".parse().unwrap(),
                 id: "a1".parse().unwrap(),
@@ -311,8 +311,66 @@ fn a_save_naming_renamed_temporary_ids_takes_the_servers_ids() {
     ]);
     let resolved = apply_aliases(change, &aliases);
     assert_eq!(resolved.key.id.as_str(), "a1");
+    // The record's own temporary id in its local-id field stays; in its id
+    // field it moves.
+    let own = LocalChange::new(
+        "tasks",
+        "a1",
+        json!({"id": task.as_str(), "client_ref": task.as_str()}),
+        SyncOperation::Update,
+    )
+    .unwrap();
+    assert_eq!(
+        Value::Object(apply_aliases(own, &aliases).payload),
+        json!({"id": "a1", "client_ref": task.as_str()})
+    );
     assert_eq!(
         Value::Object(resolved.payload),
         json!({"project_id": 17, "other": unknown.as_str(), "title": "tmp-x"})
     );
+}
+
+#[test]
+fn a_found_create_is_renamed_and_its_local_state_follows_as_an_update_with_a_new_key() {
+    let temporary = RecordId::temporary();
+    let item = saved(None, &temporary, json!({"name": "a"}), SyncOperation::Create);
+    let (claimed, ticket) = begin_attempt(&item, NOW).unwrap();
+    let newer = saved(
+        Some(&claimed),
+        &temporary,
+        json!({"name": "b"}),
+        SyncOperation::Update,
+    );
+    let found = crate::ServerCopy {
+        data: object(json!({"id": 17, "name": "a", "client_ref": temporary.as_str()})),
+        version: Some("\"v1\"".to_owned()),
+    };
+    for (current, stale) in [(&claimed, false), (&newer, true)] {
+        let outcome = AttemptOutcome::FoundAs {
+            assigned: assigned_id(Some(&json!(17)), Vec::new()).unwrap(),
+            copy: found.clone(),
+        };
+        let plan = finish_attempt(Some(current), &ticket, &outcome, NOW);
+        assert_eq!(plan.stale, stale);
+        assert_eq!(
+            plan.rename.as_ref().map(|rename| rename.to.id.as_str()),
+            Some("17")
+        );
+        assert_eq!(plan.document, None, "the local document stays");
+        assert_eq!(plan.copy, CopyWrite::Put(found.clone()));
+        let QueueWrite::Put(after) = plan.queue else {
+            panic!("{:?}", plan.queue)
+        };
+        assert_eq!(
+            (
+                after.id.as_str(),
+                after.operation,
+                after.status,
+                after.possibly_applied
+            ),
+            ("17", SyncOperation::Update, SyncStatus::Pending, false)
+        );
+        assert_eq!(after.next_attempt_at, Some(NOW));
+        assert_ne!(after.operation_id, ticket.operation_id, "a key of its own");
+    }
 }

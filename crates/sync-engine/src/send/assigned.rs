@@ -8,9 +8,13 @@
 //!   first finds what it made: by the temporary id the create sent
 //!   ([`SyncApiAdapter::find_created`]), or, when the adapter cannot look
 //!   it up, by posting again with the same idempotency key, which the
-//!   server must answer with the record it created the first time. The
-//!   local state then goes to the server's id as an update.
-//! - A delete of such a record deletes what the create made, if anything.
+//!   server must answer with the record it created the first time. Found
+//!   holding the local state, that is the outcome; otherwise the record is
+//!   renamed with what the server holds (`AttemptOutcome::FoundAs`) and
+//!   the local state goes to the server's id as an ordinary update at the
+//!   next claim, under a key of its own (a server replaying keys would
+//!   answer the create's key with the create's answer again).
+//! - A delete of such a record is renamed the same way, then deleted.
 
 use serde_json::Value;
 use sync_core::answer::answer_replaces_document;
@@ -28,35 +32,30 @@ pub(super) async fn send_temporary(requests: &Requests<'_>, referring: Vec<Refer
     match (ticket.operation, ticket.plan) {
         (SyncOperation::Create, SendPlan::Create) => post(requests, referring).await,
         (SyncOperation::Create, _) => match find(requests, referring.clone()).await {
-            Ok(Some((assigned, copy))) => over_found(requests, assigned, copy).await,
+            Ok(Some((assigned, copy))) => found(requests, assigned, copy),
             Ok(None) => post(requests, referring).await,
             Err(Unsupported) => match posted(requests, referring).await {
-                Ok((assigned, answer)) if holds_all_sent(answer.record.as_ref(), &sent_body(requests)) => {
-                    applied_as(requests, assigned, answer)
-                }
-                Ok((assigned, answer)) => update(requests, assigned, answer.version).await,
+                Ok((assigned, answer)) => found(requests, assigned, answered_copy(answer)),
                 Err(refused) => refused.into_sent(),
             },
             Err(Failed(sent)) => sent,
         },
-        (SyncOperation::Delete, _) => {
-            let assigned = match find(requests, referring.clone()).await {
-                Ok(Some((assigned, _))) => assigned,
-                // Never created: nothing to delete.
-                Ok(None) => {
-                    return Sent::Applied(AttemptOutcome::Applied {
-                        replace_local_with: None,
-                        server_version: None,
-                    });
-                }
-                Err(Unsupported) => match posted(requests, referring).await {
-                    Ok((assigned, _)) => assigned,
-                    Err(refused) => return refused.into_sent(),
-                },
-                Err(Failed(sent)) => return sent,
-            };
-            delete(requests, assigned).await
-        }
+        (SyncOperation::Delete, _) => match find(requests, referring.clone()).await {
+            Ok(Some((assigned, copy))) => Sent::Applied(AttemptOutcome::FoundAs { assigned, copy }),
+            // Never created: nothing to delete.
+            Ok(None) => Sent::Applied(AttemptOutcome::Applied {
+                replace_local_with: None,
+                server_version: None,
+            }),
+            Err(Unsupported) => match posted(requests, referring).await {
+                Ok((assigned, answer)) => Sent::Applied(AttemptOutcome::FoundAs {
+                    assigned,
+                    copy: answered_copy(answer),
+                }),
+                Err(refused) => refused.into_sent(),
+            },
+            Err(Failed(sent)) => sent,
+        },
         _ => Sent::Failed(
             ApiError::new(
                 ErrorKind::Permanent,
@@ -114,9 +113,18 @@ fn sent_body(requests: &Requests<'_>) -> JsonObject {
     body
 }
 
-/// Whether an answer holds every field sent, with the value sent.
-fn holds_all_sent(record: Option<&JsonObject>, sent: &JsonObject) -> bool {
-    record.is_some_and(|record| sent.iter().all(|(field, value)| record.get(field) == Some(value)))
+/// Whether a record holds every field sent, with the value sent.
+fn holds_all_sent(record: &JsonObject, sent: &JsonObject) -> bool {
+    sent.iter().all(|(field, value)| record.get(field) == Some(value))
+}
+
+/// What the server holds, from an answer to a create (empty when the
+/// answer held no record: a base that patches every field).
+fn answered_copy(answer: WriteAnswer) -> ServerCopy {
+    ServerCopy {
+        data: answer.record.unwrap_or_default(),
+        version: answer.version,
+    }
 }
 
 /// The park for an answer whose id cannot be taken.
@@ -174,12 +182,12 @@ async fn posted(
 
 /// A create: posted, then renamed with the outcome. An "already exists"
 /// answer (a server keeping the local-id field unique) is the record an
-/// earlier create made: found, and brought to the local state.
+/// earlier create made: found.
 async fn post(requests: &Requests<'_>, referring: Vec<ReferringField>) -> Sent {
     match posted(requests, referring.clone()).await {
-        Ok((assigned, answer)) => applied_as(requests, assigned, answer),
+        Ok((assigned, answer)) => applied_as(requests, assigned, answer.record, answer.version),
         Err(NotPosted::Exists(error)) => match find(requests, referring).await {
-            Ok(Some((assigned, copy))) => over_found(requests, assigned, copy).await,
+            Ok(Some((assigned, copy))) => found(requests, assigned, copy),
             Ok(None) | Err(Unsupported) => exists(&error),
             Err(Failed(sent)) => sent,
         },
@@ -187,83 +195,29 @@ async fn post(requests: &Requests<'_>, referring: Vec<ReferringField>) -> Sent {
     }
 }
 
-/// The record an earlier create made, found: renamed, and updated when
-/// it does not hold the local state yet.
-async fn over_found(requests: &Requests<'_>, assigned: AssignedId, copy: ServerCopy) -> Sent {
-    if holds_all_sent(Some(&copy.data), &sent_body(requests)) {
-        return Sent::Applied(AttemptOutcome::AppliedAs {
-            assigned,
-            replace_local_with: None,
-            server_version: copy.version,
-        });
+/// The record an earlier create made (found by the lookup, or answered
+/// again): done when it holds the local state, else renamed with what it
+/// holds, the local state to follow as an update.
+fn found(requests: &Requests<'_>, assigned: AssignedId, copy: ServerCopy) -> Sent {
+    if holds_all_sent(&copy.data, &sent_body(requests)) {
+        return applied_as(requests, assigned, Some(copy.data), copy.version);
     }
-    update(requests, assigned, copy.version).await
+    Sent::Applied(AttemptOutcome::FoundAs { assigned, copy })
 }
 
 /// The outcome of a create the server applied under `assigned`: its
 /// answer becomes the document when it is the record.
-fn applied_as(requests: &Requests<'_>, assigned: AssignedId, answer: WriteAnswer) -> Sent {
+fn applied_as(
+    requests: &Requests<'_>,
+    assigned: AssignedId,
+    record: Option<JsonObject>,
+    server_version: Option<String>,
+) -> Sent {
     let sent = sent_body(requests);
-    let replace_local_with = answer
-        .record
-        .filter(|record| answer_replaces_document(record, &sent, &assigned.id));
+    let replace_local_with = record.filter(|record| answer_replaces_document(record, &sent, &assigned.id));
     Sent::Applied(AttemptOutcome::AppliedAs {
         assigned,
         replace_local_with,
-        server_version: answer.version,
-    })
-}
-
-/// The local state, sent over the record an earlier create made.
-async fn update(requests: &Requests<'_>, assigned: AssignedId, version: Option<String>) -> Sent {
-    let mut payload = requests.ticket.payload.clone();
-    if payload
-        .get(OWN_ID_FIELD)
-        .and_then(Value::as_str)
-        .is_some_and(|id| id == requests.ticket.key.id.as_str())
-    {
-        payload.insert(OWN_ID_FIELD.to_owned(), assigned.value.clone());
-    }
-    match requests
-        .write_as(
-            &assigned.id,
-            WriteKind::Update,
-            &payload,
-            None,
-            version.as_deref(),
-        )
-        .await
-    {
-        Ok(answer) => {
-            let replace_local_with = answer
-                .record
-                .filter(|record| answer_replaces_document(record, &payload, &assigned.id));
-            Sent::Applied(AttemptOutcome::AppliedAs {
-                assigned,
-                replace_local_with,
-                server_version: answer.version,
-            })
-        }
-        // The record was created (found, or answered): whatever the update
-        // met, a retry must look it up again.
-        Err(error) => Sent::Failed(error.with_possibly_applied(true)),
-    }
-}
-
-/// Deletes what an earlier create made.
-async fn delete(requests: &Requests<'_>, assigned: AssignedId) -> Sent {
-    let nothing = JsonObject::new();
-    match requests
-        .write_as(&assigned.id, WriteKind::Delete, &nothing, None, None)
-        .await
-    {
-        Ok(_) => {}
-        Err(error) if error.kind() == ErrorKind::NotFound => {}
-        Err(error) => return Sent::Failed(error.with_possibly_applied(true)),
-    }
-    Sent::Applied(AttemptOutcome::AppliedAs {
-        assigned,
-        replace_local_with: None,
-        server_version: None,
+        server_version,
     })
 }

@@ -4,9 +4,7 @@
 use sync_core::attempt::finish_attempt;
 use sync_core::coalesce::DocumentWrite;
 use sync_core::rename::{Alias, check_target};
-use sync_core::{
-    AttemptOutcome, FinishResult, FinishedAttempt, LocalChange, RecordId, RecordKey, StoreEvent, Timestamp,
-};
+use sync_core::{FinishResult, FinishedAttempt, LocalChange, RecordId, RecordKey, StoreEvent, Timestamp};
 
 use super::{Entry, MemoryStore, State, apply_copy};
 
@@ -35,7 +33,7 @@ impl MemoryStore {
         Self::resolve_key(state, key).id
     }
 
-    /// Applies one finished attempt; an [`AttemptOutcome::AppliedAs`]
+    /// Applies one finished attempt; an [`sync_core::AttemptOutcome::AppliedAs`]
     /// renames the record (unless the new id is taken: parked instead).
     pub(super) fn finish_one(
         &self,
@@ -45,7 +43,7 @@ impl MemoryStore {
     ) -> FinishResult {
         let FinishedAttempt { ticket, mut outcome } = finished;
         let current = state.queue.get(&ticket.key).map(|entry| entry.item.clone());
-        if let AttemptOutcome::AppliedAs { assigned, .. } = &outcome
+        if let Some(assigned) = outcome.assigned()
             && current
                 .as_ref()
                 .is_some_and(|item| item.in_flight == Some(ticket.attempt))
