@@ -1,7 +1,7 @@
 //! `cargo xtask chaos [--kills N] [--seed S]`: the reliability suite at a
 //! chosen strength, and its report in `docs/reliability.md`.
 //!
-//! The suite's tests (`tests/tests/{kill,kill_pull,faults,cancellation,bad_input,security,real_servers,postgrest_shape}.rs`)
+//! The suite's tests (`tests/tests/{kill,kill_pull,kill_assigned,faults,cancellation,bad_input,security,real_servers,postgrest_shape}.rs`)
 //! run in CI too, with 50 kills and a fresh seed each run; here they run
 //! with the given number of kills and one seed for every scenario, and
 //! each scenario appends a JSON line with its figures to a report file
@@ -16,9 +16,10 @@ use serde_json::Value;
 use crate::{cargo, run, workspace_root};
 
 /// The test files of the suite.
-const SUITE: [&str; 8] = [
+const SUITE: [&str; 9] = [
     "kill",
     "kill_pull",
+    "kill_assigned",
     "faults",
     "cancellation",
     "bad_input",
@@ -204,8 +205,8 @@ fn render(options: &Options, scenarios: &BTreeMap<String, Figures>, date: &str) 
     let mut out = String::new();
     out.push_str("# Reliability report\n\n");
     out.push_str(
-        "Written by `cargo xtask chaos` (the suite of issues 6, 11, 12 and 13: \
-         `tests/tests/{kill,kill_pull,faults,cancellation,bad_input,security,real_servers,postgrest_shape}.rs`).\n\
+        "Written by `cargo xtask chaos` (the suite of issues 6, 11, 12, 13 and 14: \
+         `tests/tests/{kill,kill_pull,kill_assigned,faults,cancellation,bad_input,security,real_servers,postgrest_shape}.rs`).\n\
          CI runs the same tests on every change, with 50 kills and a fresh seed.\n\n",
     );
     out.push_str(&format!(

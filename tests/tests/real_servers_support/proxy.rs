@@ -28,6 +28,9 @@ pub(crate) struct Passed {
     pub(crate) status: u16,
     /// Whether the answer was lost on the way back.
     pub(crate) lost: bool,
+    /// The server's answer to a `POST` that succeeded, as JSON (lost or
+    /// not): the record created, to see the ids a server assigned.
+    pub(crate) created: Option<serde_json::Value>,
 }
 
 struct State {
@@ -151,11 +154,15 @@ async fn forward(
         let percent = state.loss_percent.load(Ordering::SeqCst);
         state.rng.lock().unwrap().below(100) < percent
     };
+    let created = (parts.method == Method::POST && answer_parts.status.is_success())
+        .then(|| serde_json::from_slice(&answer_body).ok())
+        .flatten();
     state.log.lock().unwrap().push(Passed {
         method: parts.method,
         path,
         status: answer_parts.status.as_u16(),
         lost,
+        created,
     });
     if lost {
         return Err(Box::new(AnswerLost));
