@@ -1055,9 +1055,26 @@ async fn sigkill_between_answer_and_rename(mode: IdempotencyMode, lookup: bool) 
     );
     let live: BTreeSet<&String> = app.live().map(|record| &record.key).collect();
     let held: BTreeSet<&String> = on_server.keys().collect();
-    assert_eq!(
-        held, live,
-        "seed {seed}: the server does not hold exactly the live records"
+    let odd: Vec<String> = held
+        .symmetric_difference(&live)
+        .map(|key| {
+            let entity = on_server.get(*key).map_or("?", |(entity, _)| entity.as_str());
+            format!(
+                "{key} ({}); the app's saves:\n  {}\n the server's log of it:\n  {}",
+                if live.contains(key) {
+                    "missing"
+                } else {
+                    "left over"
+                },
+                app.story(key),
+                trail(&log, entity, key)
+            )
+        })
+        .collect();
+    assert!(
+        odd.is_empty(),
+        "seed {seed}: the server does not hold exactly the live records:\n{}",
+        odd.join("\n")
     );
     for record in app.live() {
         let found = &local.by_key[&record.key];

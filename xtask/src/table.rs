@@ -253,22 +253,31 @@ pub(crate) fn discard_table() -> String {
 /// One cell of the rename table: what a create's answer under a
 /// temporary id does, given what the store holds under the answer's id
 /// and whether a newer change was saved while the create was out.
-fn rename_cell(answer: Option<&serde_json::Value>, target: Option<&SyncQueueItem>, newer: bool) -> String {
+fn rename_cell(
+    answer: Option<&serde_json::Value>,
+    target: Option<&SyncQueueItem>,
+    document: Option<Document>,
+    newer: bool,
+) -> String {
     use sync_core::rename::{assigned_id, check_target};
     use sync_core::{AttemptOutcome, RecordId};
     let assigned = match assigned_id(answer, Vec::new()) {
         Ok(assigned) => assigned,
         Err(refusal) => return format!("parked, possibly applied ({refusal:?}); nothing renamed"),
     };
-    if let Err(refusal) = check_target(target) {
+    let temporary = RecordId::temporary();
+    let there = document.map(|document| {
+        let mut data = sync_core::JsonObject::new();
+        data.insert("name".into(), json!("x"));
+        if document == Document::ThisRecord {
+            data.insert("client_ref".into(), json!(temporary.as_str()));
+        }
+        data
+    });
+    if let Err(refusal) = check_target(target, there.as_ref(), &temporary, false) {
         return format!("parked, possibly applied ({refusal:?}); nothing renamed");
     }
-    let Ok(change) = LocalChange::new(
-        "tasks",
-        RecordId::temporary().as_str(),
-        json!({}),
-        SyncOperation::Create,
-    ) else {
+    let Ok(change) = LocalChange::new("tasks", temporary.as_str(), json!({}), SyncOperation::Create) else {
         unreachable!("a fixed, valid change")
     };
     let QueueWrite::Put(created) = plan_save(None, false, change, SaveContext::at(Timestamp::EPOCH)).queue
@@ -315,12 +324,22 @@ fn rename_cell(answer: Option<&serde_json::Value>, target: Option<&SyncQueueItem
         }
         _ => "item unchanged".to_owned(),
     };
-    let replaced = if target.is_some() {
+    let replaced = if target.is_some() || there.is_some() {
         ", what was there replaced"
     } else {
         ""
     };
     format!("renamed to `{}`{replaced}; {item}", rename.to.id)
+}
+
+/// A document under the server's id, for the rename table.
+#[derive(Clone, Copy, PartialEq)]
+enum Document {
+    /// A pulled copy of this very record: it holds the temporary id (the
+    /// local-id field the server keeps).
+    ThisRecord,
+    /// Another record's.
+    Another,
 }
 
 /// The rename table as Markdown.
@@ -339,14 +358,15 @@ pub(crate) fn rename_table() -> String {
     let synced = item(SyncOperation::Update, SyncStatus::Synced, false, false);
     let pending = item(SyncOperation::Update, SyncStatus::Pending, false, false);
     let mut out = String::from(
-        "| the answer's id | nothing under that id | a synced record (a pulled copy) there | a record with changes to send there | nothing there, a newer change saved meanwhile |\n|---|---|---|---|---|\n",
+        "| the answer's id | nothing under that id | a pulled copy of this record there (it holds the temporary id) | another synced record there | a record with changes to send there | nothing there, a newer change saved meanwhile |\n|---|---|---|---|---|---|\n",
     );
     for (label, answer) in answers {
         let cells = [
-            rename_cell(answer.as_ref(), None, false),
-            rename_cell(answer.as_ref(), Some(&synced), false),
-            rename_cell(answer.as_ref(), Some(&pending), false),
-            rename_cell(answer.as_ref(), None, true),
+            rename_cell(answer.as_ref(), None, None, false),
+            rename_cell(answer.as_ref(), Some(&synced), Some(Document::ThisRecord), false),
+            rename_cell(answer.as_ref(), Some(&synced), Some(Document::Another), false),
+            rename_cell(answer.as_ref(), Some(&pending), Some(Document::ThisRecord), false),
+            rename_cell(answer.as_ref(), None, None, true),
         ];
         out.push_str(&format!("| {label} | {} |\n", cells.join(" | ")));
     }

@@ -214,12 +214,20 @@ pub fn plan_save(
     // failure history; a change after a synced item starts a new entry.
     let live = existing.filter(|item| item.status != SyncStatus::Synced || item.in_flight.is_some());
     let now = context.now;
+    // A delete saved with an empty payload keeps the last document queued:
+    // what names the record's parents (a parent's delete waits for this
+    // one, `crate::depends::gate_for_children`), and the body a create
+    // under a temporary id is posted again with to learn the id to delete.
+    let payload = match live {
+        Some(item) if operation == SyncOperation::Delete && change.payload.is_empty() => item.payload.clone(),
+        _ => change.payload,
+    };
     let not_before = live.and_then(|item| item.not_before);
     let item = SyncQueueItem {
         entity: change.key.entity,
         id: change.key.id,
         operation,
-        payload: change.payload,
+        payload,
         status: SyncStatus::Pending,
         retry_count: live.map_or(0, |item| item.retry_count),
         created_at: live.map_or(now, |item| item.created_at),

@@ -129,6 +129,14 @@ impl References {
             .collect()
     }
 
+    /// Whether `field` of `entity`'s documents is a declared reference.
+    #[must_use]
+    pub fn is_declared(&self, entity: &EntityName, field: &str) -> bool {
+        self.by_entity
+            .get(entity)
+            .is_some_and(|fields| fields.iter().any(|(declared, _)| declared == field))
+    }
+
     /// Whether `entity` has records referring to it (it is a parent in a
     /// declaration).
     #[must_use]
@@ -236,10 +244,12 @@ pub struct Hold {
 /// waiting (no item, synced, or an update or delete: the server holds it).
 ///
 /// A change that still names a parent by its temporary id never goes: the
-/// server knows no such id. It waits a moment when the parent was renamed
-/// (the rename rewrites the change, which is read again), and long when
-/// the parent has no create waiting (deleted or discarded before it
-/// reached the server: the app must point the record elsewhere).
+/// server knows no such id. It waits while the parent's create is on its
+/// way (the rename then rewrites the change, which is claimed again with
+/// the server's id), and long when the parent was renamed without this
+/// change (a reference declared since) or has no create waiting (deleted
+/// or discarded before it reached the server): the app must save it
+/// again or point it elsewhere.
 #[must_use]
 pub fn gate_for_parent(
     parent: &RecordKey,
@@ -257,13 +267,16 @@ pub fn gate_for_parent(
             until: now.saturating_add(wait),
         };
         match parent_item {
+            // Renamed, and this change was not rewritten with it (a field
+            // declared since, or a nested one): it cannot go as it is.
             Some(item) if item.id != parent.id => {
                 return Some(hold(
                     format!(
-                        "waiting for its reference to {}/{} to be rewritten to the id the server gave it",
-                        parent.entity, parent.id
+                        "names {}/{}, which the server has named {} since: save this record again (a save \
+                         replaces the temporary ids it names) or point it at the new id",
+                        parent.entity, parent.id, item.id
                     ),
-                    delays.short,
+                    delays.long,
                 ));
             }
             Some(item) if creating(item) => {}

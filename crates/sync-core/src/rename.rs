@@ -84,10 +84,20 @@ impl AssignedIdRefusal {
             }
             Self::Clash => {
                 "the server applied the create of a record with a temporary id and answered with an id \
-                 another local record already has, with changes of its own not yet sent: nothing was \
-                 renamed; look at both records (discard one), then retry the item"
+                 another local record already has: nothing was renamed; look at both records (discard or \
+                 delete the one that is wrong), then retry the item"
             }
         }
+    }
+
+    /// Why `item` was parked, when a refusal of the server's id parked it:
+    /// for apps that show or handle these cases apart.
+    #[must_use]
+    pub fn of_item(item: &SyncQueueItem) -> Option<Self> {
+        let error = item.last_error.as_deref()?;
+        [Self::Missing, Self::Invalid, Self::Clash]
+            .into_iter()
+            .find(|refusal| error.contains(refusal.message()))
     }
 
     /// The outcome that parks the create: permanent, possibly applied (the
@@ -143,17 +153,38 @@ pub fn assigned_id(
     })
 }
 
-/// Whether a record may take `to`, given what the store holds there: not
-/// when a queue item there still has something to send (the other
-/// record's own changes would be lost). A local document alone (a copy a
-/// pull brought, perhaps this very record) or a synced item is replaced:
-/// the server says the id is this record's now.
+/// Whether a record created under `temporary` may take the server's id,
+/// given what the store holds under that id:
+///
+/// - nothing, or a synced item with no document (a record deleted
+///   earlier): yes;
+/// - a queue item with something to send: no, that record's changes would
+///   be lost ([`AssignedIdRefusal::Clash`]);
+/// - a document with nothing to send: yes when it is this very record,
+///   brought by a pull before the create's answer: it holds `temporary`
+///   in a top-level field (the local-id field the server keeps), or the
+///   create may have been applied by an earlier attempt whose answer was
+///   lost (`after_lost_answer`: the window in which a pull can bring it);
+///   otherwise no, it is another record the server named the same.
 ///
 /// # Errors
 /// [`AssignedIdRefusal::Clash`].
-pub fn check_target(existing_item: Option<&SyncQueueItem>) -> Result<(), AssignedIdRefusal> {
-    match existing_item {
-        Some(item) if item.status != SyncStatus::Synced || item.in_flight.is_some() => {
+pub fn check_target(
+    existing_item: Option<&SyncQueueItem>,
+    existing_document: Option<&JsonObject>,
+    temporary: &RecordId,
+    after_lost_answer: bool,
+) -> Result<(), AssignedIdRefusal> {
+    if existing_item.is_some_and(|item| item.status != SyncStatus::Synced || item.in_flight.is_some()) {
+        return Err(AssignedIdRefusal::Clash);
+    }
+    match existing_document {
+        Some(document)
+            if !after_lost_answer
+                && !document
+                    .values()
+                    .any(|value| value.as_str() == Some(temporary.as_str())) =>
+        {
             Err(AssignedIdRefusal::Clash)
         }
         _ => Ok(()),
@@ -219,8 +250,16 @@ impl Rename {
     /// takes a new idempotency key (the server may have applied the old
     /// payload under the old one), except a create under a temporary id,
     /// whose key is how a lost answer is found again.
+    ///
+    /// A synced item is left alone: it was sent, and sending it again would
+    /// redo what the server has (a synced delete made an update would bring
+    /// the record back); a change that named a temporary id never goes
+    /// (`crate::depends::gate_for_parent`).
     #[must_use]
     pub fn rewrite_queued(&self, item: &SyncQueueItem, now: Timestamp) -> Option<SyncQueueItem> {
+        if item.status == SyncStatus::Synced && item.in_flight.is_none() {
+            return None;
+        }
         let mut rewritten = item.clone();
         if !self.rewrite_references(&item.entity, &mut rewritten.payload) {
             return None;
@@ -230,14 +269,7 @@ impl Rename {
         if !(item.operation == SyncOperation::Create && item.id.is_temporary()) {
             rewritten.operation_id = OperationId::generate();
         }
-        if rewritten.status == SyncStatus::Synced && rewritten.in_flight.is_none() {
-            // The server holds a temporary id (a record synced before the
-            // reference was declared): it gets the new one as an update.
-            rewritten.operation = SyncOperation::Update;
-            rewritten.possibly_applied = false;
-            rewritten.status = SyncStatus::Pending;
-            rewritten.next_attempt_at = Some(now);
-        } else if rewritten.status == SyncStatus::Syncing {
+        if rewritten.status == SyncStatus::Syncing {
             rewritten.status = SyncStatus::Pending;
             rewritten.next_attempt_at = Some(now);
         }
@@ -319,6 +351,47 @@ pub fn apply_aliases(mut change: LocalChange, aliases: &HashMap<RecordId, Alias>
         }
     }
     change
+}
+
+/// The temporary ids a document names where no rename would rewrite them:
+/// in a top-level field `declared` does not accept (not a declared
+/// reference, not the id field), or anywhere inside a nested object or
+/// array. Each comes with where it is (`field`, `field/0/sub`). The engine
+/// never sends such a change as it is: the server would get an id it
+/// does not know.
+#[must_use]
+pub fn stray_temporary_ids(
+    document: &JsonObject,
+    declared: impl Fn(&str) -> bool,
+) -> Vec<(String, RecordId)> {
+    fn walk(value: &Value, path: &str, found: &mut Vec<(String, RecordId)>) {
+        match value {
+            Value::String(text) => {
+                if let Some(id) = text.parse::<RecordId>().ok().filter(RecordId::is_temporary) {
+                    found.push((path.to_owned(), id));
+                }
+            }
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    walk(item, &format!("{path}/{index}"), found);
+                }
+            }
+            Value::Object(fields) => {
+                for (field, item) in fields {
+                    walk(item, &format!("{path}/{field}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    for (field, value) in document {
+        match value {
+            Value::String(_) if field == OWN_ID_FIELD || declared(field) => {}
+            _ => walk(value, field, &mut found),
+        }
+    }
+    found
 }
 
 /// Moves `document[field]` from `from` to `to` when it holds `from` (as a

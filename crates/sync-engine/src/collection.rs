@@ -20,6 +20,7 @@ use tokio_stream::StreamExt;
 
 use crate::engine::OfflineSyncEngine;
 use crate::error::SyncError;
+use crate::ids::Created;
 
 mod records;
 
@@ -246,6 +247,41 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
             return Err(SyncError::Invalid(ValidationError::RecordExists));
         }
         self.write(value, SyncOperation::Create).await
+    }
+
+    /// Saves `value` as a new record whose id the server assigns
+    /// ([`OfflineSyncEngine::create`]): its id field must be missing or
+    /// null (a null one is left out). The record gets a temporary id,
+    /// returned in [`Created`], which the server's replaces once the
+    /// create is applied; reads and saves by either id find it. Give the
+    /// type an optional id (`id: Option<u64>`) so the record reads back
+    /// before the server has named it.
+    ///
+    /// Cancel safety: cancel-safe, as [`Collection::save`].
+    ///
+    /// # Errors
+    /// [`SyncError::Invalid`] with [`ValidationError::IdForServerToAssign`]
+    /// when the value holds an id, or
+    /// [`ValidationError::PayloadNotObject`]; nothing is saved. As
+    /// [`OfflineSyncEngine::create`] otherwise.
+    pub async fn create_new(&self, value: &T) -> Result<Created, SyncError> {
+        let mut document = sync_core::model::payload_from_value(serde_json::to_value(value)?)?;
+        let field: &str = &self.id_field;
+        match document.get(field) {
+            None => {}
+            Some(Value::Null) => {
+                document.remove(field);
+            }
+            Some(_) => {
+                return Err(ValidationError::IdForServerToAssign {
+                    field: field.to_owned(),
+                }
+                .into());
+            }
+        }
+        self.engine
+            .create(self.entity.as_str(), Value::Object(document))
+            .await
     }
 
     /// As [`Collection::save`], stating that the server already holds the

@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use sync_core::depends::{Hold, HoldDelays, gate_for_children, gate_for_parent};
+use sync_core::rename::stray_temporary_ids;
 use sync_core::{AttemptOutcome, AttemptTicket, RecordKey, SyncOperation};
 
 use crate::shared::Shared;
@@ -114,6 +115,13 @@ impl<'a> PageOrder<'a> {
 
     /// What to do with `ticket` now.
     pub(crate) async fn gate(&self, ticket: &AttemptTicket) -> Gate {
+        // What may post the payload: creates and updates, and the delete of
+        // a record under a temporary id, which may post its create again
+        // to learn the id to delete (`send/assigned.rs`).
+        let posts = ticket.operation != SyncOperation::Delete || ticket.key.id.is_temporary();
+        if posts && let Some(hold) = self.stray_temporary_id(ticket).await {
+            return Gate::Hold(hold);
+        }
         if !self.active() {
             return Gate::Go;
         }
@@ -127,10 +135,12 @@ impl<'a> PageOrder<'a> {
                 return Gate::Wait;
             }
             // And for those queued outside this page.
-            return match self.children_deleted_elsewhere(ticket).await {
-                Some(hold) => Gate::Hold(hold),
-                None => Gate::Go,
-            };
+            if let Some(hold) = self.children_deleted_elsewhere(ticket).await {
+                return Gate::Hold(hold);
+            }
+            if !posts {
+                return Gate::Go;
+            }
         }
         let now = self.shared.clock.now();
         for parent in self
@@ -168,6 +178,34 @@ impl<'a> PageOrder<'a> {
             }
         }
         Gate::Go
+    }
+
+    /// The hold of a change naming a temporary id where no rename rewrites
+    /// it (`sync_core::rename::stray_temporary_ids`): an undeclared field,
+    /// or inside a nested value. The record's own temporary id (the
+    /// local-id field of an answer adopted after its rename) is not one.
+    async fn stray_temporary_id(&self, ticket: &AttemptTicket) -> Option<Hold> {
+        let references = &self.shared.references;
+        let entity = &ticket.key.entity;
+        let stray = stray_temporary_ids(&ticket.payload, |field| references.is_declared(entity, field));
+        for (path, id) in stray {
+            if id == ticket.key.id {
+                continue;
+            }
+            let own = RecordKey::new(entity.clone(), id);
+            if matches!(self.shared.store.resolve_id(&own).await, Ok(resolved) if resolved == ticket.key.id) {
+                continue;
+            }
+            return Some(Hold {
+                reason: format!(
+                    "holds a temporary id in {path}, where no rename rewrites it (not a declared reference, \
+                     or inside a nested value): the server would get an id it does not know; declare the \
+                     reference, or save the record with the server's id (resolve_id)"
+                ),
+                until: self.shared.clock.now().saturating_add(self.delays().long),
+            });
+        }
+        None
     }
 
     /// The hold of a parent's delete while deletes of records that refer

@@ -318,6 +318,17 @@ where
                 async move { store.queue_item(&key).await }
             }
         };
+        // A temporary id renamed already: follow the server's id, even with
+        // no item left to find it by (cleared since).
+        if key.id.is_temporary()
+            && let Some(id) = read_until_ok(&context, &sender, || {
+                let (store, key) = (Arc::clone(&store), key.clone());
+                async move { store.resolve_id(&key).await }
+            })
+            .await
+        {
+            key = RecordKey::new(key.entity.clone(), id);
+        }
         // The item as last seen: a `clear_synced` removes it exactly when
         // it is synced, with no read.
         let Some(mut item) = read_until_ok(&context, &sender, read(key.clone())).await else {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use assigning::{Answer, AssigningServer};
 use serde_json::json;
+use sync_core::rename::AssignedIdRefusal;
 use sync_core::{SyncOperation, SyncStatus, ValidationError};
 use sync_engine::{OfflineSyncEngine, OfflineSyncOptions, SyncError, TokioClock};
 use sync_testkit::{FakeMonitor, MemoryStore};
@@ -282,6 +283,11 @@ async fn an_answer_without_a_usable_id_parks_and_renames_nothing() {
                 .is_some_and(|error| error.contains("nothing was renamed")),
             "{item:?}"
         );
+        let expected = match answer {
+            Answer::NoId => AssignedIdRefusal::Missing,
+            _ => AssignedIdRefusal::Invalid,
+        };
+        assert_eq!(AssignedIdRefusal::of_item(&item), Some(expected));
         assert_eq!(item.id, created.id);
         assert_eq!(
             engine.resolve_id("projects", created.id.as_str()).await.unwrap(),
@@ -389,4 +395,106 @@ async fn an_already_exists_answer_is_the_record_an_earlier_create_made() {
             .as_str(),
         "1"
     );
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Project {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    name: String,
+}
+
+#[tokio::test]
+async fn a_typed_value_without_an_id_is_created_for_the_server_to_name() {
+    let server = AssigningServer::new(true, false, Answer::Record);
+    let engine = engine(&server, 1).await;
+    let projects = engine.collection::<Project>("projects").unwrap();
+    let created = projects
+        .create_new(&Project {
+            id: None,
+            name: "typed".into(),
+        })
+        .await
+        .unwrap();
+    // Before the server names it, it reads back without an id.
+    assert_eq!(
+        projects.get(created.id.as_str()).await.unwrap(),
+        Some(Project {
+            id: None,
+            name: "typed".into()
+        })
+    );
+    drain(&engine).await;
+    assert_eq!(
+        projects.get(created.id.as_str()).await.unwrap(),
+        Some(Project {
+            id: Some(1),
+            name: "typed".into()
+        })
+    );
+    assert_eq!(
+        projects.get("1").await.unwrap().map(|project| project.id),
+        Some(Some(1))
+    );
+    let refused = projects
+        .create_new(&Project {
+            id: Some(5),
+            name: "mine".into(),
+        })
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(SyncError::Invalid(ValidationError::IdForServerToAssign { .. }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(projects.all().await.unwrap().records.len(), 1);
+}
+
+#[tokio::test]
+async fn a_temporary_id_where_no_rename_rewrites_it_never_reaches_the_server() {
+    let server = AssigningServer::new(true, false, Answer::Record);
+    let engine = engine(&server, 1).await;
+    let project = engine.create("projects", json!({"name": "p"})).await.unwrap();
+    let nested = engine
+        .create(
+            "tasks",
+            json!({"title": "nested", "meta": {"project": project.id.as_str()}}),
+        )
+        .await
+        .unwrap();
+    let undeclared = engine
+        .create(
+            "tasks",
+            json!({"title": "undeclared", "owner_project": project.id.as_str()}),
+        )
+        .await
+        .unwrap();
+    engine.sync_manager().sync_now().await.unwrap();
+    engine.sync_manager().sync_now().await.unwrap();
+    assert_eq!(server.records("projects").len(), 1);
+    assert!(
+        server.records("tasks").is_empty(),
+        "{:?}",
+        server.records("tasks")
+    );
+    for (task, path) in [(&nested, "meta/project"), (&undeclared, "owner_project")] {
+        let item = engine
+            .queue_item("tasks", task.id.as_str())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(item.status, SyncStatus::Pending);
+        let reason = item.last_error.unwrap_or_default();
+        assert!(
+            reason.contains(path) && reason.contains("temporary id"),
+            "{reason}"
+        );
+        assert!(
+            !reason.contains(project.id.as_str()),
+            "no id in the reason: {reason}"
+        );
+    }
+    assert!(violations(&server).is_empty(), "{:?}", violations(&server));
 }

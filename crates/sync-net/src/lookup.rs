@@ -282,6 +282,13 @@ impl HttpSyncApiAdapter {
                 .with_request(target.line.as_str())
                 .with_possibly_applied(possibly_applied)
         };
+        // Records without the field (or with null in it) are not this one:
+        // json-server's filter answers them too, and a record whose field a
+        // replacing update removed has it no more. They are left out.
+        let records: Vec<JsonObject> = records
+            .into_iter()
+            .filter(|record| !matches!(record.get(field), None | Some(Value::Null)))
+            .collect();
         // A server that does not filter by the field (DRF without
         // django-filter ignores unknown query parameters) answers other
         // records: taking one of them for this record would rename it to

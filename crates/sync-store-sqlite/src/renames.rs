@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use sync_core::SendPlan;
 use sync_core::attempt::finish_attempt;
 use sync_core::coalesce::{DocumentWrite, QueueWrite};
 use sync_core::rename::{Alias, Rename, check_target};
@@ -160,7 +161,29 @@ impl Writer {
         let carries = current
             .as_ref()
             .is_some_and(|item| item.in_flight == Some(ticket.attempt));
-        if carries && let Err(refusal) = check_target(changes.state(&to).item.as_ref()) {
+        let there = if carries {
+            self.statements.add(1);
+            sqlx::query(queries::RECORD)
+                .bind(to.entity.as_str())
+                .bind(to.id.as_str())
+                .fetch_optional(&mut self.connection)
+                .await
+                .map_err(|error| map_sqlx(error, "reading the record under the server's id"))?
+                .as_ref()
+                .map(record_from_row)
+                .transpose()?
+        } else {
+            None
+        };
+        let document = there.as_ref().map(|record| &record.data);
+        if carries
+            && let Err(refusal) = check_target(
+                changes.state(&to).item.as_ref(),
+                document,
+                &ticket.key.id,
+                ticket.plan != SendPlan::Create,
+            )
+        {
             let parked = FinishedAttempt {
                 ticket: ticket.clone(),
                 outcome: refusal.outcome(),

@@ -174,13 +174,13 @@ fn a_change_naming_a_temporary_parent_never_goes() {
     creating.id = temporary.clone();
     let hold = gate_for_parent(&parent_key, Some(&creating), NOW, DELAYS).unwrap();
     assert!(hold.reason.contains("is on its way"), "{}", hold.reason);
-    // Renamed since (the store found the item under the server's id): a
-    // moment, until the rewritten change is read again.
+    // Renamed since and this change not rewritten (the store found the
+    // item under the server's id): long, saying what to do.
     let mut renamed = parent(SyncStatus::Synced, SyncOperation::Create);
     renamed.id = "17".parse().unwrap();
     let hold = gate_for_parent(&parent_key, Some(&renamed), NOW, DELAYS).unwrap();
-    assert_eq!(hold.until, NOW.saturating_add(DELAYS.short));
-    assert!(hold.reason.contains("rewritten"), "{}", hold.reason);
+    assert_eq!(hold.until, NOW.saturating_add(DELAYS.long));
+    assert!(hold.reason.contains("save this record again"), "{}", hold.reason);
     // No create waiting (deleted or discarded before it was sent): long.
     for item in [None, Some(parent(SyncStatus::Pending, SyncOperation::Delete))] {
         let item = item.map(|mut item| {

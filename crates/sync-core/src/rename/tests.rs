@@ -92,18 +92,49 @@ fn refusals_park_the_create_possibly_applied_and_name_no_id() {
 }
 
 #[test]
-fn only_a_record_with_changes_to_send_blocks_the_new_id() {
+fn the_new_id_is_taken_unless_what_is_there_is_this_very_record() {
     let id: RecordId = "17".parse().unwrap();
+    let temporary = RecordId::temporary();
     let pending = saved(None, &id, json!({"name": "theirs"}), SyncOperation::Update);
-    assert_eq!(check_target(Some(&pending)), Err(AssignedIdRefusal::Clash));
+    let theirs = object(json!({"id": 17, "name": "theirs"}));
+    let ours = object(json!({"id": 17, "name": "ours", "client_ref": temporary.as_str()}));
+    assert_eq!(
+        check_target(Some(&pending), Some(&ours), &temporary, true),
+        Err(AssignedIdRefusal::Clash),
+        "changes to send there"
+    );
     let mut in_flight = pending.clone();
     in_flight.status = SyncStatus::Synced;
     in_flight.in_flight = Some(crate::ids::AttemptId::generate());
-    assert_eq!(check_target(Some(&in_flight)), Err(AssignedIdRefusal::Clash));
+    assert_eq!(
+        check_target(Some(&in_flight), None, &temporary, true),
+        Err(AssignedIdRefusal::Clash)
+    );
     let mut synced = pending;
     synced.status = SyncStatus::Synced;
-    assert_eq!(check_target(Some(&synced)), Ok(()));
-    assert_eq!(check_target(None), Ok(()));
+    assert_eq!(
+        check_target(Some(&synced), Some(&theirs), &temporary, false),
+        Err(AssignedIdRefusal::Clash),
+        "another record"
+    );
+    assert_eq!(
+        check_target(None, Some(&theirs), &temporary, false),
+        Err(AssignedIdRefusal::Clash)
+    );
+    // After a lost answer, a pull may have brought this record without the
+    // local-id field: what is there has nothing to send, and is replaced.
+    assert_eq!(
+        check_target(Some(&synced), Some(&theirs), &temporary, true),
+        Ok(())
+    );
+    // A pulled copy of this record (the server kept the local-id field).
+    assert_eq!(
+        check_target(Some(&synced), Some(&ours), &temporary, false),
+        Ok(())
+    );
+    assert_eq!(check_target(None, Some(&ours), &temporary, false), Ok(()));
+    assert_eq!(check_target(Some(&synced), None, &temporary, false), Ok(()));
+    assert_eq!(check_target(None, None, &temporary, false), Ok(()));
 }
 
 #[test]
@@ -268,6 +299,20 @@ fn references_in_documents_and_queued_payloads_move_to_the_new_id() {
     };
     let rewritten = rename.rewrite_queued(&task, later).unwrap();
     assert_eq!(rewritten.operation_id, task.operation_id);
+    // A synced change (a delete sent with the old id in its payload) is
+    // never sent again: made an update, it would bring the record back.
+    let change = LocalChange::new(
+        "tasks",
+        "t5",
+        json!({"project_id": temporary.as_str()}),
+        SyncOperation::Delete,
+    )
+    .unwrap();
+    let QueueWrite::Put(mut deleted) = plan_save(None, true, change, SaveContext::at(NOW)).queue else {
+        panic!("a save queues")
+    };
+    deleted.status = SyncStatus::Synced;
+    assert_eq!(rename.rewrite_queued(&deleted, later), None);
     // Nothing to rewrite: no new version.
     let mut unrelated = task;
     unrelated.payload = object(json!({"project_id": "p9"}));
@@ -373,4 +418,49 @@ fn a_found_create_is_renamed_and_its_local_state_follows_as_an_update_with_a_new
         assert_eq!(after.next_attempt_at, Some(NOW));
         assert_ne!(after.operation_id, ticket.operation_id, "a key of its own");
     }
+}
+
+#[test]
+fn temporary_ids_no_rename_would_rewrite_are_found_with_where_they_are() {
+    let one = RecordId::temporary();
+    let two = RecordId::temporary();
+    let document = object(json!({
+        "id": one.as_str(),
+        "project_id": one.as_str(),
+        "client_ref": two.as_str(),
+        "meta": {"parent": one.as_str(), "n": 1},
+        "tags": ["x", two.as_str()],
+        "title": "tmp-not-an-id",
+    }));
+    let mut found = stray_temporary_ids(&document, |field| field == "project_id");
+    found.sort();
+    let mut expected = vec![
+        ("client_ref".to_owned(), two.clone()),
+        ("meta/parent".to_owned(), one.clone()),
+        ("tags/1".to_owned(), two),
+    ];
+    expected.sort();
+    assert_eq!(found, expected);
+    assert!(stray_temporary_ids(&object(json!({"title": "a"})), |_| false).is_empty());
+}
+
+#[test]
+fn a_delete_saved_over_a_queued_change_keeps_its_document() {
+    let temporary = RecordId::temporary();
+    let created = saved(
+        None,
+        &temporary,
+        json!({"name": "a", "project_id": 5}),
+        SyncOperation::Create,
+    );
+    // Its create may have reached the server: the delete keeps the
+    // document (to post again for the id, and to name its parent).
+    let mut possibly = created;
+    possibly.possibly_applied = true;
+    let deleted = saved(Some(&possibly), &temporary, json!({}), SyncOperation::Delete);
+    assert_eq!(deleted.operation, SyncOperation::Delete);
+    assert_eq!(
+        Value::Object(deleted.payload),
+        json!({"name": "a", "project_id": 5})
+    );
 }

@@ -284,12 +284,35 @@ pub async fn a_change_saved_during_the_create_is_sent_to_the_new_id(store: &dyn 
     );
 }
 
-/// An id another local record has, with changes of its own to send, parks
-/// the create (possibly applied) and renames nothing; a record there with
-/// nothing to send (a pulled copy) is replaced.
+/// What the store holds under the server's id decides (`check_target`):
+/// a record with changes to send there parks the create (possibly
+/// applied) and renames nothing; so does another synced record there, on
+/// a first create's answer; a synced copy of this very record (it holds
+/// the temporary id) is replaced, and so is any synced copy once the
+/// create is retried after a lost answer (a pull may have brought it).
 pub async fn a_taken_id_parks_the_create_and_renames_nothing(store: &dyn SyncStore) {
-    let temporary = RecordId::temporary();
-    let tmp = temporary.as_str();
+    let applied = |ticket| FinishedAttempt {
+        ticket,
+        outcome: AttemptOutcome::Applied {
+            replace_local_with: None,
+            server_version: None,
+        },
+    };
+    let renamed_to = |ticket, id: u64| FinishedAttempt {
+        ticket,
+        outcome: applied_as(json!(id), None),
+    };
+    let parked = |item: Option<sync_core::SyncQueueItem>| {
+        let item = item.expect("an item");
+        item.is_parked()
+            && item.possibly_applied
+            && item
+                .last_error
+                .as_deref()
+                .is_some_and(|error| error.contains("nothing was renamed"))
+    };
+    // 17: a record with changes to send.
+    let first = RecordId::temporary();
     store
         .save(
             change_with(
@@ -304,87 +327,168 @@ pub async fn a_taken_id_parks_the_create_and_renames_nothing(store: &dyn SyncSto
         .expect("a save");
     store
         .save(
-            change_with("projects", tmp, SyncOperation::Create, json!({"name": "new"})),
+            change_with(
+                "projects",
+                first.as_str(),
+                SyncOperation::Create,
+                json!({"name": "new"}),
+            ),
             T0,
         )
         .await
         .expect("a save");
-    let ticket = claim(store, T1, &temporary).await;
+    let ticket = claim(store, T1, &first).await;
     store
-        .finish_attempts(
-            vec![FinishedAttempt {
-                ticket,
-                outcome: applied_as(json!(17), None),
-            }],
-            T2,
-        )
+        .finish_attempts(vec![renamed_to(ticket, 17)], T1)
         .await
         .expect("a finish");
-    let parked = store
-        .queue_item(&key("projects", tmp))
-        .await
-        .expect("a read")
-        .expect("an item");
-    assert!(parked.is_parked(), "{parked:?}");
-    assert!(parked.possibly_applied);
-    assert!(
-        parked
-            .last_error
-            .as_deref()
-            .is_some_and(|error| error.contains("nothing was renamed")),
-        "{parked:?}"
+    assert!(parked(
+        store
+            .queue_item(&key("projects", first.as_str()))
+            .await
+            .expect("a read")
+    ));
+    assert_eq!(
+        data(store, "projects", first.as_str()).await,
+        Some(json!({"name": "new"}))
     );
-    assert_eq!(data(store, "projects", tmp).await, Some(json!({"name": "new"})));
     assert_eq!(
         data(store, "projects", "17").await,
         Some(json!({"id": "17", "name": "mine"}))
     );
     assert_eq!(
-        store.resolve_id(&key("projects", tmp)).await.expect("a read"),
-        temporary
+        store
+            .resolve_id(&key("projects", first.as_str()))
+            .await
+            .expect("a read"),
+        first
     );
-    let mine = store
-        .queue_item(&key("projects", "17"))
-        .await
-        .expect("a read")
-        .expect("an item");
-    assert_eq!(mine.status, SyncStatus::Pending);
-
-    // With nothing left to send under 17, the same answer renames.
-    let ticket = claim(store, T2, &"17".parse().expect("valid")).await;
+    let ticket = claim(store, T1, &"17".parse().expect("valid")).await;
     store
-        .finish_attempts(
-            vec![FinishedAttempt {
-                ticket,
-                outcome: AttemptOutcome::Applied {
-                    replace_local_with: None,
-                    server_version: None,
-                },
-            }],
+        .finish_attempts(vec![applied(ticket)], T1)
+        .await
+        .expect("a finish");
+
+    // 18: another synced record, a first create answered with its id.
+    let second = RecordId::temporary();
+    store
+        .save(
+            change_with(
+                "projects",
+                "18",
+                SyncOperation::Create,
+                json!({"id": "18", "name": "theirs"}),
+            ),
+            T1,
+        )
+        .await
+        .expect("a save");
+    let ticket = claim(store, T1, &"18".parse().expect("valid")).await;
+    store
+        .finish_attempts(vec![applied(ticket)], T1)
+        .await
+        .expect("a finish");
+    store
+        .save(
+            change_with(
+                "projects",
+                second.as_str(),
+                SyncOperation::Create,
+                json!({"name": "second"}),
+            ),
             T2,
         )
         .await
-        .expect("a finish");
-    assert!(store.retry(&key("projects", tmp), T2).await.expect("a retry"));
-    let ticket = claim(store, T3, &temporary).await;
+        .expect("a save");
+    let ticket = claim(store, T2, &second).await;
     store
-        .finish_attempts(
-            vec![FinishedAttempt {
-                ticket,
-                outcome: applied_as(json!(17), None),
-            }],
-            T3,
-        )
+        .finish_attempts(vec![renamed_to(ticket, 18)], T2)
         .await
         .expect("a finish");
-    assert_eq!(data(store, "projects", "17").await, Some(json!({"name": "new"})));
+    assert!(parked(
+        store
+            .queue_item(&key("projects", second.as_str()))
+            .await
+            .expect("a read")
+    ));
+    assert_eq!(
+        data(store, "projects", "18").await,
+        Some(json!({"id": "18", "name": "theirs"}))
+    );
+
+    // Retried after that answer (possibly applied): replaced.
+    assert!(
+        store
+            .retry(&key("projects", second.as_str()), T2)
+            .await
+            .expect("a retry")
+    );
+    let ticket = claim(store, T2, &second).await;
+    store
+        .finish_attempts(vec![renamed_to(ticket, 18)], T2)
+        .await
+        .expect("a finish");
+    assert_eq!(
+        data(store, "projects", "18").await,
+        Some(json!({"name": "second"}))
+    );
     assert_eq!(
         store
-            .resolve_id(&key("projects", tmp))
+            .resolve_id(&key("projects", second.as_str()))
             .await
             .expect("a read")
             .as_str(),
-        "17"
+        "18"
+    );
+
+    // 19: a synced copy of this very record (a pull brought it; the
+    // server kept the local-id field): replaced on a first create.
+    let third = RecordId::temporary();
+    store
+        .save(
+            change_with(
+                "projects",
+                "19",
+                SyncOperation::Update,
+                json!({"id": 19, "name": "third", "client_ref": third.as_str()}),
+            ),
+            T2,
+        )
+        .await
+        .expect("a save");
+    let ticket = claim(store, T2, &"19".parse().expect("valid")).await;
+    store
+        .finish_attempts(vec![applied(ticket)], T2)
+        .await
+        .expect("a finish");
+    store
+        .save(
+            change_with(
+                "projects",
+                third.as_str(),
+                SyncOperation::Create,
+                json!({"name": "third"}),
+            ),
+            T3,
+        )
+        .await
+        .expect("a save");
+    let ticket = claim(store, T3, &third).await;
+    store
+        .finish_attempts(vec![renamed_to(ticket, 19)], T3)
+        .await
+        .expect("a finish");
+    assert_eq!(
+        data(store, "projects", "19").await,
+        Some(json!({"name": "third"}))
+    );
+    assert_eq!(
+        store
+            .resolve_id(&key("projects", third.as_str()))
+            .await
+            .expect("a read")
+            .as_str(),
+        "19"
     );
 }
 

@@ -1,6 +1,7 @@
 //! Server-assigned ids in the memory store (`sync_core::rename`): the
 //! SQLite store's semantics on maps.
 
+use sync_core::SendPlan;
 use sync_core::attempt::finish_attempt;
 use sync_core::coalesce::DocumentWrite;
 use sync_core::rename::{Alias, check_target};
@@ -50,7 +51,10 @@ impl MemoryStore {
         {
             let to = RecordKey::new(ticket.key.entity.clone(), assigned.id.clone());
             let taken = state.queue.get(&to).map(|entry| &entry.item);
-            if let Err(refusal) = check_target(taken) {
+            let document = state.records.get(&to).map(|record| &record.data);
+            if let Err(refusal) =
+                check_target(taken, document, &ticket.key.id, ticket.plan != SendPlan::Create)
+            {
                 outcome = refusal.outcome();
             }
         }
