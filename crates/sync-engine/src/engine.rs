@@ -295,12 +295,18 @@ impl OfflineSyncEngine {
         Ok(self.shared.store.clear_synced().await?)
     }
 
-    /// Makes one failed item (parked after a permanent error or not)
-    /// eligible now, and starts a sync run. Returns whether it was failed.
+    /// Makes one failed item (parked after a permanent error or not), or
+    /// one held for a record it refers to, eligible now, and starts a sync
+    /// run. Returns whether it was failed or held. The items held for this
+    /// record (its children, with declared references) are woken too, each
+    /// in a store call of its own. `id` may be a temporary id the server
+    /// has renamed.
     ///
     /// Cancel safety: cancel-safe; the item is re-armed in full or not at
-    /// all, and a re-armed item is sent at the next run if the background
-    /// run was not requested yet.
+    /// all, and so is each held item woken after it (dropped half-way, some
+    /// are woken and the others follow at their hold's end); a re-armed
+    /// item is sent at the next run if the background run was not
+    /// requested yet.
     ///
     /// # Errors
     /// [`SyncError::Invalid`] for a bad name; [`SyncError::Store`].
