@@ -275,7 +275,12 @@ impl<'a> Pass<'a> {
         }
         let applied: Vec<bool> = finished
             .iter()
-            .map(|f| matches!(f.outcome, AttemptOutcome::Applied { .. }))
+            .map(|f| {
+                matches!(
+                    f.outcome,
+                    AttemptOutcome::Applied { .. } | AttemptOutcome::AppliedAs { .. }
+                )
+            })
             .collect();
         // The events of the attempts sent (not of tickets given back
         // unsent), built only for a listener.

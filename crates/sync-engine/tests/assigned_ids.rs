@@ -120,6 +120,7 @@ async fn a_record_created_offline_takes_the_servers_id_and_keeps_answering_to_it
 async fn references_to_a_new_record_take_its_id_and_children_wait_for_it() {
     let server = AssigningServer::new(true, false, Answer::Record);
     let engine = engine(&server, 8).await;
+    let mut sent = 0;
     let mut projects = Vec::new();
     for p in 0..4 {
         let project = engine
@@ -149,6 +150,15 @@ async fn references_to_a_new_record_take_its_id_and_children_wait_for_it() {
         }
         projects.push(project);
     }
+    // Every create renamed counts as sent in the runs' reports.
+    for _ in 0..50 {
+        let report = engine.sync_manager().sync_now().await.unwrap();
+        sent += report.sent;
+        if report.still_pending == 0 {
+            break;
+        }
+    }
+    assert_eq!(sent, 24, "4 projects and 20 tasks");
     drain(&engine).await;
     assert!(violations(&server).is_empty(), "{:?}", violations(&server));
     let tasks = server.records("tasks");
