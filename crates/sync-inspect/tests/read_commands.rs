@@ -21,7 +21,11 @@ fn value<'a>(text: &'a str, key: &str) -> &'a str {
 async fn status_counts_per_entity_and_status() {
     let (dir, path) = fixture().await;
     let table = ok("status", &path, &[]);
-    assert_eq!(value(&table, "schema version"), "6", "{table}");
+    assert_eq!(
+        value(&table, "schema version"),
+        sync_store_sqlite::SCHEMA_VERSION.to_string(),
+        "{table}"
+    );
     assert_eq!(
         value(&table, "queue"),
         "4 items: 1 pending, 0 syncing, 1 synced, 2 failed",
@@ -42,7 +46,7 @@ async fn status_counts_per_entity_and_status() {
     assert_eq!(cells, ["notes", "3", "1", "0", "0", "2", "1"], "{table}");
 
     let json = parse(&ok("status", &path, &["--json"]));
-    assert_eq!(json["schemaVersion"], 7);
+    assert_eq!(json["schemaVersion"], sync_store_sqlite::SCHEMA_VERSION);
     assert_eq!(json["parked"], 1);
     assert_eq!(json["entities"]["notes"]["failed"], 2);
     assert_eq!(json["entities"]["tasks"]["synced"], 1);
