@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use sync_core::{DiscardOutcome, StoreErrorKind, SyncStatus, SyncStore, Timestamp};
+use sync_core::{DiscardOutcome, RecordKey, StoreErrorKind, SyncStatus, SyncStore, Timestamp};
 use sync_store_sqlite::inspect::Inspection;
 use sync_store_sqlite::{SCHEMA_VERSION, SqliteStore, SqliteStoreOptions};
 
@@ -66,6 +66,7 @@ async fn open_for_writing(file: &Path) -> Result<SqliteStore, Failure> {
 pub(crate) async fn retry_one(file: &Path, as_json: bool, entity: &str, id: &str) -> Result<String, Failure> {
     let key = parse_key(entity, id)?;
     let store = open_for_writing(file).await?;
+    let key = renamed(&store, key).await;
     let before = store.queue_item(&key).await;
     let retried = match &before {
         Ok(Some(item)) if item.status == SyncStatus::Failed => store.retry(&key, Timestamp::now()).await,
@@ -122,6 +123,7 @@ pub(crate) async fn discard(
 ) -> Result<String, Failure> {
     let key = parse_key(entity, id)?;
     let store = open_for_writing(file).await?;
+    let key = renamed(&store, key).await;
     let outcome = store.discard(&key, revert, Timestamp::now()).await;
     store.close().await;
     let outcome = match outcome {
@@ -153,4 +155,14 @@ pub(crate) async fn discard(
         })));
     }
     Ok(format!("discarded {key}: {outcome}\n"))
+}
+
+/// The key a temporary id the server has named since goes by; the key
+/// itself otherwise (or when the alias cannot be read: the command then
+/// reports what it finds under the id given).
+async fn renamed(store: &SqliteStore, key: RecordKey) -> RecordKey {
+    match store.resolve_id(&key).await {
+        Ok(id) => RecordKey::new(key.entity, id),
+        Err(_) => key,
+    }
 }

@@ -155,3 +155,76 @@ async fn an_attempt_a_killed_app_left_in_flight_can_be_discarded() {
     assert!(store.record(&key("jobs", "k")).await.unwrap().is_some());
     store.close().await;
 }
+
+/// A record created under a temporary id and renamed since is found by
+/// either id: `show` shows it under the server's id, `retry` re-arms it.
+#[tokio::test]
+async fn a_renamed_temporary_id_is_shown_and_retried_under_the_servers_id() {
+    use serde_json::json;
+    use sync_core::rename::assigned_id;
+    use sync_core::{
+        AttemptOutcome, ErrorKind, FinishedAttempt, LocalChange, RecordId, SyncOperation, Timestamp,
+    };
+
+    let (_dir, path) = support::temp_db();
+    let store = SqliteStore::open(&path).await.unwrap();
+    let temporary = RecordId::temporary();
+    let now = Timestamp::from_millis(1_000);
+    let change = LocalChange::new(
+        "projects",
+        temporary.as_str(),
+        json!({"name": "p"}),
+        SyncOperation::Create,
+    )
+    .unwrap();
+    store.save(change, now).await.unwrap();
+    let ticket = store.claim_ready(now, 1).await.unwrap().remove(0);
+    let renamed = AttemptOutcome::AppliedAs {
+        assigned: assigned_id(Some(&json!(17)), Vec::new()).unwrap(),
+        replace_local_with: None,
+        server_version: None,
+    };
+    store
+        .finish_attempts(
+            vec![FinishedAttempt {
+                ticket,
+                outcome: renamed,
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    let change = LocalChange::new("projects", "17", json!({"name": "q"}), SyncOperation::Update).unwrap();
+    store.save(change, now).await.unwrap();
+    let ticket = store.claim_ready(now, 1).await.unwrap().remove(0);
+    let parked = AttemptOutcome::Failed {
+        kind: ErrorKind::Permanent,
+        message: "HTTP 422".into(),
+        http_status: Some(422),
+        possibly_applied: false,
+        next_attempt_at: None,
+        not_before: None,
+    };
+    store
+        .finish_attempts(
+            vec![FinishedAttempt {
+                ticket,
+                outcome: parked,
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    store.close().await;
+
+    let shown = parse(&ok("show", &path, &["projects", temporary.as_str(), "--json"]));
+    assert_eq!(shown["document"]["id"], "17", "{shown}");
+    assert_eq!(shown["queueItem"]["id"], "17", "{shown}");
+    let out = ok("retry", &path, &["projects", temporary.as_str()]);
+    assert!(out.contains("retried"), "{out}");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let item = store.queue_item(&key("projects", "17")).await.unwrap().unwrap();
+    assert!(!item.is_parked(), "{item:?}");
+    assert_eq!(item.status, SyncStatus::Failed);
+    store.close().await;
+}

@@ -50,6 +50,8 @@ pub(crate) struct Layout {
     pub(crate) server_copies: bool,
     /// Whether `pull_state` exists (version 6).
     pub(crate) pull_state: bool,
+    /// Whether `id_aliases` exists (version 7).
+    pub(crate) aliases: bool,
 }
 
 /// A read-only view of one sync database file.

@@ -464,3 +464,20 @@ fn a_delete_saved_over_a_queued_change_keeps_its_document() {
         json!({"name": "a", "project_id": 5})
     );
 }
+
+#[test]
+fn a_temporary_id_with_no_item_left_is_of_unknown_state_on_the_server() {
+    let temporary = RecordId::temporary();
+    // An update of it (its create was discarded): a create that checks
+    // first, never a PUT of an id the server cannot know.
+    let updated = saved(None, &temporary, json!({"name": "a"}), SyncOperation::Update);
+    assert_eq!(
+        (updated.operation, updated.possibly_applied),
+        (SyncOperation::Create, true)
+    );
+    let deleted = saved(None, &temporary, json!({}), SyncOperation::Delete);
+    assert_eq!(
+        (deleted.operation, deleted.possibly_applied),
+        (SyncOperation::Delete, true)
+    );
+}

@@ -164,5 +164,6 @@ pub(super) async fn layout(connection: &mut SqliteConnection, path: &Path) -> Re
         http_status: version >= 4,
         server_copies: has("server_copies"),
         pull_state: has("pull_state"),
+        aliases: has("id_aliases"),
     })
 }

@@ -203,8 +203,20 @@ impl Inspection {
         let fail = |error: sqlx::Error| {
             super::check::explain(crate::error::map_sqlx(error, "reading a record"), &path)
         };
-        let (entity, id) = (key.entity.as_str(), key.id.as_str());
         let mut transaction = self.connection.begin().await.map_err(fail)?;
+        // A temporary id the server has named since: the record under its
+        // new id.
+        let renamed: Option<String> = if layout.aliases && key.id.is_temporary() {
+            sqlx::query_scalar(crate::queries::RESOLVE_ALIAS)
+                .bind(key.id.as_str())
+                .bind(key.entity.as_str())
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(fail)?
+        } else {
+            None
+        };
+        let (entity, id) = (key.entity.as_str(), renamed.as_deref().unwrap_or(key.id.as_str()));
         let record = sqlx::query(crate::queries::RECORD)
             .bind(entity)
             .bind(id)
