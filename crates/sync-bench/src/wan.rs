@@ -84,12 +84,17 @@ async fn round_trip(url: &str, count: usize) -> Result<Duration, String> {
     Ok(total / u32::try_from(count.max(1)).unwrap_or(u32::MAX))
 }
 
-/// Saves `records` projects and tasks (a project after two of its tasks,
-/// as an app adding a project from a task's screen might), then times the
-/// `sync_now` that drains them. Items per second.
-async fn drain(url: &str, dir: &std::path::Path, records: usize, concurrency: usize) -> Result<f64, String> {
-    let engine: OfflineSyncEngine = OfflineSync::builder(dir, url)
+/// The engine as an app builds it: tasks refer to projects, syncs only
+/// when asked.
+async fn open(
+    url: &str,
+    dir: &std::path::Path,
+    concurrency: usize,
+    shape: RequestShape,
+) -> Result<OfflineSyncEngine, String> {
+    OfflineSync::builder(dir, url)
         .probe_api_health("/health")
+        .shape(shape)
         .reference("tasks", "project_id", "projects")
         .options(
             OfflineSyncOptions::default()
@@ -99,7 +104,14 @@ async fn drain(url: &str, dir: &std::path::Path, records: usize, concurrency: us
         )
         .build()
         .await
-        .map_err(err("opening the engine"))?;
+        .map_err(err("opening the engine"))
+}
+
+/// Saves `records` projects and tasks (a project after two of its tasks,
+/// as an app adding a project from a task's screen might), then times the
+/// `sync_now` that drains them. Items per second.
+async fn drain(url: &str, dir: &std::path::Path, records: usize, concurrency: usize) -> Result<f64, String> {
+    let engine = open(url, dir, concurrency, RequestShape::rest()).await?;
     let projects = records / (TASKS_PER_PROJECT + 1);
     for p in 0..projects {
         for t in 0..TASKS_PER_PROJECT {
@@ -152,19 +164,13 @@ async fn drain_assigned(
     records: usize,
     concurrency: usize,
 ) -> Result<f64, String> {
-    let engine: OfflineSyncEngine = OfflineSync::builder(dir, url)
-        .probe_api_health("/health")
-        .shape(RequestShape::rest().local_id_field("client_ref"))
-        .reference("tasks", "project_id", "projects")
-        .options(
-            OfflineSyncOptions::default()
-                .sync_after_save(false)
-                .connectivity_check_interval(None)
-                .concurrency(concurrency),
-        )
-        .build()
-        .await
-        .map_err(err("opening the engine"))?;
+    let engine = open(
+        url,
+        dir,
+        concurrency,
+        RequestShape::rest().local_id_field("client_ref"),
+    )
+    .await?;
     let projects = records / (TASKS_PER_PROJECT + 1);
     for _ in 0..projects {
         let project = engine

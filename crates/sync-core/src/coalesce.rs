@@ -190,15 +190,17 @@ pub fn plan_save(
     context: SaveContext,
 ) -> SavePlan {
     let desired = Desired::of(change.operation);
-    // A temporary id with no item left (its create discarded): the app
-    // cannot know what the server holds, since only the engine could have
-    // sent it; the server's state is unknown, so a create checks first and
-    // a delete looks the record up.
-    let view = if existing.is_none() && change.key.id.is_temporary() {
-        ServerView::Unknown
-    } else {
-        server_view(existing, local_exists, change.operation)
-    };
+    // An update or delete of a temporary id with no item left (its create
+    // discarded): the app cannot know what the server holds, since only
+    // the engine could have sent it; the server's state is unknown, so the
+    // record is created after a check, or looked up to be deleted. A
+    // create of a new temporary id is what it says.
+    let view =
+        if existing.is_none() && change.key.id.is_temporary() && change.operation != SyncOperation::Create {
+            ServerView::Unknown
+        } else {
+            server_view(existing, local_exists, change.operation)
+        };
     let document = match desired {
         Desired::Exists => DocumentWrite::Upsert(change.payload.clone()),
         Desired::Deleted => DocumentWrite::Remove,
