@@ -170,12 +170,19 @@ impl RecordId {
     /// and exactly 32 lowercase hex digits.
     #[must_use]
     pub fn is_temporary(&self) -> bool {
-        self.0.strip_prefix(TEMPORARY_PREFIX).is_some_and(|hex| {
-            hex.len() == 32
-                && hex
-                    .bytes()
+        Self::is_temporary_text(&self.0)
+    }
+
+    /// Whether `text` is a temporary id ([`Self::is_temporary`]), without
+    /// making a `RecordId` of it: cheap enough for every string of every
+    /// document saved.
+    #[must_use]
+    pub fn is_temporary_text(text: &str) -> bool {
+        text.len() == TEMPORARY_PREFIX.len() + 32
+            && text.strip_prefix(TEMPORARY_PREFIX).is_some_and(|hex| {
+                hex.bytes()
                     .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
-        })
+            })
     }
 }
 

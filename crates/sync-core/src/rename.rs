@@ -310,8 +310,8 @@ pub fn temporary_ids_in(change: &LocalChange) -> Vec<RecordId> {
         .payload
         .values()
         .filter_map(Value::as_str)
+        .filter(|text| RecordId::is_temporary_text(text))
         .filter_map(|text| text.parse::<RecordId>().ok())
-        .filter(RecordId::is_temporary)
         .collect();
     if change.key.id.is_temporary() {
         ids.push(change.key.id.clone());
@@ -339,6 +339,7 @@ pub fn apply_aliases(mut change: LocalChange, aliases: &HashMap<RecordId, Alias>
     for (field, value) in &mut change.payload {
         let renamed = value
             .as_str()
+            .filter(|text| RecordId::is_temporary_text(text))
             .and_then(|text| text.parse::<RecordId>().ok())
             .and_then(|id| aliases.get(&id));
         let Some(alias) = renamed else { continue };
@@ -366,8 +367,8 @@ pub fn stray_temporary_ids(
 ) -> Vec<(String, RecordId)> {
     fn walk(value: &Value, path: &str, found: &mut Vec<(String, RecordId)>) {
         match value {
-            Value::String(text) => {
-                if let Some(id) = text.parse::<RecordId>().ok().filter(RecordId::is_temporary) {
+            Value::String(text) if RecordId::is_temporary_text(text) => {
+                if let Ok(id) = text.parse::<RecordId>() {
                     found.push((path.to_owned(), id));
                 }
             }
@@ -384,11 +385,21 @@ pub fn stray_temporary_ids(
             _ => {}
         }
     }
+    // Most documents hold none: look first, name the paths only then.
+    fn holds_one(value: &Value) -> bool {
+        match value {
+            Value::String(text) => RecordId::is_temporary_text(text),
+            Value::Array(items) => items.iter().any(holds_one),
+            Value::Object(fields) => fields.values().any(holds_one),
+            _ => false,
+        }
+    }
     let mut found = Vec::new();
     for (field, value) in document {
         match value {
             Value::String(_) if field == OWN_ID_FIELD || declared(field) => {}
-            _ => walk(value, field, &mut found),
+            _ if holds_one(value) => walk(value, field, &mut found),
+            _ => {}
         }
     }
     found
