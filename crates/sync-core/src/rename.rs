@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::attempt::AttemptOutcome;
+use crate::attempt::{AttemptOutcome, AttemptTicket, SendPlan};
 use crate::clock::Timestamp;
 use crate::error::ErrorKind;
 use crate::ids::{EntityName, OperationId, RecordId, RecordKey};
@@ -191,6 +191,28 @@ pub fn check_target(
     }
 }
 
+/// The outcome to record instead of `outcome` when its rename is refused
+/// ([`check_target`]): the park of [`AssignedIdRefusal::outcome`]. `None`
+/// when `outcome` renames nothing, when the item no longer carries the
+/// ticket's attempt (nothing is applied then), or when the new id is free.
+/// `target_item` and `target_document` are what the store holds under the
+/// server's id. A store calls this before [`crate::attempt::finish_attempt`].
+#[must_use]
+pub fn refused_rename(
+    current: Option<&SyncQueueItem>,
+    ticket: &AttemptTicket,
+    outcome: &AttemptOutcome,
+    target_item: Option<&SyncQueueItem>,
+    target_document: Option<&JsonObject>,
+) -> Option<AttemptOutcome> {
+    outcome.assigned()?;
+    current.filter(|item| item.in_flight == Some(ticket.attempt))?;
+    let after_lost_answer = ticket.plan != SendPlan::Create;
+    check_target(target_item, target_document, &ticket.key.id, after_lost_answer)
+        .err()
+        .map(AssignedIdRefusal::outcome)
+}
+
 /// A rename to apply with an attempt's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rename {
@@ -222,22 +244,16 @@ impl Rename {
         rewrite_field(document, OWN_ID_FIELD, &self.from.id, &self.value)
     }
 
-    /// The fields of a document of `entity` that refer to the renamed
-    /// record.
-    pub fn fields_of<'a>(&'a self, entity: &'a EntityName) -> impl Iterator<Item = &'a str> + 'a {
-        self.referring
-            .iter()
-            .filter(move |referring| &referring.entity == entity)
-            .map(|referring| referring.field.as_str())
-    }
-
     /// A document of `entity` with its references to the temporary id
     /// moved to the new one; `true` when any changed.
     pub fn rewrite_references(&self, entity: &EntityName, document: &mut JsonObject) -> bool {
-        let fields: Vec<&str> = self.fields_of(entity).collect();
         let mut changed = false;
-        for field in fields {
-            changed |= rewrite_field(document, field, &self.from.id, &self.value);
+        for referring in self
+            .referring
+            .iter()
+            .filter(|referring| &referring.entity == entity)
+        {
+            changed |= rewrite_field(document, &referring.field, &self.from.id, &self.value);
         }
         changed
     }

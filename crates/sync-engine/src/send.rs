@@ -138,25 +138,11 @@ impl Requests<'_> {
         base: Option<&JsonObject>,
         version: Option<&str>,
     ) -> Result<WriteAnswer, ApiError> {
-        self.write_as(&self.ticket.key.id, kind, data, base, version)
-            .await
-    }
-
-    /// A write to another id than the ticket's: the server's id of a
-    /// record created under a temporary one.
-    async fn write_as(
-        &self,
-        id: &sync_core::RecordId,
-        kind: WriteKind,
-        data: &JsonObject,
-        base: Option<&JsonObject>,
-        version: Option<&str>,
-    ) -> Result<WriteAnswer, ApiError> {
         self.adapter
             .write(WriteRequest {
                 kind,
                 entity: &self.ticket.key.entity,
-                id,
+                id: &self.ticket.key.id,
                 data,
                 base,
                 version,

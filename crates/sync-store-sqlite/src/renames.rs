@@ -5,10 +5,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use sqlx::{AssertSqlSafe, Row, SqliteConnection};
-use sync_core::SendPlan;
 use sync_core::attempt::finish_attempt;
 use sync_core::coalesce::{DocumentWrite, QueueWrite};
-use sync_core::rename::{Alias, Rename, check_target};
+use sync_core::rename::{Alias, Rename, refused_rename};
 use sync_core::{
     EntityName, FinishResult, FinishedAttempt, JsonObject, LocalRecord, RecordId, RecordKey, StoreError,
     StoreEvent, SyncQueueItem, Timestamp,
@@ -66,9 +65,13 @@ fn alias_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<(RecordId, Alias), St
 /// checked it may be: `sync_core::rename::check_target`); the queue row
 /// keeps its place in the queue. Returns the document that was under the
 /// temporary key, if any, for the caller to write under the new one.
+/// When a document is written there (`answer_adopted`, or the one moved),
+/// the new key's row is overwritten rather than deleted, so it keeps the
+/// mark of a listing that showed it (a pull's copy of this very record).
 pub(crate) async fn move_rows(
     connection: &mut SqliteConnection,
     rename: &Rename,
+    answer_adopted: bool,
     now: Timestamp,
 ) -> Result<Option<LocalRecord>, StoreError> {
     let (from, to) = (&rename.from, &rename.to);
@@ -81,7 +84,12 @@ pub(crate) async fn move_rows(
         .as_ref()
         .map(record_from_row)
         .transpose()?;
-    for table in ["records", "queue", "server_copies"] {
+    let replaced: &[&str] = if answer_adopted || moved.is_some() {
+        &["queue", "server_copies"]
+    } else {
+        &["records", "queue", "server_copies"]
+    };
+    for table in replaced {
         rows::delete_keys(connection, table, &[to]).await?;
     }
     rows::delete_keys(connection, "records", &[from]).await?;
@@ -158,35 +166,26 @@ impl Writer {
         let mut changes = Changes::default();
         self.load(&mut changes, &[&ticket.key, &to], true).await?;
         let current = changes.state(&ticket.key).item.clone();
-        let carries = current
+        self.statements.add(1);
+        let there = sqlx::query(queries::RECORD)
+            .bind(to.entity.as_str())
+            .bind(to.id.as_str())
+            .fetch_optional(&mut self.connection)
+            .await
+            .map_err(|error| map_sqlx(error, "reading the record under the server's id"))?
             .as_ref()
-            .is_some_and(|item| item.in_flight == Some(ticket.attempt));
-        let there = if carries {
-            self.statements.add(1);
-            sqlx::query(queries::RECORD)
-                .bind(to.entity.as_str())
-                .bind(to.id.as_str())
-                .fetch_optional(&mut self.connection)
-                .await
-                .map_err(|error| map_sqlx(error, "reading the record under the server's id"))?
-                .as_ref()
-                .map(record_from_row)
-                .transpose()?
-        } else {
-            None
-        };
-        let document = there.as_ref().map(|record| &record.data);
-        if carries
-            && let Err(refusal) = check_target(
-                changes.state(&to).item.as_ref(),
-                document,
-                &ticket.key.id,
-                ticket.plan != SendPlan::Create,
-            )
-        {
+            .map(record_from_row)
+            .transpose()?;
+        if let Some(parked) = refused_rename(
+            current.as_ref(),
+            ticket,
+            outcome,
+            changes.state(&to).item.as_ref(),
+            there.as_ref().map(|record| &record.data),
+        ) {
             let parked = FinishedAttempt {
                 ticket: ticket.clone(),
-                outcome: refusal.outcome(),
+                outcome: parked,
             };
             return self.finish_plain(std::slice::from_ref(&parked), now).await;
         }
@@ -196,7 +195,7 @@ impl Writer {
             return self.finish_plain(std::slice::from_ref(finished), now).await;
         };
         self.statements.add(8);
-        let moved = move_rows(&mut self.connection, &rename, now).await?;
+        let moved = move_rows(&mut self.connection, &rename, plan.document.is_some(), now).await?;
         let mut changes = Changes::default();
         changes.events.push(StoreEvent::Renamed {
             from: rename.from.clone(),

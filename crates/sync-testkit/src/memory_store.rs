@@ -268,7 +268,7 @@ impl SyncStore for MemoryStore {
 
     async fn resolve_id(&self, key: &RecordKey) -> Result<RecordId, StoreError> {
         let state = self.lock()?;
-        Ok(Self::resolved_id(&state, key))
+        Ok(Self::resolve_key(&state, key).id)
     }
 
     async fn records(&self, entity: &EntityName) -> Result<Vec<LocalRecord>, StoreError> {

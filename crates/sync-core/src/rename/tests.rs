@@ -481,3 +481,50 @@ fn a_temporary_id_with_no_item_left_is_of_unknown_state_on_the_server() {
         (SyncOperation::Delete, true)
     );
 }
+
+#[test]
+fn a_rename_is_refused_only_for_the_attempt_the_item_carries_and_a_taken_id() {
+    let temporary = RecordId::temporary();
+    let item = saved(None, &temporary, json!({"name": "a"}), SyncOperation::Create);
+    let (claimed, ticket) = begin_attempt(&item, NOW).unwrap();
+    let outcome = applied_as(json!(17), None);
+    let taken = saved(
+        None,
+        &"17".parse().unwrap(),
+        json!({"name": "b"}),
+        SyncOperation::Update,
+    );
+    assert_eq!(
+        refused_rename(Some(&claimed), &ticket, &outcome, Some(&taken), None),
+        Some(AssignedIdRefusal::Clash.outcome())
+    );
+    assert_eq!(
+        refused_rename(Some(&claimed), &ticket, &outcome, None, None),
+        None,
+        "free"
+    );
+    // An attempt given up on: nothing applies, so nothing is refused.
+    assert_eq!(
+        refused_rename(Some(&item), &ticket, &outcome, Some(&taken), None),
+        None
+    );
+    // An outcome that renames nothing.
+    let plain = AttemptOutcome::Applied {
+        replace_local_with: None,
+        server_version: None,
+    };
+    assert_eq!(
+        refused_rename(Some(&claimed), &ticket, &plain, Some(&taken), None),
+        None
+    );
+    // Another record's document there: refused on a first create, taken
+    // after a lost answer (a pull may have brought this record).
+    let theirs = object(json!({"name": "theirs"}));
+    assert!(refused_rename(Some(&claimed), &ticket, &outcome, None, Some(&theirs)).is_some());
+    let mut retried = ticket;
+    retried.plan = crate::attempt::SendPlan::CreateIfAbsent;
+    assert_eq!(
+        refused_rename(Some(&claimed), &retried, &outcome, None, Some(&theirs)),
+        None
+    );
+}

@@ -524,6 +524,7 @@ where
     listing::a_listing_marks_what_it_shows_and_sweeps_the_rest(&new_store().await).await;
     listing::a_listing_marks_the_records_it_showed_under_a_pending_change(&new_store().await).await;
     listing::a_first_pull_sweeps_what_the_server_no_longer_has(&new_store().await).await;
+    listing::a_renamed_record_keeps_the_mark_of_the_listing_that_showed_it(&new_store().await).await;
     a_refused_page_changes_nothing(&new_store().await).await;
     pulled_changes_are_published(&new_store().await).await;
 }

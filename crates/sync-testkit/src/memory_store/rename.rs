@@ -1,11 +1,10 @@
 //! Server-assigned ids in the memory store (`sync_core::rename`): the
 //! SQLite store's semantics on maps.
 
-use sync_core::SendPlan;
 use sync_core::attempt::finish_attempt;
 use sync_core::coalesce::DocumentWrite;
-use sync_core::rename::{Alias, check_target};
-use sync_core::{FinishResult, FinishedAttempt, LocalChange, RecordId, RecordKey, StoreEvent, Timestamp};
+use sync_core::rename::{Alias, refused_rename};
+use sync_core::{FinishResult, FinishedAttempt, LocalChange, RecordKey, StoreEvent, Timestamp};
 
 use super::{Entry, MemoryStore, State, apply_copy};
 
@@ -29,11 +28,6 @@ impl MemoryStore {
         }
     }
 
-    /// The id a key goes by now.
-    pub(super) fn resolved_id(state: &State, key: &RecordKey) -> RecordId {
-        Self::resolve_key(state, key).id
-    }
-
     /// Applies one finished attempt; an [`sync_core::AttemptOutcome::AppliedAs`]
     /// renames the record (unless the new id is taken: parked instead).
     pub(super) fn finish_one(
@@ -42,22 +36,21 @@ impl MemoryStore {
         finished: FinishedAttempt,
         now: Timestamp,
     ) -> FinishResult {
-        let FinishedAttempt { ticket, mut outcome } = finished;
+        let FinishedAttempt { ticket, outcome } = finished;
         let current = state.queue.get(&ticket.key).map(|entry| entry.item.clone());
-        if let Some(assigned) = outcome.assigned()
-            && current
-                .as_ref()
-                .is_some_and(|item| item.in_flight == Some(ticket.attempt))
-        {
-            let to = RecordKey::new(ticket.key.entity.clone(), assigned.id.clone());
-            let taken = state.queue.get(&to).map(|entry| &entry.item);
-            let document = state.records.get(&to).map(|record| &record.data);
-            if let Err(refusal) =
-                check_target(taken, document, &ticket.key.id, ticket.plan != SendPlan::Create)
-            {
-                outcome = refusal.outcome();
-            }
-        }
+        let to = outcome
+            .assigned()
+            .map(|assigned| RecordKey::new(ticket.key.entity.clone(), assigned.id.clone()));
+        let target_item = to
+            .as_ref()
+            .and_then(|to| state.queue.get(to))
+            .map(|entry| &entry.item);
+        let target_document = to
+            .as_ref()
+            .and_then(|to| state.records.get(to))
+            .map(|record| &record.data);
+        let outcome = refused_rename(current.as_ref(), &ticket, &outcome, target_item, target_document)
+            .unwrap_or(outcome);
         let plan = finish_attempt(current.as_ref(), &ticket, &outcome, now);
         if let Some(rename) = &plan.rename {
             // Move the rows: the new key's are replaced; the queue entry

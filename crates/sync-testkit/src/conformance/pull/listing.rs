@@ -206,3 +206,56 @@ pub async fn a_first_pull_sweeps_what_the_server_no_longer_has(store: &dyn SyncS
     assert_eq!(counted, counts(0, 0, 0, 0));
     assert_eq!(store.records(&tasks()).await.unwrap().len(), 3);
 }
+
+/// A record a listing showed, then replaced by the rename of a record
+/// created under a temporary id (the same record: the create's answer
+/// was lost, the listing brought it), keeps the listing's mark: the
+/// listing's end does not sweep it, even with its synced item cleared.
+pub async fn a_renamed_record_keeps_the_mark_of_the_listing_that_showed_it(store: &dyn SyncStore) {
+    let temporary = sync_core::RecordId::temporary();
+    store
+        .save(
+            super::super::change_with(
+                "tasks",
+                temporary.as_str(),
+                SyncOperation::Create,
+                json!({"title": "new"}),
+            ),
+            T0,
+        )
+        .await
+        .unwrap();
+    // The create's answer is lost: possibly applied.
+    let lost = sync_core::attempt::AttemptOutcome::Released {
+        possibly_applied: true,
+    };
+    attempt_with(store, lost, T0).await;
+    pull(
+        store,
+        listing(vec![upsert("17", json!({"id": 17, "title": "new"}), None)], true),
+        Vec::new(),
+        T1,
+    )
+    .await
+    .unwrap();
+    let renamed = sync_core::attempt::AttemptOutcome::AppliedAs {
+        assigned: sync_core::rename::assigned_id(Some(&json!(17)), Vec::new()).unwrap(),
+        replace_local_with: None,
+        server_version: None,
+    };
+    attempt_with(store, renamed, T2).await;
+    store.clear_synced().await.unwrap();
+    assert_eq!(item(store, "17").await, None);
+    pull(store, listing(Vec::new(), false), Vec::new(), T3)
+        .await
+        .unwrap();
+    assert_eq!(document(store, "17").await, Some(json!({"title": "new"})));
+    assert_eq!(
+        store
+            .resolve_id(&key("tasks", temporary.as_str()))
+            .await
+            .unwrap()
+            .as_str(),
+        "17"
+    );
+}
